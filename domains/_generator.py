@@ -1,0 +1,203 @@
+"""The generator: a GPT-2-style causal LM built from a config, sampling and batched scoring.
+
+Legend: b batch, t time, v vocab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from ._tokenizer import decode
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorPreset:
+    """Size of a GPT-2-style generator."""
+
+    n_layer: int  # transformer blocks
+    n_head: int  # attention heads per block
+    n_embd: int  # width; must be divisible by n_head
+    n_positions: int  # context length in tokens, BOS and EOS included
+    dropout: float = 0.0  # residual/attention/embedding dropout
+
+    def __post_init__(self) -> None:
+        if min(self.n_layer, self.n_head, self.n_embd, self.n_positions) <= 0:
+            raise ValueError(f"all sizes must be positive: {self}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1): {self.dropout}")
+
+
+PRESETS: dict[str, GeneratorPreset] = {
+    "tiny": GeneratorPreset(n_layer=2, n_head=2, n_embd=32, n_positions=128),
+    "small": GeneratorPreset(n_layer=4, n_head=4, n_embd=256, n_positions=512, dropout=0.1),
+    "medium": GeneratorPreset(n_layer=6, n_head=8, n_embd=384, n_positions=1024, dropout=0.1),
+}
+
+
+def build_generator(
+    preset: str | GeneratorPreset, tokenizer: PreTrainedTokenizerFast, seed: int = 0
+) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 LM sized by `preset` with `tokenizer`'s vocabulary."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=preset.n_positions,
+        n_embd=preset.n_embd,
+        n_layer=preset.n_layer,
+        n_head=preset.n_head,
+        resid_pdrop=preset.dropout,
+        embd_pdrop=preset.dropout,
+        attn_pdrop=preset.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config)
+
+
+def load_generator(directory: str | Path) -> GPT2LMHeadModel:
+    """Load a generator saved with `save_pretrained`, in eval mode."""
+    path = Path(directory)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"no generator in {path} (config.json missing); run `gradopt train-generator`")
+    return GPT2LMHeadModel.from_pretrained(str(path)).eval()
+
+
+def context_length(model) -> int:
+    return int(model.config.n_positions)
+
+
+def check_length(model, n_tokens: int, what: str = "sequence") -> None:
+    """Raise a clear error when `n_tokens` exceeds the model's context."""
+    n = context_length(model)
+    if n_tokens > n:
+        raise ValueError(
+            f"{what} has {n_tokens} tokens but the model's context is {n}; "
+            "shorten it (e.g. edit fewer bars) or train a generator with a longer context"
+        )
+
+
+def encode_batch(
+    tokenizer: PreTrainedTokenizerFast, texts: list[str], model=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Texts -> (ids (b, t), attention_mask (b, t)) with BOS/EOS, right-padded."""
+    enc = tokenizer(list(texts), padding=True, return_tensors="pt")
+    if model is not None:
+        check_length(model, enc["input_ids"].shape[1])
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def token_log_probs(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(ids[:, i] | ids[:, :i]) for i >= 1 -> (b, t-1), zero at padding.
+
+    Naive equivalent: ``log_softmax(logits[:, :-1]).gather(-1, ids[:, 1:, None])[..., 0]``.
+    """
+    check_length(model, ids.shape[1])
+    if attention_mask is None:
+        attention_mask = torch.ones_like(ids)
+    logits = model(input_ids=ids, attention_mask=attention_mask).logits[:, :-1]  # (b, t-1, v)
+    logp = torch.gather(F.log_softmax(logits.float(), -1), -1, ids[:, 1:, None])[..., 0]
+    return logp * attention_mask[:, 1:].to(logp.dtype)
+
+
+@torch.no_grad()
+def log_likelihood(
+    model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None, batch_size: int = 64
+) -> torch.Tensor:
+    """Total log-likelihood of each sequence (BOS excluded, EOS included) -> (b,)."""
+    model.eval()
+    out = []
+    for i in range(0, ids.shape[0], batch_size):
+        m = None if attention_mask is None else attention_mask[i : i + batch_size]
+        out.append(token_log_probs(model, ids[i : i + batch_size], m).sum(-1))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def score_texts(model, tokenizer, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """Log-likelihood of each text under the generator -> (b,)."""
+    ids, mask = encode_batch(tokenizer, texts, model)
+    return log_likelihood(model, ids, mask, batch_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleConfig:
+    """How to sample from the generator."""
+
+    temperature: float = 1.0  # softmax temperature; > 0
+    top_k: int = 0  # keep the k most likely tokens; 0 = off
+    top_p: float = 1.0  # nucleus sampling mass; 1.0 = off
+    max_new_tokens: int = 255  # tokens generated after the prefix
+    batch_size: int = 32  # sequences per forward pass
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"bad top_k={self.top_k} / top_p={self.top_p}")
+        if self.max_new_tokens <= 0 or self.batch_size <= 0:
+            raise ValueError("max_new_tokens and batch_size must be positive")
+
+
+@torch.no_grad()
+def sample_ids(
+    model, tokenizer, n: int, cfg: SampleConfig = SampleConfig(), prefix: str = "", seed: int = 0
+) -> list[list[int]]:
+    """`n` samples as token ids (BOS, prefix, continuation, EOS if reached)."""
+    model.eval()
+    prefix_ids = [tokenizer.bos_token_id] + tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    max_new = min(cfg.max_new_tokens, context_length(model) - len(prefix_ids))
+    if max_new <= 0:
+        check_length(model, len(prefix_ids) + 1, "prefix")
+    gen = torch.Generator().manual_seed(seed)
+    results: list[list[int]] = []
+    for start in range(0, n, cfg.batch_size):
+        b = min(cfg.batch_size, n - start)
+        ids = torch.tensor([prefix_ids] * b)
+        done = torch.zeros(b, dtype=torch.bool)
+        past = None
+        step_in = ids
+        for _ in range(max_new):
+            attn = torch.ones(b, ids.shape[1], dtype=torch.long)
+            out = model(input_ids=step_in, attention_mask=attn, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[:, -1].float() / cfg.temperature  # (b, v)
+            logits[:, tokenizer.pad_token_id] = -float("inf")
+            logits[:, tokenizer.bos_token_id] = -float("inf")
+            if tokenizer.unk_token_id is not None:
+                logits[:, tokenizer.unk_token_id] = -float("inf")
+            if cfg.top_k:
+                kth = torch.topk(logits, min(cfg.top_k, logits.shape[-1])).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, -float("inf"))
+            if cfg.top_p < 1.0:
+                sorted_logits, order = torch.sort(logits, descending=True)
+                cum = torch.softmax(sorted_logits, -1).cumsum(-1)
+                drop = cum - torch.softmax(sorted_logits, -1) > cfg.top_p
+                sorted_logits = sorted_logits.masked_fill(drop, -float("inf"))
+                logits = torch.full_like(logits, -float("inf")).scatter(-1, order, sorted_logits)
+            nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)  # (b, 1)
+            nxt = torch.where(done[:, None], torch.full_like(nxt, tokenizer.pad_token_id), nxt)
+            ids = torch.cat([ids, nxt], 1)
+            done |= nxt[:, 0] == tokenizer.eos_token_id
+            step_in = nxt
+            if done.all():
+                break
+        for row in ids.tolist():
+            row = [t for t in row if t != tokenizer.pad_token_id]
+            results.append(row)
+    return results
+
+
+def sample(model, tokenizer, n: int, cfg: SampleConfig = SampleConfig(), prefix: str = "", seed: int = 0) -> list[str]:
+    """`n` decoded samples (prefix included)."""
+    return [decode(tokenizer, row) for row in sample_ids(model, tokenizer, n, cfg, prefix, seed)]
