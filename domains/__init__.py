@@ -34,3 +34,27 @@ __all__ = [
     "build_char_tokenizer", "build_tokenizer", "check_in_vocab", "decode", "load_tokenizer",
     "save_tokenizer",
 ]
+
+from ._abc import ABCDomain, validate_abc
+from ._abc_corpus import (
+    ALL_COLLECTIONS,
+    ESSEN,
+    FIDDLE,
+    CorpusError,
+    CorpusReport,
+    NormaliseConfig,
+    content_hash,
+    load_abc_corpus,
+    load_abc_file,
+    normalise,
+    split_corpus,
+    split_of,
+    split_tunes,
+)
+from ._render import RenderError, abc_to_midi, find_soundfont, midi_to_wav
+
+__all__ += [
+    "ABCDomain", "validate_abc", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError", "CorpusReport",
+    "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "normalise", "split_corpus",
+    "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
+]

@@ -1,0 +1,66 @@
+"""Rendering: ABC -> MIDI with abc2midi (music21 as fallback), MIDI -> WAV with fluidsynth."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+SOUNDFONTS = (
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+)
+INSTALL_HINT = "apt-get install -y abcmidi fluidsynth timgm6mb-soundfont (or run `make setup`)"
+
+
+class RenderError(RuntimeError):
+    """A piece could not be rendered; the message says why and what to install."""
+
+
+def abc_to_midi(text: str, path: str | Path) -> Path:
+    """Write ABC `text` as a MIDI file at `path` (abc2midi if installed, else music21)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exe = shutil.which("abc2midi")
+    if exe:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "tune.abc"
+            src.write_text(text)
+            # Always pass -o: without it abc2midi writes next to its input.
+            proc = subprocess.run([exe, str(src), "-o", str(path)], capture_output=True, text=True, timeout=60)
+        if path.exists() and path.stat().st_size > 0:
+            return path
+        raise RenderError(f"abc2midi could not render the tune: {proc.stdout[-300:]} {proc.stderr[-300:]}")
+    import music21
+
+    try:
+        score = music21.converter.parse(text, format="abc")
+        score.write("midi", fp=str(path))
+    except Exception as err:  # music21 raises many exception types on bad ABC
+        raise RenderError(f"music21 could not render the tune: {err}") from err
+    return path
+
+
+def find_soundfont() -> Path | None:
+    for sf in SOUNDFONTS:
+        if Path(sf).exists():
+            return Path(sf)
+    return None
+
+
+def midi_to_wav(midi_path: str | Path, wav_path: str | Path, sample_rate: int = 22050) -> Path:
+    """Render a MIDI file to WAV with fluidsynth; a clear `RenderError` if it is missing."""
+    exe, sf = shutil.which("fluidsynth"), find_soundfont()
+    if not exe or sf is None:
+        raise RenderError(f"WAV rendering needs fluidsynth and a General MIDI soundfont: {INSTALL_HINT}")
+    wav_path = Path(wav_path)
+    wav_path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [exe, "-ni", "-r", str(sample_rate), "-F", str(wav_path), str(sf), str(midi_path)],
+        capture_output=True, timeout=300, check=False,
+    )
+    if not wav_path.exists() or wav_path.stat().st_size == 0:
+        raise RenderError(f"fluidsynth produced no audio for {midi_path}")
+    return wav_path
