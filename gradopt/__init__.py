@@ -1,0 +1,51 @@
+"""gradopt: improve sequences by gradient ascent through a learned reward model.
+
+The ascent engine: relaxations (`_relax`), objective terms (`_objective`), projections
+(`_projection`), the exact-swap polish (`_polish`), the optimizer adapter (`_optim`), frozen-position
+masks (`_masks`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
+likely reward-model blind spots (`_harvest`).
+"""
+
+from ._ascent import AscentConfig, optimize, pad_batch, row_seed
+from ._masks import bar_of_chars, freeze_bars, freeze_positions, freeze_prefix, freeze_special, parse_bars
+from ._objective import (
+    ObjectiveWeights,
+    Terms,
+    discrete_log_likelihood,
+    discrete_terms,
+    kl_to_start,
+    mean_entropy,
+    relaxed_terms,
+    reward_term,
+    smoothed_start,
+    soft_log_likelihood,
+)
+from ._optim import Adam
+from ._polish import PolishConfig, polish, propose_swaps, sample_candidates
+from ._projection import project_argmax, project_nearest
+from ._relax import (
+    RELAXATIONS,
+    EmbeddingPEZ,
+    GumbelSoftmax,
+    RelaxContext,
+    Relaxation,
+    Relaxed,
+    SimplexEntropy,
+    SimplexLogits,
+    StraightThrough,
+    make_relaxation,
+)
+from ._result import AscentResult, RowResult
+from ._simplex import project_entropy, project_simplex, tsallis2_entropy
+
+__all__ = [
+    "AscentConfig", "optimize", "pad_batch", "row_seed",
+    "bar_of_chars", "freeze_bars", "freeze_positions", "freeze_prefix", "freeze_special", "parse_bars",
+    "ObjectiveWeights", "Terms", "discrete_log_likelihood", "discrete_terms", "kl_to_start", "mean_entropy",
+    "relaxed_terms", "reward_term", "smoothed_start", "soft_log_likelihood",
+    "Adam", "PolishConfig", "polish", "propose_swaps", "sample_candidates",
+    "project_argmax", "project_nearest",
+    "RELAXATIONS", "EmbeddingPEZ", "GumbelSoftmax", "RelaxContext", "Relaxation", "Relaxed", "SimplexEntropy",
+    "SimplexLogits", "StraightThrough", "make_relaxation",
+    "AscentResult", "RowResult", "project_entropy", "project_simplex", "tsallis2_entropy",
+]

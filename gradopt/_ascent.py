@@ -1,0 +1,298 @@
+"""The batched ascent driver: move many sequences uphill on the reward model at once.
+
+Legend: b input sequences, r restarts, B = b*r rows, t time, v vocab, d embedding width.
+
+Rows are laid out b-major (row = i*r + j). Every `check_every` steps each row is projected to
+tokens and scored exactly (reward model on ids, generator on ids); the row keeps its best *verified
+discrete* sequence. The soft objective is only used to move and to measure the relaxation gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ._models import frozen_models, model_context, special_ids, vocab_check
+from ._objective import ObjectiveWeights, Terms, discrete_terms, relaxed_terms, smoothed_start
+from ._optim import Adam
+from ._polish import PolishConfig, polish
+from ._relax import RelaxContext, Relaxation, Relaxed, SimplexEntropy
+from ._result import AscentResult, RowResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class AscentConfig:
+    """Settings of one ascent run; parts are swappable objects (see `_relax`, `_optim`, `_polish`)."""
+
+    steps: int = 60  # gradient steps
+    check_every: int = 10  # project and score exactly every k steps (and after the last)
+    restarts: int = 1  # rows per input; restart 0 starts from the input itself
+    restart_noise: float = 0.15  # fraction of free positions redrawn at random for restarts > 0
+    seed: int = 0  # seeds restarts, Gumbel noise and polish candidates (per row, by content)
+    relaxation: Relaxation = field(default_factory=SimplexEntropy)  # how tokens become continuous
+    objective: ObjectiveWeights = field(default_factory=ObjectiveWeights)  # term weights
+    optimizer: Adam = field(default_factory=Adam)  # elementwise optimizer on the one tensor
+    polish: PolishConfig = field(default_factory=PolishConfig)  # final exact swaps (rounds=0: off)
+    require_valid: bool = True  # never keep a sequence failing `validate` (if the start passes)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.check_every <= 0 or self.restarts <= 0:
+            raise ValueError(f"need steps >= 0, check_every > 0, restarts > 0: {self}")
+        if not 0.0 <= self.restart_noise <= 1.0:
+            raise ValueError(f"restart_noise must be in [0, 1], got {self.restart_noise}")
+        for name in ("relaxation", "objective", "optimizer", "polish"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} must not be None")
+
+
+def row_seed(seed: int, restart: int, tokens: Sequence[int]) -> int:
+    """A row's seed from the run seed, its restart index and its own tokens only, so a row's
+    randomness does not depend on the rest of the batch (batched = one-by-one)."""
+    h = hashlib.sha256(f"{seed}:{restart}:{','.join(map(str, tokens))}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def pad_batch(init, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists (or a (b,t) tensor) -> (ids (b,t), attention mask (b,t)), right-padded."""
+    if isinstance(init, torch.Tensor):
+        init = [[int(x) for x in row if int(x) != pad_id] for row in init.tolist()]
+    rows = [list(map(int, row)) for row in init]
+    if not rows or min(len(r) for r in rows) == 0:
+        raise ValueError("optimize needs at least one non-empty sequence")
+    t = max(len(r) for r in rows)
+    ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), t), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _uniform_noise(gens: list[torch.Generator], lengths: list[int], t: int, v: int, dtype) -> torch.Tensor:
+    out = torch.full((len(gens), t, v), 0.5, dtype=dtype)
+    for r, (g, n) in enumerate(zip(gens, lengths)):
+        out[r, :n] = torch.rand((n, v), generator=g, dtype=dtype)
+    return out
+
+
+def _perturb(ids, free, allowed, gens, frac: float):
+    """Redraw a fraction of each row's free positions uniformly from the allowed tokens."""
+    tokens = allowed.nonzero()[:, 0]
+    out = ids.clone()
+    for r in range(ids.shape[0]):
+        pos = free[r].nonzero()[:, 0]
+        k = int(round(frac * len(pos)))
+        if k == 0:
+            continue
+        pick = pos[torch.randperm(len(pos), generator=gens[r])[:k]]
+        out[r, pick] = tokens[torch.randint(len(tokens), (k,), generator=gens[r])]
+    return out
+
+
+def optimize(
+    init,
+    reward_model,
+    generator,
+    cfg: AscentConfig = AscentConfig(),
+    *,
+    tokenizer=None,
+    freeze: torch.Tensor | None = None,
+    validate: Callable[[str], object] | None = None,
+    progress: bool = False,
+) -> AscentResult:
+    """Improve each sequence of `init` by gradient ascent on J = reward + lm_weight * loglik - ...
+
+    init: token-id lists ``<bos> body <eos>`` (or a right-padded (b,t) tensor); see `starts` for
+    generator samples or noise. freeze: (b,t) bool, True = keep the token (BOS/EOS/PAD are always
+    kept). validate: text -> truthy when the decoded sequence is acceptable (needs `tokenizer`).
+    Returns, per input, the best verified discrete sequence over `cfg.restarts` restarts.
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    specials = special_ids(generator, tokenizer)
+    ids0, mask0 = pad_batch(init, specials["pad"])
+    b, t = ids0.shape
+    for model, what in ((generator, "generator"), (reward_model, "reward model")):
+        n = model_context(model)
+        if n is not None and t > n:
+            raise ValueError(
+                f"a sequence has {t} tokens but the {what}'s context is {n}; shorten it "
+                "(e.g. split the tune or edit fewer bars) or use models with a longer context"
+            )
+    emb = reward_model.embedding_matrix().detach()
+    v, dtype = emb.shape[0], emb.dtype
+    vocab_check(generator, v)
+    if validate is not None and tokenizer is None:
+        raise ValueError("validate needs a tokenizer to decode sequences")
+    allowed = torch.ones(v, dtype=torch.bool)
+    for key in ("bos", "eos", "pad", "unk"):
+        if specials.get(key) is not None:
+            allowed[specials[key]] = False
+    frozen = torch.isin(ids0, torch.tensor([specials[k] for k in ("bos", "eos", "pad") if specials.get(k) is not None]))
+    frozen |= mask0 == 0
+    if freeze is not None:
+        if tuple(freeze.shape) != (b, t):
+            raise ValueError(f"freeze mask has shape {tuple(freeze.shape)}, expected {(b, t)} (padded batch)")
+        frozen |= freeze.to(torch.bool)
+
+    r = cfg.restarts
+    ids_start = ids0.repeat_interleave(r, 0)  # (B,t)
+    mask = mask0.repeat_interleave(r, 0)
+    free = ~frozen.repeat_interleave(r, 0)
+    lengths = mask.sum(-1).tolist()
+    restart_of = [j for _ in range(b) for j in range(r)]
+    gens = [
+        torch.Generator().manual_seed(row_seed(cfg.seed, restart_of[k], ids_start[k, : lengths[k]].tolist()))
+        for k in range(b * r)
+    ]
+    noisy = torch.tensor([j > 0 for j in restart_of])
+    if cfg.restart_noise > 0 and bool(noisy.any()):
+        ids_start = torch.where(noisy[:, None], _perturb(ids_start, free, allowed, gens, cfg.restart_noise), ids_start)
+    ctx = RelaxContext(allowed=allowed, embedding=emb,
+                       noise=lambda: _uniform_noise(gens, lengths, t, v, dtype))
+    onehot0 = F.one_hot(ids_start, v).to(dtype)
+    start = smoothed_start(F.one_hot(ids0.repeat_interleave(r, 0), v).to(dtype), allowed, cfg.objective.kl_smoothing)
+    fixed_embeds = emb[ids_start]
+    w = cfg.objective
+    B = b * r
+
+    def decode_rows(rows_ids: torch.Tensor, rows_len: Sequence[int]) -> list[str | None]:
+        if tokenizer is None:
+            return [None] * len(rows_len)
+        from domains import decode
+        return [decode(tokenizer, x[:n].tolist()) for x, n in zip(rows_ids, rows_len)]
+
+    cache: dict[str, bool] = {}
+
+    def is_valid(text: str | None) -> bool | None:
+        if validate is None or text is None:
+            return None
+        if text not in cache:
+            cache[text] = bool(validate(text))
+        return cache[text]
+
+    def exact(ids, rows) -> tuple[Terms, torch.Tensor, torch.Tensor]:
+        terms, total_ll = discrete_terms(reward_model, generator, ids, mask[rows], start[rows], free[rows], w)
+        return terms, total_ll, terms.total(w, 1.0)
+
+    with frozen_models(reward_model, generator):
+        param = cfg.relaxation.init(onehot0, ctx)
+        opt_state = cfg.optimizer.init(param)
+        active = torch.ones(B, dtype=torch.bool)
+        status = ["ok"] * B
+        best_ids = ids_start.clone()
+        best_val = torch.full((B,), -torch.inf, dtype=dtype)
+        best_valid: list[bool | None] = [None] * B
+        gap = torch.full((B,), torch.nan, dtype=dtype)
+        traj: list[list[dict]] = [[] for _ in range(B)]
+        before: dict | None = None
+        evals = gen_evals = 0
+        all_rows = torch.arange(B)
+
+        def relaxed_at(p, frac):
+            rel = cfg.relaxation.relax(p, ctx, frac)
+            probs = torch.where(free[..., None], rel.probs, onehot0)
+            embeds = None if rel.embeds is None else torch.where(free[..., None], rel.embeds, fixed_embeds)
+            return relaxed_terms(reward_model, generator, Relaxed(probs=probs, embeds=embeds), mask, start, free, w)
+
+        def check(step: int, p, soft: torch.Tensor) -> None:
+            nonlocal before, evals, gen_evals
+            ids = torch.where(free, cfg.relaxation.discretize(p.detach(), ctx), ids_start)
+            terms, total_ll, val = exact(ids, all_rows)
+            evals, gen_evals = evals + B, gen_evals + B
+            texts = decode_rows(ids, lengths)
+            valid = [is_valid(x) for x in texts]
+            if before is None:
+                before = {"reward": terms.reward.clone(), "ll": total_ll.clone(), "val": val.clone(), "valid": valid}
+            g = soft - val
+            for k in range(B):
+                if not bool(active[k]):
+                    continue
+                gap[k] = g[k]
+                traj[k].append({"step": step, "soft": float(soft[k]), "discrete": float(val[k]),
+                                "reward": float(terms.reward[k]), "loglik": float(total_ll[k]), "gap": float(g[k])})
+                start_ok = before["valid"][k] is not False
+                ok = not (cfg.require_valid and start_ok and valid[k] is False)
+                if torch.isfinite(val[k]) and val[k] > best_val[k] and ok:
+                    best_ids[k], best_val[k], best_valid[k] = ids[k], val[k], valid[k]
+
+        steps = range(cfg.steps)
+        for step in tqdm(steps, desc="ascent", disable=not progress, leave=False):
+            frac = step / max(cfg.steps - 1, 1)
+            p = param.detach().requires_grad_(True)
+            total = relaxed_at(p, frac).total(w, frac)
+            evals, gen_evals = evals + B, gen_evals + (B if w.lm_weight else 0)
+            finite = torch.isfinite(total)
+            (grad,) = torch.autograd.grad(-torch.where(finite, total, 0.0).sum(), p)
+            finite &= torch.isfinite(grad).flatten(1).all(-1)
+            for k in (active & ~finite).nonzero()[:, 0].tolist():
+                status[k] = f"nonfinite objective or gradient at step {step}"
+            if step % cfg.check_every == 0:
+                check(step, p, total.detach())
+            active &= finite
+            grad = torch.where(active[:, None, None] & _expand(free, grad), grad, 0.0)
+            new, opt_state = cfg.optimizer.update(param, grad, opt_state)
+            new = cfg.relaxation.constrain(new, ctx, frac)
+            param = torch.where(active[:, None, None], new, param)
+
+        with torch.no_grad():
+            total = relaxed_at(param, 1.0).total(w, 1.0)
+        evals += B
+        active &= torch.isfinite(total)
+        check(cfg.steps, param, total)
+
+        if cfg.polish.rounds:
+            def grad_fn(ids):
+                x = F.one_hot(ids, v).to(dtype).requires_grad_(True)
+                tot = relaxed_terms(reward_model, generator, Relaxed(probs=x), mask, start, free, w).total(w, 1.0)
+                (gx,) = torch.autograd.grad(torch.where(torch.isfinite(tot), tot, 0.0).sum(), x)
+                return torch.nan_to_num(gx, nan=0.0, posinf=0.0, neginf=0.0)
+
+            def score_fn(cand, rows):
+                out = [exact(cand[i : i + 256], rows[i : i + 256])[2] for i in range(0, len(rows), 256)]
+                return torch.cat(out)
+
+            def accept_fn(cand, rows):
+                k = int(rows[0])
+                if not cfg.require_valid or before["valid"][k] is False or validate is None:
+                    return torch.ones(len(rows), dtype=torch.bool)
+                return torch.tensor([bool(is_valid(x)) for x in decode_rows(cand, [lengths[k]] * len(rows))])
+
+            best_val = torch.where(active, best_val, torch.full_like(best_val, -torch.inf))
+            best_ids, best_val, n = polish(best_ids.clone(), best_val, free, allowed, grad_fn, score_fn,
+                                           accept_fn, cfg.polish, gens)
+            evals, gen_evals = evals + n + B * cfg.polish.rounds, gen_evals + n + B * cfg.polish.rounds
+
+        final_terms, final_ll, final_val = exact(best_ids, all_rows)
+        evals, gen_evals = evals + B, gen_evals + B
+        texts = decode_rows(best_ids, lengths)
+
+    rows_out: list[RowResult] = []
+    for i in range(b):
+        ks = list(range(i * r, (i + 1) * r))
+        finite_ks = [k for k in ks if torch.isfinite(final_val[k])]
+        k = max(finite_ks, key=lambda k: float(final_val[k])) if finite_ks else ks[0]
+        k0, n = i * r, lengths[i * r]
+        failed = [status[j] for j in ks if status[j] != "ok"]
+        row_status = "ok" if finite_ks and status[k] == "ok" else (failed[0] if failed else "nonfinite score")
+        rows_out.append(RowResult(
+            tokens=best_ids[k, :n].tolist(), text=texts[k],
+            reward_before=float(before["reward"][k0]), reward_after=float(final_terms.reward[k]),
+            loglik_before=float(before["ll"][k0]), loglik_after=float(final_ll[k]),
+            objective_before=float(before["val"][k0]), objective_after=float(final_val[k]),
+            gap=float(gap[k]), valid_before=before["valid"][k0], valid_after=is_valid(texts[k]),
+            status=row_status, restart=restart_of[k], changed=int((best_ids[k, :n] != ids0[i, :n]).sum()),
+            trajectory=traj[k],
+        ))
+    return AscentResult(rows=rows_out, reward_evals=evals, generator_evals=gen_evals,
+                        seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+
+
+def _expand(free: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,t) -> broadcastable to `like` (B,t,v|d)."""
+    return free[..., None].expand_as(like)

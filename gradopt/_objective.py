@@ -1,0 +1,133 @@
+"""Objective terms of the ascent, as free functions, and their weighted sum.
+
+Legend: b batch, t time, v vocab, d embedding width.
+
+The ascent maximises, per row,
+
+    J(p) = R(p) + lm_weight * L(p) - kl_weight * KL(p || s) + entropy_weight(frac) * (-H(p))
+
+with R the reward model's score, L the PPLM-style mean soft log-likelihood under the generator
+(gradients flow through the generator into the relaxed prefix), s the smoothed start sequence and H
+the mean Shannon entropy of the free positions (annealed from 0 up to `entropy_weight`). At a
+one-hot vertex p = one_hot(x) every term equals its discrete value, so J(one_hot(x)) = J(x).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._relax import Relaxed
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveWeights:
+    """Weights of the objective terms (the reward's weight is 1)."""
+
+    lm_weight: float = 1.0  # weight of the mean per-token log-likelihood under the generator
+    kl_weight: float = 0.0  # weight of KL(p || smoothed start) over free positions; 0 = off
+    entropy_weight: float = 0.0  # final weight of the entropy penalty, ramped linearly from 0
+    kl_smoothing: float = 0.1  # mass of the uniform mixed into the start for the KL term
+
+    def __post_init__(self) -> None:
+        for name in ("lm_weight", "kl_weight", "entropy_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.kl_smoothing < 1.0:
+            raise ValueError(f"kl_smoothing must be in (0, 1), got {self.kl_smoothing}")
+
+
+def reward_term(reward_model, relaxed: Relaxed, attention_mask: torch.Tensor) -> torch.Tensor:
+    """R(p) (b,): the reward model on soft one-hots (p @ E) or on embeddings when the relaxation
+    provides them."""
+    if relaxed.embeds is not None:
+        return reward_model.score_embeds(relaxed.embeds, attention_mask=attention_mask)
+    return reward_model.score_probs(relaxed.probs, attention_mask=attention_mask)
+
+
+def soft_log_likelihood(generator, probs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """PPLM-style soft log-likelihood, mean over predicted positions -> (b,).
+
+    ``L(p) = 1/n sum_{i>=1} sum_v p[i, v] log q_i(v | p[:i])`` where q_i is the generator's
+    prediction from the relaxed prefix fed as ``inputs_embeds = p @ W``; n counts the non-padded
+    positions after BOS. The generator's weights are not trained but the graph is kept, so the
+    gradient reaches every p[j], j < i, as well as p[i].
+    """
+    w = generator.get_input_embeddings().weight
+    embeds = probs.to(w.dtype) @ w  # (b,t,d)
+    logits = generator(inputs_embeds=embeds, attention_mask=attention_mask).logits[:, :-1]
+    logq = torch.log_softmax(logits.to(probs.dtype), dim=-1)  # (b,t-1,v)
+    mask = attention_mask[:, 1:].to(probs.dtype)
+    per_pos = (probs[:, 1:] * logq).sum(-1) * mask
+    return per_pos.sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def discrete_log_likelihood(generator, ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, total) log-likelihood of token ids, each (b,): the discrete counterpart of
+    `soft_log_likelihood`, computed through ``input_ids``."""
+    logits = generator(input_ids=ids, attention_mask=attention_mask).logits[:, :-1]
+    logq = torch.log_softmax(logits, dim=-1)
+    mask = attention_mask[:, 1:].to(logq.dtype)
+    total = (logq.gather(-1, ids[:, 1:, None])[..., 0] * mask).sum(-1)
+    return total / mask.sum(-1).clamp(min=1), total
+
+
+def smoothed_start(start_onehot: torch.Tensor, allowed: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """(1 - a) one_hot(start) + a uniform(allowed) -> (b,t,v); strictly positive on allowed tokens."""
+    uniform = allowed.to(start_onehot.dtype) / allowed.sum()
+    return (1.0 - smoothing) * start_onehot + smoothing * uniform
+
+
+def kl_to_start(probs: torch.Tensor, start: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """Mean over free positions of KL(p_i || s_i) -> (b,); 0 where p_i = s_i."""
+    logp = torch.log(probs.clamp(min=torch.finfo(probs.dtype).tiny))
+    logs = torch.log(start.clamp(min=torch.finfo(probs.dtype).tiny))
+    kl = (probs * (logp - logs)).sum(-1)
+    f = free.to(probs.dtype)
+    return (kl * f).sum(-1) / f.sum(-1).clamp(min=1)
+
+
+def mean_entropy(probs: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """Mean Shannon entropy of the free positions -> (b,); 0 at a vertex."""
+    logp = torch.log(probs.clamp(min=torch.finfo(probs.dtype).tiny))
+    h = -(probs * logp).sum(-1)
+    f = free.to(probs.dtype)
+    return (h * f).sum(-1) / f.sum(-1).clamp(min=1)
+
+
+@dataclass
+class Terms:
+    """Per-row values of the objective's parts, all (b,)."""
+
+    reward: torch.Tensor
+    loglik: torch.Tensor  # mean per-token log-likelihood
+    kl: torch.Tensor
+    entropy: torch.Tensor
+
+    def total(self, w: ObjectiveWeights, frac: float) -> torch.Tensor:
+        j = self.reward + w.lm_weight * self.loglik - w.kl_weight * self.kl
+        return j - (w.entropy_weight * frac) * self.entropy
+
+
+def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, start, free, w: ObjectiveWeights) -> Terms:
+    """The objective's parts at a relaxed point (differentiable)."""
+    zero = torch.zeros(relaxed.probs.shape[0], dtype=relaxed.probs.dtype, device=relaxed.probs.device)
+    reward = reward_term(reward_model, relaxed, attention_mask)
+    loglik = soft_log_likelihood(generator, relaxed.probs, attention_mask) if w.lm_weight else zero
+    kl = kl_to_start(relaxed.probs, start, free) if w.kl_weight else zero
+    ent = mean_entropy(relaxed.probs, free) if w.entropy_weight else zero
+    return Terms(reward=reward.to(zero.dtype), loglik=loglik, kl=kl, entropy=ent)
+
+
+@torch.no_grad()
+def discrete_terms(reward_model, generator, ids, attention_mask, start, free, w: ObjectiveWeights) -> tuple[Terms, torch.Tensor]:
+    """The objective's parts at token ids, scored exactly (``score(ids)``, ``input_ids``), and the
+    total log-likelihood (b,)."""
+    dtype = start.dtype
+    reward = reward_model.score(ids, attention_mask=attention_mask).to(dtype)
+    mean_ll, total_ll = discrete_log_likelihood(generator, ids, attention_mask)
+    onehot = torch.nn.functional.one_hot(ids, start.shape[-1]).to(dtype)
+    zero = torch.zeros_like(reward)
+    kl = kl_to_start(onehot, start, free) if w.kl_weight else zero
+    return Terms(reward=reward, loglik=mean_ll.to(dtype), kl=kl, entropy=zero), total_ll.to(dtype)

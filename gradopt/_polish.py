@@ -1,0 +1,103 @@
+"""Exact-swap polish (GCG-style): the last mile of the ascent is discrete and verified.
+
+Legend: b batch, t time, v vocab, k top-k, n candidates per row.
+
+Each round: the gradient of the objective with respect to the one-hot input, ``g = dJ/dx`` (b,t,v),
+ranks single-token swaps by their first-order gain ``g[i, v] - g[i, x_i]``; each row draws `n`
+candidates (a free position and one of its top-k tokens), every candidate is scored exactly, and
+the best one replaces the row's sequence if it beats it (Zou et al. 2023).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolishConfig:
+    """How many exact-swap rounds to run after the continuous ascent."""
+
+    rounds: int = 4  # swap rounds; 0 = off
+    top_k: int = 8  # tokens proposed per position by the gradient
+    candidates: int = 16  # candidates scored exactly per row and round
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0 or self.top_k <= 0 or self.candidates <= 0:
+            raise ValueError(f"rounds must be >= 0 and top_k, candidates > 0: {self}")
+
+
+def propose_swaps(
+    grad: torch.Tensor, ids: torch.Tensor, free: torch.Tensor, allowed: torch.Tensor, top_k: int
+) -> torch.Tensor:
+    """Top-k tokens per position by first-order gain -> (b,t,k) long; the current token excluded."""
+    gain = grad - grad.gather(-1, ids[..., None])
+    gain = gain.masked_fill(~allowed, -torch.inf)
+    gain = gain.scatter(-1, ids[..., None], -torch.inf)
+    gain = gain.masked_fill(~free[..., None], -torch.inf)
+    return gain.topk(min(top_k, int(allowed.sum()) - 1), dim=-1).indices
+
+
+def sample_candidates(
+    ids: torch.Tensor, free: torch.Tensor, proposals: torch.Tensor, n: int, gens: list[torch.Generator]
+) -> torch.Tensor:
+    """`n` single-swap candidates per row -> (b, n, t); rows with no free position repeat themselves.
+
+    Uses one torch.Generator per row so a row's candidates do not depend on the rest of the batch.
+    """
+    b, t = ids.shape
+    out = ids[:, None, :].repeat(1, n, 1)
+    for r in range(b):
+        pos = free[r].nonzero()[:, 0]
+        if len(pos) == 0:
+            continue
+        where = pos[torch.randint(len(pos), (n,), generator=gens[r])]
+        which = torch.randint(proposals.shape[-1], (n,), generator=gens[r])
+        out[r, torch.arange(n), where] = proposals[r, where, which]
+    return out
+
+
+def polish(
+    ids: torch.Tensor,
+    value: torch.Tensor,
+    free: torch.Tensor,
+    allowed: torch.Tensor,
+    grad_fn: Callable[[torch.Tensor], torch.Tensor],
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    accept_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    cfg: PolishConfig,
+    gens: list[torch.Generator],
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Run `cfg.rounds` swap rounds -> (ids (b,t), exact objective (b,), sequences scored).
+
+    `grad_fn(ids)` gives dJ/d one-hot (b,t,v); `score_fn(cand (m,t), row (m,))` scores candidates
+    exactly; `accept_fn(cand (m,t), row (m,)) -> (m,) bool` may veto candidates (validity).
+    Rows whose `value` is not finite are left alone.
+    """
+    evals = 0
+    active = torch.isfinite(value)
+    for _ in range(cfg.rounds):
+        if not bool(active.any()):
+            break
+        grad = grad_fn(ids)
+        proposals = propose_swaps(grad, ids, free & active[:, None], allowed, cfg.top_k)
+        cands = sample_candidates(ids, free & active[:, None], proposals, cfg.candidates, gens)
+        b, n, t = cands.shape
+        flat = cands.reshape(b * n, t)
+        rows = torch.arange(b).repeat_interleave(n)
+        scores = score_fn(flat, rows).reshape(b, n)
+        evals += b * n
+        scores = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, -torch.inf))
+        order = scores.argsort(dim=-1, descending=True)
+        for r in range(b):
+            if not bool(active[r]):
+                continue
+            for j in order[r].tolist():
+                if not scores[r, j] > value[r]:
+                    break
+                if accept_fn is None or bool(accept_fn(cands[r, j][None], torch.tensor([r]))[0]):
+                    ids[r], value[r] = cands[r, j], scores[r, j]
+                    break
+    return ids, value, evals
