@@ -1,0 +1,31 @@
+"""Reward models: rating store, Bayesian Bradley-Terry, active pair selection, judges, simulated
+rater, and the reward model (regression on latent scores, or the pairwise baseline)."""
+
+from ._active import STRATEGIES, next_pairs
+from ._bradley_terry import Scores, fit, win_probability
+from ._formats import (
+    export_index_pairs,
+    export_openai,
+    export_trl,
+    import_index_pairs,
+    import_openai,
+    import_trl,
+    split_prefix,
+)
+from ._store import (
+    KINDS,
+    ORIGINS,
+    Comparison,
+    Item,
+    RatingStore,
+    StoreError,
+    item_id,
+    read_jsonl,
+)
+
+__all__ = [
+    "STRATEGIES", "next_pairs", "Scores", "fit", "win_probability", "export_index_pairs",
+    "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
+    "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "RatingStore", "StoreError",
+    "item_id", "read_jsonl",
+]
