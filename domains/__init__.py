@@ -58,3 +58,7 @@ __all__ += [
     "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "normalise", "split_corpus",
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
 ]
+
+from ._train import TrainConfig, encode_corpus, evaluate, train_generator, unigram_cross_entropy
+
+__all__ += ["TrainConfig", "encode_corpus", "evaluate", "train_generator", "unigram_cross_entropy"]

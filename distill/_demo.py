@@ -1,0 +1,130 @@
+"""The main job on the bundled data: corpus -> generator -> samples -> report.
+
+Every stage writes into one work directory and is skipped when its output is already there,
+so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+import domains
+from domains import ABCDomain, SampleConfig, TrainConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    """What the demo trains and how much it samples."""
+
+    preset: str = "small"  # generator size (domains.PRESETS)
+    tokenizer: str = "char"  # "char" or "bpe"
+    minutes: float = 10.0  # CPU-minutes budget for generator training
+    max_steps: int = 1200  # step cap for generator training (LR schedule spans these or the minutes)
+    batch_size: int = 8  # generator training batch (windows of the context length)
+    n_samples: int = 100  # samples drawn at temperature 1.0 and validated
+    n_midi: int = 5  # valid samples written as MIDI
+    essen: bool = False  # add the Essen folk songs to the training corpus
+    seed: int = 0  # everything random
+
+    def __post_init__(self) -> None:
+        if self.preset not in domains.PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(domains.PRESETS)}")
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError("tokenizer must be 'char' or 'bpe'")
+        if self.minutes <= 0 or self.max_steps <= 0 or self.n_samples <= 0 or self.n_midi < 0:
+            raise ValueError("minutes, max_steps and n_samples must be positive")
+
+
+def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool = True) -> Path:
+    """Run the pipeline; returns the path of ``report.json``."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    collections = domains.FIDDLE + (domains.ESSEN if cfg.essen else ())
+    domain = ABCDomain(collections)
+    report_c = domains.CorpusReport()
+    pieces = domains.load_abc_corpus(collections, report=report_c)
+    split = domains.split_corpus(pieces)
+    train_texts = [p.text for p in split["train"]]
+    val_texts = [p.text for p in split["val"]]
+    gen_dir = workdir / "generator"
+    say = print if progress else (lambda *a, **k: None)
+    say(f"corpus: {len(pieces)} distinct tunes {dict(report_c.kept)}; "
+        f"train {len(train_texts)} / val {len(val_texts)} / test {len(split['test'])}")
+
+    if (gen_dir / "tokenizer.json").exists():
+        tok = domains.load_tokenizer(gen_dir)
+    else:
+        tok = domains.build_tokenizer(train_texts, cfg.tokenizer)
+    done = (gen_dir / "model.safetensors").exists() and not (gen_dir / "checkpoint").exists()
+    done = done or (gen_dir / "train_summary.json").exists()
+    if done:
+        model = domains.load_generator(gen_dir)
+        summary = json.loads((gen_dir / "train_summary.json").read_text())
+        say(f"generator already trained in {gen_dir}")
+    else:
+        model = domains.build_generator(cfg.preset, tok, seed=cfg.seed)
+        tcfg = TrainConfig(max_steps=cfg.max_steps, max_minutes=cfg.minutes, batch_size=cfg.batch_size,
+                           eval_every=100, seed=cfg.seed)
+        summary = domains.train_generator(model, tok, train_texts, val_texts, tcfg, gen_dir, progress=progress)
+        (gen_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+
+    train_ids = domains.encode_corpus(tok, train_texts)
+    val_ids = domains.encode_corpus(tok, val_texts)
+    val_ce = domains.evaluate(model, val_ids, tok.pad_token_id)
+    uni_ce = domains.unigram_cross_entropy(train_ids, val_ids, len(tok))
+
+    t0 = time.time()
+    scfg = SampleConfig(temperature=1.0, max_new_tokens=domains.context_length(model) - 1)
+    samples = domains.sample(model, tok, cfg.n_samples, scfg, seed=cfg.seed)
+    sample_s = time.time() - t0
+    verdicts = [domain.validate(s) for s in samples]
+    valid = [s for s, v in zip(samples, verdicts) if v.ok]
+    reasons: dict[str, int] = {}
+    for v in verdicts:
+        if not v.ok:
+            key = v.reason.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    (workdir / "samples.abc").write_text("\n".join(samples))
+    midi_dir = workdir / "midi"
+    midi_files = []
+    for i, s in enumerate(valid[: cfg.n_midi]):
+        try:
+            midi_files.append(str(domain.to_midi(s, midi_dir / f"sample_{i:02d}.mid")))
+        except domains.RenderError as err:
+            say(f"could not render sample {i}: {err}")
+
+    report = {
+        "corpus": report_c.as_dict(),
+        "split": {k: len(v) for k, v in split.items()},
+        "generator": {"preset": cfg.preset, "tokenizer": cfg.tokenizer, "vocab_size": len(tok),
+                      "parameters": sum(p.numel() for p in model.parameters()), **summary},
+        "val_cross_entropy": val_ce,
+        "unigram_cross_entropy": uni_ce,
+        "ce_ratio_to_unigram": val_ce / uni_ce,
+        "val_perplexity": math.exp(val_ce),
+        "n_samples": len(samples),
+        "valid_fraction": len(valid) / len(samples),
+        "invalid_reasons": reasons,
+        "sampling_seconds": sample_s,
+        "example_tunes": valid[:3],
+        "midi_files": midi_files,
+        "machine": {"nproc": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
+        "config": asdict(cfg),
+    }
+    path = workdir / "report.json"
+    path.write_text(json.dumps(report, indent=1))
+    say(f"\nvalidation cross-entropy {val_ce:.3f} nats/token (unigram {uni_ce:.3f}; ratio {val_ce / uni_ce:.2f}), "
+        f"perplexity {math.exp(val_ce):.2f}")
+    say(f"valid samples: {len(valid)}/{len(samples)} ({100 * len(valid) / len(samples):.0f}%) {reasons}")
+    for s in valid[:2]:
+        say("\n" + s)
+    say(f"MIDI: {midi_dir}")
+    return path

@@ -1,0 +1,212 @@
+"""A plain training loop for the generator: progress bar, validation loss, checkpoints, resume.
+
+Legend: b batch, t time, v vocab.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ._generator import context_length
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How long and how to train the generator."""
+
+    max_steps: int = 2000  # optimizer steps (the LR schedule spans these)
+    max_minutes: float = 0.0  # stop early after this much wall time (0 = no limit); resumable
+    batch_size: int = 16  # sequences per step
+    lr: float = 2e-3  # peak learning rate (AdamW), linear warmup then cosine decay
+    warmup: int = 100  # warmup steps
+    weight_decay: float = 0.01  # AdamW weight decay
+    eval_every: int = 250  # steps between validation passes and checkpoints
+    seed: int = 0  # data order and initial RNG
+    pack: bool = True  # train on context-length windows of the concatenated corpus (no padding)
+
+    def __post_init__(self) -> None:
+        if self.max_steps <= 0 or self.batch_size <= 0 or self.eval_every <= 0:
+            raise ValueError("max_steps, batch_size and eval_every must be positive")
+        if self.lr <= 0 or self.warmup < 0 or self.max_minutes < 0:
+            raise ValueError("lr must be > 0; warmup and max_minutes >= 0")
+
+
+def encode_corpus(tokenizer, texts: Sequence[str]) -> list[torch.Tensor]:
+    """Each text as a 1-d tensor ``<bos> ... <eos>``."""
+    enc = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    return [torch.tensor(e, dtype=torch.long) for e in enc]
+
+
+def _crop(seq: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    if len(seq) <= n:
+        return seq
+    start = int(torch.randint(0, len(seq) - n + 1, (1,), generator=gen))
+    return seq[start : start + n]
+
+
+def _pad(seqs: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    t = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), t), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over real (unpadded) targets, and their count."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (b, t-1, v)
+    target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+    return loss, int((target != -100).sum())
+
+
+@torch.no_grad()
+def evaluate(model, data: list[torch.Tensor], pad_id: int, batch_size: int = 32) -> float:
+    """Validation cross-entropy in nats per token (each sequence cropped to the context)."""
+    model.eval()
+    n = context_length(model)
+    total, count = 0.0, 0
+    order = sorted(range(len(data)), key=lambda i: len(data[i]))  # less padding
+    for i in range(0, len(order), batch_size):
+        seqs = [data[j][:n] for j in order[i : i + batch_size]]
+        ids, mask = _pad(seqs, pad_id)
+        loss, k = lm_loss(model, ids, mask)
+        total += float(loss) * k
+        count += k
+    return total / max(count, 1)
+
+
+def unigram_cross_entropy(train: list[torch.Tensor], val: list[torch.Tensor], vocab_size: int) -> float:
+    """Cross-entropy (nats/token) on `val` targets of add-one-smoothed token frequencies of `train`."""
+    counts = torch.ones(vocab_size, dtype=torch.float64)
+    for s in train:
+        counts += torch.bincount(s[1:], minlength=vocab_size).double()
+    logp = torch.log(counts / counts.sum())
+    tgt = torch.cat([s[1:] for s in val])
+    return float(-logp[tgt].mean())
+
+
+def _lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to 10% over steps or, if a time budget is set, over
+    whichever of steps and minutes runs out first."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup)
+    if cfg.max_minutes:
+        frac = max(frac, minutes / cfg.max_minutes)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def _batch_indices(step: int, n: int, cfg: TrainConfig) -> list[int]:
+    """Deterministic batch for `step`: a fresh permutation per epoch, so resuming replays exactly."""
+    per_epoch = max(1, n // cfg.batch_size)
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+    return perm[k * cfg.batch_size : (k + 1) * cfg.batch_size].tolist()
+
+
+def train_generator(
+    model,
+    tokenizer,
+    train_texts: Sequence[str],
+    val_texts: Sequence[str],
+    cfg: TrainConfig,
+    workdir: str | Path,
+    progress: bool = True,
+) -> dict:
+    """Train `model` on `train_texts`, checkpointing into `workdir`; resumes if a checkpoint is there.
+
+    Writes ``workdir/`` (final model + tokenizer, `save_pretrained`), ``workdir/checkpoint/``
+    (model, optimizer, step) and ``workdir/train_log.jsonl`` (one line per evaluation).
+    Returns a summary with the final validation cross-entropy.
+    """
+    if not train_texts:
+        raise ValueError("no training texts")
+    workdir = Path(workdir)
+    ckpt = workdir / "checkpoint"
+    workdir.mkdir(parents=True, exist_ok=True)
+    train = encode_corpus(tokenizer, train_texts)
+    val = encode_corpus(tokenizer, val_texts) if val_texts else train[: max(1, len(train) // 20)]
+    n_ctx = context_length(model)
+    stream = torch.cat(train)  # (n,) every tune as <bos> ... <eos>, back to back
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    step, elapsed = 0, 0.0
+    if (ckpt / "state.pt").exists():
+        from transformers import GPT2LMHeadModel
+
+        model.load_state_dict(GPT2LMHeadModel.from_pretrained(str(ckpt)).state_dict())
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+        if progress:
+            print(f"resuming from step {step} ({elapsed / 60:.1f} min already trained)")
+    tokenizer.save_pretrained(str(workdir))
+    (workdir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    log = (workdir / "train_log.jsonl").open("a")
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not progress, desc="train generator", unit="step")
+    t0 = time.time() - elapsed
+    val_ce = float("nan")
+    tokens_seen = 0
+
+    def save_checkpoint() -> None:
+        tmp = workdir / "checkpoint.tmp"
+        model.save_pretrained(str(tmp))
+        torch.save({"optimizer": opt.state_dict(), "step": step, "elapsed": time.time() - t0}, tmp / "state.pt")
+        if ckpt.exists():
+            import shutil
+
+            shutil.rmtree(ckpt)
+        tmp.rename(ckpt)
+
+    stopped_early = False
+    while step < cfg.max_steps:
+        model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+        if cfg.pack and len(stream) > n_ctx:
+            starts = torch.randint(0, len(stream) - n_ctx + 1, (cfg.batch_size,), generator=gen)
+            ids = torch.stack([stream[i : i + n_ctx] for i in starts.tolist()])
+            mask = torch.ones_like(ids)
+        else:
+            seqs = [_crop(train[i], n_ctx, gen) for i in _batch_indices(step, len(train), cfg)]
+            ids, mask = _pad(seqs, tokenizer.pad_token_id)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, cfg, (time.time() - t0) / 60)
+        loss, k = lm_loss(model, ids, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens_seen += k
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tokens_seen / max(time.time() - t0 - elapsed, 1e-9):.0f}")
+        out_of_time = cfg.max_minutes and (time.time() - t0) > cfg.max_minutes * 60
+        if step % cfg.eval_every == 0 or step == cfg.max_steps or out_of_time:
+            val_ce = evaluate(model, val, tokenizer.pad_token_id)
+            rec = {"step": step, "train_loss": float(loss), "val_cross_entropy": val_ce,
+                   "minutes": (time.time() - t0) / 60}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.write(f"step {step}: train {float(loss):.3f}  val {val_ce:.3f} nats/token")
+            save_checkpoint()
+        if out_of_time:
+            stopped_early = True
+            break
+    bar.close()
+    log.close()
+    model.eval()
+    model.save_pretrained(str(workdir))
+    minutes = (time.time() - t0) / 60
+    return {"steps": step, "val_cross_entropy": val_ce, "minutes": minutes, "stopped_early": stopped_early,
+            "finished": step >= cfg.max_steps}

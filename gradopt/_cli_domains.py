@@ -1,0 +1,187 @@
+"""Subcommands for corpora and the generator: corpus, train-generator, sample, validate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _collections(args) -> tuple[str, ...]:
+    import domains
+
+    if args.collections == "fiddle":
+        return domains.FIDDLE
+    if args.collections == "all":
+        return domains.ALL_COLLECTIONS
+    if args.collections == "fiddle+essen":
+        return domains.FIDDLE + domains.ESSEN
+    return tuple(c.strip() for c in args.collections.split(","))
+
+
+def _corpus(args) -> list:
+    import domains
+
+    cfg = domains.NormaliseConfig(spaceless=args.spaceless)
+    report = domains.CorpusReport()
+    pieces = domains.load_abc_corpus(_collections(args), cfg, report)
+    return pieces, report
+
+
+def cmd_corpus_stats(args) -> int:
+    import domains
+
+    pieces, report = _corpus(args)
+    d = report.as_dict()
+    d["split"] = {k: len(v) for k, v in domains.split_corpus(pieces).items()}
+    d["characters"] = sum(len(p.text) for p in pieces)
+    d["alphabet"] = len({c for p in pieces for c in p.text})
+    if args.json:
+        print(json.dumps(d))
+        return 0
+    print(f"{d['tunes']} distinct tunes ({d['duplicates']} duplicates removed, {sum(d['skipped'].values())} skipped)")
+    for name, n in d["collections"].items():
+        print(f"  {name:<16} {n:>6}  (read {d['raw_tunes'][name]})")
+    for reason, n in d["skipped"].items():
+        print(f"  skipped: {reason}: {n}")
+    print(f"split: {d['split']}; {d['characters']:,} characters, {d['alphabet']} distinct symbols")
+    return 0
+
+
+def cmd_corpus_export(args) -> int:
+    import domains
+
+    pieces, _ = _corpus(args)
+    if args.split != "all":
+        pieces = domains.split_corpus(pieces)[args.split]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(p.text for p in pieces))
+    print(f"wrote {len(pieces)} tunes to {out}")
+    return 0
+
+
+def cmd_train_generator(args) -> int:
+    import domains
+
+    pieces, _ = _corpus(args)
+    split = domains.split_corpus(pieces)
+    train = [p.text for p in split["train"]]
+    val = [p.text for p in split["val"]]
+    work = Path(args.work)
+    tok = domains.load_tokenizer(work) if (work / "tokenizer.json").exists() else domains.build_tokenizer(
+        train, args.tokenizer, args.vocab_size)
+    model = domains.build_generator(args.preset, tok, seed=args.seed)
+    cfg = domains.TrainConfig(max_steps=args.steps, max_minutes=args.minutes, batch_size=args.batch_size,
+                              lr=args.lr, eval_every=args.eval_every, seed=args.seed)
+    summary = domains.train_generator(model, tok, train, val, cfg, work)
+    (work / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import domains
+
+    model = domains.load_generator(args.work)
+    tok = domains.load_tokenizer(args.work)
+    domains.check_in_vocab(tok, args.prefix)
+    cfg = domains.SampleConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                               max_new_tokens=args.max_new_tokens)
+    texts = domains.sample(model, tok, args.n, cfg, prefix=args.prefix, seed=args.seed)
+    out = "\n".join(texts)
+    if args.out:
+        Path(args.out).write_text(out)
+        n_ok = sum(domains.validate_abc(t).ok for t in texts)
+        print(f"wrote {len(texts)} samples to {args.out} ({n_ok} valid)")
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    import domains
+
+    raw = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
+    tunes = domains.split_tunes(raw) or [raw]
+    n_ok = 0
+    for i, t in enumerate(tunes, 1):
+        v = domains.validate_abc(t)
+        n_ok += v.ok
+        title = next((l[2:].strip() for l in t.splitlines() if l.startswith("T:")), "")
+        print(f"{i:>4} {'ok ' if v.ok else 'BAD'} {title[:40]:<40} {v.reason}")
+    print(f"{n_ok}/{len(tunes)} valid")
+    return 0 if n_ok == len(tunes) else 1
+
+
+def cmd_demo(args) -> int:
+    import distill
+
+    cfg = distill.DemoConfig(preset=args.preset, tokenizer=args.tokenizer, minutes=args.minutes,
+                             max_steps=args.steps, n_samples=args.n_samples, essen=args.essen, seed=args.seed)
+    path = distill.run_demo(args.work, cfg)
+    print(f"report: {path}")
+    return 0
+
+
+def _add_corpus_args(p: argparse.ArgumentParser, default: str = "fiddle") -> None:
+    p.add_argument("--collections", default=default,
+                   help=f"fiddle (ryansMammoth, oneills1850, airdsAirs, miscFolk), fiddle+essen, all, "
+                        f"or a comma-separated list of music21 collections (default: {default})")
+    p.add_argument("--spaceless", action="store_true", help="drop spaces from tune bodies")
+
+
+def register(sub) -> None:
+    corpus = sub.add_parser("corpus", help="inspect or export the bundled ABC corpus")
+    csub = corpus.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    p = csub.add_parser("stats", help="distinct tunes per collection, skips, split sizes")
+    _add_corpus_args(p, default="all")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_corpus_stats)
+    p = csub.add_parser("export", help="write the normalised tunes to one .abc file")
+    _add_corpus_args(p)
+    p.add_argument("--out", required=True, help="output .abc file")
+    p.add_argument("--split", choices=["all", "train", "val", "test"], default="all")
+    p.set_defaults(func=cmd_corpus_export)
+
+    p = sub.add_parser("train-generator", help="train a GPT-2-style generator on the ABC corpus (resumable)")
+    _add_corpus_args(p)
+    p.add_argument("--work", required=True, help="directory for the model, tokenizer and checkpoints")
+    p.add_argument("--preset", default="small", help="tiny | small | medium")
+    p.add_argument("--tokenizer", default="char", choices=["char", "bpe"])
+    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-time budget (0 = none)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_generator)
+
+    p = sub.add_parser("sample", help="sample tunes from a trained generator")
+    p.add_argument("--work", required=True, help="generator directory")
+    p.add_argument("-n", type=int, default=10, help="number of samples")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=400)
+    p.add_argument("--prefix", default="", help="text every sample starts with, e.g. 'X:1\\nT:'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write samples to this .abc file instead of stdout")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("validate", help="check every tune of an .abc file (exit 1 if any is invalid)")
+    p.add_argument("file", help=".abc file or - for stdin")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("demo", help="the main job: corpus -> generator -> samples -> report.json")
+    p.add_argument("--work", default="runs/demo", help="work directory (resumes if present)")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--tokenizer", default="char", choices=["char", "bpe"])
+    p.add_argument("--minutes", type=float, default=10.0, help="generator training budget")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--n-samples", type=int, default=100)
+    p.add_argument("--essen", action="store_true", help="train on the Essen folk songs too")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
