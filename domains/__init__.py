@@ -62,3 +62,26 @@ __all__ += [
 from ._train import TrainConfig, encode_corpus, evaluate, train_generator, unigram_cross_entropy
 
 __all__ += ["TrainConfig", "encode_corpus", "evaluate", "train_generator", "unigram_cross_entropy"]
+
+from ._midi import MIDIDomain
+from ._midi_corpus import default_cache_dir, load_midi_corpus, load_midi_files, midi_pieces, render_abc_pieces
+from ._remi import (
+    FOLK_TIME_SIGNATURES,
+    REMIConfig,
+    REMIError,
+    build_remi_tokenizer,
+    midi_to_remi,
+    remi_to_midi,
+    remi_to_score,
+    remi_tokenizer,
+    remi_vocabulary,
+    validate_remi,
+)
+from ._text import TextConfig, TextDomain, load_text_corpus, split_text, validate_text
+
+__all__ += [
+    "MIDIDomain", "default_cache_dir", "load_midi_corpus", "load_midi_files", "midi_pieces",
+    "render_abc_pieces", "FOLK_TIME_SIGNATURES", "REMIConfig", "REMIError", "build_remi_tokenizer",
+    "midi_to_remi", "remi_to_midi", "remi_to_score", "remi_tokenizer", "remi_vocabulary",
+    "validate_remi", "TextConfig", "TextDomain", "load_text_corpus", "split_text", "validate_text",
+]
