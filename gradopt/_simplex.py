@@ -44,15 +44,23 @@ def project_entropy(p: torch.Tensor, max_entropy: float, allowed: torch.Tensor |
     """
     if not 0.0 <= max_entropy <= 1.0:
         raise ValueError(f"max_entropy must be in [0, 1], got {max_entropy}")
+    for _ in range(p.shape[-1]):  # each pass either meets the cap or shrinks some row's support
+        p, moved = _entropy_step(p, max_entropy, allowed)
+        if not moved:
+            break
+    return p
+
+
+def _entropy_step(p: torch.Tensor, max_entropy: float, allowed) -> tuple[torch.Tensor, bool]:
     support = p > 0
     k = support.sum(-1, keepdim=True).clamp(min=1).to(p.dtype)
     c = support.to(p.dtype) / k
     r2 = (1.0 - max_entropy - 1.0 / k).clamp(min=0.0)
     d = p - c
     dist2 = (d * d).sum(-1, keepdim=True)
-    inside = (dist2 < r2) & (dist2 > 0)
+    inside = (dist2 < r2 * (1 - 1e-9)) & (dist2 > 0)
     if not bool(inside.any()):
-        return p
+        return p, False
     scale = torch.sqrt(r2 / dist2.clamp(min=torch.finfo(p.dtype).tiny))
     moved = project_simplex(c + d * scale, allowed)
-    return torch.where(inside, moved, p)
+    return torch.where(inside, moved, p), True

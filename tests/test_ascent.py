@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+
+from ascent_doubles import PoisonReward, encode, tiny_setup
+from domains import decode
+from gradopt import (
+    AscentConfig, EmbeddingPEZ, GumbelSoftmax, ObjectiveWeights, PolishConfig, SimplexEntropy, SimplexLogits,
+    discrete_log_likelihood, freeze_prefix, optimize, pad_batch,
+)
+
+TUNES = ["X:1\nK:G\nGABc|dedB|", "K:D\nFA|", "X:2\nM:6/8\nK:D\nFAd fed|"]
+QUICK = AscentConfig(steps=12, check_every=4, polish=PolishConfig(rounds=2, top_k=4, candidates=6))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return tiny_setup()
+
+
+def test_batched_equals_one_by_one(setup):
+    tok, gen, rm = setup
+    init = encode(tok, TUNES)
+    cfg = AscentConfig(steps=8, check_every=3, restarts=2, relaxation=GumbelSoftmax(),
+                       polish=PolishConfig(rounds=2, top_k=4, candidates=5), seed=3)
+    batched = optimize(init, rm, gen, cfg, tokenizer=tok)
+    for i, row in enumerate(init):
+        alone = optimize([row], rm, gen, cfg, tokenizer=tok).rows[0]
+        assert alone.tokens == batched.rows[i].tokens
+        assert alone.restart == batched.rows[i].restart
+        assert math.isclose(alone.reward_after, batched.rows[i].reward_after, abs_tol=1e-9)
+        assert math.isclose(alone.loglik_after, batched.rows[i].loglik_after, abs_tol=1e-9)
+
+
+def test_deterministic_under_a_seed(setup):
+    tok, gen, rm = setup
+    cfg = AscentConfig(steps=6, check_every=2, restarts=2, relaxation=GumbelSoftmax(), polish=PolishConfig(rounds=1))
+    a = optimize(encode(tok, TUNES), rm, gen, cfg, tokenizer=tok)
+    b = optimize(encode(tok, TUNES), rm, gen, cfg, tokenizer=tok)
+    assert a.tokens == b.tokens and [r.reward_after for r in a.rows] == [r.reward_after for r in b.rows]
+
+
+@pytest.mark.parametrize("relax", [SimplexEntropy(), SimplexLogits(), EmbeddingPEZ()])
+def test_frozen_positions_never_change(setup, relax):
+    tok, gen, rm = setup
+    init = encode(tok, TUNES)
+    ids, _ = pad_batch(init, tok.pad_token_id)
+    freeze = freeze_prefix(ids, 6)
+    cfg = AscentConfig(steps=10, check_every=2, restarts=2, relaxation=relax,
+                       optimizer=QUICK.optimizer.__class__(lr=0.5),
+                       polish=PolishConfig(rounds=2, top_k=4, candidates=8))
+    res = optimize(init, rm, gen, cfg, tokenizer=tok, freeze=freeze)
+    for start, row in zip(init, res.rows):
+        assert len(row.tokens) == len(start)
+        assert row.tokens[:6] == start[:6]  # user-frozen prefix (BOS included)
+        assert row.tokens[-1] == start[-1] == tok.eos_token_id
+        assert tok.bos_token_id not in row.tokens[1:] and tok.pad_token_id not in row.tokens
+    assert any(row.changed > 0 for row in res.rows)  # something was free to move and did
+
+
+def test_returned_reward_equals_rescoring_returned_tokens(setup):
+    tok, gen, rm = setup
+    res = optimize(encode(tok, TUNES), rm, gen, QUICK, tokenizer=tok)
+    for row in res.rows:
+        ids = torch.tensor([row.tokens])
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            rescored = float(rm.score(ids, attention_mask=mask))
+        assert math.isclose(row.reward_after, rescored, abs_tol=1e-9)
+        _, total = discrete_log_likelihood(gen, ids, mask)
+        assert math.isclose(row.loglik_after, float(total), abs_tol=1e-9)
+        assert row.text == decode(tok, row.tokens)
+
+
+def test_result_is_never_worse_than_the_start_and_gap_is_zero_at_start(setup):
+    tok, gen, rm = setup
+    res = optimize(encode(tok, TUNES), rm, gen, QUICK, tokenizer=tok)
+    for row in res.rows:
+        assert row.objective_after >= row.objective_before - 1e-12
+        assert row.trajectory[0]["step"] == 0 and abs(row.trajectory[0]["gap"]) < 1e-9  # simplex starts at a vertex
+        assert len(row.trajectory) == 12 // 4 + 1
+    summary = res.summary()
+    assert summary["rows"] == 3 and summary["reward_evals"] == res.reward_evals > 0
+
+
+def test_nonfinite_row_is_reported_and_the_rest_continue(setup):
+    tok, gen, rm = setup
+    init = encode(tok, TUNES)
+    poison = init[1][1]  # the second tune's first body token
+    assert init[0][1] != poison and init[2][1] != poison
+    bad = PoisonReward(rm, poison)
+    freeze = freeze_prefix(pad_batch(init, tok.pad_token_id)[0], 2)
+    res = optimize(init, bad, gen, QUICK, tokenizer=tok, freeze=freeze)
+    assert res.rows[1].status != "ok" and "nonfinite" in res.rows[1].status
+    assert res.rows[1].tokens == init[1]
+    clean = optimize([init[0], init[2]], rm, gen, QUICK, tokenizer=tok, freeze=freeze[[0, 2]])
+    for i, j in ((0, 0), (2, 1)):
+        assert res.rows[i].status == "ok"
+        assert res.rows[i].tokens == clean.rows[j].tokens
+        assert math.isfinite(res.rows[i].reward_after)
+
+
+def test_too_long_sequence_is_a_clear_error(setup):
+    tok, gen, rm = setup
+    long = encode(tok, ["GABc" * 40])
+    with pytest.raises(ValueError, match="context is 64"):
+        optimize(long, rm, gen, QUICK, tokenizer=tok)
+
+
+def test_validator_vetoes_invalid_outputs(setup):
+    tok, gen, rm = setup
+
+    def validate(text):  # only the characters of the start are acceptable
+        return set(text) <= set("".join(TUNES))
+
+    cfg = AscentConfig(steps=10, check_every=2, optimizer=QUICK.optimizer.__class__(lr=0.5),
+                       polish=PolishConfig(rounds=2, top_k=4, candidates=8))
+    res = optimize(encode(tok, TUNES), rm, gen, cfg, tokenizer=tok, validate=validate)
+    assert all(row.valid_before for row in res.rows)
+    assert all(row.valid_after for row in res.rows)
+
+
+def test_torch_optim_backend_matches_torchopt(setup):
+    tok, gen, rm = setup
+    base = AscentConfig(steps=6, check_every=2, polish=PolishConfig(rounds=0),
+                        objective=ObjectiveWeights(lm_weight=0.5, kl_weight=0.1, entropy_weight=0.1),
+                        relaxation=SimplexLogits())
+    a = optimize(encode(tok, TUNES), rm, gen, base, tokenizer=tok)
+    b = optimize(encode(tok, TUNES), rm, gen,
+                 AscentConfig(**{**base.__dict__, "optimizer": base.optimizer.__class__(backend="torch")}),
+                 tokenizer=tok)
+    for x, y in zip(a.rows, b.rows):
+        assert [s["soft"] for s in x.trajectory] == pytest.approx([s["soft"] for s in y.trajectory], abs=1e-9)
+
+
+def test_bad_config_and_inputs_raise(setup):
+    tok, gen, rm = setup
+    with pytest.raises(ValueError):
+        AscentConfig(check_every=0)
+    with pytest.raises(ValueError):
+        optimize([[]], rm, gen, QUICK, tokenizer=tok)
+    with pytest.raises(ValueError, match="freeze mask"):
+        optimize(encode(tok, TUNES), rm, gen, QUICK, tokenizer=tok, freeze=torch.zeros(1, 2, dtype=torch.bool))
