@@ -3,6 +3,8 @@ rater, and the reward model (regression on latent scores, or the pairwise baseli
 
 from ._active import STRATEGIES, next_pairs
 from ._bradley_terry import Scores, fit, win_probability
+from ._model import RewardModel
+from ._train import TrainConfig, bradley_terry_loss, bt_regression_loss, train_pairwise, train_reward_model
 from ._formats import (
     export_index_pairs,
     export_openai,
@@ -27,5 +29,6 @@ __all__ = [
     "STRATEGIES", "next_pairs", "Scores", "fit", "win_probability", "export_index_pairs",
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
     "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "RatingStore", "StoreError",
-    "item_id", "read_jsonl",
+    "item_id", "read_jsonl", "RewardModel", "TrainConfig", "bradley_terry_loss", "bt_regression_loss",
+    "train_pairwise", "train_reward_model",
 ]

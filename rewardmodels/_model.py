@@ -1,0 +1,158 @@
+"""The reward model: a GPT-2 transformer with a scalar head, differentiable in its input.
+
+Legend: b batch, t time, v vocab, d embedding width.
+
+Three entry points share one code path::
+
+    score(ids)        = score_embeds(E[ids])          ids (b, t)  -> (b,)
+    score_probs(p)    = score_embeds(p @ E)           p   (b, t, v) -> (b,)
+    score_embeds(e)   = (head(h_last) - μ) / σ        e   (b, t, d) -> (b,)
+
+where E (v, d) is the token embedding, h_last the final hidden state at the last non-padded
+position (sequences are ``<bos> body <eos>`` right-padded, so that is the EOS), and μ, σ are
+buffers set by `calibrate` so reference items score mean 0 / SD 1. Gradients reach `p` and `e`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import GPT2Config, GPT2Model
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class RewardModel(nn.Module):
+    """GPT-2 backbone + linear head scoring whole sequences."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = GPT2Model(config)
+        self.head = nn.Linear(config.n_embd, 1)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("norm_mean", torch.zeros(()))
+        self.register_buffer("norm_std", torch.ones(()))
+
+    @classmethod
+    def from_generator(cls, generator) -> "RewardModel":
+        """A reward model whose transformer starts as a copy of `generator`'s (a GPT2LMHeadModel)."""
+        config = GPT2Config.from_dict(generator.config.to_dict())
+        model = cls(config)
+        model.transformer.load_state_dict(generator.transformer.state_dict())
+        return model.to(next(generator.parameters()).dtype)
+
+    def embedding_matrix(self) -> torch.Tensor:
+        """The token embedding E -> (v, d)."""
+        return self.transformer.wte.weight
+
+    def _check(self, x: torch.Tensor, ndim: int, attention_mask) -> torch.Tensor:
+        if x.dim() != ndim:
+            raise ValueError(f"expected a {ndim}-d input, got shape {tuple(x.shape)}")
+        b, t = x.shape[:2]
+        if t > self.config.n_positions:
+            raise ValueError(
+                f"sequence has {t} tokens but the reward model's context is {self.config.n_positions}; "
+                "shorten it or use a model with a longer context"
+            )
+        if attention_mask is None:
+            return torch.ones(b, t, dtype=torch.long, device=x.device)
+        if attention_mask.shape != (b, t):
+            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != {(b, t)}")
+        if not bool((attention_mask.sum(1) > 0).all()):
+            raise ValueError("every sequence needs at least one unmasked token")
+        return attention_mask.long()
+
+    def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Unnormalised head output for embeddings e (b, t, d) -> (b,)."""
+        mask = self._check(e, 3, attention_mask)
+        h = self.transformer(inputs_embeds=e, attention_mask=mask).last_hidden_state  # (b, t, d)
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask * (positions + 1)).argmax(1)  # (b,) last non-padded position
+        pooled = h[torch.arange(h.shape[0], device=h.device), last]  # (b, d)
+        return self.head(pooled).squeeze(-1)
+
+    def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised reward for input embeddings e (b, t, d) -> (b,)."""
+        return (self.raw_score_embeds(e, attention_mask) - self.norm_mean) / self.norm_std
+
+    def score_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward for token distributions p (b, t, v) (soft one-hots), via p @ E -> (b,)."""
+        self._check(p, 3, attention_mask)
+        E = self.embedding_matrix()
+        if p.shape[-1] != E.shape[0]:
+            raise ValueError(f"p has {p.shape[-1]} token classes but the vocabulary has {E.shape[0]}")
+        return self.score_embeds(torch.einsum("btv,vd->btd", p.to(E.dtype), E), attention_mask)
+
+    def score(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward for token ids (b, t) -> (b,); the embedding lookup equals one_hot(ids) @ E."""
+        self._check(ids, 2, attention_mask)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise ValueError(f"token id out of range for vocabulary size {self.config.vocab_size}")
+        return self.score_embeds(self.transformer.wte(ids), attention_mask)
+
+    forward = score
+
+    @torch.no_grad()
+    def predict(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                batch_size: int = 64, raw: bool = False) -> torch.Tensor:
+        """Batched, gradient-free scores (normalised unless `raw`) -> (b,); trims padding per batch."""
+        was_training = self.training
+        self.eval()
+        if attention_mask is None:
+            attention_mask = torch.ones_like(ids)
+        out = []
+        for i in range(0, ids.shape[0], batch_size):
+            m = attention_mask[i : i + batch_size]
+            t = int(m.sum(1).max())
+            e = self.transformer.wte(ids[i : i + batch_size, :t])
+            out.append(self.raw_score_embeds(e, m[:, :t]))
+        self.train(was_training)
+        r = torch.cat(out) if out else torch.zeros(0)
+        return r if raw else (r - self.norm_mean) / self.norm_std
+
+    @torch.no_grad()
+    def calibrate(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                  batch_size: int = 64) -> None:
+        """Set the output buffers so these reference items score mean 0 / SD 1."""
+        r = self.predict(ids, attention_mask, batch_size, raw=True)
+        if len(r) < 2:
+            raise ValueError("calibration needs at least two reference items")
+        self.norm_mean.fill_(float(r.mean()))
+        self.norm_std.fill_(max(float(r.std()), 1e-6))
+
+    def reset_normalization(self) -> None:
+        self.norm_mean.fill_(0.0)
+        self.norm_std.fill_(1.0)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json (GPT-2 config + reward-model marker) and model.safetensors."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        cfg = self.config.to_dict()
+        cfg["gradopt_reward_model"] = {"version": 1, "head": "linear", "pooling": "last"}
+        (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=1, default=str))
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "RewardModel":
+        """Load a model written by `save_pretrained`, in eval mode."""
+        path = Path(directory)
+        if not (path / CONFIG_NAME).exists() or not (path / WEIGHTS_NAME).exists():
+            raise FileNotFoundError(f"no reward model in {path}; train one with `gradopt train-reward`")
+        cfg = json.loads((path / CONFIG_NAME).read_text())
+        if "gradopt_reward_model" not in cfg:
+            raise ValueError(f"{path} holds a model that is not a gradopt reward model (a generator?)")
+        cfg.pop("gradopt_reward_model")
+        model = cls(GPT2Config.from_dict(cfg))
+        state = load_file(str(path / WEIGHTS_NAME))
+        dtype = next(iter(state.values())).dtype
+        model.to(dtype).load_state_dict(state)
+        return model.eval()
