@@ -40,7 +40,8 @@ def project_entropy(p: torch.Tensor, max_entropy: float, allowed: torch.Tensor |
     The feasible set ``||p||^2 >= 1 - h`` is the outside of a sphere around the uniform point c of
     p's support: ``||p - c||^2 >= 1 - h - 1/k`` (k = support size). A row inside the sphere is moved
     radially out to it and projected back onto the simplex (Geisler et al. 2024, PGD attack).
-    Rows already feasible, or exactly at c (no direction to move), are returned unchanged.
+    Rows already feasible are returned unchanged; a row exactly at c moves toward its first
+    largest entry.
     """
     if not 0.0 <= max_entropy <= 1.0:
         raise ValueError(f"max_entropy must be in [0, 1], got {max_entropy}")
@@ -58,7 +59,13 @@ def _entropy_step(p: torch.Tensor, max_entropy: float, allowed) -> tuple[torch.T
     r2 = (1.0 - max_entropy - 1.0 / k).clamp(min=0.0)
     d = p - c
     dist2 = (d * d).sum(-1, keepdim=True)
-    inside = (dist2 < r2 * (1 - 1e-9)) & (dist2 > 0)
+    # At the centre there is no radial direction: break the tie toward the first largest entry.
+    centred = dist2 <= torch.finfo(p.dtype).eps * r2
+    if bool((centred & (r2 > 0)).any()):
+        vertex = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype)
+        d = torch.where(centred, vertex - c, d)
+        dist2 = (d * d).sum(-1, keepdim=True)
+    inside = ((dist2 < r2 * (1 - 1e-9)) & (dist2 > 0)) | (centred & (r2 > 0))
     if not bool(inside.any()):
         return p, False
     scale = torch.sqrt(r2 / dist2.clamp(min=torch.finfo(p.dtype).tiny))
