@@ -1,0 +1,38 @@
+"""Shared fixtures: a small slice of the bundled corpus, a tiny tokenizer and generator."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def fiddle_pieces():
+    import domains
+
+    return domains.load_abc_corpus(domains.FIDDLE)
+
+
+@pytest.fixture(scope="session")
+def small_texts(fiddle_pieces):
+    """60 short fiddle tunes (under 300 characters)."""
+    return [p.text for p in fiddle_pieces if len(p.text) < 300][:60]
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer(fiddle_pieces):
+    import domains
+
+    return domains.build_char_tokenizer([p.text for p in fiddle_pieces])
+
+
+@pytest.fixture()
+def tiny_generator(char_tokenizer):
+    import domains
+
+    return domains.build_generator("tiny", char_tokenizer, seed=0).eval()

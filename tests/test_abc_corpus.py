@@ -1,0 +1,104 @@
+import pytest
+
+import domains
+from domains import CorpusError, NormaliseConfig
+
+RAW = """% a comment line
+X: 7
+T: First Tune
+T: Alternative title
+R: reel
+N: a note that is noise
+Z: transcriber
+M: 6/8
+L: 1/8
+K: D
+"Am"d2e "4"fed | u(ABc) v!trill!d3 |\\
+ A2B c3 :| % trailing comment
+w: some lyrics here
+P:B
+K:G
+GAB cde |]
+
+X: 8
+T: No key here
+M: 4/4
+GABc|
+
+X: 9
+T: Rests only
+M: 4/4
+L: 1/4
+K: C
+z4 | z4 |
+"""
+
+
+def test_split_tunes_and_normalise():
+    tunes = domains.split_tunes("junk before\n" + RAW)
+    assert len(tunes) == 3
+    text = domains.normalise(tunes[0])
+    lines = text.splitlines()
+    assert lines[:5] == ["X:1", "T:First Tune", "M:6/8", "L:1/8", "K:D"]
+    assert "d2e fed | (ABc) d3 | A2B c3 :|" in lines
+    assert "K:G" in lines  # inline key change kept
+    for noise in ("%", "w:", "R:", "N:", "Z:", "lyrics", "Alternative", '"', "!trill!", "P:"):
+        assert noise not in text
+
+
+def test_spaceless_option():
+    text = domains.normalise(domains.split_tunes(RAW)[0], NormaliseConfig(spaceless=True))
+    body = text.splitlines()[5]
+    assert " " not in body and body.startswith("d2efed|")
+
+
+def test_bad_tunes_raise_with_reason():
+    _, nokey, rests = domains.split_tunes(RAW)
+    with pytest.raises(CorpusError, match="K:"):
+        domains.normalise(nokey)
+    with pytest.raises(CorpusError, match="no notes"):
+        domains.normalise(rests)
+
+
+def test_loader_counts_and_skips_bad_tunes(tmp_path):
+    f = tmp_path / "mine.abc"
+    f.write_text(RAW + "\n" + RAW.replace("First Tune", "Retitled copy"))
+    report = domains.CorpusReport()
+    pieces = domains.load_abc_corpus(files=[("mine", f)], report=report)
+    assert len(pieces) == 1  # the retitled copy is a duplicate of the same music
+    assert report.duplicates == 1
+    assert report.raw["mine"] == 6 and report.kept["mine"] == 1
+    assert sum(report.skipped.values()) == 4
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(CorpusError, match="does not exist"):
+        domains.load_abc_corpus(files=[("x", tmp_path / "nope.abc")])
+    (tmp_path / "empty.abc").write_text("")
+    with pytest.raises(CorpusError, match="empty"):
+        domains.load_abc_file(tmp_path / "empty.abc")
+    with pytest.raises(CorpusError, match="unknown ABC collection"):
+        domains.load_abc_corpus(["nottingham"])
+
+
+def test_corpus_size_and_collections():
+    report = domains.CorpusReport()
+    pieces = domains.load_abc_corpus(domains.ALL_COLLECTIONS, report=report)
+    assert len(pieces) >= 10_000
+    assert len({domains.content_hash(p.text) for p in pieces}) == len(pieces)
+    assert set(report.kept) == set(domains.ALL_COLLECTIONS)
+    assert report.kept["oneills1850"] > 1900 and report.kept["essenFolksong"] > 8000
+
+
+def test_split_is_deterministic_and_disjoint(fiddle_pieces):
+    a = domains.split_corpus(fiddle_pieces)
+    b = domains.split_corpus(list(reversed(fiddle_pieces)))
+    for k in a:
+        assert {p.text for p in a[k]} == {p.text for p in b[k]}
+    hashes = [{domains.content_hash(p.text) for p in a[k]} for k in ("train", "val", "test")]
+    assert not (hashes[0] & hashes[1]) and not (hashes[0] & hashes[2]) and not (hashes[1] & hashes[2])
+    n = len(fiddle_pieces)
+    assert 0.02 * n < len(a["val"]) < 0.09 * n and 0.02 * n < len(a["test"]) < 0.09 * n
+    # The split depends on the music only, not on the title.
+    p = a["val"][0].text
+    assert domains.split_of(p.replace("T:", "T:Other ", 1)) == "val"
