@@ -71,6 +71,7 @@ from ._remi import (
     REMIError,
     build_remi_tokenizer,
     midi_to_remi,
+    positions_past_bar,
     remi_to_midi,
     remi_to_score,
     remi_tokenizer,
@@ -82,6 +83,6 @@ from ._text import TextConfig, TextDomain, load_text_corpus, split_text, validat
 __all__ += [
     "MIDIDomain", "default_cache_dir", "load_midi_corpus", "load_midi_files", "midi_pieces",
     "render_abc_pieces", "FOLK_TIME_SIGNATURES", "REMIConfig", "REMIError", "build_remi_tokenizer",
-    "midi_to_remi", "remi_to_midi", "remi_to_score", "remi_tokenizer", "remi_vocabulary",
+    "midi_to_remi", "positions_past_bar", "remi_to_midi", "remi_to_score", "remi_tokenizer", "remi_vocabulary",
     "validate_remi", "TextConfig", "TextDomain", "load_text_corpus", "split_text", "validate_text",
 ]

@@ -170,6 +170,10 @@ def load_midi_corpus(
     report = report if report is not None else CorpusReport()
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     rendered = render_abc_pieces(abc_pieces, cache_dir, report, progress)
+    done = {id(p) for p, _ in rendered}
+    for p in abc_pieces:  # midi_pieces counts the rendered ones
+        if id(p) not in done:
+            report.raw[p.collection] += 1
     items = [(p.collection, f"{p.source} -> {path.name}", path) for p, path in rendered]
     pieces = midi_pieces(items, cfg, report, cache_dir, progress)
     if abc_pieces and not pieces:

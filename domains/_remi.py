@@ -167,11 +167,28 @@ def remi_to_midi(text: str, path: str | Path, cfg: REMIConfig = REMIConfig()) ->
     return path
 
 
+def positions_past_bar(tokens: Sequence[str], cfg: REMIConfig = REMIConfig()) -> int:
+    """How many ``Position_k`` tokens lie at or past the end of their bar's meter.
+
+    A bar of meter n/d holds ``n * beat_resolution`` positions (a beat is one 1/d note). miditok
+    decodes a later position into the next bar without complaint — REMI's over-long bar.
+    """
+    bar_positions = 4 * cfg.beat_resolution  # miditok's meter before any TimeSig token
+    over = 0
+    for t in tokens:
+        if t.startswith("TimeSig_"):
+            bar_positions = int(t[len("TimeSig_"):].split("/")[0]) * cfg.beat_resolution
+        elif t.startswith("Position_") and int(t[len("Position_"):]) >= bar_positions:
+            over += 1
+    return over
+
+
 def validate_remi(text: str, cfg: REMIConfig = REMIConfig(), max_error_rate: float = 0.0) -> Validity:
     """Is `text` playable REMI? It must use known names only, decode with miditok, contain notes,
-    last a finite positive time, and at most `max_error_rate` of its tokens may break REMI's
-    grammar (miditok's `tokens_errors`: wrong successions, positions going backwards) — miditok
-    silently drops such tokens when decoding, so without this check broken text would pass."""
+    last a finite positive time, place no note past the end of its bar, and at most
+    `max_error_rate` of its tokens may break REMI's grammar (miditok's `tokens_errors`: wrong
+    successions, positions going backwards). miditok silently drops or moves such tokens when
+    decoding, so without these checks broken text would pass."""
     if not isinstance(text, str) or not text.strip():
         return Validity(False, "empty text")
     try:
@@ -192,6 +209,9 @@ def validate_remi(text: str, cfg: REMIConfig = REMIConfig(), max_error_rate: flo
     if rate > max_error_rate:
         n = round(rate * len(seq.tokens))
         return Validity(False, f"{n} of {len(seq.tokens)} tokens break REMI grammar (successions or positions)")
+    over = positions_past_bar(seq.tokens, cfg)
+    if over:
+        return Validity(False, f"{over} position(s) past the end of their bar's meter")
     return Validity(True)
 
 

@@ -19,6 +19,7 @@ from domains import (  # noqa: E402
     REMIError,
     abc_to_midi,
     find_soundfont,
+    positions_past_bar,
     remi_vocabulary,
 )
 from domains import _midi_corpus  # noqa: E402
@@ -146,6 +147,7 @@ def test_unwritable_cache_is_counted_never_fatal_midway(tmp_path, monkeypatch):
     d = MIDIDomain(tmp_path / "c", limit=3, progress=False)
     assert len(d.corpus()) == 2
     assert list(d.report.skipped.values()) == [1] and "cannot write the MIDI cache" in next(iter(d.report.skipped))
+    assert sum(d.report.raw.values()) == 3 and sum(d.report.kept.values()) == 2
     monkeypatch.undo()
 
     blocked = tmp_path / "a-file"
@@ -174,7 +176,11 @@ def test_validate(domain, pieces):
     assert domain.validate("Bar_None TimeSig_4/4").reason == "no notes"
     backwards = "Bar_None TimeSig_4/4 Position_12 Pitch_60 Duration_1.0.24 Position_0 Pitch_62 Duration_1.0.24"
     assert "grammar" in domain.validate(backwards).reason
-    assert domain.validate(backwards.replace("Position_12", "Position_0").replace("Position_0 Pitch_62", "Position_24 Pitch_62"))
+    forwards = "Bar_None TimeSig_3/4 Position_0 Pitch_60 Duration_1.0.24 Position_48 Pitch_62 Duration_1.0.24"
+    assert domain.validate(forwards)
+    past_bar = forwards.replace("Position_48", "Position_72")  # 3/4 holds positions 0..71
+    assert "past the end" in domain.validate(past_bar).reason
+    assert positions_past_bar(past_bar.split()) == 1 and positions_past_bar(forwards.split()) == 0
 
 
 def test_to_midi_refuses_unknown_names(domain, tmp_path):
