@@ -187,6 +187,7 @@ def train_generator(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        loss = loss.detach()
         step += 1
         tokens_seen += k
         bar.update(1)

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from gradopt.cli import main
+
+
+def test_corpus_stats_json(capsys):
+    assert main(["corpus", "stats", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["tunes"] >= 10_000
+    assert d["collections"]["ryansMammoth"] > 1000 and sum(d["collections"].values()) == d["tunes"]
+
+
+def test_validate_command(tmp_path, capsys):
+    good = "X:1\nT:Jig\nM:6/8\nL:1/8\nK:G\nGAB cde|dBG A3|\n"
+    f = tmp_path / "t.abc"
+    f.write_text(good)
+    assert main(["validate", str(f)]) == 0
+    f.write_text(good + "\nX:2\nT:Bad\nM:6/8\nL:1/8\nK:G\nGABcdefgab|\n")
+    assert main(["validate", str(f)]) == 1
+    assert "1/2 valid" in capsys.readouterr().out
+
+
+def test_export_and_missing_generator(tmp_path, capsys):
+    out = tmp_path / "val.abc"
+    assert main(["corpus", "export", "--split", "val", "--out", str(out)]) == 0
+    assert out.read_text().count("X:1") > 100
+    assert main(["sample", "--work", str(tmp_path / "nothing")]) == 2
+    assert "train-generator" in capsys.readouterr().err
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("corpus", "train-generator", "sample", "validate", "demo"):
+        assert cmd in out

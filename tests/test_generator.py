@@ -1,0 +1,60 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+import domains
+
+
+def test_save_load_gives_identical_logits(tiny_generator, char_tokenizer, tmp_path):
+    tiny_generator.save_pretrained(tmp_path)
+    again = domains.load_generator(tmp_path)
+    ids, mask = domains.encode_batch(char_tokenizer, ["X:1\nK:G\nGAB|", "X:1\nK:D\nd2e|f"], tiny_generator)
+    with torch.no_grad():
+        a = tiny_generator(input_ids=ids, attention_mask=mask).logits
+        b = again(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(a, b)
+    assert (tmp_path / "model.safetensors").exists()
+
+
+def test_load_missing_generator_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-generator"):
+        domains.load_generator(tmp_path)
+
+
+def test_log_likelihood_matches_naive_loop(tiny_generator, char_tokenizer):
+    texts = ["X:1\nK:G\nGAB|", "X:1\nK:D\nd2e|fed|"]
+    ids, mask = domains.encode_batch(char_tokenizer, texts)
+    batched = domains.log_likelihood(tiny_generator, ids, mask)
+    for i, text in enumerate(texts):
+        one = torch.tensor([char_tokenizer(text)["input_ids"]])
+        logits = tiny_generator(input_ids=one).logits[0]
+        naive = sum(F.log_softmax(logits[j], -1)[one[0, j + 1]] for j in range(one.shape[1] - 1))
+        assert torch.allclose(batched[i], naive, atol=1e-4)
+
+
+def test_too_long_sequence_is_a_clear_error(tiny_generator, char_tokenizer):
+    long = "X:1\nK:G\n" + "GABc|" * 40  # > 128 tokens, the tiny preset's context
+    with pytest.raises(ValueError, match="context"):
+        domains.score_texts(tiny_generator, char_tokenizer, [long])
+
+
+def test_sampling_is_deterministic_and_respects_prefix(tiny_generator, char_tokenizer):
+    cfg = domains.SampleConfig(max_new_tokens=20, top_k=10, top_p=0.9)
+    a = domains.sample(tiny_generator, char_tokenizer, 5, cfg, prefix="X:1\n", seed=3)
+    b = domains.sample(tiny_generator, char_tokenizer, 5, cfg, prefix="X:1\n", seed=3)
+    c = domains.sample(tiny_generator, char_tokenizer, 5, cfg, prefix="X:1\n", seed=4)
+    assert a == b and a != c
+    assert all(s.startswith("X:1\n") for s in a)
+    ids = domains.sample_ids(tiny_generator, char_tokenizer, 5, cfg, seed=3)
+    specials = {char_tokenizer.unk_token_id, char_tokenizer.pad_token_id}
+    assert all(not specials & set(row) for row in ids)
+    assert all(len(row) <= 21 for row in ids)
+
+
+def test_bad_configs_rejected(char_tokenizer):
+    with pytest.raises(ValueError):
+        domains.SampleConfig(temperature=0)
+    with pytest.raises(ValueError, match="unknown preset"):
+        domains.build_generator("huge", char_tokenizer)
+    with pytest.raises(ValueError, match="divisible"):
+        domains.GeneratorPreset(n_layer=1, n_head=3, n_embd=32, n_positions=16)

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+
+import domains
+import domains._train as train_mod
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_training_lowers_validation_loss(small_texts, char_tokenizer, tmp_path):
+    model = domains.build_generator("tiny", char_tokenizer, seed=0)
+    val = domains.encode_corpus(char_tokenizer, small_texts[-10:])
+    before = domains.evaluate(model, val, char_tokenizer.pad_token_id)
+    cfg = domains.TrainConfig(max_steps=30, batch_size=4, eval_every=15, lr=3e-3, warmup=5)
+    summary = domains.train_generator(model, char_tokenizer, small_texts[:-10], small_texts[-10:], cfg,
+                                      tmp_path, progress=False)
+    assert summary["finished"] and summary["steps"] == 30
+    assert summary["val_cross_entropy"] < before - 0.5
+    log = [json.loads(l) for l in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [15, 30]
+    assert (tmp_path / "tokenizer.json").exists() and (tmp_path / "model.safetensors").exists()
+
+
+def test_resume_continues_where_it_stopped(small_texts, char_tokenizer, tmp_path, monkeypatch):
+    cfg = domains.TrainConfig(max_steps=8, batch_size=4, eval_every=4, warmup=2)
+    straight = domains.build_generator("tiny", char_tokenizer, seed=0)
+    domains.train_generator(straight, char_tokenizer, small_texts, small_texts[:5], cfg, tmp_path / "a",
+                            progress=False)
+
+    # Interrupt the second run during step 6 (after the step-4 checkpoint).
+    real_loss, calls = train_mod.lm_loss, {"n": 0}
+
+    def flaky(model, ids, mask):
+        if model.training:
+            calls["n"] += 1
+            if calls["n"] == 6:
+                raise KeyboardInterrupt
+        return real_loss(model, ids, mask)
+
+    monkeypatch.setattr(train_mod, "lm_loss", flaky)
+    interrupted = domains.build_generator("tiny", char_tokenizer, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        domains.train_generator(interrupted, char_tokenizer, small_texts, small_texts[:5], cfg, tmp_path / "b",
+                                progress=False)
+    monkeypatch.setattr(train_mod, "lm_loss", real_loss)
+    resumed = domains.build_generator("tiny", char_tokenizer, seed=1)  # different init: must be overwritten
+    summary = domains.train_generator(resumed, char_tokenizer, small_texts, small_texts[:5], cfg, tmp_path / "b",
+                                      progress=False)
+    assert summary["steps"] == 8
+    a, b = _weights(straight), _weights(resumed)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def test_unigram_baseline_is_worse_than_uniform_bound(small_texts, char_tokenizer):
+    data = domains.encode_corpus(char_tokenizer, small_texts)
+    uni = domains.unigram_cross_entropy(data[:50], data[50:], len(char_tokenizer))
+    assert 1.0 < uni < torch.log(torch.tensor(float(len(char_tokenizer)))).item()
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError):
+        domains.TrainConfig(max_steps=0)
+    with pytest.raises(ValueError):
+        domains.TrainConfig(lr=-1)
