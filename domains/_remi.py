@@ -12,8 +12,10 @@ are dropped), so one piece is one sequence and decodes to one piano track.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +27,7 @@ from ._tokenizer import SPECIALS, UNK, OutOfVocabularyError, _wrap
 
 # Meters the fiddle corpus uses (abc2midi writes C| as 2/2, C as 4/4) plus common neighbours.
 FOLK_TIME_SIGNATURES = (
-    "2/2", "3/2", "4/2", "1/4", "2/4", "3/4", "4/4", "5/4", "6/4", "7/4",
+    "2/2", "3/2", "4/2", "1/4", "2/4", "3/4", "4/4", "5/4", "6/4", "7/4", "9/4",
     "3/8", "5/8", "6/8", "7/8", "9/8", "12/8",
 )
 _MIDITOK_PAD = "PAD_None"
@@ -42,7 +44,7 @@ class REMIConfig:
     beat_resolution: int = 24  # positions per beat up to 4 beats; 24 holds sixteenths in 2/2 and triplets
     long_resolution: int = 4  # positions per beat for durations from 4 beats to `max_beats`
     max_beats: int = 12  # longest note duration, in beats of the current meter
-    pitch_range: tuple[int, int] = (21, 109)  # MIDI pitches kept, [low, high)
+    pitch_range: tuple[int, int] = (21, 109)  # MIDI pitches kept, [low, high); notes outside are dropped
     velocities: int = 0  # velocity bins; 0 = no Velocity tokens (abc2midi's only mark the beat)
     tempos: bool = False  # Tempo tokens (the rendered ABC corpus is all at 120 bpm)
     time_signatures: tuple[str, ...] = FOLK_TIME_SIGNATURES  # meters with a TimeSig token; others read as 4/4
@@ -67,10 +69,8 @@ class REMIConfig:
                 raise ValueError(f"time signature {ts!r} must look like '6/8' with a power-of-two denominator")
 
     def fingerprint(self) -> str:
-        """A short stable name for this configuration (cache keys)."""
-        import hashlib
-
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:12]
+        """A short stable name for this configuration and miditok version (cache keys)."""
+        return hashlib.sha256(f"{self!r} miditok={version('miditok')}".encode()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=8)
