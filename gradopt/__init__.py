@@ -7,6 +7,8 @@ likely reward-model blind spots (`_harvest`).
 """
 
 from ._ascent import AscentConfig, optimize, pad_batch, row_seed
+from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
+from ._harvest import HarvestConfig, Suspect, harvest, queue_order, suspect_reasons
 from ._masks import bar_of_chars, freeze_bars, freeze_positions, freeze_prefix, freeze_special, parse_bars
 from ._objective import (
     ObjectiveWeights,
@@ -37,6 +39,7 @@ from ._relax import (
 )
 from ._result import AscentResult, RowResult
 from ._simplex import project_entropy, project_simplex, tsallis2_entropy
+from ._starts import starts_from_generator, starts_from_noise, starts_from_texts
 
 __all__ = [
     "AscentConfig", "optimize", "pad_batch", "row_seed",
@@ -48,4 +51,7 @@ __all__ = [
     "RELAXATIONS", "EmbeddingPEZ", "GumbelSoftmax", "RelaxContext", "Relaxation", "Relaxed", "SimplexEntropy",
     "SimplexLogits", "StraightThrough", "make_relaxation",
     "AscentResult", "RowResult", "project_entropy", "project_simplex", "tsallis2_entropy",
+    "dedup", "edit_distance", "nearest_distance", "normalized_distance",
+    "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
+    "starts_from_generator", "starts_from_noise", "starts_from_texts",
 ]

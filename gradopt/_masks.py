@@ -72,9 +72,11 @@ def bar_of_chars(text: str) -> list[int]:
             continue
         in_header = False
         for ch in line:
-            out.append(bar)
-            if ch == "|" and prev != "|":
-                bar += 1
+            if ch == "|" and prev == "|":  # second stroke of a double bar line: same bar line
+                out.append(bar - 1)
+            else:
+                out.append(bar)
+                bar += ch == "|"
             prev = ch
     return out
 
