@@ -12,7 +12,7 @@ import os
 import sys
 
 # Modules that add subcommands; each defines `register(subparsers) -> None`.
-_COMMAND_MODULES = ("gradopt._cli_domains",)
+_COMMAND_MODULES = ("gradopt._cli_domains", "gradopt._cli_ratings", "gradopt._cli_ascent")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,15 @@ from ._formats import (
     import_trl,
     split_prefix,
 )
+from ._workflow import (
+    fit_store,
+    load_scores,
+    propose_pairs,
+    rate_pairs,
+    save_scores,
+    train_from_store,
+    training_rows,
+)
 from ._store import (
     KINDS,
     ORIGINS,
@@ -34,4 +43,6 @@ __all__ = [
     "item_id", "read_jsonl", "RewardModel", "TrainConfig", "bradley_terry_loss", "bt_regression_loss",
     "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "INVALID", "SimulatedRater", "music_features",
+    "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
+    "training_rows",
 ]

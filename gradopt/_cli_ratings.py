@@ -1,0 +1,204 @@
+"""Subcommands for ratings and reward models: ratings import|export|stats, fit-bt, next-pairs,
+simulate-ratings, train-reward. Each is a thin shell over `rewardmodels`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+_FORMATS = ("openai", "trl", "pairs")
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    from rewardmodels import KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown comparison kind(s) {bad}; choose from {KINDS}")
+    return kinds
+
+
+def cmd_import(args) -> int:
+    import rewardmodels as rm
+
+    store = rm.RatingStore(args.store)
+    meta = {"domain": args.domain, "origin": args.origin}
+    if args.format == "openai":
+        n = rm.import_openai(store, args.file, rater=args.rater, **meta)
+    elif args.format == "trl":
+        n = rm.import_trl(store, args.file, rater=args.rater, **meta)
+    else:
+        n = rm.import_index_pairs(store, args.file, rater=args.rater)
+    print(f"imported {n} comparisons into {store.directory} ({len(store)} items)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    import rewardmodels as rm
+
+    store = rm.RatingStore(args.store, create=False)
+    if args.format == "openai":
+        n = rm.export_openai(store, args.file, jsonl=args.jsonl)
+    elif args.format == "trl":
+        margin = None
+        if args.scores:
+            scores, _ = rm.load_scores(args.scores, store)
+            pos = store.index()
+            margin = lambda w, l: scores.mean[pos[w]] - scores.mean[pos[l]]  # noqa: E731
+        n = rm.export_trl(store, args.file, margin=margin)
+    else:
+        n = rm.export_index_pairs(store, args.file)
+    print(f"wrote {n} comparisons to {args.file}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    import rewardmodels as rm
+
+    stats = rm.RatingStore(args.store, create=False).stats()
+    print(json.dumps(stats, indent=None if args.json else 1))
+    return 0
+
+
+def cmd_fit_bt(args) -> int:
+    import rewardmodels as rm
+
+    store = rm.RatingStore(args.store, create=False)
+    scores = rm.fit_store(store, _kinds(args.kinds), prior_sd=args.prior_sd)
+    rm.save_scores(scores, store.ids, args.out)
+    top = sorted(range(len(store)), key=lambda i: -scores.mean[i])[:3]
+    print(f"fitted {len(store)} items from {len(store.comparisons)} comparisons "
+          f"({'converged' if scores.converged else 'NOT converged'}, tie ν={scores.tie:.3g}) -> {args.out}")
+    for i in top:
+        print(f"  {scores.mean[i]:+.2f} ± {scores.sd[i]:.2f}  {store.ids[i][:12]}")
+    return 0
+
+
+def cmd_next_pairs(args) -> int:
+    import rewardmodels as rm
+
+    store = rm.RatingStore(args.store, create=False)
+    scores, _ = rm.load_scores(args.scores, store)
+    for a, b in rm.propose_pairs(store, scores, args.k, args.strategy, args.seed, args.allow_repeats):
+        print(json.dumps({"a": a, "b": b}))
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    import rewardmodels as rm
+
+    store = rm.RatingStore(args.store, create=False)
+    if args.pairs:
+        with open(args.pairs, encoding="utf-8") as f:
+            pairs = [(r["a"], r["b"]) for r in map(json.loads, filter(str.strip, f))]
+    else:
+        scores = rm.load_scores(args.scores, store)[0] if args.scores else rm.fit_store(store)
+        pairs = rm.propose_pairs(store, scores, args.k, args.strategy, args.seed)
+    judge = rm.JudgeConfig(blacklist=tuple(args.blacklist)) if args.judge else None
+    rater = rm.SimulatedRater(agreement=args.agreement, seed=args.seed)
+    done = rm.rate_pairs(store, pairs, rater, judge)
+    kinds = {k: sum(c.kind == k for c in done) for k in ("auto", "simulated")}
+    print(f"recorded {len(done)} comparisons ({kinds['simulated']} simulated, {kinds['auto']} auto) in {store.directory}")
+    return 0
+
+
+def cmd_train_reward(args) -> int:
+    import domains
+    import rewardmodels as rm
+
+    store = rm.RatingStore(args.store, create=False)
+    generator = domains.load_generator(args.generator)
+    tokenizer = domains.load_tokenizer(args.generator)
+    scores = rm.load_scores(args.scores, store)[0] if args.scores else None
+    cfg = rm.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    model, losses = rm.train_from_store(store, generator, tokenizer, scores, pairwise=args.pairwise,
+                                        kinds=_kinds(args.kinds), cfg=cfg)
+    model.save_pretrained(args.out)
+    domains.save_tokenizer(tokenizer, args.out)
+    k = max(1, len(losses) // 10)
+    print(f"trained {'pairwise' if args.pairwise else 'BT-regression'} reward model for {len(losses)} steps: "
+          f"loss {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f}; saved to {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    from rewardmodels import STRATEGIES
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    ratings = subparsers.add_parser("ratings", help="import, export or summarise a rating store",
+                                    description="Manage a rating store (items.jsonl + comparisons.jsonl).")
+    rsub = ratings.add_subparsers(dest="ratings_command", required=True, metavar="ACTION")
+
+    p = rsub.add_parser("import", help="add comparisons from another format", formatter_class=fmt,
+                        description="Import OpenAI lm-human-preferences JSON, TRL preference records "
+                                    "or [winner, loser] index pairs into a store.")
+    p.add_argument("file", help="file to read (JSON array or JSON lines)")
+    p.add_argument("--store", required=True, help="rating store directory (created if missing)")
+    p.add_argument("--format", choices=_FORMATS, required=True, help="input format")
+    p.add_argument("--rater", default="import", help="rater name recorded with each comparison")
+    p.add_argument("--domain", default="abc", help="domain of imported items")
+    p.add_argument("--origin", default="corpus", help="origin of imported items")
+    p.set_defaults(func=cmd_import)
+
+    p = rsub.add_parser("export", help="write comparisons in another format", formatter_class=fmt,
+                        description="Export a store's comparisons (ties are skipped by openai/trl).")
+    p.add_argument("file", help="file to write")
+    p.add_argument("--store", required=True, help="rating store directory")
+    p.add_argument("--format", choices=_FORMATS, required=True, help="output format")
+    p.add_argument("--jsonl", action="store_true", help="openai: JSON lines instead of a JSON array")
+    p.add_argument("--scores", help="trl: scores from fit-bt, to write the score gap as 'margin'")
+    p.set_defaults(func=cmd_export)
+
+    p = rsub.add_parser("stats", help="counts of items and comparisons", formatter_class=fmt)
+    p.add_argument("--store", required=True, help="rating store directory")
+    p.add_argument("--json", action="store_true", help="one-line JSON")
+    p.set_defaults(func=cmd_stats)
+
+    p = subparsers.add_parser("fit-bt", help="fit Bayesian Bradley-Terry scores to a store", formatter_class=fmt,
+                              description="MAP latent scores with a Gaussian prior and Laplace posterior SDs.")
+    p.add_argument("--store", required=True, help="rating store directory")
+    p.add_argument("--out", required=True, help="scores JSON to write")
+    p.add_argument("--prior-sd", type=float, default=1.0, help="prior SD of every latent score")
+    p.add_argument("--kinds", default="human,auto,simulated", help="comparison kinds to use, comma-separated")
+    p.set_defaults(func=cmd_fit_bt)
+
+    p = subparsers.add_parser("next-pairs", help="propose the next pairs to rate (JSON lines)", formatter_class=fmt,
+                              description="Active selection from the Bradley-Terry posterior.")
+    p.add_argument("--store", required=True, help="rating store directory")
+    p.add_argument("--scores", required=True, help="scores JSON from fit-bt")
+    p.add_argument("-k", type=int, default=10, help="number of pairs")
+    p.add_argument("--strategy", choices=STRATEGIES, default="racing", help="selection strategy")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--allow-repeats", action="store_true", help="allow pairs that were already rated")
+    p.set_defaults(func=cmd_next_pairs)
+
+    p = subparsers.add_parser("simulate-ratings", help="rate pairs with the simulated rater", formatter_class=fmt,
+                              description="Record comparisons by the simulated rater (hidden music21 utility "
+                                          "+ Bradley-Terry noise), optionally after the auto-checks.")
+    p.add_argument("--store", required=True, help="rating store directory")
+    p.add_argument("--pairs", help="JSON lines of {a, b} ids (as printed by next-pairs); else propose -k pairs")
+    p.add_argument("--scores", help="scores JSON for proposing pairs (default: fit the store now)")
+    p.add_argument("-k", type=int, default=10, help="pairs to propose when --pairs is not given")
+    p.add_argument("--strategy", choices=STRATEGIES, default="random", help="selection strategy for proposals")
+    p.add_argument("--agreement", type=float, default=0.75, help="P(rater prefers the better of two tunes 1 unit apart)")
+    p.add_argument("--judge", action="store_true", help="run the auto-checks first (broken pieces lose)")
+    p.add_argument("--blacklist", nargs="*", default=[], help="substrings that mark a piece broken")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=cmd_simulate)
+
+    p = subparsers.add_parser("train-reward", help="train a reward model from a store", formatter_class=fmt,
+                              description="Initialise from a generator and train by regression on Bradley-Terry "
+                                          "scores (default) or on raw pairs (--pairwise baseline).")
+    p.add_argument("--store", required=True, help="rating store directory")
+    p.add_argument("--generator", required=True, help="generator directory (model + tokenizer)")
+    p.add_argument("--scores", help="scores JSON from fit-bt (required unless --pairwise)")
+    p.add_argument("--out", required=True, help="directory to save the reward model and tokenizer")
+    p.add_argument("--pairwise", action="store_true", help="train the pairwise baseline instead")
+    p.add_argument("--kinds", default="human,auto,simulated", help="comparison kinds for --pairwise")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per step")
+    p.add_argument("--lr", type=float, default=3e-4, help="learning rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=cmd_train_reward)
+
