@@ -1,0 +1,183 @@
+"""Subcommands of the ascent engine: ``optimize`` (improve tunes) and ``harvest`` (queue blind spots)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+
+def _load_models(args):
+    import domains
+    from rewardmodels import RewardModel
+
+    tok = domains.load_tokenizer(args.generator)
+    gen = domains.load_generator(args.generator)
+    rm = RewardModel.from_pretrained(args.reward)
+    return tok, gen, rm
+
+
+def _config(args):
+    from ._ascent import AscentConfig
+    from ._objective import ObjectiveWeights
+    from ._optim import Adam
+    from ._polish import PolishConfig
+    from ._relax import make_relaxation
+
+    return AscentConfig(
+        steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
+        relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight),
+        optimizer=Adam(lr=args.lr), polish=PolishConfig(rounds=args.polish_rounds),
+        require_valid=not getattr(args, "allow_invalid", False),
+    )
+
+
+def _utilities(texts: list[str]) -> list[float] | None:
+    try:
+        from rewardmodels import SimulatedRater
+    except ImportError:
+        return None
+    return [float(u) for u in SimulatedRater(seed=0).utility(list(texts))]
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:+.3f}" if isinstance(x, float) else str(x)
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    """A plain fixed-width table on stdout."""
+    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
+
+
+def _title(text: str) -> str:
+    return next((l[2:].strip() for l in text.splitlines() if l.startswith("T:")), "")[:24]
+
+
+def cmd_optimize(args) -> int:
+    import domains
+    from tqdm.auto import tqdm
+
+    from ._ascent import optimize, pad_batch
+    from ._masks import freeze_bars
+    from ._starts import starts_from_texts
+
+    tok, gen, rm = _load_models(args)
+    tunes = domains.load_abc_file(args.input)
+    for i, t in enumerate(tunes):
+        try:
+            domains.check_in_vocab(tok, t)
+        except domains.OutOfVocabularyError as err:
+            raise ValueError(f"tune {i + 1} of {args.input}: {err}") from err
+    starts = starts_from_texts(tok, tunes, max_tokens=domains.context_length(gen))
+    cfg = _config(args)
+    validate = None if args.no_validate else domains.validate_abc
+    rows = []
+    for lo in tqdm(range(0, len(starts), args.batch_size), desc="optimize", unit="batch"):
+        batch = starts[lo : lo + args.batch_size]
+        freeze = freeze_bars(pad_batch(batch, tok.pad_token_id)[0], tok, args.freeze) if args.freeze else None
+        res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, validate=validate, progress=True)
+        rows.extend(res.rows)
+    out_texts = [r.text for r in rows]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(t.rstrip("\n") + "\n" for t in out_texts))
+    table = []
+    for i, (t, r) in enumerate(zip(tunes, rows), 1):
+        table.append({"#": i, "title": _title(t), "reward": r.reward_before, "->reward": r.reward_after,
+                      "loglik": r.loglik_before, "->loglik": r.loglik_after, "valid": r.valid_after,
+                      "changed": r.changed, "status": r.status})
+    if not args.no_utility:
+        before, after = _utilities(tunes), _utilities(out_texts)
+        if before is not None:
+            for row, u0, u1 in zip(table, before, after):
+                row["utility"], row["->utility"] = u0, u1
+    cols = ["#", "title", "reward", "->reward", "utility", "->utility", "loglik", "->loglik", "valid", "changed",
+            "status"]
+    print_table(table, [c for c in cols if any(c in r for r in table)])
+    mean = lambda k: sum(r[k] for r in table) / len(table)  # noqa: E731
+    line = f"{len(rows)} tunes -> {args.out}: reward {mean('reward'):+.3f} -> {mean('->reward'):+.3f}"
+    if "utility" in table[0]:
+        line += f", simulated utility {mean('utility'):+.3f} -> {mean('->utility'):+.3f}"
+    print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
+    return 0
+
+
+def cmd_harvest(args) -> int:
+    import domains
+
+    from ._harvest import HarvestConfig, harvest
+    from ._starts import starts_from_generator, starts_from_texts
+
+    tok, gen, rm = _load_models(args)
+    if args.input:
+        starts = starts_from_texts(tok, domains.load_abc_file(args.input), domains.context_length(gen))
+        origin = "corpus"
+    else:
+        starts = starts_from_generator(gen, tok, args.n, seed=args.seed)
+        origin = "sample"
+    if args.corpus:
+        corpus = domains.load_abc_file(args.corpus)
+    else:
+        corpus = [p.text for p in domains.split_corpus(domains.load_abc_corpus())["train"]]
+    cfg = HarvestConfig(ascent=_config(args), min_reward=args.min_reward, max_items=args.max_items,
+                        strategy=args.strategy, iteration=args.iteration)
+    suspects = harvest(starts, rm, gen, tok, args.store, corpus=corpus, cfg=cfg, start_origin=origin,
+                       progress=True)
+    table = [{"rank": s.rank, "reward": s.reward, "from": s.reward_before, "ll/tok": s.loglik_per_token,
+              "novelty": s.novelty, "why": "; ".join(s.reasons)[:60]} for s in suspects]
+    if table:
+        print_table(table, ["rank", "reward", "from", "ll/tok", "novelty", "why"])
+    print(f"{len(suspects)} likely blind spots from {len(starts)} starts queued in {args.store}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(s) for s in suspects], indent=1))
+    return 0
+
+
+def _add_engine_args(p) -> None:
+    from ._relax import RELAXATIONS
+
+    p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
+    p.add_argument("--reward", required=True, help="reward model directory (save_pretrained)")
+    p.add_argument("--steps", type=int, default=60, help="gradient steps")
+    p.add_argument("--check-every", type=int, default=10, help="project and score exactly every k steps")
+    p.add_argument("--restarts", type=int, default=1, help="random restarts per tune")
+    p.add_argument("--relaxation", default="simplex", choices=sorted(RELAXATIONS))
+    p.add_argument("--lm-weight", type=float, default=1.0, help="weight of the generator log-likelihood")
+    p.add_argument("--lr", type=float, default=0.1, help="Adam step size")
+    p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="also write per-row results as JSON here")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("optimize", help="improve ABC tunes by gradient ascent on the reward model")
+    p.add_argument("--in", dest="input", required=True, help=".abc file with one or more tunes")
+    p.add_argument("--out", required=True, help="where to write the improved tunes (.abc)")
+    p.add_argument("--freeze", help="bars to keep fixed, e.g. '1-4' or 'header,1-2'")
+    p.add_argument("--batch-size", type=int, default=16, help="tunes per batch")
+    p.add_argument("--no-validate", action="store_true", help="do not require outputs to parse")
+    p.add_argument("--no-utility", action="store_true", help="skip the simulated rater's utility")
+    _add_engine_args(p)
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("harvest", help="find the reward model's likely blind spots and queue them for rating")
+    p.add_argument("--store", required=True, help="rating store directory (items.jsonl, queue.jsonl)")
+    p.add_argument("--in", dest="input", help=".abc file of starts (default: generator samples)")
+    p.add_argument("-n", type=int, default=32, help="generator samples to start from")
+    p.add_argument("--corpus", help=".abc file the novelty is measured against (default: corpus train split)")
+    p.add_argument("--min-reward", type=float, default=0.0, help="reward a suspect must reach")
+    p.add_argument("--max-items", type=int, default=64)
+    p.add_argument("--strategy", default="racing", choices=["racing", "uncertainty", "random"])
+    p.add_argument("--iteration", type=int, default=0)
+    _add_engine_args(p)
+    p.set_defaults(func=cmd_harvest, allow_invalid=True)

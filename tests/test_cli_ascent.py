@@ -1,0 +1,54 @@
+import json
+
+import pytest
+import torch
+
+from ascent_doubles import TEXTS
+from domains import build_char_tokenizer, build_generator, GeneratorPreset, save_tokenizer
+from gradopt.cli import main
+from rewardmodels import RewardModel
+
+TUNE = "X:1\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|GABc dedB|cBAG G4|\n"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ascent_cli")
+    tok = build_char_tokenizer(TEXTS + [TUNE])
+    gen = build_generator(GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=96), tok, seed=0)
+    gen.save_pretrained(d / "gen")
+    save_tokenizer(tok, d / "gen")
+    torch.manual_seed(1)
+    RewardModel.from_generator(gen).save_pretrained(d / "rm")
+    (d / "in.abc").write_text(TUNE + "\n" + TUNE.replace("X:1", "X:2").replace("E2D2", "EDD2"))
+    return d
+
+
+def test_optimize_writes_tunes_and_prints_a_summary(work, capsys):
+    out = work / "out.abc"
+    rc = main(["optimize", "--in", str(work / "in.abc"), "--out", str(out), "--freeze", "header,1",
+               "--generator", str(work / "gen"), "--reward", str(work / "rm"), "--steps", "4",
+               "--check-every", "2", "--polish-rounds", "1", "--no-utility", "--json", str(work / "rows.json")])
+    assert rc == 0
+    text = out.read_text()
+    assert text.count("X:") == 2 and text.startswith("X:1\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|")
+    printed = capsys.readouterr().out
+    assert "->reward" in printed and printed.strip().splitlines()[-1].startswith("2 tunes")
+    rows = json.loads((work / "rows.json").read_text())
+    assert len(rows) == 2 and all(r["valid_after"] for r in rows)
+
+
+def test_optimize_refuses_a_tune_longer_than_the_context(work, capsys):
+    (work / "long.abc").write_text(TUNE.replace("|\n", "|" + "GABc dedB|" * 10 + "\n"))
+    rc = main(["optimize", "--in", str(work / "long.abc"), "--out", str(work / "x.abc"),
+               "--generator", str(work / "gen"), "--reward", str(work / "rm")])
+    assert rc == 2 and "context" in capsys.readouterr().err
+
+
+def test_harvest_queues_items(work, capsys):
+    rc = main(["harvest", "--store", str(work / "store"), "--in", str(work / "in.abc"), "--corpus",
+               str(work / "in.abc"), "--generator", str(work / "gen"), "--reward", str(work / "rm"),
+               "--steps", "4", "--check-every", "2", "--polish-rounds", "1", "--min-reward", "-1000"])
+    assert rc == 0
+    assert "likely blind spots" in capsys.readouterr().out
+    assert (work / "store" / "items.jsonl").exists()
