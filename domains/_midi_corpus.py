@@ -195,16 +195,19 @@ def load_midi_files(
     The collection of a piece is the name of its file's directory. Raises `CorpusError` naming
     the path if a given path does not exist or nothing usable was found.
     """
+    paths = [Path(p).expanduser() for p in paths]
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in (".mid", ".midi"))
+            files += sorted(
+                f for f in p.rglob("*") if f.suffix.lower() in (".mid", ".midi") and not f.name.startswith(".")
+            )
         elif p.exists():
             files.append(p)
         else:
             raise CorpusError(f"MIDI path {p} does not exist")
     if not files:
-        raise CorpusError("no .mid/.midi files among the given paths")
+        raise CorpusError(f"no .mid/.midi files in {[str(p) for p in paths]}")
     files = files[:limit] if limit is not None else files
     report = report if report is not None else CorpusReport()
     items = [(f.parent.name or "midi", f.name, f) for f in files]

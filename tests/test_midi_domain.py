@@ -19,8 +19,10 @@ from domains import (  # noqa: E402
     REMIError,
     abc_to_midi,
     find_soundfont,
+    load_tokenizer,
     positions_past_bar,
     remi_vocabulary,
+    save_tokenizer,
 )
 from domains import _midi_corpus  # noqa: E402
 
@@ -87,6 +89,15 @@ def test_tokenizer_wraps_and_round_trips(domain, pieces):
         assert domain.decode(tok, ids + [tok.pad_token_id] * 3) == p.text
 
 
+def test_tokenizer_survives_save_and_load(domain, pieces, tmp_path):
+    tok = domain.build_tokenizer()
+    save_tokenizer(tok, tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok")
+    ids = loaded(pieces[0].text)["input_ids"]
+    assert ids == tok(pieces[0].text)["input_ids"]
+    assert domain.decode(loaded, ids) == pieces[0].text
+
+
 def test_tokenizer_refuses_other_kinds_and_foreign_names(domain):
     with pytest.raises(ValueError, match="word"):
         domain.build_tokenizer([], kind="char")
@@ -125,6 +136,9 @@ def test_bad_midi_files_are_counted_and_skipped(pieces, cache_dir, tmp_path):
     assert d.report.skipped == Counter({"unreadable MIDI file (RuntimeError)": 2})
     with pytest.raises(CorpusError, match="does not exist"):
         MIDIDomain(tmp_path / "cache", files=[tmp_path / "nowhere.mid"], progress=False).corpus()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no .mid/.midi files in .*empty"):
+        MIDIDomain(tmp_path / "cache", files=[tmp_path / "empty"], progress=False).corpus()
     (tmp_path / "only-bad").mkdir()
     shutil.copy(folder / "garbage.mid", tmp_path / "only-bad" / "x.mid")
     with pytest.raises(CorpusError, match="no usable MIDI file"):
