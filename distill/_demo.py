@@ -25,7 +25,7 @@ class DemoConfig:
 
     preset: str = "small"  # generator size (domains.PRESETS)
     tokenizer: str = "char"  # "char" or "bpe"
-    minutes: float = 10.0  # CPU-minutes budget for generator training
+    minutes: float = 10.0  # generator training budget in process CPU-minutes (all threads)
     max_steps: int = 1200  # step cap for generator training (LR schedule spans these or the minutes)
     batch_size: int = 8  # generator training batch (windows of the context length)
     n_samples: int = 100  # samples drawn at temperature 1.0 and validated
@@ -71,7 +71,7 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
         say(f"generator already trained in {gen_dir}")
     else:
         model = domains.build_generator(cfg.preset, tok, seed=cfg.seed)
-        tcfg = TrainConfig(max_steps=cfg.max_steps, max_minutes=cfg.minutes, batch_size=cfg.batch_size,
+        tcfg = TrainConfig(max_steps=cfg.max_steps, cpu_minutes=cfg.minutes, batch_size=cfg.batch_size,
                            eval_every=100, seed=cfg.seed)
         summary = domains.train_generator(model, tok, train_texts, val_texts, tcfg, gen_dir, progress=progress)
         (gen_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))

@@ -36,7 +36,7 @@ class GeneratorPreset:
 
 PRESETS: dict[str, GeneratorPreset] = {
     "tiny": GeneratorPreset(n_layer=2, n_head=2, n_embd=32, n_positions=128),
-    "small": GeneratorPreset(n_layer=4, n_head=4, n_embd=256, n_positions=512, dropout=0.1),
+    "small": GeneratorPreset(n_layer=4, n_head=4, n_embd=256, n_positions=512),
     "medium": GeneratorPreset(n_layer=6, n_head=8, n_embd=384, n_positions=1024, dropout=0.1),
 }
 

@@ -24,7 +24,7 @@ class TrainConfig:
     """How long and how to train the generator."""
 
     max_steps: int = 2000  # optimizer steps (the LR schedule spans these)
-    max_minutes: float = 0.0  # stop early after this much wall time (0 = no limit); resumable
+    cpu_minutes: float = 0.0  # stop after this much process CPU time, all threads (0 = no limit); resumable
     batch_size: int = 16  # sequences per step
     lr: float = 2e-3  # peak learning rate (AdamW), linear warmup then cosine decay
     warmup: int = 100  # warmup steps
@@ -36,8 +36,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps <= 0 or self.batch_size <= 0 or self.eval_every <= 0:
             raise ValueError("max_steps, batch_size and eval_every must be positive")
-        if self.lr <= 0 or self.warmup < 0 or self.max_minutes < 0:
-            raise ValueError("lr must be > 0; warmup and max_minutes >= 0")
+        if self.lr <= 0 or self.warmup < 0 or self.cpu_minutes < 0:
+            raise ValueError("lr must be > 0; warmup and cpu_minutes >= 0")
 
 
 def encode_corpus(tokenizer, texts: Sequence[str]) -> list[torch.Tensor]:
@@ -99,12 +99,12 @@ def unigram_cross_entropy(train: list[torch.Tensor], val: list[torch.Tensor], vo
 
 def _lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
     """Linear warmup, then cosine decay to 10% over steps or, if a time budget is set, over
-    whichever of steps and minutes runs out first."""
+    whichever of steps and CPU-minutes runs out first."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     frac = (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup)
-    if cfg.max_minutes:
-        frac = max(frac, minutes / cfg.max_minutes)
+    if cfg.cpu_minutes:
+        frac = max(frac, minutes / cfg.cpu_minutes)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
@@ -141,14 +141,14 @@ def train_generator(
     n_ctx = context_length(model)
     stream = torch.cat(train)  # (n,) every tune as <bos> ... <eos>, back to back
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    step, elapsed = 0, 0.0
+    step, elapsed, cpu_before = 0, 0.0, 0.0
     if (ckpt / "state.pt").exists():
         from transformers import GPT2LMHeadModel
 
         model.load_state_dict(GPT2LMHeadModel.from_pretrained(str(ckpt)).state_dict())
         state = torch.load(ckpt / "state.pt", weights_only=False)
         opt.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed"]
+        step, elapsed, cpu_before = state["step"], state["elapsed"], state.get("cpu", 0.0)
         if progress:
             print(f"resuming from step {step} ({elapsed / 60:.1f} min already trained)")
     tokenizer.save_pretrained(str(workdir))
@@ -156,13 +156,18 @@ def train_generator(
     log = (workdir / "train_log.jsonl").open("a")
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not progress, desc="train generator", unit="step")
     t0 = time.time() - elapsed
+    c0 = time.process_time() - cpu_before
+
+    def cpu_minutes() -> float:
+        return (time.process_time() - c0) / 60
     val_ce = float("nan")
     tokens_seen = 0
 
     def save_checkpoint() -> None:
         tmp = workdir / "checkpoint.tmp"
         model.save_pretrained(str(tmp))
-        torch.save({"optimizer": opt.state_dict(), "step": step, "elapsed": time.time() - t0}, tmp / "state.pt")
+        torch.save({"optimizer": opt.state_dict(), "step": step, "elapsed": time.time() - t0, "cpu": cpu_minutes() * 60},
+                   tmp / "state.pt")
         if ckpt.exists():
             import shutil
 
@@ -181,7 +186,7 @@ def train_generator(
             seqs = [_crop(train[i], n_ctx, gen) for i in _batch_indices(step, len(train), cfg)]
             ids, mask = _pad(seqs, tokenizer.pad_token_id)
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg, (time.time() - t0) / 60)
+            group["lr"] = _lr_at(step, cfg, cpu_minutes())
         loss, k = lm_loss(model, ids, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,11 +197,11 @@ def train_generator(
         tokens_seen += k
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{tokens_seen / max(time.time() - t0 - elapsed, 1e-9):.0f}")
-        out_of_time = cfg.max_minutes and (time.time() - t0) > cfg.max_minutes * 60
+        out_of_time = bool(cfg.cpu_minutes) and cpu_minutes() > cfg.cpu_minutes
         if step % cfg.eval_every == 0 or step == cfg.max_steps or out_of_time:
             val_ce = evaluate(model, val, tokenizer.pad_token_id)
             rec = {"step": step, "train_loss": float(loss), "val_cross_entropy": val_ce,
-                   "minutes": (time.time() - t0) / 60}
+                   "minutes": (time.time() - t0) / 60, "cpu_minutes": cpu_minutes()}
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.write(f"step {step}: train {float(loss):.3f}  val {val_ce:.3f} nats/token")
@@ -209,5 +214,6 @@ def train_generator(
     model.eval()
     model.save_pretrained(str(workdir))
     minutes = (time.time() - t0) / 60
-    return {"steps": step, "val_cross_entropy": val_ce, "minutes": minutes, "stopped_early": stopped_early,
+    return {"steps": step, "val_cross_entropy": val_ce, "minutes": minutes, "cpu_minutes": cpu_minutes(),
+            "torch_threads": torch.get_num_threads(), "stopped_early": stopped_early,
             "finished": step >= cfg.max_steps}

@@ -73,7 +73,7 @@ def cmd_train_generator(args) -> int:
     tok = domains.load_tokenizer(work) if (work / "tokenizer.json").exists() else domains.build_tokenizer(
         train, args.tokenizer, args.vocab_size)
     model = domains.build_generator(args.preset, tok, seed=args.seed)
-    cfg = domains.TrainConfig(max_steps=args.steps, max_minutes=args.minutes, batch_size=args.batch_size,
+    cfg = domains.TrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, eval_every=args.eval_every, seed=args.seed)
     summary = domains.train_generator(model, tok, train, val, cfg, work)
     (work / "train_summary.json").write_text(json.dumps(summary, indent=1))
@@ -152,7 +152,7 @@ def register(sub) -> None:
     p.add_argument("--tokenizer", default="char", choices=["char", "bpe"])
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
     p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--minutes", type=float, default=10.0, help="wall-time budget (0 = none)")
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget in process CPU-minutes, all threads (0 = none)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-every", type=int, default=100)
@@ -179,7 +179,7 @@ def register(sub) -> None:
     p.add_argument("--work", default="runs/demo", help="work directory (resumes if present)")
     p.add_argument("--preset", default="small")
     p.add_argument("--tokenizer", default="char", choices=["char", "bpe"])
-    p.add_argument("--minutes", type=float, default=10.0, help="generator training budget")
+    p.add_argument("--minutes", type=float, default=10.0, help="generator training budget in CPU-minutes")
     p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--n-samples", type=int, default=100)
     p.add_argument("--essen", action="store_true", help="train on the Essen folk songs too")
