@@ -187,7 +187,6 @@ def optimize(
         status = ["ok"] * B
         best_ids = ids_start.clone()
         best_val = torch.full((B,), -torch.inf, dtype=dtype)
-        best_valid: list[bool | None] = [None] * B
         gap = torch.full((B,), torch.nan, dtype=dtype)
         traj: list[list[dict]] = [[] for _ in range(B)]
         before: dict | None = None
@@ -206,9 +205,9 @@ def optimize(
             terms, total_ll, val = exact(ids, all_rows)
             evals, gen_evals = evals + B, gen_evals + B
             texts = decode_rows(ids, lengths)
-            valid = [is_valid(x) for x in texts]
             if before is None:
-                before = {"reward": terms.reward.clone(), "ll": total_ll.clone(), "val": val.clone(), "valid": valid}
+                valid0 = [is_valid(texts[(k // r) * r]) for k in range(B)]  # the input's own validity
+                before = {"reward": terms.reward.clone(), "ll": total_ll.clone(), "val": val.clone(), "valid": valid0}
             g = soft - val
             for k in range(B):
                 if not bool(active[k]):
@@ -216,10 +215,12 @@ def optimize(
                 gap[k] = g[k]
                 traj[k].append({"step": step, "soft": float(soft[k]), "discrete": float(val[k]),
                                 "reward": float(terms.reward[k]), "loglik": float(total_ll[k]), "gap": float(g[k])})
-                start_ok = before["valid"][k] is not False
-                ok = not (cfg.require_valid and start_ok and valid[k] is False)
-                if torch.isfinite(val[k]) and val[k] > best_val[k] and ok:
-                    best_ids[k], best_val[k], best_valid[k] = ids[k], val[k], valid[k]
+                if not (torch.isfinite(val[k]) and val[k] > best_val[k]):
+                    continue
+                # Validate only sequences that would be kept (the check can be slow, e.g. a parse).
+                if cfg.require_valid and before["valid"][k] is not False and is_valid(texts[k]) is False:
+                    continue
+                best_ids[k], best_val[k] = ids[k], val[k]
 
         steps = range(cfg.steps)
         for step in tqdm(steps, desc="ascent", disable=not progress, leave=False):
