@@ -113,7 +113,7 @@ def cmd_train_reward(args) -> int:
     scores = rm.load_scores(args.scores, store)[0] if args.scores else None
     cfg = rm.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     model, losses = rm.train_from_store(store, generator, tokenizer, scores, pairwise=args.pairwise,
-                                        kinds=_kinds(args.kinds), cfg=cfg)
+                                        kinds=_kinds(args.kinds), cfg=cfg, progress=True)
     model.save_pretrained(args.out)
     domains.save_tokenizer(tokenizer, args.out)
     k = max(1, len(losses) // 10)

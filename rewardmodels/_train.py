@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ._model import RewardModel
 
@@ -76,12 +77,13 @@ def _trimmed(ids: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor):
     return ids[idx, :t], m[:, :t]
 
 
-def _loop(model: RewardModel, cfg: TrainConfig, n: int, per_step: int, step_loss) -> list[float]:
+def _loop(model: RewardModel, cfg: TrainConfig, n: int, per_step: int, step_loss, progress: bool) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (cfg.warmup + 1)))
     torch.manual_seed(cfg.seed)
     model.train()
     start, losses = time.perf_counter(), []
+    bar = tqdm(total=cfg.steps, disable=not progress, desc="train reward model", unit="step")
     for idx in _batches(n, per_step, cfg.steps, cfg.seed):
         loss = step_loss(idx)
         opt.zero_grad(set_to_none=True)
@@ -91,8 +93,11 @@ def _loop(model: RewardModel, cfg: TrainConfig, n: int, per_step: int, step_loss
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if cfg.max_seconds and time.perf_counter() - start > cfg.max_seconds:
             break
+    bar.close()
     model.eval()
     return losses
 
@@ -104,6 +109,7 @@ def train_reward_model(
     targets,
     weights=None,
     cfg: TrainConfig = TrainConfig(),
+    progress: bool = False,
 ) -> list[float]:
     """Regress the model on latent scores: ids, attention_mask (n, t); targets, weights (n,).
 
@@ -123,7 +129,7 @@ def train_reward_model(
         x, m = _trimmed(ids, attention_mask, idx)
         return bt_regression_loss(model.score(x, m), y[idx], None if w is None else w[idx])
 
-    losses = _loop(model, cfg, n, cfg.batch_size, step_loss)
+    losses = _loop(model, cfg, n, cfg.batch_size, step_loss, progress)
     model.calibrate(ids, attention_mask)
     return losses
 
@@ -135,6 +141,7 @@ def train_pairwise(
     pairs,
     ties=None,
     cfg: TrainConfig = TrainConfig(),
+    progress: bool = False,
 ) -> list[float]:
     """Christiano-style baseline: -log σ(r_w - r_l) on raw pairs.
 
@@ -158,6 +165,6 @@ def train_pairwise(
         r = model.score(x, m)
         return bradley_terry_loss(r[:k], r[k:], is_tie[idx])
 
-    losses = _loop(model, cfg, len(both), max(1, cfg.batch_size // 2), step_loss)
+    losses = _loop(model, cfg, len(both), max(1, cfg.batch_size // 2), step_loss, progress)
     model.calibrate(ids, attention_mask)
     return losses

@@ -93,7 +93,7 @@ def training_rows(store: RatingStore, scores: Scores, rated_only: bool = True):
 
 
 def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | None = None, *,
-                     pairwise: bool = False, kinds: Sequence[str] = KINDS, cfg=None):
+                     pairwise: bool = False, kinds: Sequence[str] = KINDS, cfg=None, progress: bool = False):
     """A `RewardModel` initialised from `generator`, trained on the store's ratings.
 
     Regression on `scores` (posterior means, precision-weighted) by default; with `pairwise`,
@@ -114,11 +114,11 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
         remap = np.full(len(store), -1)
         remap[used] = np.arange(len(used))
         ids, mask = encode_batch(tokenizer, [store.items[i].text for i in used], generator)
-        losses = train_pairwise(model, ids, mask, remap[wins], remap[ties], cfg)
+        losses = train_pairwise(model, ids, mask, remap[wins], remap[ties], cfg, progress)
     else:
         if scores is None:
             raise ValueError("regression needs Bradley-Terry scores; run `gradopt fit-bt` first")
         texts, targets, weights = training_rows(store, scores)
         ids, mask = encode_batch(tokenizer, texts, generator)
-        losses = train_reward_model(model, ids, mask, targets, weights, cfg)
+        losses = train_reward_model(model, ids, mask, targets, weights, cfg, progress)
     return model, losses

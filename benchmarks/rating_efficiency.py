@@ -1,0 +1,285 @@
+"""Rating efficiency: held-out pairwise accuracy of a reward model vs the number of ratings.
+
+Methods (same network, same final training budget, same simulated rater):
+  bt_racing     Bayesian BT (prior mean from the current reward model's predictions) + racing
+                pair selection, reward model regressed on BT posterior means (precision-weighted)
+  bt_random     random pairs, BT fit, same regression
+  pairwise      random pairs (the same ones bt_random rated), -log σ(r_w - r_l) on the raw pairs
+
+Items: ABC tunes from the corpus (<= MAX_CHARS characters), corrupted copies of other corpus tunes
+(random note/accidental/octave/deletion/bar-repeat edits, a spread of quality) and samples of a
+small generator trained briefly on the corpus here. The reward model is initialised from that
+generator. A disjoint held-out pool is scored by each trained model and compared with *fresh*
+comparisons by the simulated rater (ties excluded); the accuracy of the hidden utility itself on
+those comparisons is the ceiling. bt_racing also spends extra compute on intermediate reward
+models (to supply covariates); that time is recorded separately.
+
+Writes benchmarks/results/rating_efficiency.json (or rating_efficiency_quick.json with --quick)
+as {method: {n_ratings: mean_accuracy}} plus per-seed values, and prints one summary line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import domains
+import rewardmodels as rm
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+CACHE = HERE / ".cache"
+MAX_CHARS = 254  # + <bos>/<eos> = the reward model's 256-token context
+PRESET = domains.GeneratorPreset(n_layer=2, n_head=4, n_embd=64, n_positions=256)
+N_POOL = 1200  # items built once (cached generator); --quick rates a random subset of them
+NOTES = "ABCDEFGabcdefg"
+
+
+def corrupt(text: str, rng: np.random.Generator, n_edits: int) -> str:
+    """Random musical damage to a tune's body (headers kept)."""
+    lines = text.splitlines(keepends=True)
+    n_head = next((i + 1 for i, l in enumerate(lines) if l.startswith("K:")), 0)
+    head, body = "".join(lines[:n_head]), list("".join(lines[n_head:]))
+    for _ in range(n_edits):
+        notes = [i for i, c in enumerate(body) if c in NOTES]
+        if not notes:
+            break
+        i = int(rng.choice(notes))
+        op = int(rng.integers(5))
+        if op == 0:
+            body[i] = str(rng.choice(list(NOTES)))
+        elif op == 1:
+            body.insert(i, str(rng.choice(["^", "_"])))
+        elif op == 2:
+            body[i] = body[i].swapcase()
+        elif op == 3:
+            del body[max(0, i - int(rng.integers(0, 3)))]
+        else:
+            s = "".join(body)
+            bars = [b for b in s.split("|") if b.strip()]
+            if bars:
+                bar = str(rng.choice(bars))
+                s = s.replace(bar + "|", (bar + "|") * int(rng.integers(2, 4)), 1)
+                body = list(s)
+    return head + "".join(body)
+
+
+def build_pool(n_items: int, seed: int = 0, progress=print):
+    """(texts, origins, generator, tokenizer): corpus tunes, corrupted tunes, generator samples."""
+    corpus = [p.text for p in domains.load_abc_corpus() if len(p.text) <= MAX_CHARS]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(corpus))
+    tok = domains.build_char_tokenizer(corpus)
+    gen_dir = CACHE / f"generator_{n_items}_{seed}"  # trained on corpus tunes outside the pool
+    gen = domains.build_generator(PRESET, tok, seed=seed)
+    t0 = time.time()
+    if (gen_dir / "config.json").exists():
+        gen = domains.load_generator(gen_dir)
+    else:
+        train_texts = [corpus[i] for i in order[n_items:]]
+        domains.train_generator(gen, tok, train_texts, [], domains.TrainConfig(
+            max_steps=400, cpu_minutes=1.5, batch_size=16, lr=3e-3, warmup=40, eval_every=400, seed=seed),
+            gen_dir, progress=False)
+        gen = domains.load_generator(gen_dir)
+    progress(f"generator ready ({time.time() - t0:.0f} s)")
+    n_gen, n_bad = n_items // 6, n_items // 3
+    n_corpus = n_items - n_gen - n_bad
+    texts = [corpus[i] for i in order[:n_corpus]]
+    origins = ["corpus"] * n_corpus
+    k = n_corpus
+    while len(texts) < n_corpus + n_bad:
+        t = corrupt(corpus[order[k]], rng, int(rng.geometric(0.3)))
+        k += 1
+        if len(t) <= MAX_CHARS and t not in texts:
+            texts.append(t)
+            origins.append("corrupted")
+    samples = domains.sample(gen, tok, 2 * n_gen, domains.SampleConfig(max_new_tokens=MAX_CHARS, temperature=0.9),
+                             seed=seed)
+    for s in samples:
+        if len(texts) < n_items and s.strip() and s not in texts and len(s) <= MAX_CHARS:
+            texts.append(s)
+            origins.append("sample")
+    return texts, origins, gen, tok
+
+
+def utilities(rater: rm.SimulatedRater, texts: list[str]) -> np.ndarray:
+    path = CACHE / "utility.json"
+    if path.exists():
+        rater.cache.update(json.loads(path.read_text()))
+    u = rater.utility(texts)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rater.cache))
+    return u
+
+
+def train_model(gen, ids, mask, cfg, *, targets=None, weights=None, pairs=None, ties=None):
+    model = rm.RewardModel.from_generator(gen)
+    if pairs is not None:
+        rm.train_pairwise(model, ids, mask, pairs, ties, cfg)
+    else:
+        rm.train_reward_model(model, ids, mask, targets, weights, cfg)
+    return model
+
+
+def split_outcomes(pairs: np.ndarray, winners: list[str]):
+    """[winner, loser] rows and tie rows from rated (i, j) pairs."""
+    w = np.array(winners)
+    wins = np.where((w == "a")[:, None], pairs, pairs[:, ::-1])[w != "tie"]
+    return wins.reshape(-1, 2), pairs[w == "tie"].reshape(-1, 2)
+
+
+def fit_and_regress(gen, ids, mask, pairs, winners, cfg, covariates=None):
+    wins, ties = split_outcomes(pairs, winners)
+    scores = rm.fit(wins, len(ids), ties=ties, covariates=covariates, exact_sd_limit=0)
+    rated = np.unique(pairs)
+    return train_model(gen, ids[rated], mask[rated], cfg, targets=scores.mean[rated],
+                       weights=1.0 / scores.sd[rated] ** 2)
+
+
+def racing_ratings(gen, ids, mask, texts, rater, n, cfg, seed, batch=10):
+    """Rate `n` pairs: 25% random, then racing from BT refits every `batch` pairs, with the prior
+    mean from a reward model retrained (cfg.steps // 4 steps) at 25/50/75% of the budget."""
+    rng = np.random.default_rng(seed)
+    n0 = max(batch, n // 4)
+    pairs = rm.next_pairs(rm.Scores(mean=np.zeros(len(ids)), sd=np.ones(len(ids)), coef=np.zeros(0)), n0,
+                          "random", seed=int(rng.integers(1 << 30)))
+    winners = rater.simulate(texts, pairs)
+    checkpoints = [n // 2, 3 * n // 4]  # retrain the covariate model once these many are rated
+    covariates, extra_seconds = None, 0.0
+    small = rm.TrainConfig(**{**cfg.__dict__, "steps": max(10, cfg.steps // 4)})
+    while len(pairs) < n:
+        if covariates is None or (checkpoints and len(pairs) >= checkpoints[0]):
+            t0 = time.perf_counter()
+            model = fit_and_regress(gen, ids, mask, pairs, winners, small, covariates)
+            pred = model.predict(ids, mask).numpy()
+            covariates = ((pred - pred.mean()) / (pred.std() + 1e-9))[:, None]
+            extra_seconds += time.perf_counter() - t0
+            checkpoints = [c for c in checkpoints if c > len(pairs)]
+        wins, ties = split_outcomes(pairs, winners)
+        scores = rm.fit(wins, len(ids), ties=ties, covariates=covariates, exact_sd_limit=0)
+        new = rm.next_pairs(scores, min(batch, n - len(pairs)), "racing", seed=int(rng.integers(1 << 30)),
+                            exclude=pairs)
+        if len(new) == 0:
+            break
+        pairs = np.concatenate([pairs, new])
+        winners = winners + rater.simulate(texts, new)
+    return pairs, winners, covariates, extra_seconds
+
+
+def accuracy(scores: np.ndarray, pairs: np.ndarray, winners: list[str]) -> float:
+    w = np.array(winners)
+    keep = w != "tie"
+    pred_a = scores[pairs[:, 0]] > scores[pairs[:, 1]]
+    return float(np.mean(pred_a[keep] == (w[keep] == "a")))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer sizes, 1 seed, smaller pools (< 5 min)")
+    ap.add_argument("--agreement", type=float, default=0.75, help="simulated rater agreement")
+    ap.add_argument("--steps", type=int, default=0, help="reward-model training steps (0 = default)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t_start = time.time()
+    sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
+    seeds = [0] if args.quick else [0, 1, 2]
+    n_train, n_test = (300, 150) if args.quick else (900, 300)
+    steps = args.steps or (150 if args.quick else 200)
+    cfg = rm.TrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
+    log = lambda msg: print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
+
+    texts, origins, gen, tok = build_pool(N_POOL, progress=log)
+    keep = np.random.default_rng(123).permutation(len(texts))[: n_train + n_test]
+    texts, origins = [texts[i] for i in keep], [origins[i] for i in keep]
+    ids, mask = domains.encode_batch(tok, texts, gen)
+    u = utilities(rm.SimulatedRater(), texts)
+    log(f"pool: {len(texts)} items ({', '.join(f'{o}={origins.count(o)}' for o in sorted(set(origins)))}), "
+        f"{np.mean(u == rm.INVALID):.0%} invalid")
+    tr, te = np.arange(n_train), np.arange(n_train, n_train + n_test)
+    tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
+
+    methods = ("bt_racing", "bt_random", "pairwise")
+    per_seed = {m: {str(n): [] for n in sizes} for m in methods}
+    true_acc = {m: {str(n): [] for n in sizes} for m in methods}  # vs the noiseless utility order
+    extra = {str(n): [] for n in sizes}
+    ceiling = []
+    train_seconds = {m: 0.0 for m in methods}
+    for seed in seeds:
+        eval_rater = rm.SimulatedRater(args.agreement, seed=10_000 + seed)
+        utilities(eval_rater, te_texts)
+        ev_pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_test), sd=np.ones(n_test), coef=np.zeros(0)),
+                                 3000, "random", seed=50 + seed)
+        ev_win = eval_rater.simulate(te_texts, ev_pairs)
+        ceiling.append(accuracy(u[te], ev_pairs, ev_win))
+        def record(method, n, model):
+            pred = model.predict(ids[te], mask[te]).numpy()
+            per_seed[method][str(n)].append(accuracy(pred, ev_pairs, ev_win))
+            true_acc[method][str(n)].append(accuracy(pred, ev_pairs, true_win))
+
+        true_win = ["tie" if u[te][a] == u[te][b] else ("a" if u[te][a] > u[te][b] else "b") for a, b in ev_pairs]
+        for n in sizes:
+            rater = rm.SimulatedRater(args.agreement, seed=seed)
+            utilities(rater, tr_texts)
+            cfg_s = rm.TrainConfig(**{**cfg.__dict__, "seed": seed})
+            # random pairs, shared by bt_random and pairwise
+            pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_train), sd=np.ones(n_train), coef=np.zeros(0)), n,
+                                  "random", seed=1000 * seed + n)
+            winners = rater.simulate(tr_texts, pairs)
+            t0 = time.perf_counter()
+            model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s)
+            train_seconds["bt_random"] += time.perf_counter() - t0
+            record("bt_random", n, model)
+            wins, ties = split_outcomes(pairs, winners)
+            t0 = time.perf_counter()
+            model = train_model(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
+            train_seconds["pairwise"] += time.perf_counter() - t0
+            record("pairwise", n, model)
+            r_pairs, r_win, cov, extra_s = racing_ratings(gen, ids[tr], mask[tr], tr_texts, rater, n, cfg_s, seed)
+            t0 = time.perf_counter()
+            model = fit_and_regress(gen, ids[tr], mask[tr], r_pairs, r_win, cfg_s, cov)
+            train_seconds["bt_racing"] += time.perf_counter() - t0
+            extra[str(n)].append(extra_s)
+            record("bt_racing", n, model)
+            log(f"seed {seed} n={n}: " + ", ".join(f"{m}={per_seed[m][str(n)][-1]:.3f}" for m in methods)
+                + f" (ceiling {ceiling[-1]:.3f}; racing rated {len(np.unique(r_pairs))} items, random "
+                f"{len(np.unique(pairs))})")
+
+    mean = {m: {n: float(np.mean(v)) for n, v in per_seed[m].items()} for m in methods}
+    out = {
+        "benchmark": "rating_efficiency", "quick": args.quick, "metric": "held-out pairwise accuracy vs fresh "
+        "simulated comparisons (ties excluded)",
+        **mean, "per_seed": per_seed,
+        "true_order_accuracy": {m: {n: float(np.mean(v)) for n, v in true_acc[m].items()} for m in methods},
+        "true_order_accuracy_per_seed": true_acc, "ceiling_true_utility": {"mean": float(np.mean(ceiling)), "per_seed": ceiling},
+        "racing_extra_seconds_for_covariates": extra, "final_training_seconds_total": train_seconds,
+        "setup": {"sizes": sizes, "seeds": seeds, "n_train_pool": n_train, "n_test_pool": n_test,
+                  "eval_pairs": 3000, "agreement": args.agreement, "train_config": cfg.__dict__,
+                  "network": PRESET.__dict__, "pool_origins": {o: origins.count(o) for o in set(origins)},
+                  "invalid_fraction": float(np.mean(u == rm.INVALID))},
+        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": platform.python_version(), "torch": torch.__version__},
+        "wall_seconds": time.time() - t_start,
+    }
+    hyp = mean["bt_racing"].get("1000"), mean["pairwise"].get("3000")
+    out["hypothesis_a1000_ge_c3000"] = None if None in hyp else bool(hyp[0] >= hyp[1])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "rating_efficiency_quick.json" if args.quick else "rating_efficiency.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=1))
+    row = lambda m: "/".join(f"{mean[m][str(n)]:.3f}" for n in sizes)  # noqa: E731
+    print(f"rating_efficiency{' (quick)' if args.quick else ''}: acc at n={'/'.join(map(str, sizes))}: "
+          f"bt_racing {row('bt_racing')}, bt_random {row('bt_random')}, pairwise {row('pairwise')}; "
+          f"ceiling {np.mean(ceiling):.3f}; hypothesis racing@1000 >= pairwise@3000: "
+          f"{out['hypothesis_a1000_ge_c3000']} ({time.time() - t_start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
