@@ -37,7 +37,7 @@ class AscentConfig:
     seed: int = 0  # seeds restarts, Gumbel noise and polish candidates (per row, by content)
     relaxation: Relaxation = field(default_factory=SimplexEntropy)  # how tokens become continuous
     objective: ObjectiveWeights = field(default_factory=ObjectiveWeights)  # term weights
-    optimizer: Adam = field(default_factory=Adam)  # elementwise optimizer on the one tensor
+    optimizer: Adam = field(default_factory=lambda: Adam(lr=0.5))  # elementwise; lr sized for the simplex
     polish: PolishConfig = field(default_factory=PolishConfig)  # final exact swaps (rounds=0: off)
     require_valid: bool = True  # never keep a sequence failing `validate` (if the start passes)
 

@@ -153,7 +153,7 @@ def _add_engine_args(p) -> None:
     p.add_argument("--restarts", type=int, default=1, help="random restarts per tune")
     p.add_argument("--relaxation", default="simplex", choices=sorted(RELAXATIONS))
     p.add_argument("--lm-weight", type=float, default=1.0, help="weight of the generator log-likelihood")
-    p.add_argument("--lr", type=float, default=0.1, help="Adam step size")
+    p.add_argument("--lr", type=float, default=0.5, help="Adam step size")
     p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write per-row results as JSON here")

@@ -82,14 +82,18 @@ class SimplexEntropy:
 
     entropy_start: float = 0.5  # cap on Tsallis-2 entropy at the start, in [0, 1]
     entropy_end: float = 0.0  # cap at the end; 0 = a vertex (one token)
+    init_smoothing: float = 0.0  # start at (1 - s) one-hot + s uniform(allowed); > 0 lets Adam leave the vertex
 
     def __post_init__(self) -> None:
-        for name in ("entropy_start", "entropy_end"):
+        for name in ("entropy_start", "entropy_end", "init_smoothing"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def init(self, onehot, ctx):
-        return onehot.clone()
+        if not self.init_smoothing:
+            return onehot.clone()
+        uniform = ctx.allowed.to(onehot.dtype) / ctx.allowed.sum()
+        return (1 - self.init_smoothing) * onehot + self.init_smoothing * uniform
 
     def relax(self, param, ctx, frac):
         return Relaxed(probs=param)

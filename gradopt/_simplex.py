@@ -34,7 +34,9 @@ def tsallis2_entropy(p: torch.Tensor) -> torch.Tensor:
     return 1.0 - (p * p).sum(-1)
 
 
-def project_entropy(p: torch.Tensor, max_entropy: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
+def project_entropy(
+    p: torch.Tensor, max_entropy: float, allowed: torch.Tensor | None = None, max_passes: int = 8
+) -> torch.Tensor:
     """Push each row of a simplex point `p` (..., v) to Tsallis-2 entropy <= `max_entropy`.
 
     The feasible set ``||p||^2 >= 1 - h`` is the outside of a sphere around the uniform point c of
@@ -45,14 +47,18 @@ def project_entropy(p: torch.Tensor, max_entropy: float, allowed: torch.Tensor |
     """
     if not 0.0 <= max_entropy <= 1.0:
         raise ValueError(f"max_entropy must be in [0, 1], got {max_entropy}")
-    for _ in range(p.shape[-1]):  # each pass either meets the cap or shrinks some row's support
-        p, moved = _entropy_step(p, max_entropy, allowed)
-        if not moved:
+    todo = torch.ones(p.shape[:-1] + (1,), dtype=torch.bool, device=p.device)
+    for _ in range(max_passes):  # a row needs another pass only when its support shrank
+        k = (p > 0).sum(-1, keepdim=True)
+        p, moved = _entropy_step(p, max_entropy, allowed, todo)
+        todo = moved & ((p > 0).sum(-1, keepdim=True) < k)
+        if not bool(todo.any()):
             break
     return p
 
 
-def _entropy_step(p: torch.Tensor, max_entropy: float, allowed) -> tuple[torch.Tensor, bool]:
+def _entropy_step(p: torch.Tensor, max_entropy: float, allowed, todo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One radial push of the rows marked `todo` -> (p, which rows moved)."""
     support = p > 0
     k = support.sum(-1, keepdim=True).clamp(min=1).to(p.dtype)
     c = support.to(p.dtype) / k
@@ -65,9 +71,9 @@ def _entropy_step(p: torch.Tensor, max_entropy: float, allowed) -> tuple[torch.T
         vertex = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype)
         d = torch.where(centred, vertex - c, d)
         dist2 = (d * d).sum(-1, keepdim=True)
-    inside = ((dist2 < r2 * (1 - 1e-9)) & (dist2 > 0)) | (centred & (r2 > 0))
+    inside = (((dist2 < r2 * (1 - 1e-9)) & (dist2 > 0)) | (centred & (r2 > 0))) & todo
     if not bool(inside.any()):
-        return p, False
+        return p, inside
     scale = torch.sqrt(r2 / dist2.clamp(min=torch.finfo(p.dtype).tiny))
     moved = project_simplex(c + d * scale, allowed)
-    return torch.where(inside, moved, p), True
+    return torch.where(inside, moved, p), inside

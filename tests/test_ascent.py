@@ -128,7 +128,7 @@ def test_torch_optim_backend_matches_torchopt(setup):
                         relaxation=SimplexLogits())
     a = optimize(encode(tok, TUNES), rm, gen, base, tokenizer=tok)
     b = optimize(encode(tok, TUNES), rm, gen,
-                 AscentConfig(**{**base.__dict__, "optimizer": base.optimizer.__class__(backend="torch")}),
+                 AscentConfig(**{**base.__dict__, "optimizer": base.optimizer.__class__(lr=0.5, backend="torch")}),
                  tokenizer=tok)
     for x, y in zip(a.rows, b.rows):
         assert [s["soft"] for s in x.trajectory] == pytest.approx([s["soft"] for s in y.trajectory], abs=1e-9)

@@ -1,0 +1,356 @@
+"""The ascent engine vs random single-token hill-climbing vs best-of-N, one run, same models.
+
+Setting: ABC tunes (cut at a bar line to fit a small context), a small char-level generator
+trained here for a fixed CPU budget (or reused from --work), a reward model trained by regression
+on Bradley-Terry latents of simulated ratings (`rewardmodels.SimulatedRater`, agreement 0.75).
+`slots` output slots start from generator samples:
+
+- engine: `gradopt.optimize` edits its sample (objective reward + lm_weight * mean log-lik);
+- hill-climbing: random single-token mutations of its sample, kept when the same objective rises
+  (and the tune stays valid if its start was), scored exactly, one candidate per row and round;
+- best-of-N: the start sample plus N-1 fresh samples per slot, the reward model's favourite kept.
+
+Baselines run at equal reward-model evaluations (sequences scored; an ascent step counts one) and
+at equal CPU time with the engine. Gain = mean over slots of (output - start) for the reward and
+for the simulated rater's hidden utility (reward hacking shows as reward up, utility down). The
+engine and hill-climbing are repeated from held-out corpus tunes. Also: LM log-likelihood kept,
+validity, distinct outputs, the engine's soft-vs-discrete gap, sequences/s and achieved FLOP/s as
+a fraction of a large matmul's FLOP/s measured in the same run.
+
+Writes benchmarks/results/ascent.json (--quick: ascent_quick.json); one summary line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import domains
+import gradopt
+import rewardmodels
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cut_tune(text: str, max_chars: int) -> str | None:
+    """Header + as many whole bars as fit in `max_chars` (None when not even one bar fits)."""
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind("|", 0, max_chars - 1)  # the cut keeps the bar line and adds a newline
+    body = text.find("\n", text.find("\nK:") + 1)
+    return text[: cut + 1] + "\n" if cut > body > 0 else None
+
+
+def mutate(text: str, k: int, rng) -> str:
+    """`k` random single-character substitutions in the body (header lines untouched)."""
+    start = text.find("\n", text.find("\nK:") + 1) + 1
+    alphabet = sorted(set(text[start:]) | set("ABCDEFGabcdefg|2/ "))
+    chars = list(text)
+    for pos in rng.integers(start, max(len(text) - 1, start + 1), k):
+        if chars[pos] != "\n":
+            chars[pos] = alphabet[int(rng.integers(len(alphabet)))]
+    return "".join(chars)
+
+
+def memo_validate():
+    cache: dict[str, bool] = {}
+
+    def validate(text: str) -> bool:
+        if text not in cache:
+            cache[text] = bool(domains.validate_abc(text))
+        return cache[text]
+
+    return validate
+
+
+def build_models(args, train: list[str], val: list[str], log):
+    """(tokenizer, generator, reward model, info): reuse --work if it holds them, else train."""
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="ascent_bench_"))
+    gdir, rdir = work / "generator", work / "reward"
+    info: dict = {"work": str(work)}
+    t0 = time.process_time()
+    if (gdir / "config.json").exists():
+        tok, gen = domains.load_tokenizer(gdir), domains.load_generator(gdir)
+        info["generator"] = "reused"
+    else:
+        tok = domains.build_char_tokenizer(train + val)
+        preset = domains.GeneratorPreset(n_layer=2, n_head=2, n_embd=64, n_positions=args.max_chars + 2)
+        gen = domains.build_generator(preset, tok, seed=0)
+        cfg = domains.TrainConfig(max_steps=100_000, cpu_minutes=args.gen_minutes, batch_size=16, lr=3e-3,
+                                  warmup=50, eval_every=100_000)
+        summary = domains.train_generator(gen, tok, train, val[:50], cfg, gdir, progress=True)
+        gen = domains.load_generator(gdir)
+        info["generator"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
+    info["generator_cpu_s"] = time.process_time() - t0
+    t0 = time.process_time()
+    if (rdir / "config.json").exists():
+        rm = rewardmodels.RewardModel.from_pretrained(rdir)
+        info["reward"] = "reused"
+    else:
+        rng = np.random.default_rng(0)
+        samples = [domains.decode(tok, s) for s in
+                   gradopt.starts_from_generator(gen, tok, args.rm_samples, seed=99, temperature=args.temperature)]
+        corpus = list(rng.choice(train, args.rm_corpus, replace=False))
+        # Corrupted corpus tunes (1-6 random character edits) teach the model that edits can hurt.
+        pool = corpus + samples + [mutate(t, int(rng.integers(1, 7)), rng) for t in corpus]
+        rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
+        i = np.repeat(np.arange(len(pool)), 8)
+        j = (i + rng.integers(1, len(pool), len(i))) % len(pool)
+        pairs = np.stack([i, j], 1)
+        won = rater.simulate(pool, pairs)
+        wins = np.array([(a, b) if w == "a" else (b, a) for (a, b), w in zip(pairs, won) if w != "tie"])
+        ties = np.array([(a, b) for (a, b), w in zip(pairs, won) if w == "tie"]).reshape(-1, 2)
+        scores = rewardmodels.fit(wins, len(pool), ties=ties if len(ties) else None)
+        ids, mask = domains.encode_batch(tok, pool, gen)
+        rm = rewardmodels.RewardModel.from_generator(gen)
+        rewardmodels.train_reward_model(rm, ids, mask, scores.mean, 1.0 / scores.sd ** 2,
+                                        rewardmodels.TrainConfig(steps=args.rm_steps, batch_size=32, lr=1e-3))
+        rm.save_pretrained(rdir)
+        u = rater.utility(pool)
+        with torch.no_grad():
+            pred = rm.predict(ids, mask).numpy()
+        info["reward"] = {"items": len(pool), "comparisons": int(len(pairs)),
+                          "corr_pred_utility": float(np.corrcoef(pred, u)[0, 1])}
+        log(f"reward model: corr(prediction, hidden utility) on its training pool = {info['reward']['corr_pred_utility']:.2f}")
+    info["reward_cpu_s"] = time.process_time() - t0
+    return tok, gen.eval(), rm.eval(), info
+
+
+@torch.no_grad()
+def exact(rm, gen, rows: list[list[int]], pad: int, lm_weight: float):
+    """(reward, total loglik, objective) of token rows, each (n,) numpy."""
+    ids, mask = gradopt.pad_batch(rows, pad)
+    out = []
+    for lo in range(0, len(rows), 64):
+        r = rm.score(ids[lo : lo + 64], attention_mask=mask[lo : lo + 64]).double()
+        mean_ll, total = gradopt.discrete_log_likelihood(gen, ids[lo : lo + 64], mask[lo : lo + 64])
+        out.append(torch.stack([r, total.double(), r + lm_weight * mean_ll.double()], 1))
+    x = torch.cat(out).numpy()
+    return x[:, 0], x[:, 1], x[:, 2]
+
+
+def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int):
+    """Random single-token mutation hill-climbing; snapshots at equal evaluations and equal CPU time."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    validate = memo_validate()
+    ids, mask = gradopt.pad_batch(starts, tok.pad_token_id)
+    b, t = ids.shape
+    special = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
+    free = ~torch.isin(ids, torch.tensor(special)) & mask.bool()
+    allowed = [i for i in range(len(tok)) if i not in special + [tok.unk_token_id]]
+    rng = np.random.default_rng(seed)
+    cur = [list(s) for s in starts]
+    _, _, val = exact(rm, gen, cur, tok.pad_token_id, lm_weight)
+    start_ok = [validate(domains.decode(tok, s)) for s in cur]
+    evals, snaps, it = b, {}, 0
+    while "evals" not in snaps or "time" not in snaps:
+        cand = [list(s) for s in cur]
+        for r in range(b):
+            pos = free[r].nonzero()[:, 0].tolist()
+            if pos:
+                cand[r][int(rng.choice(pos))] = int(rng.choice(allowed))
+        _, _, new = exact(rm, gen, cand, tok.pad_token_id, lm_weight)
+        evals += b
+        it += 1
+        for r in range(b):
+            if new[r] > val[r] and (not start_ok[r] or validate(domains.decode(tok, cand[r]))):
+                cur[r], val[r] = cand[r], new[r]
+        state = ([list(s) for s in cur], time.process_time() - c0, time.perf_counter() - t0, evals)
+        if "evals" not in snaps and it + 1 >= evals_per_slot:
+            snaps["evals"] = state
+        if "time" not in snaps and state[1] >= cpu_budget:
+            snaps["time"] = state
+    return snaps
+
+
+def best_of_n(start_rows, rm, gen, tok, n_max: int, seed: int, temperature: float):
+    """Draw n_max - 1 fresh samples per slot; returns (rewards (slots, n), rows, cpu s per sample)."""
+    c0 = time.process_time()
+    slots = len(start_rows)
+    fresh = (gradopt.starts_from_generator(gen, tok, slots * (n_max - 1), seed=seed, temperature=temperature)
+             if n_max > 1 else [])
+    rows = [[start_rows[i]] + fresh[i * (n_max - 1) : (i + 1) * (n_max - 1)] for i in range(slots)]
+    flat = [r for group in rows for r in group]
+    ids, mask = gradopt.pad_batch(flat, tok.pad_token_id)
+    with torch.no_grad():
+        reward = rm.predict(ids, mask).double().numpy().reshape(slots, n_max)
+    return reward, rows, (time.process_time() - c0) / max(len(flat), 1)
+
+
+def matmul_flops(seconds: float = 1.5, n: int = 1024) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def forward_flops(model, tokens: float, t: float) -> float:
+    """~2 * (weights touched per token) + attention, per forward pass over `tokens` tokens."""
+    cfg = model.config
+    d, layers, v = cfg.n_embd, cfg.n_layer, cfg.vocab_size
+    return tokens * (2 * 12 * layers * d * d + 4 * layers * t * d + 2 * v * d)
+
+
+def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=None) -> dict:
+    rm, gen, tok, rater, validate, lm_weight = ctx
+    texts = [domains.decode(tok, r) for r in rows]
+    starts = [domains.decode(tok, r) for r in start_rows]
+    r1, ll1, _ = exact(rm, gen, rows, tok.pad_token_id, lm_weight)
+    r0, ll0, _ = exact(rm, gen, start_rows, tok.pad_token_id, lm_weight)
+    u1, u0 = rater.utility(texts), rater.utility(starts)
+    n1 = np.array([max(len(r) - 1, 1) for r in rows])
+    n0 = np.array([max(len(r) - 1, 1) for r in start_rows])
+    v1 = np.array([validate(x) for x in texts])
+    v0 = np.array([validate(x) for x in starts])
+    out = {
+        "method": name, "slots": len(rows), "reward_evals": int(evals), "cpu_s": cpu, "wall_s": wall,
+        "reward_before": float(r0.mean()), "reward_after": float(r1.mean()), "reward_gain": float((r1 - r0).mean()),
+        "utility_before": float(u0.mean()), "utility_after": float(u1.mean()), "utility_gain": float((u1 - u0).mean()),
+        "loglik_per_token_before": float((ll0 / n0).mean()), "loglik_per_token_after": float((ll1 / n1).mean()),
+        "valid_fraction": float(v1.mean()), "valid_fraction_start": float(v0.mean()),
+        "valid_kept_fraction": float(v1[v0].mean()) if v0.any() else None,
+        "distinct_outputs": len(set(texts)), "changed_outputs": int(sum(a != b for a, b in zip(texts, starts))),
+        "sequences_per_s": len(rows) / wall if wall > 0 else None,
+        "utility_gain_per_cpu_s": float((u1 - u0).mean()) / cpu if cpu > 0 else None,
+        "reward_gain_per_cpu_s": float((r1 - r0).mean()) / cpu if cpu > 0 else None,
+    }
+    if flops is not None:
+        out["flops"] = flops
+        out["flops_per_s"] = flops / wall if wall > 0 else None
+    if gap is not None:
+        out["soft_discrete_gap"] = gap
+    return out
+
+
+def run_engine(starts, rm, gen, tok, cfg, validate):
+    res = gradopt.optimize(starts, rm, gen, cfg, tokenizer=tok, validate=validate, progress=True)
+    t = float(np.mean([len(s) for s in starts]))
+    b, steps = len(starts) * cfg.restarts, cfg.steps
+    per_seq = forward_flops(rm, t, t) + forward_flops(gen, t, t)
+    soft = b * steps * 3 * per_seq  # forward + backward through both models
+    other = max(res.reward_evals - b * steps, 0) * per_seq
+    gaps = [r.gap for r in res.rows if np.isfinite(r.gap)]
+    return res, soft + other, float(np.mean(np.abs(gaps))) if gaps else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes)")
+    ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    q = args.quick
+    args.slots = 24 if q else 64
+    args.max_chars = 150  # same context in both modes, so a --work directory serves both
+    args.gen_minutes = 0.75 if q else 4.0
+    args.temperature = 0.8  # generator sampling temperature (starts, best-of-N draws, rating pool)
+    args.rm_samples, args.rm_corpus, args.rm_steps = (30, 60, 80) if q else (100, 200, 300)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    wall0 = time.perf_counter()
+    log = lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)  # noqa: E731
+
+    pieces = domains.split_corpus(domains.load_abc_corpus())
+    cut = lambda ps: [c for c in (cut_tune(p.text, args.max_chars) for p in ps) if c]  # noqa: E731
+    train, val, test = cut(pieces["train"]), cut(pieces["val"]), cut(pieces["test"])
+    log(f"corpus: {len(train)} train / {len(val)} val / {len(test)} test tunes (cut to <= {args.max_chars} chars)")
+    tok, gen, rm, info = build_models(args, train, val, log)
+    flops_peak = matmul_flops()
+    log(f"models ready; matmul {flops_peak / 1e9:.1f} GFLOP/s")
+
+    lm_weight = 2.0
+    cfg = gradopt.AscentConfig(
+        steps=16 if q else 32, check_every=4, seed=args.seed,
+        relaxation=gradopt.SimplexEntropy(entropy_start=0.5, entropy_end=0.0),
+        objective=gradopt.ObjectiveWeights(lm_weight=lm_weight),
+        optimizer=gradopt.Adam(lr=0.5), polish=gradopt.PolishConfig(rounds=2 if q else 3, top_k=8, candidates=8))
+    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
+    metric_validate = memo_validate()
+    ctx = (rm, gen, tok, rater, metric_validate, lm_weight)
+    in_vocab = lambda t: tok.unk_token_id not in tok(t)["input_ids"]  # noqa: E731
+    held_out = [t for t in test + val if in_vocab(t)][: args.slots]
+    samples = gradopt.starts_from_generator(gen, tok, args.slots, seed=args.seed + 1, temperature=args.temperature)
+    results: dict = {}
+    for origin, starts in (("samples", samples), ("corpus", gradopt.starts_from_texts(tok, held_out))):
+        res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate())
+        eng_rows = [r.tokens for r in res.rows]
+        results[f"engine/{origin}"] = summarise("engine", eng_rows, starts, ctx, res.cpu_seconds, res.seconds,
+                                                res.reward_evals, flops, gap)
+        per_slot = res.reward_evals // len(starts)
+        log(f"engine/{origin}: {res.reward_evals} evals, {res.cpu_seconds:.1f} CPU s")
+        snaps = hill_climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed)
+        t = float(np.mean([len(s) for s in starts]))
+        for key, (rows, cpu, wall, evals) in snaps.items():
+            fl = evals * (forward_flops(rm, t, t) + forward_flops(gen, t, t))
+            results[f"hill_climb_equal_{key}/{origin}"] = summarise(f"hill_climb_equal_{key}", rows, starts, ctx,
+                                                                    cpu, wall, evals, fl)
+        log(f"hill-climbing/{origin} done")
+        if origin != "samples":
+            continue
+        probe_reward, _, per_sample = best_of_n(starts[:4], rm, gen, tok, 3, args.seed + 7, args.temperature)
+        n_time = max(1, int(res.cpu_seconds / max(per_sample, 1e-9) / len(starts)))
+        n_cap = 24 if q else 96
+        n_max = min(max(per_slot, n_time), n_cap)
+        reward, rows, per_sample = best_of_n(starts, rm, gen, tok, n_max, args.seed + 2, args.temperature)
+        for key, n in (("evals", min(per_slot, n_max)), ("time", min(n_time, n_max))):
+            pick = [rows[i][int(np.argmax(reward[i, :n]))] for i in range(len(starts))]
+            cpu = per_sample * n * len(starts)
+            gen_tokens = n * len(starts) * t
+            fl = gen_tokens * forward_flops(gen, 1, t) + n * len(starts) * forward_flops(rm, t, t)
+            s = summarise(f"best_of_n_equal_{key}", pick, starts, ctx, cpu, cpu, n * len(starts), fl)
+            s.update({"n": n, "n_wanted": per_slot if key == "evals" else n_time, "n_capped": n < (per_slot if key == "evals" else n_time)})
+            results[f"best_of_n_equal_{key}/samples"] = s
+        log("best-of-N done")
+
+    for r in results.values():
+        if r.get("flops_per_s"):
+            r["flops_fraction_of_matmul"] = r["flops_per_s"] / flops_peak
+    eng = results["engine/samples"]
+    bon = results["best_of_n_equal_time/samples"]
+    ratio = (eng["utility_gain_per_cpu_s"] / bon["utility_gain_per_cpu_s"]
+             if bon["utility_gain_per_cpu_s"] not in (None, 0) else None)
+    goal = {"ratio_vs_best_of_n_equal_time": ratio,
+            "ratio_vs_best_of_n_equal_evals": (eng["utility_gain_per_cpu_s"] / results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"]
+                                               if results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"] else None),
+            "engine_valid_fraction": eng["valid_fraction"],
+            "met": bool(ratio is not None and ratio >= 3 and eng["valid_fraction"] >= 0.9
+                        and bon["utility_gain_per_cpu_s"] > 0)}
+    out = {
+        "benchmark": "ascent", "quick": q, "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                                                       "platform": platform.platform(), "torch": torch.__version__},
+        "matmul_flops_per_s": flops_peak, "setup": info, "config": {"slots": args.slots, "max_chars": args.max_chars,
+                                                                    "engine": repr(cfg), "lm_weight": lm_weight},
+        "eval_definition": "reward-model evaluations = sequences passed through the reward model "
+                           "(an ascent step on a row counts one, as does each exact score)",
+        "methods": results,
+        "utility_gain_per_cpu_s": {k: v["utility_gain_per_cpu_s"] for k, v in results.items()},
+        "valid_fraction": {k: v["valid_fraction"] for k, v in results.items()},
+        "goal": goal, "total_wall_s": time.perf_counter() - wall0,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("ascent_quick.json" if q else "ascent.json")
+    path.write_text(json.dumps(out, indent=1, default=str))
+    print(f"{'method':<34}{'reward+':>9}{'util+':>8}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
+    for k, r in results.items():
+        print(f"{k:<34}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_per_cpu_s']:>12.4f}"
+              f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
+    print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
+          f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {ratio if ratio is None else round(ratio, 2)}, "
+          f"engine valid {eng['valid_fraction']:.0%}, reward gain {eng['reward_gain']:+.3f}, "
+          f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'met' if goal['met'] else 'NOT met'}; {path}")
+
+
+if __name__ == "__main__":
+    main()
