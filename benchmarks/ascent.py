@@ -325,6 +325,10 @@ def main() -> None:
             "ratio_vs_best_of_n_equal_evals": (eng["utility_gain_per_cpu_s"] / results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"]
                                                if results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"] else None),
             "engine_valid_fraction": eng["valid_fraction"],
+            "engine_valid_fraction_of_starts": eng["valid_fraction_start"],
+            "engine_valid_kept_fraction": eng["valid_kept_fraction"],
+            "note": "valid_fraction counts all outputs (invalid generator samples stay invalid unless an edit "
+                    "fixes them); valid_kept_fraction counts outputs whose start was valid",
             "met": bool(ratio is not None and ratio >= 3 and eng["valid_fraction"] >= 0.9
                         and bon["utility_gain_per_cpu_s"] > 0)}
     out = {
@@ -348,7 +352,7 @@ def main() -> None:
               f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
     print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
           f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {ratio if ratio is None else round(ratio, 2)}, "
-          f"engine valid {eng['valid_fraction']:.0%}, reward gain {eng['reward_gain']:+.3f}, "
+          f"engine valid {eng['valid_fraction']:.0%} (starts {eng['valid_fraction_start']:.0%}), reward gain {eng['reward_gain']:+.3f}, "
           f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'met' if goal['met'] else 'NOT met'}; {path}")
 
 
