@@ -10,7 +10,11 @@ from pathlib import Path
 
 def _load_models(args):
     import domains
+    import torch
     from rewardmodels import RewardModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     tok = domains.load_tokenizer(args.generator)
     gen = domains.load_generator(args.generator)
@@ -83,7 +87,8 @@ def cmd_optimize(args) -> int:
     rows = []
     for lo in tqdm(range(0, len(starts), args.batch_size), desc="optimize", unit="batch"):
         batch = starts[lo : lo + args.batch_size]
-        freeze = freeze_bars(pad_batch(batch, tok.pad_token_id)[0], tok, args.freeze) if args.freeze else None
+        spec = ",".join(x for x in (args.freeze, None if args.edit_header else "header") if x)
+        freeze = freeze_bars(pad_batch(batch, tok.pad_token_id)[0], tok, spec) if spec else None
         res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, validate=validate, progress=True)
         rows.extend(res.rows)
     out_texts = [r.text for r in rows]
@@ -157,6 +162,7 @@ def _add_engine_args(p) -> None:
     p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write per-row results as JSON here")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
 
 
 def register(sub) -> None:
@@ -167,6 +173,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="tunes per batch")
     p.add_argument("--no-validate", action="store_true", help="do not require outputs to parse")
     p.add_argument("--no-utility", action="store_true", help="skip the simulated rater's utility")
+    p.add_argument("--edit-header", action="store_true", help="let the ascent change header lines (T:, M:, K: ...)")
     _add_engine_args(p)
     p.set_defaults(func=cmd_optimize)
 

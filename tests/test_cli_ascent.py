@@ -28,10 +28,11 @@ def test_optimize_writes_tunes_and_prints_a_summary(work, capsys):
     out = work / "out.abc"
     rc = main(["optimize", "--in", str(work / "in.abc"), "--out", str(out), "--freeze", "header,1",
                "--generator", str(work / "gen"), "--reward", str(work / "rm"), "--steps", "4",
-               "--check-every", "2", "--polish-rounds", "1", "--no-utility", "--json", str(work / "rows.json")])
+               "--check-every", "2", "--polish-rounds", "1", "--no-utility", "--threads", "1", "--json", str(work / "rows.json")])
     assert rc == 0
     text = out.read_text()
     assert text.count("X:") == 2 and text.startswith("X:1\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|")
+    assert text.split("\n\n")[1].split("\n", 1)[1].startswith("T:Test\nM:4/4\nL:1/8\nK:G\n")  # headers kept
     printed = capsys.readouterr().out
     assert "->reward" in printed and printed.strip().splitlines()[-1].startswith("2 tunes")
     rows = json.loads((work / "rows.json").read_text())
