@@ -10,6 +10,7 @@ on Bradley-Terry latents of simulated ratings (`rewardmodels.SimulatedRater`, ag
   (and the tune stays valid if its start was), scored exactly, one candidate per row and round;
 - best-of-N: the start sample plus N-1 fresh samples per slot, the reward model's favourite kept.
 
+Header lines (X:, T:, M:, L:, K:) are frozen for both editing methods: they edit the music.
 Baselines run at equal reward-model evaluations (sequences scored; an ascent step counts one) and
 at equal CPU time with the engine. Gain = mean over slots of (output - start) for the reward and
 for the simulated rater's hidden utility (reward hacking shows as reward up, utility down). The
@@ -144,7 +145,7 @@ def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_
     ids, mask = gradopt.pad_batch(starts, tok.pad_token_id)
     b, t = ids.shape
     special = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
-    free = ~torch.isin(ids, torch.tensor(special)) & mask.bool()
+    free = ~torch.isin(ids, torch.tensor(special)) & mask.bool() & ~gradopt.freeze_bars(ids, tok, {0})
     allowed = [i for i in range(len(tok)) if i not in special + [tok.unk_token_id]]
     rng = np.random.default_rng(seed)
     cur = [list(s) for s in starts]
@@ -234,7 +235,8 @@ def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=Non
 
 
 def run_engine(starts, rm, gen, tok, cfg, validate):
-    res = gradopt.optimize(starts, rm, gen, cfg, tokenizer=tok, validate=validate, progress=True)
+    header = gradopt.freeze_bars(gradopt.pad_batch(starts, tok.pad_token_id)[0], tok, {0})
+    res = gradopt.optimize(starts, rm, gen, cfg, tokenizer=tok, freeze=header, validate=validate, progress=True)
     t = float(np.mean([len(s) for s in starts]))
     b, steps = len(starts) * cfg.restarts, cfg.steps
     per_seq = forward_flops(rm, t, t) + forward_flops(gen, t, t)
