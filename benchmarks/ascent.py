@@ -5,7 +5,8 @@ trained here for a fixed CPU budget (or reused from --work), a reward model trai
 on Bradley-Terry latents of simulated ratings (`rewardmodels.SimulatedRater`, agreement 0.75).
 `slots` output slots start from generator samples:
 
-- engine: `gradopt.optimize` edits its sample (objective reward + lm_weight * mean log-lik);
+- engine: `gradopt.optimize` edits its sample (objective reward + lm_weight * mean log-lik), with the
+  default simplex/entropy relaxation; `engine_logits` is the same run with the logits relaxation;
 - hill-climbing: random single-token mutations of its sample, kept when the same objective rises
   (and the tune stays valid if its start was), scored exactly, one candidate per row and round;
 - best-of-N: the start sample plus N-1 fresh samples per slot, the reward model's favourite kept.
@@ -24,6 +25,7 @@ Writes benchmarks/results/ascent.json (--quick: ascent_quick.json); one summary 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -278,6 +280,8 @@ def main() -> None:
         relaxation=gradopt.SimplexEntropy(entropy_start=0.5, entropy_end=0.0),
         objective=gradopt.ObjectiveWeights(lm_weight=lm_weight),
         optimizer=gradopt.Adam(lr=0.5), polish=gradopt.PolishConfig(rounds=2 if q else 3, top_k=8, candidates=8))
+    # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
+    cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
     metric_validate = memo_validate()
     ctx = (rm, gen, tok, rater, metric_validate, lm_weight)
@@ -292,6 +296,12 @@ def main() -> None:
                                                 res.reward_evals, flops, gap)
         per_slot = res.reward_evals // len(starts)
         log(f"engine/{origin}: {res.reward_evals} evals, {res.cpu_seconds:.1f} CPU s")
+        alt, alt_flops, alt_gap = run_engine(starts, rm, gen, tok, cfg_logits, memo_validate())
+        results[f"engine_logits/{origin}"] = summarise("engine_logits", [r.tokens for r in alt.rows], starts, ctx,
+                                                       alt.cpu_seconds, alt.seconds, alt.reward_evals, alt_flops, alt_gap)
+        r0, _, _ = exact(rm, gen, starts, tok.pad_token_id, lm_weight)
+        u0 = rater.utility([domains.decode(tok, s) for s in starts])
+        results[f"engine/{origin}"]["start_corr_reward_utility"] = float(np.corrcoef(r0, u0)[0, 1])
         snaps = hill_climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed)
         t = float(np.mean([len(s) for s in starts]))
         for key, (rows, cpu, wall, evals) in snaps.items():
@@ -337,7 +347,8 @@ def main() -> None:
         "benchmark": "ascent", "quick": q, "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                                        "platform": platform.platform(), "torch": torch.__version__},
         "matmul_flops_per_s": flops_peak, "setup": info, "config": {"slots": args.slots, "max_chars": args.max_chars,
-                                                                    "engine": repr(cfg), "lm_weight": lm_weight},
+                                                                    "engine": repr(cfg), "engine_logits": repr(cfg_logits),
+                                                                    "lm_weight": lm_weight},
         "eval_definition": "reward-model evaluations = sequences passed through the reward model "
                            "(an ascent step on a row counts one, as does each exact score)",
         "methods": results,
