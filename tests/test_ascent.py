@@ -67,8 +67,8 @@ def test_returned_reward_equals_rescoring_returned_tokens(setup):
         mask = torch.ones_like(ids)
         with torch.no_grad():
             rescored = float(rm.score(ids, attention_mask=mask))
+            _, total = discrete_log_likelihood(gen, ids, mask)
         assert math.isclose(row.reward_after, rescored, abs_tol=1e-9)
-        _, total = discrete_log_likelihood(gen, ids, mask)
         assert math.isclose(row.loglik_after, float(total), abs_tol=1e-9)
         assert row.text == decode(tok, row.tokens)
 
