@@ -108,6 +108,10 @@ def build_models(args, train: list[str], val: list[str], log):
         i = np.repeat(np.arange(len(pool)), 8)
         j = (i + rng.integers(1, len(pool), len(i))) % len(pool)
         pairs = np.stack([i, j], 1)
+        # Before/after pairs: each corpus tune against its own corrupted copy (twice).
+        c, n_s = len(corpus), len(samples)
+        edits = np.stack([np.arange(c), c + n_s + np.arange(c)], 1)
+        pairs = np.concatenate([pairs, edits, edits])
         won = rater.simulate(pool, pairs)
         wins = np.array([(a, b) if w == "a" else (b, a) for (a, b), w in zip(pairs, won) if w != "tie"])
         ties = np.array([(a, b) for (a, b), w in zip(pairs, won) if w == "tie"]).reshape(-1, 2)
