@@ -47,6 +47,15 @@ class CorpusReport:
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     duplicates: int = 0
 
+    def admit(self, seen: set[str], key: str, collection: str) -> bool:
+        """Count a piece with content hash `key`: True (and kept) if new, else a duplicate."""
+        if key in seen:
+            self.duplicates += 1
+            return False
+        seen.add(key)
+        self.kept[collection] += 1
+        return True
+
     def as_dict(self) -> dict:
         return {
             "tunes": sum(self.kept.values()),
@@ -192,13 +201,8 @@ def load_abc_corpus(
             except CorpusError as err:
                 report.skipped[str(err)] += 1
                 continue
-            h = content_hash(text)
-            if h in seen:
-                report.duplicates += 1
-                continue
-            seen.add(h)
-            report.kept[collection] += 1
-            pieces.append(Piece(text=text, collection=collection, source=f"{path.name}#{i + 1}"))
+            if report.admit(seen, content_hash(text), collection):
+                pieces.append(Piece(text=text, collection=collection, source=f"{path.name}#{i + 1}"))
     return pieces
 
 

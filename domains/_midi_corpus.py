@@ -146,13 +146,8 @@ def midi_pieces(
         if not any(t.startswith("Pitch_") for t in text.split()):
             report.skipped["no notes"] += 1
             continue
-        h = hashlib.sha256(text.encode()).hexdigest()
-        if h in seen:
-            report.duplicates += 1
-            continue
-        seen.add(h)
-        report.kept[collection] += 1
-        pieces.append(Piece(text=text, collection=collection, source=source))
+        if report.admit(seen, hashlib.sha256(text.encode()).hexdigest(), collection):
+            pieces.append(Piece(text=text, collection=collection, source=source))
     return pieces
 
 

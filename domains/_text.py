@@ -127,13 +127,8 @@ def load_text_corpus(
         if not ok:
             report.skipped[re.sub(r"\d+", "N", ok.reason)] += 1  # group reasons by kind
             continue
-        h = hashlib.sha256(text.encode()).hexdigest()
-        if h in seen:
-            report.duplicates += 1
-            continue
-        seen.add(h)
-        report.kept[collection] += 1
-        pieces.append(Piece(text=text, collection=collection, source=f"{path.name}:{line_no}"))
+        if report.admit(seen, hashlib.sha256(text.encode()).hexdigest(), collection):
+            pieces.append(Piece(text=text, collection=collection, source=f"{path.name}:{line_no}"))
     if not pieces:
         raise CorpusError(f"no usable piece in text corpus file {path}: {dict(report.skipped)}")
     return pieces
