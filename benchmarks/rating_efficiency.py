@@ -73,13 +73,13 @@ def corrupt(text: str, rng: np.random.Generator, n_edits: int) -> str:
     return head + "".join(body)
 
 
-def build_pool(n_items: int, seed: int = 0, progress=print):
+def build_pool(n_items: int, seed: int = 0, progress=print, gen_minutes: float = 1.5):
     """(texts, origins, generator, tokenizer): corpus tunes, corrupted tunes, generator samples."""
     corpus = [p.text for p in domains.load_abc_corpus() if len(p.text) <= MAX_CHARS]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(corpus))
     tok = domains.build_char_tokenizer(corpus)
-    gen_dir = CACHE / f"generator_{n_items}_{seed}"  # trained on corpus tunes outside the pool
+    gen_dir = CACHE / f"generator_{n_items}_{seed}_{gen_minutes}"  # trained on corpus tunes outside the pool
     gen = domains.build_generator(PRESET, tok, seed=seed)
     t0 = time.time()
     if (gen_dir / "config.json").exists():
@@ -87,7 +87,7 @@ def build_pool(n_items: int, seed: int = 0, progress=print):
     else:
         train_texts = [corpus[i] for i in order[n_items:]]
         domains.train_generator(gen, tok, train_texts, [], domains.TrainConfig(
-            max_steps=400, cpu_minutes=1.5, batch_size=16, lr=3e-3, warmup=40, eval_every=400, seed=seed),
+            max_steps=400, cpu_minutes=gen_minutes, batch_size=16, lr=3e-3, warmup=40, eval_every=400, seed=seed),
             gen_dir, progress=False)
         gen = domains.load_generator(gen_dir)
     progress(f"generator ready ({time.time() - t0:.0f} s)")
@@ -193,11 +193,11 @@ def main() -> None:
     sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
     seeds = [0] if args.quick else [0, 1, 2]
     n_train, n_test = (300, 150) if args.quick else (900, 300)
-    steps = args.steps or (150 if args.quick else 200)
+    steps = args.steps or (100 if args.quick else 200)
     cfg = rm.TrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
     log = lambda msg: print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
 
-    texts, origins, gen, tok = build_pool(N_POOL, progress=log)
+    texts, origins, gen, tok = build_pool(N_POOL, progress=log, gen_minutes=0.75 if args.quick else 1.5)
     keep = np.random.default_rng(123).permutation(len(texts))[: n_train + n_test]
     texts, origins = [texts[i] for i in keep], [origins[i] for i in keep]
     ids, mask = domains.encode_batch(tok, texts, gen)

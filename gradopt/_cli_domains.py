@@ -119,7 +119,8 @@ def cmd_demo(args) -> int:
     import distill
 
     cfg = distill.DemoConfig(preset=args.preset, tokenizer=args.tokenizer, minutes=args.minutes,
-                             max_steps=args.steps, n_samples=args.n_samples, essen=args.essen, seed=args.seed)
+                             max_steps=args.steps, n_samples=args.n_samples, essen=args.essen, seed=args.seed,
+                             threads=args.threads)
     path = distill.run_demo(args.work, cfg)
     print(f"report: {path}")
     return 0
@@ -183,5 +184,6 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--n-samples", type=int, default=100)
     p.add_argument("--essen", action="store_true", help="train on the Essen folk songs too")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
