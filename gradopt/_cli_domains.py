@@ -120,7 +120,7 @@ def cmd_demo(args) -> int:
 
     cfg = distill.DemoConfig(preset=args.preset, tokenizer=args.tokenizer, minutes=args.minutes,
                              max_steps=args.steps, n_samples=args.n_samples, essen=args.essen, seed=args.seed,
-                             threads=args.threads)
+                             threads=args.threads, spaceless=not args.keep_spaces)
     path = distill.run_demo(args.work, cfg)
     print(f"report: {path}")
     return 0
@@ -185,5 +185,6 @@ def register(sub) -> None:
     p.add_argument("--n-samples", type=int, default=100)
     p.add_argument("--essen", action="store_true", help="train on the Essen folk songs too")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    p.add_argument("--keep-spaces", action="store_true", help="keep spaces in tune bodies (default: spaceless)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)

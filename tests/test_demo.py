@@ -6,7 +6,7 @@ import distill
 
 
 def test_demo_writes_report_and_resumes(tmp_path, capsys):
-    cfg = distill.DemoConfig(preset="tiny", minutes=0.2, max_steps=6, batch_size=2, n_samples=3)
+    cfg = distill.DemoConfig(preset="tiny", minutes=0.2, max_steps=6, n_samples=3)
     path = distill.run_demo(tmp_path, cfg)
     report = json.loads(path.read_text())
     for key in ("val_cross_entropy", "unigram_cross_entropy", "valid_fraction"):
