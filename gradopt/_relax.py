@@ -106,22 +106,12 @@ class SimplexEntropy:
         return project_argmax(param, ctx.allowed)
 
 
-@dataclass(frozen=True, kw_only=True)
-class SimplexLogits:
-    """Unconstrained logits, p = softmax(logits / tau) with tau annealed geometrically."""
-
-    tau_start: float = 1.0  # temperature at the start
-    tau_end: float = 0.1  # temperature at the end; -> 0 makes p one-hot
-    init_scale: float = 6.0  # start logits = init_scale * one-hot(start token)
-
-    def __post_init__(self) -> None:
-        _check_positive(tau_start=self.tau_start, tau_end=self.tau_end, init_scale=self.init_scale)
+class _LogitParameter:
+    """Shared by relaxations whose parameter is free logits (b, t, v): start at a scaled one-hot,
+    no projection after the update, discretize by argmax over the allowed tokens."""
 
     def init(self, onehot, ctx):
         return onehot * self.init_scale
-
-    def relax(self, param, ctx, frac):
-        return Relaxed(probs=masked_softmax(param, ctx.allowed, geometric(self.tau_start, self.tau_end, frac)))
 
     def constrain(self, param, ctx, frac):
         return param
@@ -131,7 +121,22 @@ class SimplexLogits:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GumbelSoftmax:
+class SimplexLogits(_LogitParameter):
+    """Unconstrained logits, p = softmax(logits / tau) with tau annealed geometrically."""
+
+    tau_start: float = 1.0  # temperature at the start
+    tau_end: float = 0.1  # temperature at the end; -> 0 makes p one-hot
+    init_scale: float = 6.0  # start logits = init_scale * one-hot(start token)
+
+    def __post_init__(self) -> None:
+        _check_positive(tau_start=self.tau_start, tau_end=self.tau_end, init_scale=self.init_scale)
+
+    def relax(self, param, ctx, frac):
+        return Relaxed(probs=masked_softmax(param, ctx.allowed, geometric(self.tau_start, self.tau_end, frac)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GumbelSoftmax(_LogitParameter):
     """GBDA-style: p = softmax((logits + g) / tau), g ~ Gumbel(0, 1) fresh each step, per row."""
 
     tau_start: float = 1.0  # temperature at the start
@@ -141,9 +146,6 @@ class GumbelSoftmax:
 
     def __post_init__(self) -> None:
         _check_positive(tau_start=self.tau_start, tau_end=self.tau_end, init_scale=self.init_scale)
-
-    def init(self, onehot, ctx):
-        return onehot * self.init_scale
 
     def relax(self, param, ctx, frac):
         if ctx.noise is None:
@@ -156,15 +158,9 @@ class GumbelSoftmax:
         hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
         return Relaxed(probs=straight_through(hard, soft))
 
-    def constrain(self, param, ctx, frac):
-        return param
-
-    def discretize(self, param, ctx):
-        return project_argmax(param, ctx.allowed)
-
 
 @dataclass(frozen=True, kw_only=True)
-class StraightThrough:
+class StraightThrough(_LogitParameter):
     """Hard one-hot of argmax(logits) forward, gradient of softmax(logits / tau) backward."""
 
     tau: float = 1.0  # temperature of the backward softmax
@@ -173,19 +169,10 @@ class StraightThrough:
     def __post_init__(self) -> None:
         _check_positive(tau=self.tau, init_scale=self.init_scale)
 
-    def init(self, onehot, ctx):
-        return onehot * self.init_scale
-
     def relax(self, param, ctx, frac):
         soft = masked_softmax(param, ctx.allowed, self.tau)
         hard = F.one_hot(project_argmax(param, ctx.allowed), soft.shape[-1]).to(soft.dtype)
         return Relaxed(probs=straight_through(hard, soft))
-
-    def constrain(self, param, ctx, frac):
-        return param
-
-    def discretize(self, param, ctx):
-        return project_argmax(param, ctx.allowed)
 
 
 @dataclass(frozen=True, kw_only=True)
