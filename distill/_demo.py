@@ -34,7 +34,7 @@ class DemoConfig:
     minutes: float = 10.0  # generator training budget in process CPU-minutes (all threads)
     max_steps: int = 4000  # step cap for generator training (LR schedule spans these or the minutes)
     lr: float = 5e-3  # generator peak learning rate
-    spaceless: bool = True  # drop spaces from tune bodies (seed essay; here 15% vs 9% valid samples)
+    spaceless: bool = True  # drop spaces from tune bodies (seed essay; parse rate 91% vs 76% with spaces)
     n_samples: int = 100  # samples drawn at temperature 1.0 and validated
     essen: bool = False  # add the Essen folk songs to the training corpus
     seed: int = 0  # everything random
