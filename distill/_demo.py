@@ -72,9 +72,7 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
         tok = domains.load_tokenizer(gen_dir)
     else:
         tok = domains.build_tokenizer(train_texts, cfg.tokenizer)
-    done = (gen_dir / "model.safetensors").exists() and not (gen_dir / "checkpoint").exists()
-    done = done or (gen_dir / "train_summary.json").exists()
-    if done:
+    if (gen_dir / "train_summary.json").exists():  # written only after training finished
         model = domains.load_generator(gen_dir)
         summary = json.loads((gen_dir / "train_summary.json").read_text())
         say(f"generator already trained in {gen_dir}")

@@ -20,7 +20,8 @@ def _collections(args) -> tuple[str, ...]:
     return tuple(c.strip() for c in args.collections.split(","))
 
 
-def _corpus(args) -> list:
+def _corpus(args) -> tuple[list, object]:
+    """(pieces, CorpusReport) for the collections named in `args`."""
     import domains
 
     cfg = domains.NormaliseConfig(spaceless=args.spaceless)
