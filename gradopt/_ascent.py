@@ -2,6 +2,10 @@
 
 Legend: b input sequences, r restarts, B = b*r rows, t time, v vocab, d embedding width.
 
+Which token may go where: a free position takes any token of its allowed set, which is the
+non-special tokens (BOS/EOS/PAD/UNK excluded), intersected with the user's per-position
+``allowed`` mask (b,t,v) when given. Relaxation, restart noise and polish all keep to it.
+
 Rows are laid out b-major (row = i*r + j). Every `check_every` steps each row is projected to
 tokens and scored exactly (reward model on ids, generator on ids); the row keeps its best *verified
 discrete* sequence. The soft objective is only used to move and to measure the relaxation gap.
@@ -82,8 +86,12 @@ def _uniform_noise(gens: list[torch.Generator], lengths: list[int], t: int, v: i
 
 
 def _perturb(ids, free, allowed, gens, frac: float):
-    """Redraw a fraction of each row's free positions uniformly from the allowed tokens."""
-    tokens = allowed.nonzero()[:, 0]
+    """Redraw a fraction of each row's free positions uniformly from their allowed tokens.
+
+    ids, free: (B,t); allowed: (v,) shared by all positions or (B,t,v) per position.
+    """
+    shared = allowed.dim() == 1
+    tokens = allowed.nonzero()[:, 0] if shared else None
     out = ids.clone()
     for r in range(ids.shape[0]):
         pos = free[r].nonzero()[:, 0]
@@ -91,8 +99,49 @@ def _perturb(ids, free, allowed, gens, frac: float):
         if k == 0:
             continue
         pick = pos[torch.randperm(len(pos), generator=gens[r])[:k]]
-        out[r, pick] = tokens[torch.randint(len(tokens), (k,), generator=gens[r])]
+        if shared:
+            out[r, pick] = tokens[torch.randint(len(tokens), (k,), generator=gens[r])]
+            continue
+        for i in pick.tolist():
+            options = allowed[r, i].nonzero()[:, 0]
+            out[r, i] = options[torch.randint(len(options), (1,), generator=gens[r])]
     return out
+
+
+def allowed_per_position(
+    allowed: torch.Tensor, ids: torch.Tensor, frozen: torch.Tensor, base: torch.Tensor, tokenizer=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Combine a user's per-position mask with the engine's token set -> (allowed (b,t,v), frozen (b,t)).
+
+    allowed: (b,t,v) bool, True = the token may be placed there; ids, frozen: (b,t); base: (v,)
+    the tokens any free position may take. The result is ``allowed & base`` at free positions.
+    A free position whose current token is not in its `allowed` set is an error; one whose set
+    holds no other token is frozen. Frozen positions get `base` (their token is kept anyway and
+    every position keeps a non-empty set, so relaxations stay finite there).
+    """
+    b, t = ids.shape
+    v = base.shape[0]
+    if not isinstance(allowed, torch.Tensor) or allowed.dtype != torch.bool:
+        raise ValueError(f"allowed must be a bool tensor of shape (b, t, v) = {(b, t, v)}, got "
+                         f"{getattr(allowed, 'dtype', type(allowed).__name__)}")
+    if tuple(allowed.shape) != (b, t, v):
+        raise ValueError(f"allowed mask has shape {tuple(allowed.shape)}, expected (b, t, v) = {(b, t, v)} "
+                         "(the padded batch by the reward model's vocabulary)")
+    allowed = allowed.to(base.device)
+    here = allowed.gather(-1, ids[..., None])[..., 0]
+    bad = (~frozen & ~here).nonzero()
+    if len(bad):
+        i, j = bad[0].tolist()
+        tok = int(ids[i, j])
+        what = f"token {tok}" + (f" ({tokenizer.decode([tok])!r})" if tokenizer is not None else "")
+        raise ValueError(
+            f"row {i}, position {j}: its current {what} is not in the position's allowed set "
+            f"({len(bad)} such position(s)); allow it there or freeze the position"
+        )
+    out = allowed & base
+    others = out & ~F.one_hot(ids, v).bool()
+    frozen = frozen | ~others.any(-1)
+    return torch.where(frozen[..., None], base, out), frozen
 
 
 def optimize(
@@ -103,6 +152,7 @@ def optimize(
     *,
     tokenizer=None,
     freeze: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
     validate: Callable[[str], object] | None = None,
     progress: bool = False,
 ) -> AscentResult:
@@ -110,7 +160,11 @@ def optimize(
 
     init: token-id lists ``<bos> body <eos>`` (or a right-padded (b,t) tensor); see `starts` for
     generator samples or noise. freeze: (b,t) bool, True = keep the token (BOS/EOS/PAD are always
-    kept). validate: text -> truthy when the decoded sequence is acceptable (needs `tokenizer`).
+    kept). allowed: (b,t,v) bool, True = the token may be placed at that position (ANDed with the
+    non-special tokens); a free position must allow its current token (else ValueError) and one
+    allowing no other token is frozen (see `allowed_per_position`, and `pitch_edits` for ABC).
+    Shapes are of the right-padded batch. validate: text -> truthy when the decoded sequence is
+    acceptable (needs `tokenizer`).
     Returns, per input, the best verified discrete sequence over `cfg.restarts` restarts.
     """
     t0, c0 = time.perf_counter(), time.process_time()
@@ -129,18 +183,21 @@ def optimize(
     vocab_check(generator, v)
     if validate is not None and tokenizer is None:
         raise ValueError("validate needs a tokenizer to decode sequences")
-    allowed = torch.ones(v, dtype=torch.bool)
+    base = torch.ones(v, dtype=torch.bool)  # (v,) tokens any free position may take
     for key in ("bos", "eos", "pad", "unk"):
         if specials.get(key) is not None:
-            allowed[specials[key]] = False
+            base[specials[key]] = False
     frozen = torch.isin(ids0, torch.tensor([specials[k] for k in ("bos", "eos", "pad") if specials.get(k) is not None]))
     frozen |= mask0 == 0
     if freeze is not None:
         if tuple(freeze.shape) != (b, t):
             raise ValueError(f"freeze mask has shape {tuple(freeze.shape)}, expected {(b, t)} (padded batch)")
         frozen |= freeze.to(torch.bool)
+    if allowed is not None:
+        allowed, frozen = allowed_per_position(allowed, ids0, frozen, base, tokenizer)
 
     r = cfg.restarts
+    allowed = base if allowed is None else allowed.repeat_interleave(r, 0)  # (v,) or (B,t,v)
     ids_start = ids0.repeat_interleave(r, 0)  # (B,t)
     mask = mask0.repeat_interleave(r, 0)
     free = ~frozen.repeat_interleave(r, 0)

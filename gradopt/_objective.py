@@ -74,8 +74,10 @@ def discrete_log_likelihood(generator, ids: torch.Tensor, attention_mask: torch.
 
 
 def smoothed_start(start_onehot: torch.Tensor, allowed: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """(1 - a) one_hot(start) + a uniform(allowed) -> (b,t,v); strictly positive on allowed tokens."""
-    uniform = allowed.to(start_onehot.dtype) / allowed.sum()
+    """(1 - a) one_hot(start) + a uniform(allowed) -> (b,t,v); strictly positive on allowed tokens.
+
+    allowed: (v,) or broadcastable to (b,t,v) (one token set per position)."""
+    uniform = allowed.to(start_onehot.dtype) / allowed.sum(-1, keepdim=True)
     return (1.0 - smoothing) * start_onehot + smoothing * uniform
 
 

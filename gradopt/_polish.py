@@ -32,12 +32,21 @@ class PolishConfig:
 def propose_swaps(
     grad: torch.Tensor, ids: torch.Tensor, free: torch.Tensor, allowed: torch.Tensor, top_k: int
 ) -> torch.Tensor:
-    """Top-k tokens per position by first-order gain -> (b,t,k) long; the current token excluded."""
+    """Top-k tokens per position by first-order gain -> (b,t,k) long; the current token excluded.
+
+    allowed: (v,) shared by all positions or broadcastable to (b,t,v). Every proposal is an
+    allowed token: a position with fewer than k allowed alternatives repeats its best ones in
+    order, and a position with none (or a frozen one) proposes its current token (a no-op swap).
+    k = min(top_k, the most alternatives any free position has).
+    """
     gain = grad - grad.gather(-1, ids[..., None])
     gain = gain.masked_fill(~allowed, -torch.inf)
     gain = gain.scatter(-1, ids[..., None], -torch.inf)
     gain = gain.masked_fill(~free[..., None], -torch.inf)
-    return gain.topk(min(top_k, int(allowed.sum()) - 1), dim=-1).indices
+    n_alt = (gain > -torch.inf).sum(-1, keepdim=True)  # (b,t,1) allowed alternatives (nan counts as none)
+    top = gain.topk(max(1, min(top_k, int(n_alt.max()))), dim=-1).indices  # finite gains come first
+    slot = torch.arange(top.shape[-1]) % n_alt.clamp(min=1)  # (b,t,k) cycle over the valid slots
+    return torch.where(n_alt > 0, top.gather(-1, slot), ids[..., None])
 
 
 def sample_candidates(

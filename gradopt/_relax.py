@@ -11,6 +11,9 @@ A relaxation is a small frozen object with four pure methods:
 - ``discretize(param, ctx) -> ids (b,t)``: the projection to real tokens.
 
 ``frac`` in [0, 1] is the fraction of the run done; schedules (temperature, entropy) read it.
+Every method keeps to ``ctx.allowed``: one token set shared by all positions (v,) or one set per
+position (anything broadcastable to (b,t,v)); probabilities are exactly 0 and projections never
+land outside it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ._simplex import project_entropy, project_simplex
 class RelaxContext:
     """What relaxations need besides their parameter; built once per run by the driver."""
 
-    allowed: torch.Tensor  # (v,) bool: tokens a free position may take
+    allowed: torch.Tensor  # bool (v,) or broadcastable to (b,t,v): tokens a (free) position may take
     embedding: torch.Tensor  # (v, d) the reward model's token embedding matrix
     noise: Callable[[], torch.Tensor] | None = None  # () -> (b,t,v) standard uniforms, per-row seeded
 
@@ -92,7 +95,7 @@ class SimplexEntropy:
     def init(self, onehot, ctx):
         if not self.init_smoothing:
             return onehot.clone()
-        uniform = ctx.allowed.to(onehot.dtype) / ctx.allowed.sum()
+        uniform = ctx.allowed.to(onehot.dtype) / ctx.allowed.sum(-1, keepdim=True)
         return (1 - self.init_smoothing) * onehot + self.init_smoothing * uniform
 
     def relax(self, param, ctx, frac):

@@ -1,7 +1,8 @@
 """Projections onto the probability simplex and onto its low-entropy part.
 
 Legend: b batch, t time, v vocab. Every function works on the last axis and accepts any leading
-shape; `allowed` (v,) marks the tokens a position may take (the rest are held at exactly 0).
+shape; `allowed` (v,), or broadcastable to the input (one set per position), marks the tokens a
+position may take (the rest are held at exactly 0).
 """
 
 from __future__ import annotations
