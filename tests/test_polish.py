@@ -69,3 +69,22 @@ def test_sample_candidates_changes_one_free_position():
     cands = sample_candidates(ids, free, props, 7, [torch.Generator().manual_seed(0) for _ in range(3)])
     diff = cands != ids[:, None, :]
     assert diff.sum(-1).le(1).all() and not diff[..., [0, 1, 2, 4, 5]].any()
+
+
+def test_per_position_allowed_sets_smaller_than_top_k_never_propose_a_disallowed_token():
+    w, ids = _toy(3, b=2, t=4, v=6)
+    allowed = torch.zeros(2, 4, 6, dtype=torch.bool)
+    allowed[..., :] = torch.nn.functional.one_hot(ids, 6).bool()  # every position allows its own token
+    allowed[0, 1, [(int(ids[0, 1]) + 1) % 6]] = True  # one alternative
+    allowed[1, 2, [(int(ids[1, 2]) + k) % 6 for k in (1, 2, 3)]] = True  # three alternatives
+    allowed[0, 3] = True  # five alternatives
+    free = torch.ones(2, 4, dtype=torch.bool)
+    top = propose_swaps(w, ids, free, allowed, 4)
+    assert top.shape == (2, 4, 4)
+    assert allowed.gather(-1, top).all()
+    assert (top[0, 1] == (ids[0, 1] + 1) % 6).all()  # the only alternative, repeated
+    assert set(top[1, 2].tolist()) == {(int(ids[1, 2]) + k) % 6 for k in (1, 2, 3)}
+    assert len(set(top[0, 3].tolist())) == 4 and not (top[0, 3] == ids[0, 3]).any()
+    assert (top[0, 0] == ids[0, 0]).all()  # no alternative: a no-op proposal
+    cands = sample_candidates(ids, free, top, 9, [torch.Generator().manual_seed(i) for i in range(2)])
+    assert allowed[torch.arange(2)[:, None, None], torch.arange(4), cands].all()

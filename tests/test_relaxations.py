@@ -104,3 +104,22 @@ def test_bad_hyperparameters_raise():
     with pytest.raises(ValueError):
         GumbelSoftmax().relax(torch.zeros(1, 1, 2), RelaxContext(allowed=torch.ones(2, dtype=torch.bool),
                                                                   embedding=torch.eye(2)), 0.0)
+
+
+@pytest.mark.parametrize("relax", [SimplexEntropy(init_smoothing=0.2), SimplexLogits(), GumbelSoftmax(),
+                                   GumbelSoftmax(hard=True), StraightThrough(), EmbeddingPEZ()])
+def test_per_position_allowed_sets_hold_in_every_method(relax):
+    g = torch.Generator().manual_seed(0)
+    b, t, v, d = 2, 5, 7, 3
+    ids = torch.randint(v, (b, t), generator=g)
+    allowed = (torch.rand(b, t, v, generator=g) < 0.4) | F.one_hot(ids, v).bool()
+    allowed[:, 0] = F.one_hot(ids[:, 0], v).bool()  # a single-token position
+    ctx = RelaxContext(allowed=allowed, embedding=torch.randn(v, d, generator=g, dtype=torch.float64),
+                       noise=lambda: torch.rand((b, t, v), generator=g, dtype=torch.float64))
+    param = relax.init(F.one_hot(ids, v).double(), ctx)
+    for step in range(3):  # random moves: the method, not the start, must keep to the sets
+        param = param + torch.randn(param.shape, generator=g, dtype=torch.float64)
+        param = relax.constrain(param, ctx, step / 2)
+        probs = relax.relax(param, ctx, step / 2).probs
+        assert torch.isfinite(probs).all() and (probs[~allowed] == 0).all()
+        assert allowed.gather(-1, relax.discretize(param, ctx)[..., None]).all()
