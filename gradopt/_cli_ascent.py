@@ -71,6 +71,7 @@ def cmd_optimize(args) -> int:
     from tqdm.auto import tqdm
 
     from ._ascent import optimize, pad_batch
+    from ._edits import edit_masks
     from ._masks import freeze_bars
     from ._starts import starts_from_texts
 
@@ -87,9 +88,14 @@ def cmd_optimize(args) -> int:
     rows = []
     for lo in tqdm(range(0, len(starts), args.batch_size), desc="optimize", unit="batch"):
         batch = starts[lo : lo + args.batch_size]
+        ids = pad_batch(batch, tok.pad_token_id)[0]
         spec = ",".join(x for x in (args.freeze, None if args.edit_header else "header") if x)
-        freeze = freeze_bars(pad_batch(batch, tok.pad_token_id)[0], tok, spec) if spec else None
-        res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, validate=validate, progress=True)
+        freeze = freeze_bars(ids, tok, spec) if spec else None
+        edit_freeze, allowed = edit_masks(args.edit, ids, tok)
+        if edit_freeze is not None:
+            freeze = edit_freeze if freeze is None else freeze | edit_freeze
+        res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate,
+                       progress=True)
         rows.extend(res.rows)
     out_texts = [r.text for r in rows]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +172,8 @@ def _add_engine_args(p) -> None:
 
 
 def register(sub) -> None:
+    from ._edits import EDITS
+
     p = sub.add_parser("optimize", help="improve ABC tunes by gradient ascent on the reward model")
     p.add_argument("--in", dest="input", required=True, help=".abc file with one or more tunes")
     p.add_argument("--out", required=True, help="where to write the improved tunes (.abc)")
@@ -174,6 +182,11 @@ def register(sub) -> None:
     p.add_argument("--no-validate", action="store_true", help="do not require outputs to parse")
     p.add_argument("--no-utility", action="store_true", help="skip the simulated rater's utility")
     p.add_argument("--edit-header", action="store_true", help="let the ascent change header lines (T:, M:, K: ...)")
+    p.add_argument("--edit", default="any", choices=sorted(EDITS),
+                   help="what may change: 'any' (default) = any token at an unfrozen position; 'pitch' = only "
+                        "the letters of notes (A-G, a-g, not in chord symbols, decorations or fields), each to "
+                        "another note letter, so durations, bar lines, accidentals and octave marks stay as "
+                        "they are (needs a character tokenizer)")
     _add_engine_args(p)
     p.set_defaults(func=cmd_optimize)
 
