@@ -69,8 +69,7 @@ def test_every_scored_sequence_keeps_to_the_allowed_tokens(setup, relax):
     single = allowed[0].sum(-1) == 1
     assert (seen[:, single] == ids[0, single]).all()  # single-token sets never change
     assert (seen != ids).any()  # restarts with noise did move tokens (the check is not vacuous)
-    assert torch.tensor(res.rows[0].tokens).eq(ids[0]).logical_or(allowed[0, torch.arange(ids.shape[1]),
-                                                                          torch.tensor(res.rows[0].tokens)]).all()
+    assert (seen == torch.tensor(res.rows[0].tokens)).all(-1).any()  # the returned row was among them
 
 
 @pytest.mark.parametrize("relax", [SimplexEntropy(init_smoothing=0.1), GumbelSoftmax(), EmbeddingPEZ()],
