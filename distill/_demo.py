@@ -39,6 +39,7 @@ class DemoConfig:
     essen: bool = False  # add the Essen folk songs to the training corpus
     seed: int = 0  # everything random
     threads: int = 1  # torch threads (1 gives the most tokens per CPU-minute on 2 cores; 0 = torch default)
+    bar_aware: bool = True  # sample under domains.ABCConstraint (bars never overrun); both rates are reported
 
     def __post_init__(self) -> None:
         if self.preset not in domains.PRESETS:
@@ -88,10 +89,18 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
     val_ce = domains.evaluate(model, val_ids, tok.pad_token_id)
     uni_ce = domains.unigram_cross_entropy(train_ids, val_ids, len(tok))
 
-    t0 = time.time()
     scfg = SampleConfig(temperature=1.0, max_new_tokens=domains.context_length(model) - 1)
-    samples = domains.sample(model, tok, cfg.n_samples, scfg, seed=cfg.seed)
-    sample_s = time.time() - t0
+    constraint = domains.ABCConstraint.from_texts(tok, train_texts)
+    # Both ways, same seed: free sampling shows what the network alone has learnt.
+    t0 = time.time()
+    free = domains.sample(model, tok, cfg.n_samples, scfg, seed=cfg.seed)
+    free_s = time.time() - t0
+    t0 = time.time()
+    aware = domains.sample(model, tok, cfg.n_samples, scfg, seed=cfg.seed, constraint=constraint)
+    aware_s = time.time() - t0
+    free_valid = sum(domain.validate(s).ok for s in free) / len(free)
+    aware_valid = sum(domain.validate(s).ok for s in aware) / len(aware)
+    samples, sample_s = (aware, aware_s) if cfg.bar_aware else (free, free_s)
     verdicts = [domain.validate(s) for s in samples]
     valid = [s for s, v in zip(samples, verdicts) if v.ok]
     # Looser view for diagnosis only: parses, known key/meter, has notes, bar lengths ignored.
@@ -120,7 +129,12 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
         "ce_ratio_to_unigram": val_ce / uni_ce,
         "val_perplexity": math.exp(val_ce),
         "n_samples": len(samples),
+        "sampling": "bar-aware (domains.ABCConstraint)" if cfg.bar_aware else "free",
         "valid_fraction": len(valid) / len(samples),
+        "valid_fraction_free_sampling": free_valid,
+        "valid_fraction_bar_aware_sampling": aware_valid,
+        "sampling_seconds_free": free_s,
+        "sampling_seconds_bar_aware": aware_s,
         "valid_fraction_ignoring_bar_lengths": lenient / len(samples),
         "invalid_reasons": reasons,
         "sampling_seconds": sample_s,
@@ -133,8 +147,10 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
     path.write_text(json.dumps(report, indent=1))
     say(f"\nvalidation cross-entropy {val_ce:.3f} nats/token (unigram {uni_ce:.3f}; ratio {val_ce / uni_ce:.2f}), "
         f"perplexity {math.exp(val_ce):.2f}")
-    say(f"valid samples: {len(valid)}/{len(samples)} ({100 * len(valid) / len(samples):.0f}%); "
-        f"{lenient} parse with known key/meter if bar lengths are not checked")
+    say(f"valid samples: {len(valid)}/{len(samples)} ({100 * len(valid) / len(samples):.0f}%, "
+        f"{'bar-aware' if cfg.bar_aware else 'free'} sampling); {lenient} parse with known key/meter if bar "
+        f"lengths are not checked")
+    say(f"valid with free sampling {free_valid:.0%}, with bar-aware sampling {aware_valid:.0%} (same seed)")
     for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:8]:
         say(f"  invalid: {n:>3}  {reason[:70]}")
     for s in valid[:2]:

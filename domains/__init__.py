@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 from ._abc import ABCDomain, validate_abc
+from ._abc_constraint import ABCConstraint
 from ._abc_corpus import (
     ALL_COLLECTIONS,
     ESSEN,
@@ -54,7 +55,7 @@ from ._abc_corpus import (
 from ._render import RenderError, abc_to_midi, find_soundfont, midi_to_wav
 
 __all__ += [
-    "ABCDomain", "validate_abc", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError", "CorpusReport",
+    "ABCDomain", "ABCConstraint", "validate_abc", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError", "CorpusReport",
     "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "normalise", "split_corpus",
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
 ]

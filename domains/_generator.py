@@ -154,9 +154,15 @@ class SampleConfig:
 
 @torch.no_grad()
 def sample_ids(
-    model, tokenizer, n: int, cfg: SampleConfig = SampleConfig(), prefix: str = "", seed: int = 0
+    model, tokenizer, n: int, cfg: SampleConfig = SampleConfig(), prefix: str = "", seed: int = 0,
+    constraint=None,
 ) -> list[list[int]]:
-    """`n` samples as token ids (BOS, prefix, continuation, EOS if reached)."""
+    """`n` samples as token ids (BOS, prefix, continuation, EOS if reached).
+
+    constraint: optional grammar with ``start(prefix_ids) -> state``, ``allowed(state) -> (v,) bool``
+    and ``advance(state, token) -> state`` (e.g. `ABCConstraint`): tokens it does not allow get
+    probability 0 and the rest are renormalised before temperature, top-k and top-p apply.
+    """
     model.eval()
     prefix_ids = [tokenizer.bos_token_id] + tokenizer(prefix, add_special_tokens=False)["input_ids"]
     max_new = min(cfg.max_new_tokens, context_length(model) - len(prefix_ids))
@@ -168,6 +174,7 @@ def sample_ids(
         b = min(cfg.batch_size, n - start)
         ids = torch.tensor([prefix_ids] * b)
         done = torch.zeros(b, dtype=torch.bool)
+        states = [constraint.start(prefix_ids)] * b if constraint is not None else None
         past = None
         step_in = ids
         for _ in range(max_new):
@@ -179,6 +186,9 @@ def sample_ids(
             logits[:, tokenizer.bos_token_id] = -float("inf")
             if tokenizer.unk_token_id is not None:
                 logits[:, tokenizer.unk_token_id] = -float("inf")
+            if states is not None:
+                allowed = torch.stack([constraint.allowed(s) for s in states])
+                logits = logits.masked_fill(~allowed, -float("inf"))
             if cfg.top_k:
                 kth = torch.topk(logits, min(cfg.top_k, logits.shape[-1])).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, -float("inf"))
@@ -191,6 +201,9 @@ def sample_ids(
             nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)  # (b, 1)
             nxt = torch.where(done[:, None], torch.full_like(nxt, tokenizer.pad_token_id), nxt)
             ids = torch.cat([ids, nxt], 1)
+            if states is not None:
+                # a forced end (a dead end of the grammar) leaves the state as it was
+                states = [s if d else (constraint.advance(s, int(x)) or s) for s, d, x in zip(states, done.tolist(), nxt[:, 0])]
             done |= nxt[:, 0] == tokenizer.eos_token_id
             step_in = nxt
             if done.all():
@@ -201,6 +214,7 @@ def sample_ids(
     return results
 
 
-def sample(model, tokenizer, n: int, cfg: SampleConfig = SampleConfig(), prefix: str = "", seed: int = 0) -> list[str]:
-    """`n` decoded samples (prefix included)."""
-    return [decode(tokenizer, row) for row in sample_ids(model, tokenizer, n, cfg, prefix, seed)]
+def sample(model, tokenizer, n: int, cfg: SampleConfig = SampleConfig(), prefix: str = "", seed: int = 0,
+           constraint=None) -> list[str]:
+    """`n` decoded samples (prefix included); see `sample_ids` for `constraint`."""
+    return [decode(tokenizer, row) for row in sample_ids(model, tokenizer, n, cfg, prefix, seed, constraint)]

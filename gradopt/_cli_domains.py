@@ -90,7 +90,8 @@ def cmd_sample(args) -> int:
     domains.check_in_vocab(tok, args.prefix)
     cfg = domains.SampleConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                max_new_tokens=args.max_new_tokens)
-    texts = domains.sample(model, tok, args.n, cfg, prefix=args.prefix, seed=args.seed)
+    constraint = domains.ABCConstraint(tok) if args.bar_aware else None
+    texts = domains.sample(model, tok, args.n, cfg, prefix=args.prefix, seed=args.seed, constraint=constraint)
     out = "\n".join(texts)
     if args.out:
         Path(args.out).write_text(out)
@@ -121,7 +122,7 @@ def cmd_demo(args) -> int:
 
     cfg = distill.DemoConfig(preset=args.preset, tokenizer=args.tokenizer, minutes=args.minutes,
                              max_steps=args.steps, n_samples=args.n_samples, essen=args.essen, seed=args.seed,
-                             threads=args.threads, spaceless=not args.keep_spaces)
+                             threads=args.threads, spaceless=not args.keep_spaces, bar_aware=not args.free)
     path = distill.run_demo(args.work, cfg)
     print(f"report: {path}")
     return 0
@@ -171,6 +172,9 @@ def register(sub) -> None:
     p.add_argument("--prefix", default="", help="text every sample starts with, e.g. 'X:1\\nT:'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write samples to this .abc file instead of stdout")
+    p.add_argument("--bar-aware", action="store_true",
+                   help="ABC only: mask tokens that would overrun a bar or leave a chord/annotation open "
+                        "(domains.ABCConstraint with its default meters, unit lengths and keys)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("validate", help="check every tune of an .abc file (exit 1 if any is invalid)")
@@ -187,5 +191,7 @@ def register(sub) -> None:
     p.add_argument("--essen", action="store_true", help="train on the Essen folk songs too")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     p.add_argument("--keep-spaces", action="store_true", help="keep spaces in tune bodies (default: spaceless)")
+    p.add_argument("--free", action="store_true",
+                   help="report free samples instead of bar-aware ones (both validity rates are always measured)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)

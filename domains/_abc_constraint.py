@@ -1,0 +1,563 @@
+"""Bar-aware sampling for ABC: a streaming grammar that masks tokens which would break a tune.
+
+A small generator learns what ABC looks like long before it learns to count: most invalid samples
+are bars longer than the meter (see `validate_abc`). `ABCConstraint` follows a sample character by
+character and, at every step, allows only the tokens after which the tune can still be valid:
+
+- header: field lines ``X: T: M: L: K:``; the values of ``M:``, ``L:`` and ``K:`` must be ones the
+  constraint knows (by default the meters, unit lengths and keys of the bundled corpus), ``K:``
+  needs an ``M:`` before it and ends the header;
+- body: the running duration of the current bar (notes, rests, chords, broken rhythm ``>``/``<``,
+  tuplets ``(3``, unit length ``L:``, inline ``[M:..]``/``[L:..]`` fields) may never exceed the
+  meter; a note letter is allowed only if it fits at its unit length, a length digit only if the
+  longer note still fits, so a full bar leaves the bar line (or ornaments) as the choices;
+- chords ``[CEG]`` (at most 4 notes) and grace notes ``{ga}`` must close before a line break or
+  the end; accidentals must precede a note, octave marks and lengths follow one, broken rhythm
+  ``>`` sits right after a note and before the next; at most 3 ornaments in a row;
+  annotations ``"..."`` and ``!...!`` decorations are not produced (music21 reads stray ones as
+  notes);
+- the end token is allowed only in the body, after at least one note, with nothing left open.
+
+Short bars stay allowed (pickups, last bars), as `validate_abc` allows them. Sampling under the
+constraint is sampling from the model restricted to these continuations and renormalised; it is
+an option of `sample_ids` (``constraint=``), off unless asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+import torch
+
+NOTE_LETTERS = frozenset("ABCDEFGabcdefg")
+RESTS = frozenset("z")  # music21 does not count invisible rests (x) in a bar
+ACCIDENTALS = frozenset("^_=")
+DECORATIONS = frozenset("THLMOPSuv.~")  # single-character ornaments; no duration
+INERT = frozenset(" `)-")  # characters with no duration and no state
+FIELD_NAMES = frozenset("XTMLK")
+
+DEFAULT_METERS = ("2/4", "3/4", "4/4", "6/8", "9/8", "12/8", "3/8", "6/4", "3/2", "2/2", "C", "C|")
+DEFAULT_UNITS = ("1/4", "1/8", "1/16")
+DEFAULT_KEYS = tuple(
+    f"{tonic}{mode}" for tonic in ("C", "G", "D", "A", "E", "B", "F", "Bb", "Eb", "Ab", "F#")
+    for mode in ("", "m", "mix", "dor", "lyd", "phr", " Minor", " Mixolydian", " Dorian")
+)
+MAX_ORNAMENTS = 3  # ornaments / beam gaps in a row (small models loop on them)
+MAX_CHORD = 4  # notes in a chord
+_LENGTH = re.compile(r"(?:1[0-6]?|[2-9])(?:/(?:16?|2|4|8)?)?|/{1,2}|/(?:16?|2|4|8)")  # 3 / // 3/2 /4 3/
+
+
+def meter_length(value: str) -> Fraction | None:
+    """Bar length of an ``M:`` value in whole notes (``"6/8"`` -> 3/4, ``"C|"`` -> 1)."""
+    value = value.strip()
+    if value in ("C", "C|"):
+        return Fraction(1)
+    m = re.fullmatch(r"(\d+)/(\d+)", value)
+    return Fraction(int(m.group(1)), int(m.group(2))) if m and int(m.group(2)) else None
+
+
+def _unit_length(value: str) -> Fraction | None:
+    m = re.fullmatch(r"1/(\d+)", value.strip())
+    return Fraction(1, int(m.group(1))) if m and int(m.group(1)) else None
+
+
+def _spec_value(spec: str) -> Fraction:
+    """Length multiplier of a (possibly partial) ABC length: "" 1, "3" 3, "/" 1/2, "//" 1/4, "3/2" 3/2."""
+    m = re.fullmatch(r"(\d*)(/*)(\d*)", spec)
+    num = int(m.group(1)) if m.group(1) else 1
+    slashes, den = len(m.group(2)), m.group(3)
+    if not slashes:
+        return Fraction(num)
+    if den:
+        return Fraction(num, int(den) * 2 ** (slashes - 1))
+    return Fraction(num, 2**slashes)
+
+
+def _least(spec: str) -> Fraction:
+    """The shortest length a partial length can still reach by appending slashes (``//`` quarters)."""
+    if "/" not in spec:
+        return _spec_value(spec) / 4
+    return _spec_value(spec) / (2 if spec.endswith("/") and not spec.endswith("//") else 1)
+
+
+def _tuplet(spec: str, compound: bool) -> tuple[int, Fraction]:
+    """``(p:q:r`` -> (r notes affected, ratio q/p)."""
+    parts = spec.split(":")
+    p = int(parts[0])
+    default_q = {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
+    q = int(parts[1]) if len(parts) > 1 and parts[1] else default_q
+    r = int(parts[2]) if len(parts) > 2 and parts[2] else p
+    return r, Fraction(q, p)
+
+
+class _Dead(Exception):
+    """The character cannot follow; the token is masked."""
+
+
+class _Tracker:
+    """Mutable parse state of one sample; `key()` identifies states with the same future."""
+
+    __slots__ = ("mode", "field", "value", "meter", "has_meter", "unit", "cur", "base", "spec",
+                 "chord_spec", "chord_notes", "acc", "tup_left", "tup_ratio", "broken", "brk", "last", "inert", "rest",
+                 "notes", "grace_notes")
+
+    def __init__(self) -> None:
+        self.mode = "hl"  # hl header line start | hf0/hf header field | bl body line start | b body ...
+        self.field = self.value = ""
+        self.meter: Fraction | None = None
+        self.has_meter = False
+        self.unit: Fraction | None = None
+        self.cur = Fraction(0)  # finished durations in the current bar
+        self.base = Fraction(0)  # the pending note/chord's length before its own length spec
+        self.spec = ""  # the pending item's length characters
+        self.chord_spec, self.chord_notes = "", 0
+        self.acc = ""  # accidentals waiting for their note letter
+        self.tup_left, self.tup_ratio = 0, Fraction(1)
+        self.broken, self.brk, self.last = Fraction(1), "", Fraction(0)
+        self.inert = 0  # ornaments in a row
+        self.rest = False  # the pending item is a rest
+        self.notes = self.grace_notes = 0
+
+    def key(self) -> tuple:
+        return tuple(getattr(self, s) for s in self.__slots__[:-2]) + (self.notes > 0, self.grace_notes > 0)
+
+    def copy(self) -> "_Tracker":
+        new = _Tracker.__new__(_Tracker)
+        for s in self.__slots__:
+            setattr(new, s, getattr(self, s))
+        return new
+
+    # -- durations -------------------------------------------------------------------------------
+    def pending(self) -> Fraction:
+        if self.mode == "note":
+            return self.base * _spec_value(self.spec)
+        if self.mode in ("chord", "chord_len"):
+            return self.base * _spec_value(self.chord_spec) * _spec_value(self.spec if self.mode == "chord_len" else "")
+        return Fraction(0)
+
+    def lower_bound(self) -> Fraction:
+        """The shortest the pending item can still become (``A`` may still be ``A//``)."""
+        if self.mode == "note":
+            return self.base * _least(self.spec)
+        if self.mode == "chord":
+            return self.base * _least(self.chord_spec) / 4
+        if self.mode == "chord_len":
+            return self.base * _spec_value(self.chord_spec) * _least(self.spec)
+        return Fraction(0)
+
+    def _fits(self) -> None:
+        if self.meter is not None and self.cur + self.lower_bound() > self.meter:
+            raise _Dead
+
+    def full(self) -> bool:
+        """No note fits in the current bar any more."""
+        base = self._unit() * self.broken * (self.tup_ratio if self.tup_left else 1)
+        return self.meter is not None and self.cur + base / 4 > self.meter
+
+    def _room(self) -> None:
+        """A note must follow (after an accidental or a broken rhythm): is there room for one?"""
+        base = self._unit() * self.broken * (self.tup_ratio if self.tup_left else 1)
+        if self.meter is not None and self.cur + base / 4 > self.meter:
+            raise _Dead
+
+    def _unit(self) -> Fraction:
+        if self.unit is not None:
+            return self.unit
+        return Fraction(1, 16) if self.meter is not None and self.meter < Fraction(3, 4) else Fraction(1, 8)
+
+    def _start_item(self) -> None:
+        """A note, rest or chord begins: it takes the tuplet and broken-rhythm factors."""
+        self.base = self._unit() * self.broken
+        if self.tup_left:
+            self.base *= self.tup_ratio
+            self.tup_left -= 1
+        # "*" marks a note that is itself the short/long half of a broken rhythm (no chaining)
+        self.brk = "*" if self.broken != 1 else ""
+        self.broken, self.spec, self.rest = Fraction(1), "", False
+        self.notes += 1
+
+    def _finish(self) -> None:
+        """Fold the pending item into the bar."""
+        if self.mode in ("note", "chord_len"):
+            d = self.pending()
+            if self.meter is not None and self.cur + d > self.meter:
+                raise _Dead
+            self.cur += d
+            self.last = d
+            self.mode = "b"
+            self.spec = ""
+
+    # -- one character ---------------------------------------------------------------------------
+    def feed(self, ch: str, c: "ABCConstraint") -> None:
+        m = self.mode
+        if m in ("hl", "hf0", "hf"):
+            return self._header(ch, c)
+        if m in ("bf0", "bf"):
+            return self._body_field(ch, c)
+        if m == "ifield":  # inline [M:6/8]
+            return self._inline_field(ch, c)
+        if m == "tup":  # (p:q:r, one digit each
+            if (ch == ":" and self.value.count(":") < 2) or (ch in "23456789" and self.value[-1] == ":"):
+                self.value += ch
+                return
+            self.tup_left, self.tup_ratio = _tuplet(self.value, self._compound())
+            self.mode = "b"
+            return self.feed(ch, c)
+        if m == "paren":
+            self.mode = "b"
+            if ch in "23456789" and not self.tup_left:
+                self.mode, self.value = "tup", ch
+                return
+            return self.feed(ch, c)
+        if m == "acc":
+            return self._accidental(ch)
+        if m == "deco" and not (ch in NOTE_LETTERS or ch in RESTS or ch in ACCIDENTALS or ch in DECORATIONS):
+            raise _Dead
+        if m in ("chord", "grace"):
+            return self._inside(ch)
+        if m in ("note", "chord_len"):
+            if ch.isdigit() or ch == "/":
+                if not self._extend_spec(ch):
+                    raise _Dead
+                return self._fits()
+            if ch in ",'" and m == "note" and not self.spec:
+                return
+            if ch in "><" and not self.rest and not self.brk:
+                return self._broken(ch)
+            self._finish()
+        if m == "brk":
+            if ch in "><" and len(self.brk) < 2 and ch == self.brk[0]:
+                return self._broken(ch)
+            if not (ch in NOTE_LETTERS or ch in ACCIDENTALS or ch == "["):  # music21 misreads rests here
+                raise _Dead
+            self.mode = "b"
+        if self.mode == "bl" and ch in "MLK":
+            self.mode, self.field = "bf0", ch
+            return
+        if self.mode in ("lb", "lbb"):
+            return self._after_bracket(ch, c)
+        self._body(ch)
+
+    def _body(self, ch: str) -> None:
+        prev, self.mode = self.mode, "b"
+        if ch not in INERT and ch not in DECORATIONS:
+            self.inert = 0
+        if ch in NOTE_LETTERS or ch in RESTS:
+            self._start_item()
+            self.mode, self.rest = "note", ch in RESTS
+            return self._fits()
+        if ch in ACCIDENTALS:
+            self.mode, self.acc = "acc", ch
+            return self._room()
+        if ch == "|":
+            self.cur, self.mode = Fraction(0), "bar"
+            return
+        if ch.isdigit():  # volta number right after a bar line: |1 :|2
+            if prev == "bar" and ch in "123456789":
+                self.mode = "volta"
+                return
+            raise _Dead
+        if prev == "colon" and ch != "|":
+            raise _Dead
+        if ch == ":":  # :| and |: (a bare :: is not read as a bar line everywhere, so it is not written)
+            self.mode = "bar" if prev == "bar" else "colon"
+            return
+        if ch == "\n":
+            self.mode = "bl"
+            return
+        if self.full() and ch not in ")-\n `":
+            raise _Dead  # a full bar: a bar line, the end, closing a slur / tie, or a gap
+        simple = {"[": "lb", "(": "paren", "{": "grace"}
+        if ch == "{" and self.tup_left:
+            raise _Dead  # music21 counts grace notes into a tuplet
+        if ch in simple:
+            self.mode = "lbb" if ch == "[" and prev in ("bar", "bl") else simple[ch]
+            if ch == "{":
+                self.grace_notes = 0
+            return
+        if ch in DECORATIONS:  # music21 reads ornaments not followed by a note as a note
+            self.inert += 1
+            if self.inert > MAX_ORNAMENTS:
+                raise _Dead
+            self.mode = "deco"
+            return self._room()
+        if ch in INERT:
+            self.inert += 1
+            if self.inert > MAX_ORNAMENTS:
+                raise _Dead
+            return
+        if ch == "]" and prev == "bar":
+            return
+        raise _Dead
+
+    def _extend_spec(self, ch: str) -> bool:
+        """Append a length character if the result is still a well-formed (partial) length."""
+        spec = (self.chord_spec if self.mode == "chord" else self.spec) + ch
+        if not _LENGTH.fullmatch(spec):
+            return False
+        if self.mode == "chord":
+            self.chord_spec = spec
+        else:
+            self.spec = spec
+        return True
+
+    def _broken(self, ch: str) -> None:
+        if self.mode in ("note", "chord_len"):
+            self._finish()
+            self.brk = ""
+        step = Fraction(1, 2) if not self.brk else Fraction(1, 4)
+        if ch == ">":
+            self.cur += self.last * step
+            self.broken = self.broken - step if self.brk else Fraction(1, 2)
+        else:
+            self.cur -= self.last * step
+            self.broken = self.broken + step if self.brk else Fraction(3, 2)
+        self.brk += ch
+        self.mode = "brk"
+        self._fits()
+        self._room()
+
+    def _accidental(self, ch: str) -> None:
+        if ch in NOTE_LETTERS:
+            self.acc = ""
+            self._start_item()
+            self.mode = "note"
+            return self._fits()
+        if ch in "^_" and self.acc == ch:
+            self.acc += ch
+            return
+        raise _Dead
+
+    def _after_bracket(self, ch: str, c: "ABCConstraint") -> None:
+        if ch in NOTE_LETTERS or ch in ACCIDENTALS:
+            self._start_item()
+            self.mode, self.chord_spec, self.chord_notes = "chord", "", 0
+            self._fits()
+            return self._inside(ch)
+        if ch == "|":
+            self.cur, self.mode = Fraction(0), "bar"
+            return
+        if ch in "1234" and self.mode == "lbb":  # [1 [2: endings, after a bar line or at a line start
+            self.mode = "volta"
+            return
+        if ch in "ML":
+            self.mode, self.field, self.value = "ifield", ch, ""
+            return
+        raise _Dead
+
+    def _inline_field(self, ch: str, c: "ABCConstraint") -> None:
+        if ch == "\n":
+            raise _Dead
+        if self.value == "":
+            if ch != ":":
+                raise _Dead
+            self.value = ":"
+            return
+        if ch == "]":
+            if not c.is_value(self.field, self.value[1:]):
+                raise _Dead
+            self._apply_field(self.field, self.value[1:], c)
+            self.mode = "b"
+            return
+        if not c.is_prefix(self.field, self.value[1:] + ch):
+            raise _Dead
+        self.value += ch
+
+    def _inside(self, ch: str) -> None:
+        """Inside a chord ``[CEG]`` or grace group ``{ga}``: notes (each with accidentals, octave
+        marks and a length); the first note's length is the chord's."""
+        chord = self.mode == "chord"
+        n = self.chord_notes if chord else self.grace_notes
+        if ch in ACCIDENTALS:
+            if (self.acc and not (ch in "^_" and self.acc == ch)) or (chord and n == MAX_CHORD):
+                raise _Dead
+            self.acc += ch
+            return
+        if ch in NOTE_LETTERS:
+            if chord and n == MAX_CHORD:
+                raise _Dead
+            self._same_length()
+            self.acc, self.spec = "", ""
+            if chord:
+                self.chord_notes += 1
+            else:
+                self.grace_notes += 1
+            return
+        if self.acc or not n:
+            raise _Dead
+        if ch in ",'" and not self.spec:
+            return
+        if ch.isdigit() or ch == "/":
+            if not _LENGTH.fullmatch(self.spec + ch) or (chord and n > 1 and not self.chord_spec.startswith(self.spec + ch)):
+                raise _Dead  # all notes of a chord have the first one's length
+            self.spec += ch
+            if chord and n == 1:
+                self.chord_spec = self.spec
+                self._fits()
+            return
+        if chord and ch == "]":
+            self._same_length()
+            self.mode, self.spec = "chord_len", ""
+            return self._fits()
+        if not chord and ch == "}":
+            self.mode, self.spec = "b", ""
+            return
+        raise _Dead
+
+    def _same_length(self) -> None:
+        if self.mode == "chord" and self.chord_notes > 1 and self.spec != self.chord_spec:
+            raise _Dead
+
+    def _compound(self) -> bool:
+        return self.meter is not None and self.meter.denominator == 8 and self.meter.numerator in (6, 9, 12)
+
+    # -- header and field lines --------------------------------------------------------------------
+    def _header(self, ch: str, c: "ABCConstraint") -> None:
+        if self.mode == "hl":
+            if ch not in FIELD_NAMES or ch in self.value or (ch == "K" and not self.has_meter):
+                raise _Dead  # each field once; K: (which ends the header) after M:
+            self.value += ch  # while in the header, `value` remembers the fields already written
+            self.mode, self.field = "hf0", ch
+            return
+        seen, _, value = self.value.partition("=")
+        if self.mode == "hf0":
+            if ch != ":":
+                raise _Dead
+            self.mode, self.value = "hf", seen + "="
+            return
+        if ch == "\n":
+            if self.field in "MLK" and not c.is_value(self.field, value):
+                raise _Dead
+            if self.field == "X" and not value:
+                raise _Dead
+            self._apply_field(self.field, value, c)
+            self.mode = "bl" if self.field == "K" else "hl"
+            self.value = "" if self.field == "K" else seen
+            return
+        if self.field in "MLK":
+            if not c.is_prefix(self.field, value + ch):
+                raise _Dead
+            self.value += ch
+        elif self.field == "X":
+            if not ch.isdigit() or len(value) >= 3:
+                raise _Dead  # the reference number
+            self.value += ch
+
+    def _body_field(self, ch: str, c: "ABCConstraint") -> None:
+        if self.mode == "bf0":  # a field letter at a body line start; or an ornament (T, H, M...)
+            if ch == ":" and self.field in "MLK":
+                self.mode, self.value = "bf", ""
+                return
+            self.mode = "b"
+            if self.field not in DECORATIONS:
+                raise _Dead
+            return self.feed(ch, c)
+        if ch == "\n":
+            if not c.is_value(self.field, self.value):
+                raise _Dead
+            self._apply_field(self.field, self.value, c)
+            self.mode, self.value = "bl", ""
+            return
+        if not c.is_prefix(self.field, self.value + ch):
+            raise _Dead
+        self.value += ch
+
+    def _apply_field(self, field: str, value: str, c: "ABCConstraint") -> None:
+        if field == "M":
+            self.meter, self.has_meter = meter_length(value), True
+        elif field == "L":
+            self.unit = _unit_length(value)
+
+    def can_end(self) -> bool:
+        return (self.mode in ("b", "bl", "bar", "colon", "volta", "note", "chord_len") and self.notes > 0
+                and self.broken == 1 and (self.meter is None or self.cur + self.pending() <= self.meter))
+
+
+class ABCConstraint:
+    """Which tokens may come next in an ABC sample (see the module docstring).
+
+    tokenizer: the generator's tokenizer (each token is followed through its decoded characters).
+    meters / units / keys: allowed ``M:``, ``L:`` and ``K:`` values (`from_texts` takes them from a
+    corpus).
+    """
+
+    def __init__(self, tokenizer, meters: Iterable[str] = DEFAULT_METERS, units: Iterable[str] = DEFAULT_UNITS,
+                 keys: Iterable[str] = DEFAULT_KEYS) -> None:
+        from ._tokenizer import decode
+
+        self.values = {"M": frozenset(meters), "L": frozenset(units), "K": frozenset(keys)}
+        for field, vals in self.values.items():
+            if not vals:
+                raise ValueError(f"ABCConstraint needs at least one allowed {field}: value")
+        self.prefixes = {f: frozenset(v[:i] for v in vals for i in range(len(v) + 1)) for f, vals in self.values.items()}
+        self.special = {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id}
+        self.eos, self.bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+        self.vocab_size = len(tokenizer)
+        self.pieces = ["" if i in self.special or i == self.eos else decode(tokenizer, [i]) for i in range(self.vocab_size)]
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    @classmethod
+    def from_texts(cls, tokenizer, texts: Sequence[str], min_count: int = 1) -> "ABCConstraint":
+        """Allowed header values = those of `texts` (seen at least `min_count` times) that
+        `validate_abc` accepts."""
+        from collections import Counter
+
+        from ._abc import _KEY, _METER
+
+        counts: dict[str, Counter] = {"M": Counter(), "L": Counter(), "K": Counter()}
+        for text in texts:
+            for line in text.splitlines():
+                if len(line) > 2 and line[1] == ":" and line[0] in counts:
+                    counts[line[0]][line[2:].strip()] += 1
+        ok = {"M": lambda v: _METER.match(v) and meter_length(v) is not None,
+              "L": lambda v: _unit_length(v) is not None, "K": lambda v: _KEY.match(v)}
+        vals = {f: [v for v, n in cnt.items() if n >= min_count and ok[f](v)] for f, cnt in counts.items()}
+        return cls(tokenizer, vals["M"] or DEFAULT_METERS, vals["L"] or DEFAULT_UNITS, vals["K"] or DEFAULT_KEYS)
+
+    def is_prefix(self, field: str, value: str) -> bool:
+        return value in self.prefixes[field]
+
+    def is_value(self, field: str, value: str) -> bool:
+        return value in self.values[field]
+
+    # -- the sampler's interface ------------------------------------------------------------------
+    def start(self, prefix_ids: Sequence[int]) -> _Tracker:
+        """The state after `prefix_ids` (BOS, then a text prefix); raises if the prefix breaks the rules."""
+        state = _Tracker()
+        for tok in prefix_ids:
+            if int(tok) == self.bos:
+                continue
+            nxt = self.advance(state, int(tok))
+            if nxt is None:
+                raise ValueError("the sampling prefix already breaks the ABC constraint "
+                                 f"(at {self.pieces[int(tok)]!r}); start from a header such as 'X:1\\nT:...\\nM:6/8\\n'")
+            state = nxt
+        return state
+
+    def advance(self, state: _Tracker, token: int) -> _Tracker | None:
+        """The state after `token`, or None when the token is not allowed."""
+        if token == self.eos:
+            return state if state.can_end() else None
+        if token in self.special or not 0 <= token < self.vocab_size:
+            return None
+        new = state.copy()
+        try:
+            for ch in self.pieces[token]:
+                new.feed(ch, self)
+        except _Dead:
+            return None
+        return new
+
+    def allowed(self, state: _Tracker) -> torch.Tensor:
+        """(v,) bool: the tokens that may follow `state` (at least the end token if nothing else)."""
+        key = state.key()
+        mask = self._cache.get(key)
+        if mask is None:
+            mask = torch.tensor([self.advance(state, i) is not None for i in range(self.vocab_size)])
+            if not mask.any():
+                mask[self.eos] = True  # a dead end: stop rather than write something invalid
+            self._cache[key] = mask
+        return mask
