@@ -56,6 +56,10 @@ def music_features(text: str) -> dict[str, float] | None:
             score = music21.converter.parse(text, format="abc")
         except Exception:  # music21 raises many types on malformed ABC
             return None
+        if isinstance(score, music21.stream.Opus):  # an "X:" line inside the body starts a new tune
+            if len(score.scores) != 1:
+                return None
+            score = score.scores[0]
         notes = [n for n in score.recurse().notes if n.isNote]
         if len(notes) < 2:
             return None

@@ -23,6 +23,13 @@ def test_utility_orders_good_bad_invalid():
     assert f["key"] == 1.0 and f["cadence"] == 1.0 and f["meter"] == 1.0
 
 
+def test_stray_tune_header_in_the_body_is_scored_not_a_crash():
+    # A generator sample with an "X:" line in its body parses as a music21 Opus of one score.
+    text = GOOD.replace("|dedB dedB|c2ec", "|dedB dedB|\nX:1\n|c2ec", 1)
+    f = music_features(text)
+    assert f is not None and 0.9 < f["key"] <= 1.0
+
+
 def test_cache_by_text():
     r = SimulatedRater()
     r.utility([GOOD])
