@@ -26,13 +26,14 @@ def starts_from_texts(tokenizer, texts: Sequence[str], max_tokens: int | None = 
 
 
 def starts_from_generator(generator, tokenizer, n: int, *, seed: int = 0, max_new_tokens: int | None = None,
-                          temperature: float = 1.0) -> list[list[int]]:
-    """`n` generator samples as starts (EOS appended where the sample was cut off)."""
+                          temperature: float = 1.0, constraint=None) -> list[list[int]]:
+    """`n` generator samples as starts (EOS appended where the sample was cut off); `constraint`
+    as in `domains.sample_ids` (e.g. `domains.ABCConstraint` for bar-aware samples)."""
     from domains import SampleConfig, context_length, sample_ids
 
     limit = context_length(generator) - 2
     cfg = SampleConfig(max_new_tokens=min(max_new_tokens or limit, limit), temperature=temperature)
-    rows = sample_ids(generator, tokenizer, n, cfg, seed=seed)
+    rows = sample_ids(generator, tokenizer, n, cfg, seed=seed, constraint=constraint)
     eos = tokenizer.eos_token_id
     return [r if r[-1] == eos else r + [eos] for r in rows]
 
