@@ -11,7 +11,10 @@ on Bradley-Terry latents of simulated ratings (`rewardmodels.SimulatedRater`, ag
   (and the tune stays valid if its start was), scored exactly, one candidate per row and round;
 - best-of-N: the start sample plus N-1 fresh samples per slot, the reward model's favourite kept.
 
-Header lines (X:, T:, M:, L:, K:) are frozen for both editing methods: they edit the music.
+Header lines (X:, T:, M:, L:, K:) are frozen for both editing methods: they edit the music; with
+the default `--edit pitch` they change only note letters, to note letters (`gradopt.pitch_edits`:
+durations and bar lines are kept, so a valid tune stays valid). Starts and best-of-N draws are
+bar-aware samples (`domains.ABCConstraint`; `--free-sampling` for free ones).
 Baselines run at equal reward-model evaluations (sequences scored; an ascent step counts one) and
 at equal CPU time with the engine. Gain = mean over slots of (output - start) for the reward and
 for the simulated rater's hidden utility (reward hacking shows as reward up, utility down). The
@@ -144,15 +147,31 @@ def exact(rm, gen, rows: list[list[int]], pad: int, lm_weight: float):
     return x[:, 0], x[:, 1], x[:, 2]
 
 
-def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int):
-    """Random single-token mutation hill-climbing; snapshots at equal evaluations and equal CPU time."""
+def edit_space(starts, tok, edit: str):
+    """(freeze (b,t), allowed (b,t,v)) of the benchmark's edits: header lines are always frozen;
+    ``pitch`` edits change only note letters, to note letters (rhythm and bar lines kept)."""
+    ids = gradopt.pad_batch(starts, tok.pad_token_id)[0]
+    freeze = gradopt.freeze_bars(ids, tok, {0})
+    if edit == "any":
+        return freeze, None
+    pitch_freeze, allowed = gradopt.pitch_edits(ids, tok)
+    return freeze | pitch_freeze, allowed
+
+
+def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int,
+               edit: str = "pitch"):
+    """Random single-token mutation hill-climbing in the same edit space as the engine; snapshots
+    at equal evaluations and equal CPU time."""
     t0, c0 = time.perf_counter(), time.process_time()
     validate = memo_validate()
     ids, mask = gradopt.pad_batch(starts, tok.pad_token_id)
     b, t = ids.shape
     special = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
-    free = ~torch.isin(ids, torch.tensor(special)) & mask.bool() & ~gradopt.freeze_bars(ids, tok, {0})
+    freeze, allowed_at = edit_space(starts, tok, edit)
+    free = ~torch.isin(ids, torch.tensor(special)) & mask.bool() & ~freeze
     allowed = [i for i in range(len(tok)) if i not in special + [tok.unk_token_id]]
+    if allowed_at is not None:  # every free position allows the same set (the note letters)
+        allowed = allowed_at[free].any(0).nonzero()[:, 0].tolist() if bool(free.any()) else allowed
     rng = np.random.default_rng(seed)
     cur = [list(s) for s in starts]
     _, _, val = exact(rm, gen, cur, tok.pad_token_id, lm_weight)
@@ -178,11 +197,13 @@ def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_
     return snaps
 
 
-def best_of_n(start_rows, rm, gen, tok, n_max: int, seed: int, temperature: float):
-    """Draw n_max - 1 fresh samples per slot; returns (rewards (slots, n), rows, cpu s per sample)."""
+def best_of_n(start_rows, rm, gen, tok, n_max: int, seed: int, temperature: float, constraint=None):
+    """Draw n_max - 1 fresh samples per slot (as the starts were drawn); returns (rewards (slots, n),
+    rows, cpu s per sample)."""
     c0 = time.process_time()
     slots = len(start_rows)
-    fresh = (gradopt.starts_from_generator(gen, tok, slots * (n_max - 1), seed=seed, temperature=temperature)
+    fresh = (gradopt.starts_from_generator(gen, tok, slots * (n_max - 1), seed=seed, temperature=temperature,
+                                           constraint=constraint)
              if n_max > 1 else [])
     rows = [[start_rows[i]] + fresh[i * (n_max - 1) : (i + 1) * (n_max - 1)] for i in range(slots)]
     flat = [r for group in rows for r in group]
@@ -240,9 +261,10 @@ def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=Non
     return out
 
 
-def run_engine(starts, rm, gen, tok, cfg, validate):
-    header = gradopt.freeze_bars(gradopt.pad_batch(starts, tok.pad_token_id)[0], tok, {0})
-    res = gradopt.optimize(starts, rm, gen, cfg, tokenizer=tok, freeze=header, validate=validate, progress=True)
+def run_engine(starts, rm, gen, tok, cfg, validate, edit: str = "pitch"):
+    freeze, allowed = edit_space(starts, tok, edit)
+    res = gradopt.optimize(starts, rm, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate,
+                           progress=True)
     t = float(np.mean([len(s) for s in starts]))
     b, steps = len(starts) * cfg.restarts, cfg.steps
     per_seq = forward_flops(rm, t, t) + forward_flops(gen, t, t)
@@ -258,6 +280,10 @@ def main() -> None:
     ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--edit", choices=["pitch", "any"], default="pitch",
+                    help="what the editing methods may change: note letters only (rhythm kept) or any token")
+    ap.add_argument("--free-sampling", action="store_true",
+                    help="draw starts and best-of-N samples freely instead of bar-aware (domains.ABCConstraint)")
     args = ap.parse_args()
     q = args.quick
     args.slots = 24 if q else 64
@@ -291,22 +317,24 @@ def main() -> None:
     ctx = (rm, gen, tok, rater, metric_validate, lm_weight)
     in_vocab = lambda t: tok.unk_token_id not in tok(t)["input_ids"]  # noqa: E731
     held_out = [t for t in test + val if in_vocab(t)][: args.slots]
-    samples = gradopt.starts_from_generator(gen, tok, args.slots, seed=args.seed + 1, temperature=args.temperature)
+    constraint = None if args.free_sampling else domains.ABCConstraint.from_texts(tok, train)
+    samples = gradopt.starts_from_generator(gen, tok, args.slots, seed=args.seed + 1, temperature=args.temperature,
+                                            constraint=constraint)
     results: dict = {}
     for origin, starts in (("samples", samples), ("corpus", gradopt.starts_from_texts(tok, held_out))):
-        res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate())
+        res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate(), args.edit)
         eng_rows = [r.tokens for r in res.rows]
         results[f"engine/{origin}"] = summarise("engine", eng_rows, starts, ctx, res.cpu_seconds, res.seconds,
                                                 res.reward_evals, flops, gap)
         per_slot = res.reward_evals // len(starts)
         log(f"engine/{origin}: {res.reward_evals} evals, {res.cpu_seconds:.1f} CPU s")
-        alt, alt_flops, alt_gap = run_engine(starts, rm, gen, tok, cfg_logits, memo_validate())
+        alt, alt_flops, alt_gap = run_engine(starts, rm, gen, tok, cfg_logits, memo_validate(), args.edit)
         results[f"engine_logits/{origin}"] = summarise("engine_logits", [r.tokens for r in alt.rows], starts, ctx,
                                                        alt.cpu_seconds, alt.seconds, alt.reward_evals, alt_flops, alt_gap)
         r0, _, _ = exact(rm, gen, starts, tok.pad_token_id, lm_weight)
         u0 = rater.utility([domains.decode(tok, s) for s in starts])
         results[f"engine/{origin}"]["start_corr_reward_utility"] = float(np.corrcoef(r0, u0)[0, 1])
-        snaps = hill_climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed)
+        snaps = hill_climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit)
         t = float(np.mean([len(s) for s in starts]))
         for key, (rows, cpu, wall, evals) in snaps.items():
             fl = evals * (forward_flops(rm, t, t) + forward_flops(gen, t, t))
@@ -315,11 +343,11 @@ def main() -> None:
         log(f"hill-climbing/{origin} done")
         if origin != "samples":
             continue
-        probe_reward, _, per_sample = best_of_n(starts[:4], rm, gen, tok, 3, args.seed + 7, args.temperature)
+        probe_reward, _, per_sample = best_of_n(starts[:4], rm, gen, tok, 3, args.seed + 7, args.temperature, constraint)
         n_time = max(1, int(res.cpu_seconds / max(per_sample, 1e-9) / len(starts)))
         n_cap = 24 if q else 96
         n_max = min(max(per_slot, n_time), n_cap)
-        reward, rows, per_sample = best_of_n(starts, rm, gen, tok, n_max, args.seed + 2, args.temperature)
+        reward, rows, per_sample = best_of_n(starts, rm, gen, tok, n_max, args.seed + 2, args.temperature, constraint)
         for key, n in (("evals", min(per_slot, n_max)), ("time", min(n_time, n_max))):
             pick = [rows[i][int(np.argmax(reward[i, :n]))] for i in range(len(starts))]
             cpu = per_sample * n * len(starts)
@@ -352,7 +380,9 @@ def main() -> None:
                                                        "platform": platform.platform(), "torch": torch.__version__},
         "matmul_flops_per_s": flops_peak, "setup": info, "config": {"slots": args.slots, "max_chars": args.max_chars,
                                                                     "engine": repr(cfg), "engine_logits": repr(cfg_logits),
-                                                                    "lm_weight": lm_weight},
+                                                                    "lm_weight": lm_weight,
+                                                                    "edit": args.edit,
+                                                                    "sampling": "free" if args.free_sampling else "bar-aware"},
         "eval_definition": "reward-model evaluations = sequences passed through the reward model "
                            "(an ascent step on a row counts one, as does each exact score)",
         "methods": results,
