@@ -4,9 +4,9 @@ rater, and the reward model (regression on latent scores, or the pairwise baseli
 from ._active import STRATEGIES, next_pairs
 from ._bradley_terry import Scores, fit, win_probability
 from ._judges import JudgeConfig, abc_body, auto_compare, auto_winner, broken_reasons, compression_ratio
-from ._model import RewardModel
+from ._model import POOLINGS, RewardModel
 from ._simulated import INVALID, SimulatedRater, music_features
-from ._train import TrainConfig, bradley_terry_loss, bt_regression_loss, train_pairwise, train_reward_model
+from ._train import TrainConfig, bradley_terry_loss, bt_regression_loss, fit_head, train_pairwise, train_reward_model
 from ._formats import (
     export_index_pairs,
     export_openai,
@@ -40,7 +40,7 @@ __all__ = [
     "STRATEGIES", "next_pairs", "Scores", "fit", "win_probability", "export_index_pairs",
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
     "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "RatingStore", "StoreError",
-    "item_id", "read_jsonl", "RewardModel", "TrainConfig", "bradley_terry_loss", "bt_regression_loss",
+    "item_id", "read_jsonl", "POOLINGS", "RewardModel", "TrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_head",
     "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "INVALID", "SimulatedRater", "music_features",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",

@@ -6,11 +6,15 @@ Three entry points share one code path::
 
     score(ids)        = score_embeds(E[ids])          ids (b, t)  -> (b,)
     score_probs(p)    = score_embeds(p @ E)           p   (b, t, v) -> (b,)
-    score_embeds(e)   = (head(h_last) - μ) / σ        e   (b, t, d) -> (b,)
+    score_embeds(e)   = (head(pool(h)) - μ) / σ       e   (b, t, d) -> (b,)
 
-where E (v, d) is the token embedding, h_last the final hidden state at the last non-padded
-position (sequences are ``<bos> body <eos>`` right-padded, so that is the EOS), and μ, σ are
-buffers set by `calibrate` so reference items score mean 0 / SD 1. Gradients reach `p` and `e`.
+where E (v, d) is the token embedding, h (b, t, d) the final hidden states, and μ, σ are buffers
+set by `calibrate` so reference items score mean 0 / SD 1. Gradients reach `p` and `e`. Pooling:
+
+    "last"  h at the last non-padded position (sequences are ``<bos> body <eos>`` right-padded,
+            so that is the EOS): the network must gather the whole tune into one position;
+    "mean"  Σ_t m_t h_t / Σ_t m_t over non-padded positions: a sum of local judgements, which
+            suits rewards that are averages of local features (steps, leaps, key fit).
 """
 
 from __future__ import annotations
@@ -27,12 +31,18 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-class RewardModel(nn.Module):
-    """GPT-2 backbone + linear head scoring whole sequences."""
+POOLINGS = ("last", "mean")
 
-    def __init__(self, config: GPT2Config) -> None:
+
+class RewardModel(nn.Module):
+    """GPT-2 backbone + linear head scoring whole sequences; `pooling` in `POOLINGS`."""
+
+    def __init__(self, config: GPT2Config, pooling: str = "last") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
         self.config = config
+        self.pooling = pooling
         self.transformer = GPT2Model(config)
         self.head = nn.Linear(config.n_embd, 1)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -41,10 +51,10 @@ class RewardModel(nn.Module):
         self.register_buffer("norm_std", torch.ones(()))
 
     @classmethod
-    def from_generator(cls, generator) -> "RewardModel":
+    def from_generator(cls, generator, pooling: str = "last") -> "RewardModel":
         """A reward model whose transformer starts as a copy of `generator`'s (a GPT2LMHeadModel)."""
         config = GPT2Config.from_dict(generator.config.to_dict())
-        model = cls(config)
+        model = cls(config, pooling)
         model.transformer.load_state_dict(generator.transformer.state_dict())
         return model.to(next(generator.parameters()).dtype)
 
@@ -69,14 +79,20 @@ class RewardModel(nn.Module):
             raise ValueError("every sequence needs at least one unmasked token")
         return attention_mask.long()
 
-    def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Unnormalised head output for embeddings e (b, t, d) -> (b,)."""
+    def pool_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled final hidden state for embeddings e (b, t, d) -> (b, d); the head's input."""
         mask = self._check(e, 3, attention_mask)
         h = self.transformer(inputs_embeds=e, attention_mask=mask).last_hidden_state  # (b, t, d)
+        if self.pooling == "mean":
+            m = mask.to(h.dtype)
+            return torch.einsum("btd,bt->bd", h, m) / m.sum(1, keepdim=True)
         positions = torch.arange(mask.shape[1], device=mask.device)
         last = (mask * (positions + 1)).argmax(1)  # (b,) last non-padded position
-        pooled = h[torch.arange(h.shape[0], device=h.device), last]  # (b, d)
-        return self.head(pooled).squeeze(-1)
+        return h[torch.arange(h.shape[0], device=h.device), last]
+
+    def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Unnormalised head output for embeddings e (b, t, d) -> (b,)."""
+        return self.head(self.pool_embeds(e, attention_mask)).squeeze(-1)
 
     def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised reward for input embeddings e (b, t, d) -> (b,)."""
@@ -100,9 +116,19 @@ class RewardModel(nn.Module):
     forward = score
 
     @torch.no_grad()
+    def features(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 batch_size: int = 64) -> torch.Tensor:
+        """Batched, gradient-free pooled features (the head's input) of token ids (b, t) -> (b, d)."""
+        return self._batched(ids, attention_mask, batch_size, self.pool_embeds)
+
+    @torch.no_grad()
     def predict(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 batch_size: int = 64, raw: bool = False) -> torch.Tensor:
         """Batched, gradient-free scores (normalised unless `raw`) -> (b,); trims padding per batch."""
+        r = self._batched(ids, attention_mask, batch_size, self.raw_score_embeds)
+        return r if raw else (r - self.norm_mean) / self.norm_std
+
+    def _batched(self, ids, attention_mask, batch_size, fn) -> torch.Tensor:
         was_training = self.training
         self.eval()
         if attention_mask is None:
@@ -111,11 +137,9 @@ class RewardModel(nn.Module):
         for i in range(0, ids.shape[0], batch_size):
             m = attention_mask[i : i + batch_size]
             t = int(m.sum(1).max())
-            e = self.transformer.wte(ids[i : i + batch_size, :t])
-            out.append(self.raw_score_embeds(e, m[:, :t]))
+            out.append(fn(self.transformer.wte(ids[i : i + batch_size, :t]), m[:, :t]))
         self.train(was_training)
-        r = torch.cat(out) if out else torch.zeros(0)
-        return r if raw else (r - self.norm_mean) / self.norm_std
+        return torch.cat(out) if out else torch.zeros(0)
 
     @torch.no_grad()
     def calibrate(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -136,7 +160,7 @@ class RewardModel(nn.Module):
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         cfg = self.config.to_dict()
-        cfg["gradopt_reward_model"] = {"version": 1, "head": "linear", "pooling": "last"}
+        cfg["gradopt_reward_model"] = {"version": 1, "head": "linear", "pooling": self.pooling}
         (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=1, default=str))
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path / WEIGHTS_NAME))
@@ -150,8 +174,8 @@ class RewardModel(nn.Module):
         cfg = json.loads((path / CONFIG_NAME).read_text())
         if "gradopt_reward_model" not in cfg:
             raise ValueError(f"{path} holds a model that is not a gradopt reward model (a generator?)")
-        cfg.pop("gradopt_reward_model")
-        model = cls(GPT2Config.from_dict(cfg))
+        marker = cfg.pop("gradopt_reward_model")
+        model = cls(GPT2Config.from_dict(cfg), marker.get("pooling", "last"))
         state = load_file(str(path / WEIGHTS_NAME))
         dtype = next(iter(state.values())).dtype
         model.to(dtype).load_state_dict(state)

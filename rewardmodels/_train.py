@@ -1,14 +1,17 @@
-"""Training a `RewardModel`: regression on Bradley-Terry latents, or the pairwise baseline.
+"""Training a `RewardModel`: regression on Bradley-Terry latents, or the pairwise baseline, or a
+closed-form linear probe of the head on the frozen backbone.
 
-Legend: b batch, t time. Both routes use the same network and the same cost per step (`batch_size`
-sequences through the network), so they can be compared at equal compute.
+Legend: b batch, t time, n items, d width. The two gradient routes use the same network and the
+same cost per step (`batch_size` sequences through the network), so they compare at equal compute.
 
     bt_regression_loss  = Σ_i w_i (r_i - θ_i)² / Σ_i w_i        w_i = 1 / sd_i² (posterior precision)
     bradley_terry_loss  = mean_k -log σ(r_win,k - r_lose,k)     (ties: -½[log σ(Δ) + log σ(-Δ)])
+    fit_head            = argmin_β Σ_i w_i (θ_i - b - z_iᵀβ)² + λ |β|²   z_i: standardised pooled features
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -18,6 +21,20 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._model import RewardModel
+
+DEFAULT_L2 = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, cfg: "TrainConfig") -> float:
+    """Learning-rate multiplier at 0-based `step`: linear warm-up, then constant or cosine to 0."""
+    warm = min(1.0, (step + 1) / (cfg.warmup + 1))
+    if cfg.schedule == "constant" or step < cfg.warmup:
+        return warm
+    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +46,7 @@ class TrainConfig:
     lr: float = 3e-4  # AdamW learning rate
     weight_decay: float = 0.01  # AdamW weight decay
     warmup: int = 10  # steps of linear learning-rate warm-up
+    schedule: str = "constant"  # after warm-up: "constant", or "cosine" decay to 0 at `steps`
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     max_seconds: float = 0.0  # stop early after this wall time; 0 = off
     seed: int = 0  # seeds batch order
@@ -38,6 +56,8 @@ class TrainConfig:
             raise ValueError(f"steps must be > 0 and batch_size >= 2: {self}")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup < 0:
             raise ValueError(f"lr must be > 0, weight_decay and warmup >= 0: {self}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {SCHEDULES}")
         if self.grad_clip < 0 or self.max_seconds < 0:
             raise ValueError(f"grad_clip and max_seconds must be >= 0: {self}")
 
@@ -79,7 +99,7 @@ def _trimmed(ids: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor):
 
 def _loop(model: RewardModel, cfg: TrainConfig, n: int, per_step: int, step_loss, progress: bool) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (cfg.warmup + 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     torch.manual_seed(cfg.seed)
     model.train()
     start, losses = time.perf_counter(), []
@@ -168,3 +188,68 @@ def train_pairwise(
     losses = _loop(model, cfg, len(both), max(1, cfg.batch_size // 2), step_loss, progress)
     model.calibrate(ids, attention_mask)
     return losses
+
+
+def _ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Weighted ridge on centred features: Z (n, d), y, w (n,) -> (β (d,), intercept)."""
+    mz, my = w @ Z / w.sum(), w @ y / w.sum()
+    Zc = Z - mz
+    beta = np.linalg.solve(Zc.T @ (w[:, None] * Zc) + l2 * np.eye(Z.shape[1]), Zc.T @ (w * (y - my)))
+    return beta, float(my - mz @ beta)
+
+
+def fit_head(
+    model: RewardModel,
+    ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    targets,
+    weights=None,
+    l2: float | tuple[float, ...] = DEFAULT_L2,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Linear probe: set the head by weighted ridge regression on the frozen backbone's features.
+
+    ids, attention_mask (n, t); targets, weights (n,) as in `train_reward_model`. The backbone is
+    not changed, so this costs one forward pass over the items instead of a training run; it
+    generalises better than fine-tuning when there are only a few thousand rated items. With
+    several `l2` values, λ is chosen by `folds`-fold cross-validation (precision-weighted squared
+    error on the targets). Features are standardised (scale folded back into the head), weights
+    rescaled to mean 1. Re-calibrates on these items. Returns {"l2": λ, "cv_loss": {λ: loss}}.
+    """
+    n = ids.shape[0]
+    y = np.asarray(targets, dtype=np.float64)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if y.shape != (n,) or w.shape != (n,):
+        raise ValueError(f"targets/weights must have shape ({n},)")
+    if bool((w < 0).any()) or w.sum() <= 0:
+        raise ValueError("weights must be non-negative and not all zero")
+    grid = (l2,) if np.isscalar(l2) else tuple(l2)
+    if not grid or min(grid) < 0:
+        raise ValueError(f"l2 must be one value >= 0 or a non-empty sequence of them, got {l2}")
+    w = w / w.mean()
+    X = model.features(ids, attention_mask).double().numpy()  # (n, d)
+    sd = np.sqrt(w @ (X - w @ X / w.sum()) ** 2 / w.sum()) + 1e-8
+    Z = X / sd
+    cv: dict[float, float] = {}
+    if len(grid) > 1:
+        if not 2 <= folds <= n:
+            raise ValueError(f"cross-validation needs 2 <= folds <= n items, got folds={folds}, n={n}")
+        fold = np.random.default_rng(seed).permutation(n) % folds
+        for lam in grid:
+            err = 0.0
+            for k in range(folds):
+                tr, te = fold != k, fold == k
+                beta, b = _ridge(Z[tr], y[tr], w[tr], lam)
+                err += float(w[te] @ (y[te] - b - Z[te] @ beta) ** 2)
+            cv[float(lam)] = err / w.sum()
+        best = min(cv, key=cv.get)
+    else:
+        best = float(grid[0])
+    beta, b = _ridge(Z, y, w, best)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(beta / sd, dtype=model.head.weight.dtype)[None])
+        model.head.bias.fill_(b)
+    model.reset_normalization()
+    model.calibrate(ids, attention_mask)
+    return {"l2": best, "cv_loss": cv}

@@ -6,9 +6,13 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rewardmodels import (
-    RewardModel, TrainConfig, bradley_terry_loss, bt_regression_loss, train_pairwise, train_reward_model,
+    RewardModel, TrainConfig, bradley_terry_loss, bt_regression_loss, fit_head, train_pairwise, train_reward_model,
 )
+from rewardmodels._train import lr_factor
 
 torch.set_num_threads(1)  # tiny models: threading overhead dominates on a shared 2-core machine
 
@@ -19,9 +23,9 @@ def _config(**kw):
     return GPT2Config(**{**base, **kw})
 
 
-def _model(seed=0):
+def _model(seed=0, pooling="last"):
     torch.manual_seed(seed)
-    return RewardModel(_config()).eval()
+    return RewardModel(_config(), pooling).eval()
 
 
 def _batch():
@@ -30,8 +34,9 @@ def _batch():
     return ids, mask
 
 
-def test_three_routes_agree():
-    m = _model()
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_three_routes_agree(pooling):
+    m = _model(pooling=pooling)
     ids, mask = _batch()
     r_ids = m.score(ids, mask)
     r_probs = m.score_probs(F.one_hot(ids, 11).float(), mask)
@@ -42,8 +47,9 @@ def test_three_routes_agree():
     assert m.embedding_matrix().shape == (11, 8)
 
 
-def test_pools_last_real_token_so_padding_is_ignored():
-    m = _model()
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_padding_is_ignored(pooling):
+    m = _model(pooling=pooling)
     ids, mask = _batch()
     alone = torch.stack([m.score(ids[i : i + 1, : int(mask[i].sum())]) for i in range(3)])[:, 0]
     torch.testing.assert_close(m.score(ids, mask), alone)
@@ -54,8 +60,22 @@ def test_pools_last_real_token_so_padding_is_ignored():
     torch.testing.assert_close(batched, m.score(ids, mask).detach())
 
 
-def test_gradcheck_soft_inputs_float64():
-    m = _model().double()
+def test_pooling_reads_the_right_positions():
+    ids, mask = _batch()
+    for pooling in ("last", "mean"):
+        m = _model(pooling=pooling)
+        h = m.transformer(input_ids=ids, attention_mask=mask).last_hidden_state  # (b, t, d)
+        rows = []
+        for i, n in enumerate(mask.sum(1).tolist()):
+            rows.append(h[i, n - 1] if pooling == "last" else h[i, :n].mean(0))
+        torch.testing.assert_close(m.features(ids, mask), torch.stack(rows).detach())
+    with pytest.raises(ValueError, match="pooling"):
+        RewardModel(_config(), pooling="max")
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_gradcheck_soft_inputs_float64(pooling):
+    m = _model(pooling=pooling).double()
     ids, mask = _batch()
     logits = torch.randn(2, 5, 11, dtype=torch.float64, requires_grad=True)
     small_mask = mask[:2, :5]
@@ -76,12 +96,14 @@ def test_from_generator_copies_transformer():
         torch.testing.assert_close(m.transformer.state_dict()[k], v)
 
 
-def test_save_load_round_trip(tmp_path):
-    m = _model()
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_save_load_round_trip(tmp_path, pooling):
+    m = _model(pooling=pooling)
     ids, mask = _batch()
     m.calibrate(ids, mask)
     m.save_pretrained(tmp_path / "rm")
     back = RewardModel.from_pretrained(tmp_path / "rm")
+    assert back.pooling == pooling
     torch.testing.assert_close(back.score(ids, mask), m.score(ids, mask))
     assert float(back.norm_std) == pytest.approx(float(m.norm_std))
     with pytest.raises(FileNotFoundError, match="train-reward"):
@@ -161,3 +183,63 @@ def test_train_config_validates():
         TrainConfig(steps=0)
     with pytest.raises(ValueError):
         TrainConfig(lr=-1.0)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(steps=50, warmup=5, schedule="cosine")
+    f = np.array([lr_factor(s, cfg) for s in range(cfg.steps + 1)])
+    assert np.all(np.diff(f[:6]) > 0) and f[5] == pytest.approx(1.0)
+    assert np.all(np.diff(f[5:]) <= 1e-12)
+    assert f[-1] == pytest.approx(0.0, abs=1e-12)
+    const = TrainConfig(steps=50, warmup=5)
+    assert [lr_factor(s, const) for s in range(5, 50)] == [1.0] * 45
+
+
+def _linear_target_data(seed=0, n=40):
+    """Toy items whose target is an exact linear function of the mean-pooled features."""
+    ids, mask, _ = _toy_data(seed, n)
+    m = _model(pooling="mean").double()
+    X = m.features(ids, mask).numpy()
+    beta = np.random.default_rng(seed).normal(size=X.shape[1])
+    return m, ids, mask, X, X @ beta + 0.5
+
+
+def test_fit_head_matches_least_squares_and_leaves_backbone_alone():
+    m, ids, mask, X, y = _linear_target_data()
+    before = {k: v.clone() for k, v in m.transformer.state_dict().items()}
+    info = fit_head(m, ids, mask, y, l2=1e-9)
+    assert info == {"l2": 1e-9, "cv_loss": {}}
+    raw = m.predict(ids, mask, raw=True).numpy()
+    A = np.c_[X, np.ones(len(X))]
+    reference = A @ np.linalg.lstsq(A, y, rcond=None)[0]  # float64 least squares
+    np.testing.assert_allclose(raw, reference, atol=1e-5)
+    np.testing.assert_allclose(raw, y, atol=1e-4)
+    for k, v in m.transformer.state_dict().items():
+        assert torch.equal(v, before[k])
+    r = m.predict(ids, mask)  # re-calibrated: mean 0 / SD 1 on the fitted items
+    assert float(r.mean()) == pytest.approx(0.0, abs=1e-6) and float(r.std()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fit_head_cross_validation_picks_from_the_grid():
+    m, ids, mask, X, y = _linear_target_data(seed=1)
+    noisy = y + np.random.default_rng(0).normal(scale=0.1 * y.std(), size=len(y))
+    info = fit_head(m, ids, mask, noisy, l2=(1e-6, 1e4))
+    assert set(info["cv_loss"]) == {1e-6, 1e4}
+    assert info["l2"] == 1e-6  # a near-exact linear target wants (almost) no shrinkage
+    with pytest.raises(ValueError, match="shape"):
+        fit_head(m, ids, mask, noisy[:-1])
+    with pytest.raises(ValueError, match="non-negative"):
+        fit_head(m, ids, mask, noisy, -np.ones(len(y)))
+
+
+@settings(max_examples=10, deadline=None)
+@given(scale=st.floats(0.01, 100.0), shift=st.floats(-5.0, 5.0))
+def test_fit_head_scores_are_invariant_to_weight_scale_and_target_shift(scale, shift):
+    m, ids, mask, X, y = _linear_target_data(seed=2)
+    w = np.linspace(0.5, 2.0, len(y))
+    fit_head(m, ids, mask, y, w, l2=10.0)
+    a = m.predict(ids, mask).numpy()
+    fit_head(m, ids, mask, y + shift, scale * w, l2=10.0)
+    np.testing.assert_allclose(m.predict(ids, mask).numpy(), a, atol=1e-6)
