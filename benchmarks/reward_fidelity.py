@@ -1,0 +1,248 @@
+"""Reward fidelity: how closely reward models from several recipes track the simulated rater's
+hidden utility, side by side on the same held-out items.
+
+Setting: that of benchmarks/ascent.py — ABC tunes cut at a bar line to <= 150 characters, its
+small char-level generator (trained here for the same CPU budget, or reused from --work), the
+simulated rater (`rewardmodels.SimulatedRater`, agreement 0.75). Each recipe
+(benchmarks/reward_recipes.py) rates a pool of training-corpus tunes, generator samples and
+edited copies, fits Bradley-Terry and fits a reward model; it is then scored on held-out items:
+
+  samples       generator samples (seed 1, temperature 0.8, as the ascent's starts): Pearson and
+                Spearman correlation of reward with utility (invalid tunes have utility -3)
+  samples_bar   the same drawn bar-aware (`domains.ABCConstraint`, when domains has it)
+  corpus        held-out corpus tunes (test + val splits): Pearson and Spearman
+  pitch         pitch-edit pairs: a valid held-out tune (corpus, or a generator sample: bar-aware
+                when domains has the constraint) vs a copy
+                with k in {1, 2, 4} note letters changed to other note letters (durations and
+                bar lines kept: the ascent engine's edits); the fraction of pairs the reward
+                orders as the utility does (pairs with equal utility left out)
+
+Per recipe: CPU seconds (pool + simulated ratings + Bradley-Terry fit + model fit; a rating costs
+the CPU time the rater took for that item, measured once and charged to every recipe that rates
+it) and the number of simulated comparisons. Recipes named ``ceiling_*`` regress on the hidden
+utility itself: upper references, not usable in practice. Held-out numbers only.
+
+Writes benchmarks/results/reward_fidelity.json (--quick: reward_fidelity_quick.json); one
+summary line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+import domains
+import gradopt
+import rewardmodels
+from ascent import cut_tune
+from reward_recipes import PRACTICAL, Recipe, fit_model, load_or_train_generator, make_pool, pitch_edit, scaled
+
+RESULTS = Path(__file__).parent / "results"
+MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
+PITCH_KS = (1, 2, 4)
+
+
+def recipes(quick: bool) -> dict[str, tuple[Recipe, str]]:
+    """name -> (recipe, what it changes); --quick scales item counts and steps by 0.3."""
+    tc = rewardmodels.TrainConfig
+    base = Recipe()
+    out = {
+        "baseline": (base, "benchmarks/ascent.py before this benchmark: fine-tune, last-token pooling"),
+        "more_ratings": (Recipe(corpus=400, samples=200, char_edited=400, comparisons=16),
+                         "2x the items, 4x the comparisons"),
+        "pitch_pool": (Recipe(pitch_variants=1),
+                       "+ one pitch variant of every corpus tune and valid sample, paired with it"),
+        "longer_cosine": (Recipe(train=tc(steps=600, batch_size=32, lr=3e-4, schedule="cosine")),
+                          "2x the steps, lr 3e-4 with cosine decay"),
+        "mean_pool": (Recipe(pooling="mean"), "mean pooling instead of the last token"),
+        "probe": (Recipe(pooling="mean", fit="probe"), "frozen backbone, ridge head on mean-pooled features"),
+        "practical": (PRACTICAL, "probe on 400 corpus + 200 samples + pitch variants (benchmarks/ascent.py)"),
+        "practical_finetune": (dataclasses.replace(PRACTICAL, fit="probe+finetune",
+                                                   train=tc(steps=300, batch_size=32, lr=3e-5, schedule="cosine")),
+                               "practical, then 300 fine-tune steps from the probe (lr 3e-5, cosine)"),
+        "practical_bar_aware": (dataclasses.replace(PRACTICAL, sampling="bar-aware"),
+                                "practical with bar-aware generator samples in the pool"),
+        "ceiling_baseline": (Recipe(targets="utility"), "CEILING: baseline trained on the hidden utility"),
+        "ceiling_practical": (dataclasses.replace(PRACTICAL, targets="utility"),
+                              "CEILING: practical fitted to the hidden utility"),
+    }
+    if not hasattr(domains, "ABCConstraint"):
+        out = {k: v for k, v in out.items() if v[0].sampling == "free"}
+    return {k: (scaled(r, 0.3) if quick else r, note) for k, (r, note) in out.items()}
+
+
+class ChargedUtility:
+    """The rater's utility with the CPU seconds of each item's first evaluation remembered, so a
+    recipe is charged for every item it rates even when another recipe rated it first."""
+
+    def __init__(self, rater: rewardmodels.SimulatedRater) -> None:
+        self.rater = rater
+        self.cost: dict[str, float] = {}
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, float]:
+        for t in dict.fromkeys(texts):
+            if t not in self.cost:
+                c0 = time.process_time()
+                self.rater.utility([t])
+                self.cost[t] = time.process_time() - c0
+        return self.rater.utility(texts), float(sum(self.cost[t] for t in texts))
+
+
+def eval_sets(gen, tok, held_out: list[str], utility: ChargedUtility, constraint, n: dict) -> dict:
+    """Held-out texts and utilities: samples (free, and bar-aware with `constraint`), corpus
+    tunes, and pitch-edit pairs built from valid corpus tunes and valid samples."""
+    sets = {}
+    draw = lambda k, **kw: [domains.decode(tok, r) for r in  # noqa: E731
+                            gradopt.starts_from_generator(gen, tok, k, seed=1, temperature=0.8, **kw)]
+    sets["samples"] = draw(n["samples"])
+    if constraint is not None:
+        sets["samples_bar"] = draw(n["samples_bar"], constraint=constraint)
+    sets["corpus"] = held_out[: n["corpus"]]
+    out = {k: (v, utility(v)[0]) for k, v in sets.items()}
+    rng = np.random.default_rng(123)
+    bases, base_origin = [], []
+    for name in ("corpus", "samples_bar" if constraint is not None else "samples"):
+        texts, u = out[name]
+        valid = [t for t, x in zip(texts, u) if x > rewardmodels.INVALID][: n["pitch_bases"] // 2]
+        bases += valid
+        base_origin += ["corpus" if name == "corpus" else "sample"] * len(valid)
+    a, b, ks, origin = [], [], [], []
+    for text, o in zip(bases, base_origin):
+        for k in PITCH_KS:
+            a.append(text)
+            b.append(pitch_edit(text, k, rng))
+            ks.append(k)
+            origin.append(o)
+    out["pitch"] = (a, b, np.array(ks), np.array(origin), utility(a)[0], utility(b)[0])
+    return out
+
+
+def correlations(r: np.ndarray, u: np.ndarray) -> dict:
+    valid = u > rewardmodels.INVALID
+    return {"pearson": float(np.corrcoef(r, u)[0, 1]), "spearman": float(spearmanr(r, u)[0]), "n": len(u),
+            "valid_fraction": float(valid.mean()),
+            "pearson_valid_only": float(np.corrcoef(r[valid], u[valid])[0, 1]) if valid.sum() > 2 else None}
+
+
+def measure(rm, gen, tok, sets: dict) -> dict:
+    """Held-out fidelity of one reward model on `eval_sets`."""
+    predict = lambda texts: rm.predict(*domains.encode_batch(tok, texts, gen)).double().numpy()  # noqa: E731
+    out = {name: correlations(predict(v[0]), v[1]) for name, v in sets.items() if name != "pitch"}
+    a, b, ks, origin, ua, ub = sets["pitch"]
+    ra, rb = predict(a), predict(b)
+    keep = np.abs(ua - ub) > 1e-9
+    agree = np.sign(ra - rb) == np.sign(ua - ub)
+    pitch = {"accuracy": float(agree[keep].mean()), "pairs": int(keep.sum()), "tied_left_out": int((~keep).sum()),
+             "diff_pearson": float(np.corrcoef((ra - rb)[keep], (ua - ub)[keep])[0, 1])}
+    for k in PITCH_KS:
+        pitch[f"accuracy_k{k}"] = float(agree[keep & (ks == k)].mean())
+    for o in ("corpus", "sample"):
+        if (keep & (origin == o)).any():
+            pitch[f"accuracy_{o}"] = float(agree[keep & (origin == o)].mean())
+    out["pitch"] = pitch
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="reduced run (< 4 minutes): 0.3x pools and steps")
+    ap.add_argument("--work", help="directory with generator/ to reuse (written if absent), as benchmarks/ascent.py")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the pools, comparisons and fits")
+    ap.add_argument("--recipes", help="comma-separated subset of the recipes to run")
+    args = ap.parse_args()
+    q = args.quick
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    wall0 = time.perf_counter()
+    log = lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)  # noqa: E731
+
+    pieces = domains.split_corpus(domains.load_abc_corpus())
+    cut = lambda ps: [c for c in (cut_tune(p.text, MAX_CHARS) for p in ps) if c]  # noqa: E731
+    train, val, test = cut(pieces["train"]), cut(pieces["val"]), cut(pieces["test"])
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="reward_fidelity_"))
+    tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if q else 4.0)
+    setup["work"] = str(work)
+    log(f"generator ready ({setup['generator_cpu_s']:.0f} CPU s); corpus {len(train)} train / {len(val) + len(test)} held out")
+    in_vocab = lambda t: tok.unk_token_id not in tok(t)["input_ids"]  # noqa: E731
+    held_out = [t for t in test + val if in_vocab(t)]
+    constraint = domains.ABCConstraint.from_texts(tok, train) if hasattr(domains, "ABCConstraint") else None
+
+    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=args.seed)
+    utility = ChargedUtility(rater)
+    sizes = ({"samples": 100, "samples_bar": 60, "corpus": 150, "pitch_bases": 80} if q else
+             {"samples": 300, "samples_bar": 200, "corpus": 500, "pitch_bases": 200})
+    c0 = time.process_time()
+    sets = eval_sets(gen, tok, held_out, utility, constraint, sizes)
+    log(f"held-out sets rated ({time.process_time() - c0:.0f} CPU s): "
+        + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items()) + " pairs")
+
+    todo = recipes(q)
+    if args.recipes:
+        unknown = set(args.recipes.split(",")) - set(todo)
+        if unknown:
+            raise SystemExit(f"unknown recipes {sorted(unknown)}; choose from {sorted(todo)}")
+        todo = {k: v for k, v in todo.items() if k in args.recipes.split(",")}
+    results: dict = {}
+    for name, (recipe, note) in todo.items():
+        pool = make_pool(recipe, gen, tok, train, args.seed)
+        u, rating_cpu = utility(pool.texts)
+        rm, info = fit_model(recipe, pool, u, gen, tok, rater, args.seed)
+        cpu = {"pool": pool.cpu_s, "ratings": rating_cpu, "bradley_terry": info.pop("bt_cpu_s"),
+               "fit": info.pop("fit_cpu_s")}
+        results[name] = {"note": note, "recipe": repr(recipe), "ceiling": recipe.targets == "utility",
+                         **info, "cpu_s": sum(cpu.values()), "cpu_s_parts": cpu, **measure(rm, gen, tok, sets)}
+        r = results[name]
+        log(f"{name}: samples {r['samples']['pearson']:.3f}, corpus {r['corpus']['pearson']:.3f}, "
+            f"pitch {r['pitch']['accuracy']:.3f}, {r['cpu_s']:.0f} CPU s, {r['comparisons']} comparisons")
+
+    out = {
+        "benchmark": "reward_fidelity", "quick": q,
+        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "torch": torch.__version__},
+        "setup": setup, "eval_sizes": {k: len(v[0]) for k, v in sets.items()},
+        "pitch_ks": list(PITCH_KS), "rater_agreement": rater.agreement,
+        "definitions": {
+            "cpu_s": "pool building + simulated ratings (each item charged its measured rating CPU time) "
+                     "+ Bradley-Terry fit + model fit; process CPU time, 1 torch thread",
+            "comparisons": "simulated pairwise comparisons the recipe uses (ties included)",
+            "pitch.accuracy": "fraction of (tune, pitch-edited copy) pairs ordered by the reward as by the "
+                              "utility, pairs with equal utility left out",
+            "ceiling": "trained on the hidden utility: an upper reference, not usable in practice"},
+        "recipes": results, "total_wall_s": time.perf_counter() - wall0,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("reward_fidelity_quick.json" if q else "reward_fidelity.json")
+    path.write_text(json.dumps(out, indent=1, default=str))
+    bar = "samples_bar" in sets
+    print(f"{'recipe':<20}{'samples r/rho':>15}{'bar-aware r/rho':>17}{'corpus r/rho':>15}{'pitch acc':>10}"
+          f"{'cpu_s':>7}{'compar.':>9}")
+    for k, r in results.items():
+        sb = f"{r['samples_bar']['pearson']:.3f}/{r['samples_bar']['spearman']:.3f}" if bar else "-"
+        print(f"{k:<20}{r['samples']['pearson']:>8.3f}/{r['samples']['spearman']:.3f}{sb:>17}"
+              f"{r['corpus']['pearson']:>8.3f}/{r['corpus']['spearman']:.3f}{r['pitch']['accuracy']:>10.3f}"
+              f"{r['cpu_s']:>7.0f}{r['comparisons']:>9}")
+    practical = [k for k, r in results.items() if not r["ceiling"]]
+    best = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
+    base = results.get("baseline")
+    summary = (f"best practical (pitch) {best}: pitch {results[best]['pitch']['accuracy']:.3f}, "
+               f"corpus r {results[best]['corpus']['pearson']:.3f}, samples r {results[best]['samples']['pearson']:.3f}"
+               if best else "no practical recipe run")
+    if base:
+        summary += (f" vs baseline pitch {base['pitch']['accuracy']:.3f}, corpus r {base['corpus']['pearson']:.3f}, "
+                    f"samples r {base['samples']['pearson']:.3f}")
+    print(f"reward_fidelity{' (quick)' if q else ''}: {summary}; {time.perf_counter() - wall0:.0f} s; {path}")
+
+
+if __name__ == "__main__":
+    main()
