@@ -42,6 +42,7 @@ import torch
 import domains
 import gradopt
 import rewardmodels
+from reward_recipes import PRACTICAL, build_reward_model, load_or_train_generator, scaled
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -78,60 +79,31 @@ def memo_validate():
 
 
 def build_models(args, train: list[str], val: list[str], log):
-    """(tokenizer, generator, reward model, info): reuse --work if it holds them, else train."""
+    """(tokenizer, generator, reward model, info): reuse --work if it holds them, else train.
+
+    The reward model follows `reward_recipes.PRACTICAL` (0.3x the items with --quick), the best
+    practical recipe in benchmarks/reward_fidelity.py: simulated ratings of corpus tunes, generator
+    samples (drawn as the starts are) and pitch variants of both, Bradley-Terry, and a linear
+    probe (ridge head on the frozen generator's mean-pooled features)."""
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="ascent_bench_"))
-    gdir, rdir = work / "generator", work / "reward"
-    info: dict = {"work": str(work)}
-    t0 = time.process_time()
-    if (gdir / "config.json").exists():
-        tok, gen = domains.load_tokenizer(gdir), domains.load_generator(gdir)
-        info["generator"] = "reused"
-    else:
-        tok = domains.build_char_tokenizer(train + val)
-        preset = domains.GeneratorPreset(n_layer=2, n_head=2, n_embd=64, n_positions=args.max_chars + 2)
-        gen = domains.build_generator(preset, tok, seed=0)
-        cfg = domains.TrainConfig(max_steps=100_000, cpu_minutes=args.gen_minutes, batch_size=16, lr=3e-3,
-                                  warmup=50, eval_every=100_000)
-        summary = domains.train_generator(gen, tok, train, val[:50], cfg, gdir, progress=True)
-        gen = domains.load_generator(gdir)
-        info["generator"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
-    info["generator_cpu_s"] = time.process_time() - t0
+    rdir = work / "reward"
+    tok, gen, info = load_or_train_generator(work / "generator", train, val, args.max_chars, args.gen_minutes)
+    info["work"] = str(work)
     t0 = time.process_time()
     if (rdir / "config.json").exists():
         rm = rewardmodels.RewardModel.from_pretrained(rdir)
         info["reward"] = "reused"
     else:
-        rng = np.random.default_rng(0)
-        samples = [domains.decode(tok, s) for s in
-                   gradopt.starts_from_generator(gen, tok, args.rm_samples, seed=99, temperature=args.temperature)]
-        corpus = list(rng.choice(train, args.rm_corpus, replace=False))
-        # Corrupted corpus tunes (1-6 random character edits) teach the model that edits can hurt.
-        pool = corpus + samples + [mutate(t, int(rng.integers(1, 7)), rng) for t in corpus]
-        rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
-        i = np.repeat(np.arange(len(pool)), 8)
-        j = (i + rng.integers(1, len(pool), len(i))) % len(pool)
-        pairs = np.stack([i, j], 1)
-        # Before/after pairs: each corpus tune against its own corrupted copy (twice).
-        c, n_s = len(corpus), len(samples)
-        edits = np.stack([np.arange(c), c + n_s + np.arange(c)], 1)
-        pairs = np.concatenate([pairs, edits, edits])
-        won = rater.simulate(pool, pairs)
-        wins = np.array([(a, b) if w == "a" else (b, a) for (a, b), w in zip(pairs, won) if w != "tie"])
-        ties = np.array([(a, b) for (a, b), w in zip(pairs, won) if w == "tie"]).reshape(-1, 2)
-        scores = rewardmodels.fit(wins, len(pool), ties=ties if len(ties) else None)
-        ids, mask = domains.encode_batch(tok, pool, gen)
-        rm = rewardmodels.RewardModel.from_generator(gen)
-        rewardmodels.train_reward_model(rm, ids, mask, scores.mean, 1.0 / scores.sd ** 2,
-                                        rewardmodels.TrainConfig(steps=args.rm_steps, batch_size=32, lr=1e-3))
+        recipe = scaled(PRACTICAL, 0.3) if args.quick else PRACTICAL
+        bar_aware = not getattr(args, "free_sampling", True) and hasattr(domains, "ABCConstraint")
+        recipe = dataclasses.replace(recipe, sampling="bar-aware" if bar_aware else "free")
+        rm, rinfo = build_reward_model(recipe, gen, tok, train, seed=0)
         rm.save_pretrained(rdir)
-        u = rater.utility(pool)
-        with torch.no_grad():
-            pred = rm.predict(ids, mask).numpy()
-        info["reward"] = {"items": len(pool), "comparisons": int(len(pairs)),
-                          "corr_pred_utility": float(np.corrcoef(pred, u)[0, 1])}
-        log(f"reward model: corr(prediction, hidden utility) on its training pool = {info['reward']['corr_pred_utility']:.2f}")
+        info["reward"] = {"recipe": repr(recipe), **rinfo}
+        log(f"reward model: {rinfo['items']} items, {rinfo['comparisons']} comparisons, {rinfo['cpu_s']:.0f} CPU s "
+            f"(held-out fidelity: benchmarks/reward_fidelity.py)")
     info["reward_cpu_s"] = time.process_time() - t0
-    return tok, gen.eval(), rm.eval(), info
+    return tok, gen, rm.eval(), info
 
 
 @torch.no_grad()

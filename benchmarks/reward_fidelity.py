@@ -7,15 +7,16 @@ simulated rater (`rewardmodels.SimulatedRater`, agreement 0.75). Each recipe
 (benchmarks/reward_recipes.py) rates a pool of training-corpus tunes, generator samples and
 edited copies, fits Bradley-Terry and fits a reward model; it is then scored on held-out items:
 
-  samples       generator samples (seed 1, temperature 0.8, as the ascent's starts): Pearson and
-                Spearman correlation of reward with utility (invalid tunes have utility -3)
-  samples_bar   the same drawn bar-aware (`domains.ABCConstraint`, when domains has it)
+  samples       free generator samples (seed 1, temperature 0.8): Pearson and Spearman
+                correlation of reward with utility (invalid tunes have utility -3)
+  samples_bar   the same drawn bar-aware (`domains.ABCConstraint`, when domains has it), as
+                benchmarks/ascent.py draws its starts by default
   corpus        held-out corpus tunes (test + val splits): Pearson and Spearman
-  pitch         pitch-edit pairs: a valid held-out tune (corpus, or a generator sample: bar-aware
-                when domains has the constraint) vs a copy
-                with k in {1, 2, 4} note letters changed to other note letters (durations and
-                bar lines kept: the ascent engine's edits); the fraction of pairs the reward
-                orders as the utility does (pairs with equal utility left out)
+  pitch         pitch-edit pairs: a valid held-out tune (half corpus, half generator samples,
+                bar-aware when domains has the constraint) vs a copy with k in {1, 2, 4} note
+                letters changed to other note letters (durations and bar lines kept: the ascent
+                engine's edits); the fraction of pairs the reward orders as the utility does
+                (pairs with equal utility left out)
 
 Per recipe: CPU seconds (pool + simulated ratings + Bradley-Terry fit + model fit; a rating costs
 the CPU time the rater took for that item, measured once and charged to every recipe that rates
@@ -181,7 +182,7 @@ def main() -> None:
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=args.seed)
     utility = ChargedUtility(rater)
     sizes = ({"samples": 100, "samples_bar": 60, "corpus": 150, "pitch_bases": 80} if q else
-             {"samples": 300, "samples_bar": 200, "corpus": 500, "pitch_bases": 200})
+             {"samples": 300, "samples_bar": 300, "corpus": 500, "pitch_bases": 300})
     c0 = time.process_time()
     sets = eval_sets(gen, tok, held_out, utility, constraint, sizes)
     log(f"held-out sets rated ({time.process_time() - c0:.0f} CPU s): "
