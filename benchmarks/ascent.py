@@ -252,6 +252,13 @@ def main() -> None:
     ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--seed", type=int, default=0)
+    # Defaults from a sweep of --quick runs (pitch edits): the exact-swap polish does most of the work,
+    # and a larger weight on the generator's likelihood keeps the edits from gaming the reward model.
+    ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")
+    ap.add_argument("--polish-rounds", type=int, default=8, help="engine exact-swap rounds")
+    ap.add_argument("--candidates", type=int, default=16, help="exact-swap candidates per row and round")
+    ap.add_argument("--lm-weight", type=float, default=8.0,
+                    help="weight of the generator's mean log-likelihood per token in the editing objective")
     ap.add_argument("--edit", choices=["pitch", "any"], default="pitch",
                     help="what the editing methods may change: note letters only (rhythm kept) or any token")
     ap.add_argument("--free-sampling", action="store_true",
@@ -276,12 +283,13 @@ def main() -> None:
     flops_peak = matmul_flops()
     log(f"models ready; matmul {flops_peak / 1e9:.1f} GFLOP/s")
 
-    lm_weight = 2.0
+    lm_weight = args.lm_weight
     cfg = gradopt.AscentConfig(
-        steps=16 if q else 32, check_every=4, seed=args.seed,
+        steps=args.steps, check_every=4, seed=args.seed,
         relaxation=gradopt.SimplexEntropy(entropy_start=0.5, entropy_end=0.0),
         objective=gradopt.ObjectiveWeights(lm_weight=lm_weight),
-        optimizer=gradopt.Adam(lr=0.5), polish=gradopt.PolishConfig(rounds=2 if q else 3, top_k=8, candidates=8))
+        optimizer=gradopt.Adam(lr=0.5),
+        polish=gradopt.PolishConfig(rounds=args.polish_rounds, top_k=8, candidates=args.candidates))
     # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
     cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
@@ -317,9 +325,11 @@ def main() -> None:
             continue
         probe_reward, _, per_sample = best_of_n(starts[:4], rm, gen, tok, 3, args.seed + 7, args.temperature, constraint)
         n_time = max(1, int(res.cpu_seconds / max(per_sample, 1e-9) / len(starts)))
-        n_cap = 24 if q else 96
-        n_max = min(max(per_slot, n_time), n_cap)
+        n_cap = 48 if q else 128
+        n_max = min(max(per_slot, 2 * n_time), n_cap)  # the probe's cost per sample is only an estimate
         reward, rows, per_sample = best_of_n(starts, rm, gen, tok, n_max, args.seed + 2, args.temperature, constraint)
+        # equal time with the measured cost per sample of the large draw
+        n_time = max(1, int(round(res.cpu_seconds / max(per_sample, 1e-9) / len(starts))))
         for key, n in (("evals", min(per_slot, n_max)), ("time", min(n_time, n_max))):
             pick = [rows[i][int(np.argmax(reward[i, :n]))] for i in range(len(starts))]
             cpu = per_sample * n * len(starts)
