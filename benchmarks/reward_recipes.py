@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import domains
 import gradopt
@@ -47,8 +48,7 @@ class Recipe:
     comparisons: int = 8  # random comparisons per item (each edited copy also meets its parent twice)
     pooling: str = "last"  # RewardModel pooling: "last" or "mean"
     fit: str = "finetune"  # one of FITS
-    train: rewardmodels.TrainConfig = field(  # gradient training (fine-tune routes)
-        default_factory=lambda: rewardmodels.TrainConfig(steps=300, batch_size=32, lr=1e-3))
+    train: rewardmodels.TrainConfig = rewardmodels.TrainConfig(steps=300, batch_size=32, lr=1e-3)  # fine-tune routes
     targets: str = "bt"  # "bt" (posterior means) or "utility" (hidden utility: a ceiling only)
     sampling: str = "free"  # generator samples drawn "free" or "bar-aware" (domains.ABCConstraint)
 
@@ -56,7 +56,7 @@ class Recipe:
         if min(self.corpus, self.samples, self.char_edited, self.pitch_variants) < 0 or self.corpus + self.samples < 2:
             raise ValueError(f"item counts must be >= 0 with at least two corpus tunes or samples: {self}")
         if self.char_edited > self.corpus:
-            raise ValueError(f"char_edited ({self.char_edited}) copies corpus tunes, so it must be <= corpus ({self.corpus})")
+            raise ValueError(f"char_edited ({self.char_edited}) copies corpus tunes: it must be <= corpus ({self.corpus})")
         if self.comparisons < 1:
             raise ValueError(f"comparisons must be >= 1: {self}")
         if self.pooling not in rewardmodels.POOLINGS or self.fit not in FITS or self.targets not in TARGETS:
@@ -165,6 +165,7 @@ def fit_model(recipe: Recipe, pool: Pool, utility: np.ndarray, gen, tok, rater, 
     scores = rewardmodels.fit(wins, len(pool.texts), ties=ties if len(ties) else None)
     c1 = time.process_time()
     ids, mask = domains.encode_batch(tok, pool.texts, gen)
+    torch.manual_seed(seed)  # the head's initial weights: recipes do not depend on the order they run in
     rm = rewardmodels.RewardModel.from_generator(gen, pooling=recipe.pooling)
     target, weight = (utility, None) if recipe.targets == "utility" else (scores.mean, 1.0 / scores.sd ** 2)
     info: dict = {}
