@@ -113,9 +113,14 @@ def cmd_train_reward(args) -> int:
     scores = rm.load_scores(args.scores, store)[0] if args.scores else None
     cfg = rm.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     model, losses = rm.train_from_store(store, generator, tokenizer, scores, pairwise=args.pairwise,
-                                        kinds=_kinds(args.kinds), cfg=cfg, progress=True)
+                                        kinds=_kinds(args.kinds), cfg=cfg, progress=True,
+                                        pooling=args.pooling, probe=args.probe)
     model.save_pretrained(args.out)
     domains.save_tokenizer(tokenizer, args.out)
+    if args.probe:
+        print(f"fitted a linear probe ({args.pooling} pooling) on the frozen generator's features: "
+              f"best cross-validation loss {min(losses):.4f}; saved to {args.out}")
+        return 0
     k = max(1, len(losses) // 10)
     print(f"trained {'pairwise' if args.pairwise else 'BT-regression'} reward model for {len(losses)} steps: "
           f"loss {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f}; saved to {args.out}")
@@ -193,6 +198,11 @@ def register(subparsers) -> None:
     p.add_argument("--store", required=True, help="rating store directory")
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer)")
     p.add_argument("--scores", help="scores JSON from fit-bt (required unless --pairwise)")
+    p.add_argument("--pooling", choices=["last", "mean"], default="last",
+                   help="features the head reads: the EOS position's, or the mean over all positions")
+    p.add_argument("--probe", action="store_true",
+                   help="fit only the linear head in closed form on the frozen generator (ridge, λ by "
+                        "cross-validation); with --pooling mean the best recipe in benchmarks/reward_fidelity.py")
     p.add_argument("--out", required=True, help="directory to save the reward model and tokenizer")
     p.add_argument("--pairwise", action="store_true", help="train the pairwise baseline instead")
     p.add_argument("--kinds", default="human,auto,simulated", help="comparison kinds for --pairwise")

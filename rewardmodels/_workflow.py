@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ._active import next_pairs
 from ._bradley_terry import Scores, fit
@@ -93,19 +94,27 @@ def training_rows(store: RatingStore, scores: Scores, rated_only: bool = True):
 
 
 def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | None = None, *,
-                     pairwise: bool = False, kinds: Sequence[str] = KINDS, cfg=None, progress: bool = False):
+                     pairwise: bool = False, kinds: Sequence[str] = KINDS, cfg=None, progress: bool = False,
+                     pooling: str = "last", probe: bool = False):
     """A `RewardModel` initialised from `generator`, trained on the store's ratings.
 
     Regression on `scores` (posterior means, precision-weighted) by default; with `pairwise`,
-    the baseline on the raw [winner, loser] pairs of the given kinds. Returns (model, losses).
+    the baseline on the raw [winner, loser] pairs of the given kinds. With `probe`, only the
+    linear head is fitted in closed form on the frozen generator's features (`fit_head`; best
+    with ``pooling="mean"`` and a few thousand items, see benchmarks/reward_fidelity.py).
+    Returns (model, losses); a probe's "losses" are its cross-validation losses.
     """
     from domains import encode_batch
 
     from ._model import RewardModel
-    from ._train import TrainConfig, train_pairwise, train_reward_model
+    from ._train import TrainConfig, fit_head, train_pairwise, train_reward_model
 
     cfg = cfg or TrainConfig()
-    model = RewardModel.from_generator(generator)
+    if probe and pairwise:
+        raise ValueError("the probe regresses on Bradley-Terry scores; it cannot be combined with pairwise")
+    with torch.random.fork_rng():  # the head's initial weights, without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = RewardModel.from_generator(generator, pooling=pooling)
     if pairwise:
         wins, ties = store.pairs(kinds)
         if len(wins) + len(ties) == 0:
@@ -120,5 +129,9 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
             raise ValueError("regression needs Bradley-Terry scores; run `gradopt fit-bt` first")
         texts, targets, weights = training_rows(store, scores)
         ids, mask = encode_batch(tokenizer, texts, generator)
-        losses = train_reward_model(model, ids, mask, targets, weights, cfg, progress)
+        if probe:
+            info = fit_head(model, ids, mask, targets, weights, folds=min(5, len(texts)), seed=cfg.seed)
+            losses = [float(v) for v in info["cv_loss"].values()]
+        else:
+            losses = train_reward_model(model, ids, mask, targets, weights, cfg, progress)
     return model, losses

@@ -54,3 +54,24 @@ def test_train_reward_both_routes(store, tmp_path):
     assert main(["train-reward", *common, "--pairwise", "--out", str(tmp_path / "pw")]) == 0
     assert RewardModel.from_pretrained(tmp_path / "rm").embedding_matrix().shape[0] == len(tok)
     assert main(["train-reward", *common, "--out", str(tmp_path / "x")]) == 2  # regression needs scores
+
+
+def test_train_reward_probe(store, tmp_path):
+    from domains import build_char_tokenizer, build_generator, save_tokenizer
+    from rewardmodels import RewardModel
+
+    torch.set_num_threads(1)
+    tok = build_char_tokenizer([GOOD, OTHER, BROKEN])
+    gen = build_generator("tiny", tok)
+    gen.save_pretrained(tmp_path / "gen")
+    save_tokenizer(tok, tmp_path / "gen")
+    s = str(store / "s")
+    assert main(["fit-bt", "--store", s, "--out", str(tmp_path / "sc.json")]) == 0
+    common = ["--store", s, "--generator", str(tmp_path / "gen"), "--scores", str(tmp_path / "sc.json")]
+    assert main(["train-reward", *common, "--probe", "--pooling", "mean", "--out", str(tmp_path / "probe")]) == 0
+    probe = RewardModel.from_pretrained(tmp_path / "probe")
+    assert probe.pooling == "mean"
+    # the backbone is the generator's, untouched; only the head was fitted
+    for name, w in gen.transformer.state_dict().items():
+        assert torch.equal(probe.transformer.state_dict()[name], w), name
+    assert main(["train-reward", *common, "--probe", "--pairwise", "--out", str(tmp_path / "x")]) == 2
