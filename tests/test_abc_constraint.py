@@ -92,12 +92,13 @@ def test_bad_prefix_is_refused(constraint, char_tokenizer):
 
 
 def test_most_corpus_tunes_pass(fiddle_pieces, char_tokenizer):
-    """The constraint is a subset of ABC, but the common tune shapes are in it (measured ~84%
-    spaceless; long runs of beam gaps and rare constructs are refused)."""
+    """The constraint is a subset of ABC, but the common tune shapes are in it (measured: 71% of
+    the first 1500 fiddle tunes, 74% spaceless; runs of beam gaps, `::`, broken rhythm before a
+    slur and other rare constructs are refused)."""
     texts = [p.text for p in fiddle_pieces[:200]]
     c = domains.ABCConstraint.from_texts(char_tokenizer, texts)
     passed = sum(not isinstance(walk(c, char_tokenizer, t), int) for t in texts)
-    assert passed >= 0.7 * len(texts), passed
+    assert passed >= 0.8 * len(texts), passed  # 186 of these 200
 
 
 def test_random_walks_never_overrun_a_bar(char_tokenizer):
