@@ -255,7 +255,7 @@ def main() -> None:
     # Defaults from a sweep of --quick runs (pitch edits): the exact-swap polish does most of the work,
     # and a larger weight on the generator's likelihood keeps the edits from gaming the reward model.
     ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")
-    ap.add_argument("--polish-rounds", type=int, default=8, help="engine exact-swap rounds")
+    ap.add_argument("--polish-rounds", type=int, default=0, help="engine exact-swap rounds (0: 8, or 4 with --quick)")
     ap.add_argument("--candidates", type=int, default=16, help="exact-swap candidates per row and round")
     ap.add_argument("--lm-weight", type=float, default=8.0,
                     help="weight of the generator's mean log-likelihood per token in the editing objective")
@@ -289,7 +289,7 @@ def main() -> None:
         relaxation=gradopt.SimplexEntropy(entropy_start=0.5, entropy_end=0.0),
         objective=gradopt.ObjectiveWeights(lm_weight=lm_weight),
         optimizer=gradopt.Adam(lr=0.5),
-        polish=gradopt.PolishConfig(rounds=args.polish_rounds, top_k=8, candidates=args.candidates))
+        polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if q else 8), top_k=8, candidates=args.candidates))
     # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
     cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
@@ -355,8 +355,10 @@ def main() -> None:
             "engine_valid_kept_fraction": eng["valid_kept_fraction"],
             "note": "valid_fraction counts all outputs (invalid generator samples stay invalid unless an edit "
                     "fixes them); valid_kept_fraction counts outputs whose start was valid",
-            "met": bool(ratio is not None and ratio >= 3 and eng["valid_fraction"] >= 0.9
-                        and bon["utility_gain_per_cpu_s"] > 0)}
+            # A --quick run (weak models, 24 slots, gains near zero) is a smoke test: its ratio of two
+            # tiny gains means nothing, so the goal is judged on the full run only.
+            "met": None if q else bool(ratio is not None and ratio >= 3 and eng["valid_fraction"] >= 0.9
+                                       and bon["utility_gain_per_cpu_s"] > 0)}
     out = {
         "benchmark": "ascent", "quick": q, "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                                        "platform": platform.platform(), "torch": torch.__version__},
@@ -382,7 +384,7 @@ def main() -> None:
     print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
           f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {ratio if ratio is None else round(ratio, 2)}, "
           f"engine valid {eng['valid_fraction']:.0%} (starts {eng['valid_fraction_start']:.0%}), reward gain {eng['reward_gain']:+.3f}, "
-          f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'met' if goal['met'] else 'NOT met'}; {path}")
+          f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'judged on the full run only' if q else ('met' if goal['met'] else 'NOT met')}; {path}")
 
 
 if __name__ == "__main__":
