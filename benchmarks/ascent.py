@@ -56,17 +56,6 @@ def cut_tune(text: str, max_chars: int) -> str | None:
     return text[: cut + 1] + "\n" if cut > body > 0 else None
 
 
-def mutate(text: str, k: int, rng) -> str:
-    """`k` random single-character substitutions in the body (header lines untouched)."""
-    start = text.find("\n", text.find("\nK:") + 1) + 1
-    alphabet = sorted(set(text[start:]) | set("ABCDEFGabcdefg|2/ "))
-    chars = list(text)
-    for pos in rng.integers(start, max(len(text) - 1, start + 1), k):
-        if chars[pos] != "\n":
-            chars[pos] = alphabet[int(rng.integers(len(alphabet)))]
-    return "".join(chars)
-
-
 def memo_validate():
     cache: dict[str, bool] = {}
 
