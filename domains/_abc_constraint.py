@@ -4,13 +4,15 @@ A small generator learns what ABC looks like long before it learns to count: mos
 are bars longer than the meter (see `validate_abc`). `ABCConstraint` follows a sample character by
 character and, at every step, allows only the tokens after which the tune can still be valid:
 
-- header: field lines ``X: T: M: L: K:``; the values of ``M:``, ``L:`` and ``K:`` must be ones the
-  constraint knows (by default the meters, unit lengths and keys of the bundled corpus), ``K:``
-  needs an ``M:`` before it and ends the header;
+- header: field lines ``X: T: M: L: K:``, X: first, each once; the values of ``M:``, ``L:``
+  and ``K:`` must be ones the constraint knows (a built-in list, or those of a corpus with
+  `from_texts`); ``K:`` needs ``M:`` and ``L:`` before it (no default unit length to guess)
+  and ends the header;
 - body: the running duration of the current bar (notes, rests, chords, broken rhythm ``>``/``<``,
   tuplets ``(3``, unit length ``L:``, inline ``[M:..]``/``[L:..]`` fields) may never exceed the
-  meter; a note letter is allowed only if it fits at its unit length, a length digit only if the
-  longer note still fits, so a full bar leaves the bar line (or ornaments) as the choices;
+  meter; a note letter is allowed if it still fits once shortened (``A//``), a length character
+  only if the note can still be completed to fit, so a full bar leaves the bar line, a tie, a
+  closing slur or the end as the choices;
 - chords ``[CEG]`` (at most 4 notes) and grace notes ``{ga}`` must close before a line break or
   the end; accidentals must precede a note, octave marks and lengths follow one, broken rhythm
   ``>`` sits right after a note and before the next; at most 3 ornaments in a row;
@@ -25,7 +27,6 @@ an option of `sample_ids` (``constraint=``), off unless asked for.
 
 from __future__ import annotations
 
-import functools
 import re
 from fractions import Fraction
 from typing import Iterable, Sequence
@@ -142,8 +143,9 @@ class _Tracker:
         """The shortest the pending item can still become (``A`` may still be ``A//``)."""
         if self.mode == "note":
             return self.base * _least(self.spec)
-        if self.mode == "chord":
-            return self.base * _least(self.chord_spec) / 4
+        if self.mode == "chord":  # the outer length may still quarter it; the first note's own
+            first = _least(self.chord_spec) if self.chord_notes < 2 else _spec_value(self.chord_spec)
+            return self.base * first / 4  # length is fixed once a second note starts
         if self.mode == "chord_len":
             return self.base * _spec_value(self.chord_spec) * _least(self.spec)
         return Fraction(0)
@@ -374,6 +376,11 @@ class _Tracker:
         if ch in ACCIDENTALS:
             if (self.acc and not (ch in "^_" and self.acc == ch)) or (chord and n == MAX_CHORD):
                 raise _Dead
+            if not self.acc:  # a new note starts: the previous one is complete, and must fit
+                self._same_length()
+                fixed = self.base * _spec_value(self.chord_spec) / 4
+                if chord and n and self.meter is not None and self.cur + fixed > self.meter:
+                    raise _Dead
             self.acc += ch
             return
         if ch in NOTE_LETTERS:
@@ -383,8 +390,8 @@ class _Tracker:
             self.acc, self.spec = "", ""
             if chord:
                 self.chord_notes += 1
-            else:
-                self.grace_notes += 1
+                return self._fits()
+            self.grace_notes += 1
             return
         if self.acc or not n:
             raise _Dead
@@ -417,8 +424,9 @@ class _Tracker:
     # -- header and field lines --------------------------------------------------------------------
     def _header(self, ch: str, c: "ABCConstraint") -> None:
         if self.mode == "hl":
-            if ch not in FIELD_NAMES or ch in self.value or (ch == "K" and not self.has_meter):
-                raise _Dead  # each field once; K: (which ends the header) after M:
+            if ch not in FIELD_NAMES or ch in self.value or (ch == "K" and not (self.has_meter and self.unit)) \
+                    or (not self.value and ch != "X"):
+                raise _Dead  # X: first (music21 starts a new tune there), each field once, K: after M: and L:
             self.value += ch  # while in the header, `value` remembers the fields already written
             self.mode, self.field = "hf0", ch
             return
@@ -467,7 +475,10 @@ class _Tracker:
 
     def _apply_field(self, field: str, value: str, c: "ABCConstraint") -> None:
         if field == "M":
-            self.meter, self.has_meter = meter_length(value), True
+            meter = meter_length(value)
+            if meter is not None and self.cur > meter:
+                raise _Dead  # a shorter meter mid-bar: the bar would already be too long
+            self.meter, self.has_meter = meter, True
         elif field == "L":
             self.unit = _unit_length(value)
 
