@@ -161,8 +161,7 @@ class _Tracker:
 
     def _room(self) -> None:
         """A note must follow (after an accidental or a broken rhythm): is there room for one?"""
-        base = self._unit() * self.broken * (self.tup_ratio if self.tup_left else 1)
-        if self.meter is not None and self.cur + base / 4 > self.meter:
+        if self.full():
             raise _Dead
 
     def _unit(self) -> Fraction:

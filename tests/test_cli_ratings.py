@@ -38,17 +38,25 @@ def test_stats_fit_next_simulate_export(store, capsys):
     assert main(["ratings", "stats", "--store", str(store / "missing")]) == 2  # clear error, no traceback
 
 
-def test_train_reward_both_routes(store, tmp_path):
+@pytest.fixture()
+def generator_and_scores(store, tmp_path):
+    """A tiny generator saved under tmp_path/gen and the store's BT scores in tmp_path/sc.json."""
     from domains import build_char_tokenizer, build_generator, save_tokenizer
-    from rewardmodels import RewardModel
 
     torch.set_num_threads(1)
     tok = build_char_tokenizer([GOOD, OTHER, BROKEN])
     gen = build_generator("tiny", tok)
     gen.save_pretrained(tmp_path / "gen")
     save_tokenizer(tok, tmp_path / "gen")
+    assert main(["fit-bt", "--store", str(store / "s"), "--out", str(tmp_path / "sc.json")]) == 0
+    return gen, tok
+
+
+def test_train_reward_both_routes(store, tmp_path, generator_and_scores):
+    from rewardmodels import RewardModel
+
+    _, tok = generator_and_scores
     s = str(store / "s")
-    assert main(["fit-bt", "--store", s, "--out", str(tmp_path / "sc.json")]) == 0
     common = ["--store", s, "--generator", str(tmp_path / "gen"), "--steps", "3", "--batch-size", "2"]
     assert main(["train-reward", *common, "--scores", str(tmp_path / "sc.json"), "--out", str(tmp_path / "rm")]) == 0
     assert main(["train-reward", *common, "--pairwise", "--out", str(tmp_path / "pw")]) == 0
@@ -56,17 +64,11 @@ def test_train_reward_both_routes(store, tmp_path):
     assert main(["train-reward", *common, "--out", str(tmp_path / "x")]) == 2  # regression needs scores
 
 
-def test_train_reward_probe(store, tmp_path):
-    from domains import build_char_tokenizer, build_generator, save_tokenizer
+def test_train_reward_probe(store, tmp_path, generator_and_scores):
     from rewardmodels import RewardModel
 
-    torch.set_num_threads(1)
-    tok = build_char_tokenizer([GOOD, OTHER, BROKEN])
-    gen = build_generator("tiny", tok)
-    gen.save_pretrained(tmp_path / "gen")
-    save_tokenizer(tok, tmp_path / "gen")
+    gen, _ = generator_and_scores
     s = str(store / "s")
-    assert main(["fit-bt", "--store", s, "--out", str(tmp_path / "sc.json")]) == 0
     common = ["--store", s, "--generator", str(tmp_path / "gen"), "--scores", str(tmp_path / "sc.json")]
     assert main(["train-reward", *common, "--probe", "--pooling", "mean", "--out", str(tmp_path / "probe")]) == 0
     probe = RewardModel.from_pretrained(tmp_path / "probe")
