@@ -98,10 +98,11 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
     t0 = time.time()
     aware = domains.sample(model, tok, cfg.n_samples, scfg, seed=cfg.seed, constraint=constraint)
     aware_s = time.time() - t0
-    free_valid = sum(domain.validate(s).ok for s in free) / len(free)
-    aware_valid = sum(domain.validate(s).ok for s in aware) / len(aware)
-    samples, sample_s = (aware, aware_s) if cfg.bar_aware else (free, free_s)
-    verdicts = [domain.validate(s) for s in samples]
+    free_verdicts = [domain.validate(s) for s in free]
+    aware_verdicts = [domain.validate(s) for s in aware]
+    free_valid = sum(v.ok for v in free_verdicts) / len(free)
+    aware_valid = sum(v.ok for v in aware_verdicts) / len(aware)
+    samples, sample_s, verdicts = (aware, aware_s, aware_verdicts) if cfg.bar_aware else (free, free_s, free_verdicts)
     valid = [s for s, v in zip(samples, verdicts) if v.ok]
     # Looser view for diagnosis only: parses, known key/meter, has notes, bar lengths ignored.
     lenient = sum(domains.validate_abc(s, max_overlong_bars=10**9).ok for s in samples)
