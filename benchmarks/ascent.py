@@ -113,10 +113,8 @@ def edit_space(starts, tok, edit: str):
     ``pitch`` edits change only note letters, to note letters (rhythm and bar lines kept)."""
     ids = gradopt.pad_batch(starts, tok.pad_token_id)[0]
     freeze = gradopt.freeze_bars(ids, tok, {0})
-    if edit == "any":
-        return freeze, None
-    pitch_freeze, allowed = gradopt.pitch_edits(ids, tok)
-    return freeze | pitch_freeze, allowed
+    kind_freeze, allowed = gradopt.edit_masks(edit, ids, tok)
+    return (freeze if kind_freeze is None else freeze | kind_freeze), allowed
 
 
 def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int,
