@@ -44,6 +44,19 @@ PRESETS: dict[str, GeneratorPreset] = {
 }
 
 
+# GPT-2's "gelu_new" is written out in Python (eight elementwise passes over the MLP activations);
+# "gelu_pytorch_tanh" is the same tanh approximation as one fused kernel (outputs agree to ~2e-7).
+# On CPU the unfused form was about a third of every forward pass of the small models.
+FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
+def fuse_activation(config: GPT2Config) -> GPT2Config:
+    """Switch `config` (in place) to the fused kernel of its activation when one computes the
+    same function; returns it. Applied when generators and reward models are built or loaded."""
+    config.activation_function = FUSED_ACTIVATIONS.get(config.activation_function, config.activation_function)
+    return config
+
+
 def build_generator(
     preset: str | GeneratorPreset, tokenizer: PreTrainedTokenizerFast, seed: int = 0
 ) -> GPT2LMHeadModel:
@@ -64,6 +77,7 @@ def build_generator(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        activation_function="gelu_pytorch_tanh",
     )
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
@@ -74,7 +88,8 @@ def load_generator(directory: str | Path) -> GPT2LMHeadModel:
     path = Path(directory)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no generator in {path} (config.json missing); run `gradopt train-generator`")
-    return GPT2LMHeadModel.from_pretrained(str(path)).eval()
+    config = fuse_activation(GPT2Config.from_pretrained(str(path)))
+    return GPT2LMHeadModel.from_pretrained(str(path), config=config).eval()
 
 
 def context_length(model) -> int:

@@ -41,7 +41,9 @@ class RewardModel(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
-        self.config = config
+        from domains import fuse_activation
+
+        self.config = fuse_activation(config)
         self.pooling = pooling
         self.transformer = GPT2Model(config)
         self.head = nn.Linear(config.n_embd, 1)

@@ -58,3 +58,21 @@ def test_bad_configs_rejected(char_tokenizer):
         domains.build_generator("huge", char_tokenizer)
     with pytest.raises(ValueError, match="divisible"):
         domains.GeneratorPreset(n_layer=1, n_head=3, n_embd=32, n_positions=16)
+
+
+def test_models_saved_with_unfused_gelu_load_fused_with_the_same_outputs(tiny_generator, char_tokenizer, tmp_path):
+    import rewardmodels
+
+    old = type(tiny_generator)(type(tiny_generator.config).from_dict(
+        {**tiny_generator.config.to_dict(), "activation_function": "gelu_new"}))
+    old.load_state_dict(tiny_generator.state_dict())
+    old.eval().save_pretrained(tmp_path)
+    again = domains.load_generator(tmp_path)
+    assert again.config.activation_function == "gelu_pytorch_tanh"
+    assert tiny_generator.config.activation_function == "gelu_pytorch_tanh"  # built fused
+    ids, mask = domains.encode_batch(char_tokenizer, ["X:1\nK:G\nGAB|", "X:1\nK:D\nd2e|f"], old)
+    with torch.no_grad():
+        a = old(input_ids=ids, attention_mask=mask).logits
+        b = again(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    assert rewardmodels.RewardModel.from_generator(old).config.activation_function == "gelu_pytorch_tanh"
