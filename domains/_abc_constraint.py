@@ -533,6 +533,19 @@ class ABCConstraint:
     def is_value(self, field: str, value: str) -> bool:
         return value in self.values[field]
 
+    def accepts(self, text: str) -> bool:
+        """True when the constraint would let a sampler write `text` whole (every character allowed,
+        the end allowed after it). A fast screen (~1 ms for a short tune, against ~50 ms for
+        `validate_abc`'s parse): what it accepts almost always passes `validate_abc` (see the tests),
+        while it refuses some valid tunes (repeat marks ``::``, voices, ...)."""
+        state = _Tracker()
+        try:
+            for ch in text:
+                state.feed(ch, self)
+        except _Dead:
+            return False
+        return state.can_end()
+
     # -- the sampler's interface ------------------------------------------------------------------
     def start(self, prefix_ids: Sequence[int]) -> _Tracker:
         """The state after `prefix_ids` (BOS, then a text prefix); raises if the prefix breaks the rules."""

@@ -145,3 +145,24 @@ def test_sampler_with_constraint(tiny_generator, char_tokenizer, constraint):
             assert _bar_overruns(t)[1] == 0, t
     free = domains.sample(tiny_generator, char_tokenizer, 6, cfg, seed=0)
     assert free != texts  # the mask changed what was drawn
+
+
+def test_accepts_screens_whole_tunes(fiddle_pieces, char_tokenizer):
+    c = domains.ABCConstraint(char_tokenizer)
+    tune = HEADER + "GAB c2d|e2d B2A|G3 G3|\n"
+    assert c.accepts(tune)
+    assert not c.accepts(HEADER + "GAB c2d e|")  # 7/8 in a 6/8 bar
+    assert not c.accepts(HEADER + "GAB [cd")  # chord left open
+    assert not c.accepts("T:no number\n" + tune)  # X: must come first
+    # what it accepts passes validate_abc, also after random single-character edits
+    rng = random.Random(0)
+    accepted = agree = 0
+    for piece in fiddle_pieces[:40]:
+        text = piece.text
+        for _ in range(3):
+            i = rng.randrange(len(text))
+            text = text[:i] + rng.choice("ABCabc2/|>:[]()") + text[i + 1:]
+            if c.accepts(text):
+                accepted += 1
+                agree += bool(domains.validate_abc(text))
+    assert accepted >= 20 and agree == accepted
