@@ -1,6 +1,7 @@
 """Domains: corpora, tokenizers, validity checks and rendering for ABC, MIDI and text; the generator LM."""
 
 from ._generator import (
+    FUSED_ACTIVATIONS,
     PRESETS,
     GeneratorPreset,
     SampleConfig,
@@ -29,7 +30,7 @@ from ._tokenizer import (
 )
 
 __all__ = [
-    "PRESETS", "GeneratorPreset", "SampleConfig", "build_generator", "check_length", "context_length", "fuse_activation",
+    "FUSED_ACTIVATIONS", "PRESETS", "GeneratorPreset", "SampleConfig", "build_generator", "check_length", "context_length", "fuse_activation",
     "encode_batch", "load_generator", "log_likelihood", "sample", "sample_ids", "score_texts",
     "token_log_probs", "Domain", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
     "build_char_tokenizer", "build_tokenizer", "check_in_vocab", "decode", "load_tokenizer",

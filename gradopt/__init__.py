@@ -21,6 +21,8 @@ from ._objective import (
     mean_entropy,
     relaxed_terms,
     reward_term,
+    score_sequences,
+    shared_backbone,
     smoothed_start,
     soft_log_likelihood,
 )
@@ -48,7 +50,7 @@ __all__ = [
     "EDITS", "NOTE_LETTERS", "edit_masks", "note_letters", "pitch_edits",
     "bar_of_chars", "freeze_bars", "freeze_positions", "freeze_prefix", "freeze_special", "parse_bars",
     "ObjectiveWeights", "Terms", "discrete_log_likelihood", "discrete_terms", "kl_to_start", "mean_entropy",
-    "relaxed_terms", "reward_term", "smoothed_start", "soft_log_likelihood",
+    "relaxed_terms", "reward_term", "score_sequences", "shared_backbone", "smoothed_start", "soft_log_likelihood",
     "Adam", "PolishConfig", "polish", "propose_swaps", "sample_candidates",
     "project_argmax", "project_nearest",
     "RELAXATIONS", "EmbeddingPEZ", "GumbelSoftmax", "RelaxContext", "Relaxation", "Relaxed", "SimplexEntropy",

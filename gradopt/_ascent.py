@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._models import frozen_models, model_context, special_ids, vocab_check
-from ._objective import ObjectiveWeights, Terms, discrete_terms, relaxed_terms, smoothed_start
+from ._objective import ObjectiveWeights, Terms, discrete_terms, relaxed_terms, shared_backbone, smoothed_start
 from ._optim import Adam
 from ._polish import PolishConfig, polish
 from ._relax import RelaxContext, Relaxation, Relaxed, SimplexEntropy
@@ -217,6 +217,7 @@ def optimize(
     fixed_embeds = emb[ids_start]
     w = cfg.objective
     B = b * r
+    shared = shared_backbone(reward_model, generator)  # one forward pass serves both models
 
     def decode_rows(rows_ids: torch.Tensor, rows_len: Sequence[int]) -> list[str | None]:
         if tokenizer is None:
@@ -234,7 +235,7 @@ def optimize(
         return cache[text]
 
     def exact(ids, rows) -> tuple[Terms, torch.Tensor, torch.Tensor]:
-        terms, total_ll = discrete_terms(reward_model, generator, ids, mask[rows], start[rows], free[rows], w)
+        terms, total_ll = discrete_terms(reward_model, generator, ids, mask[rows], start[rows], free[rows], w, shared)
         return terms, total_ll, terms.total(w, 1.0)
 
     with frozen_models(reward_model, generator):
@@ -254,7 +255,7 @@ def optimize(
             rel = cfg.relaxation.relax(p, ctx, frac)
             probs = torch.where(free[..., None], rel.probs, onehot0)
             embeds = None if rel.embeds is None else torch.where(free[..., None], rel.embeds, fixed_embeds)
-            return relaxed_terms(reward_model, generator, Relaxed(probs=probs, embeds=embeds), mask, start, free, w)
+            return relaxed_terms(reward_model, generator, Relaxed(probs=probs, embeds=embeds), mask, start, free, w, shared)
 
         def check(step: int, p, soft: torch.Tensor) -> None:
             nonlocal before, evals, gen_evals
@@ -307,7 +308,7 @@ def optimize(
         if cfg.polish.rounds:
             def grad_fn(ids):
                 x = F.one_hot(ids, v).to(dtype).requires_grad_(True)
-                tot = relaxed_terms(reward_model, generator, Relaxed(probs=x), mask, start, free, w).total(w, 1.0)
+                tot = relaxed_terms(reward_model, generator, Relaxed(probs=x), mask, start, free, w, shared).total(w, 1.0)
                 (gx,) = torch.autograd.grad(torch.where(torch.isfinite(tot), tot, 0.0).sum(), x)
                 return torch.nan_to_num(gx, nan=0.0, posinf=0.0, neginf=0.0)
 

@@ -57,6 +57,10 @@ def soft_log_likelihood(generator, probs: torch.Tensor, attention_mask: torch.Te
     w = generator.get_input_embeddings().weight
     embeds = probs.to(w.dtype) @ w  # (b,t,d)
     logits = generator(inputs_embeds=embeds, attention_mask=attention_mask).logits[:, :-1]
+    return _soft_loglik_from_logits(logits, probs, attention_mask)
+
+
+def _soft_loglik_from_logits(logits, probs, attention_mask) -> torch.Tensor:
     logq = torch.log_softmax(logits.to(probs.dtype), dim=-1)  # (b,t-1,v)
     mask = attention_mask[:, 1:].to(probs.dtype)
     per_pos = (probs[:, 1:] * logq).sum(-1) * mask
@@ -67,6 +71,10 @@ def discrete_log_likelihood(generator, ids: torch.Tensor, attention_mask: torch.
     """(mean, total) log-likelihood of token ids, each (b,): the discrete counterpart of
     `soft_log_likelihood`, computed through ``input_ids``."""
     logits = generator(input_ids=ids, attention_mask=attention_mask).logits[:, :-1]
+    return _discrete_loglik_from_logits(logits, ids, attention_mask)
+
+
+def _discrete_loglik_from_logits(logits, ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
     logq = torch.log_softmax(logits, dim=-1)
     mask = attention_mask[:, 1:].to(logq.dtype)
     total = (logq.gather(-1, ids[:, 1:, None])[..., 0] * mask).sum(-1)
@@ -112,23 +120,73 @@ class Terms:
         return j - (w.entropy_weight * frac) * self.entropy
 
 
-def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, start, free, w: ObjectiveWeights) -> Terms:
-    """The objective's parts at a relaxed point (differentiable)."""
+def shared_backbone(reward_model, generator) -> bool:
+    """True when the reward model's transformer has exactly the generator's weights (a reward model
+    that is a probe on the frozen generator, e.g. ``train_from_store(..., probe=True)``): then one
+    forward pass gives both the generator's predictions and the reward (`RewardModel.score_hidden`)."""
+    rt, gt = getattr(reward_model, "transformer", None), getattr(generator, "transformer", None)
+    if rt is None or gt is None or not hasattr(reward_model, "score_hidden") or not hasattr(generator, "lm_head"):
+        return False
+    if rt is gt:
+        return True
+    from domains import FUSED_ACTIVATIONS
+
+    act = [getattr(m.config, "activation_function", None) for m in (rt, gt)]
+    if len({FUSED_ACTIVATIONS.get(a, a) for a in act}) != 1:  # "gelu_new" is the fused tanh GELU unfused
+        return False
+    a, b = rt.state_dict(), gt.state_dict()
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def _joint(reward_model, generator, attention_mask, ids=None, embeds=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward (b,), next-token logits (b,t-1,v)) from one pass of the shared transformer."""
+    h = generator.transformer(input_ids=ids, inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+    return reward_model.score_hidden(h, attention_mask), generator.lm_head(h)[:, :-1]
+
+
+def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, start, free, w: ObjectiveWeights,
+                  shared: bool = False) -> Terms:
+    """The objective's parts at a relaxed point (differentiable). shared: the models share their
+    transformer (`shared_backbone`), so reward and log-likelihood come from one pass when both read
+    the same soft input (relaxations without their own embeddings)."""
     zero = torch.zeros(relaxed.probs.shape[0], dtype=relaxed.probs.dtype, device=relaxed.probs.device)
-    reward = reward_term(reward_model, relaxed, attention_mask)
-    loglik = soft_log_likelihood(generator, relaxed.probs, attention_mask) if w.lm_weight else zero
+    if shared and w.lm_weight and relaxed.embeds is None:
+        wte = generator.get_input_embeddings().weight
+        reward, logits = _joint(reward_model, generator, attention_mask, embeds=relaxed.probs.to(wte.dtype) @ wte)
+        loglik = _soft_loglik_from_logits(logits, relaxed.probs, attention_mask)
+    else:
+        reward = reward_term(reward_model, relaxed, attention_mask)
+        loglik = soft_log_likelihood(generator, relaxed.probs, attention_mask) if w.lm_weight else zero
     kl = kl_to_start(relaxed.probs, start, free) if w.kl_weight else zero
     ent = mean_entropy(relaxed.probs, free) if w.entropy_weight else zero
     return Terms(reward=reward.to(zero.dtype), loglik=loglik, kl=kl, entropy=ent)
 
 
 @torch.no_grad()
-def discrete_terms(reward_model, generator, ids, attention_mask, start, free, w: ObjectiveWeights) -> tuple[Terms, torch.Tensor]:
+def score_sequences(reward_model, generator, ids, attention_mask, shared: bool | None = None):
+    """Exact scores of token ids (b,t) -> (reward (b,), mean log-lik (b,), total log-lik (b,)).
+
+    shared: the models share their transformer (None: check with `shared_backbone`); then one
+    forward pass serves both, else the reward model and the generator run separately."""
+    if shared is None:
+        shared = shared_backbone(reward_model, generator)
+    if shared:
+        reward, logits = _joint(reward_model, generator, attention_mask, ids=ids)
+        mean_ll, total_ll = _discrete_loglik_from_logits(logits, ids, attention_mask)
+    else:
+        reward = reward_model.score(ids, attention_mask=attention_mask)
+        mean_ll, total_ll = discrete_log_likelihood(generator, ids, attention_mask)
+    return reward, mean_ll, total_ll
+
+
+@torch.no_grad()
+def discrete_terms(reward_model, generator, ids, attention_mask, start, free, w: ObjectiveWeights,
+                   shared: bool = False) -> tuple[Terms, torch.Tensor]:
     """The objective's parts at token ids, scored exactly (``score(ids)``, ``input_ids``), and the
-    total log-likelihood (b,)."""
+    total log-likelihood (b,). shared: one pass of the shared transformer (`shared_backbone`)."""
     dtype = start.dtype
-    reward = reward_model.score(ids, attention_mask=attention_mask).to(dtype)
-    mean_ll, total_ll = discrete_log_likelihood(generator, ids, attention_mask)
+    reward, mean_ll, total_ll = score_sequences(reward_model, generator, ids, attention_mask, shared)
+    reward = reward.to(dtype)
     onehot = torch.nn.functional.one_hot(ids, start.shape[-1]).to(dtype)
     zero = torch.zeros_like(reward)
     kl = kl_to_start(onehot, start, free) if w.kl_weight else zero

@@ -85,6 +85,10 @@ class RewardModel(nn.Module):
         """Pooled final hidden state for embeddings e (b, t, d) -> (b, d); the head's input."""
         mask = self._check(e, 3, attention_mask)
         h = self.transformer(inputs_embeds=e, attention_mask=mask).last_hidden_state  # (b, t, d)
+        return self.pool_hidden(h, mask)
+
+    def pool_hidden(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pool final hidden states h (b, t, d) under `mask` (b, t) -> (b, d)."""
         if self.pooling == "mean":
             m = mask.to(h.dtype)
             return torch.einsum("btd,bt->bd", h, m) / m.sum(1, keepdim=True)
@@ -99,6 +103,14 @@ class RewardModel(nn.Module):
     def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised reward for input embeddings e (b, t, d) -> (b,)."""
         return (self.raw_score_embeds(e, attention_mask) - self.norm_mean) / self.norm_std
+
+    def score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Normalised reward from final hidden states h (b, t, d) computed elsewhere -> (b,).
+
+        For callers that already ran this model's transformer (or one with identical weights, such
+        as the generator a probe was fitted on): one pass then serves the generator and the reward."""
+        raw = self.head(self.pool_hidden(h, attention_mask.long())).squeeze(-1)
+        return (raw - self.norm_mean) / self.norm_std
 
     def score_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Reward for token distributions p (b, t, v) (soft one-hots), via p @ E -> (b,)."""

@@ -1,0 +1,64 @@
+"""A reward model that is a probe on the frozen generator shares its transformer: the engine then
+runs one forward pass for both, and must get what two separate passes give."""
+
+import pytest
+import torch
+
+import gradopt
+import rewardmodels
+from ascent_doubles import TEXTS, encode, tiny_setup
+
+
+@pytest.fixture(scope="module")
+def probe_setup():
+    tok, gen, _ = tiny_setup()
+    torch.manual_seed(3)
+    rm = rewardmodels.RewardModel.from_generator(gen, pooling="mean").double().eval()
+    torch.nn.init.normal_(rm.head.weight, std=1.0)
+    return tok, gen, rm
+
+
+def test_detects_shared_weights(probe_setup):
+    tok, gen, rm = probe_setup
+    assert gradopt.shared_backbone(rm, gen)
+    other = rewardmodels.RewardModel.from_generator(gen).double()
+    with torch.no_grad():
+        other.transformer.h[0].mlp.c_fc.weight[0, 0] += 1e-3
+    assert not gradopt.shared_backbone(other, gen)
+    assert not gradopt.shared_backbone(tiny_setup()[2], gen)  # a reward model without score_hidden
+
+
+def test_one_pass_equals_two(probe_setup):
+    tok, gen, rm = probe_setup
+    ids, mask = gradopt.pad_batch(encode(tok, TEXTS), tok.pad_token_id)
+    one = gradopt.score_sequences(rm, gen, ids, mask, shared=True)
+    two = gradopt.score_sequences(rm, gen, ids, mask, shared=False)
+    for a, b in zip(one, two):
+        assert torch.allclose(a, b, atol=1e-10)
+    assert torch.allclose(one[0], rm.score(ids, mask), atol=1e-10)
+    # the relaxed objective and its gradient, at a soft point
+    v = len(tok)
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(*ids.shape, v, dtype=torch.float64) * 3, -1)
+    free, start = mask.bool(), torch.full_like(probs, 1.0 / v)
+    w = gradopt.ObjectiveWeights(lm_weight=2.0)
+    grads = []
+    for shared in (True, False):
+        p = probs.clone().requires_grad_(True)
+        terms = gradopt.relaxed_terms(rm, gen, gradopt.Relaxed(probs=p), mask, start, free, w, shared=shared)
+        (g,) = torch.autograd.grad(terms.total(w, 1.0).sum(), p)
+        grads.append((terms.reward.detach(), terms.loglik.detach(), g))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_optimize_gives_the_same_result_with_and_without_the_shared_pass(probe_setup, monkeypatch):
+    tok, gen, rm = probe_setup
+    cfg = gradopt.AscentConfig(steps=4, check_every=2, polish=gradopt.PolishConfig(rounds=2, candidates=4))
+    fast = gradopt.optimize(encode(tok, TEXTS), rm, gen, cfg, tokenizer=tok)
+    monkeypatch.setattr(gradopt._ascent, "shared_backbone", lambda *a: False)
+    slow = gradopt.optimize(encode(tok, TEXTS), rm, gen, cfg, tokenizer=tok)
+    for a, b in zip(fast.rows, slow.rows):
+        assert a.tokens == b.tokens
+        assert a.reward_after == pytest.approx(b.reward_after, abs=1e-9)
+        assert a.loglik_after == pytest.approx(b.loglik_after, abs=1e-9)
