@@ -32,7 +32,7 @@ def _config(args):
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
         relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight),
-        optimizer=Adam(lr=args.lr), polish=PolishConfig(rounds=args.polish_rounds),
+        optimizer=Adam(lr=args.lr), polish=PolishConfig(rounds=args.polish_rounds, combine=args.polish_combine),
         require_valid=not getattr(args, "allow_invalid", False),
     )
 
@@ -166,6 +166,8 @@ def _add_engine_args(p) -> None:
     p.add_argument("--lm-weight", type=float, default=1.0, help="weight of the generator log-likelihood")
     p.add_argument("--lr", type=float, default=0.5, help="Adam step size")
     p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
+    p.add_argument("--polish-combine", type=int, default=4,
+                   help="merge up to this many improving swaps per polish round into one more verified candidate (1 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write per-row results as JSON here")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")

@@ -5,7 +5,10 @@ Legend: b batch, t time, v vocab, k top-k, n candidates per row.
 Each round: the gradient of the objective with respect to the one-hot input, ``g = dJ/dx`` (b,t,v),
 ranks single-token swaps by their first-order gain ``g[i, v] - g[i, x_i]``; each row draws `n`
 candidates (a free position and one of its top-k tokens), every candidate is scored exactly, and
-the best one replaces the row's sequence if it beats it (Zou et al. 2023).
+the best one replaces the row's sequence if it beats it (Zou et al. 2023). With ``combine = m > 1``
+the round also merges the row's best improving swaps at up to m distinct positions into one
+candidate and scores it exactly (one more sequence per row): when the merged sequence beats the
+best single swap it is kept instead, so a round can make several verified edits.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ class PolishConfig:
     rounds: int = 4  # swap rounds; 0 = off
     top_k: int = 8  # tokens proposed per position by the gradient
     candidates: int = 16  # candidates scored exactly per row and round
+    combine: int = 4  # merge up to this many improving swaps per round into one more candidate; 1 = off
 
     def __post_init__(self) -> None:
-        if self.rounds < 0 or self.top_k <= 0 or self.candidates <= 0:
-            raise ValueError(f"rounds must be >= 0 and top_k, candidates > 0: {self}")
+        if self.rounds < 0 or self.top_k <= 0 or self.candidates <= 0 or self.combine <= 0:
+            raise ValueError(f"rounds must be >= 0 and top_k, candidates, combine > 0: {self}")
 
 
 def propose_swaps(
@@ -100,9 +104,21 @@ def polish(
         evals += b * n
         scores = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, -torch.inf))
         order = scores.argsort(dim=-1, descending=True)
+        merged = _merge(ids, cands, scores, order, value, active, cfg.combine) if cfg.combine > 1 else {}
+        if merged:
+            rows_m = torch.tensor(sorted(merged))
+            merged_ids = torch.stack([merged[r] for r in rows_m.tolist()])
+            merged_scores = score_fn(merged_ids, rows_m)
+            evals += len(rows_m)
+            merged = {r: (merged_ids[i], merged_scores[i]) for i, r in enumerate(rows_m.tolist())
+                      if torch.isfinite(merged_scores[i])}
         for r in range(b):
             if not bool(active[r]):
                 continue
+            if r in merged and merged[r][1] > value[r] and merged[r][1] > scores[r, order[r, 0]]:
+                if accept_fn is None or bool(accept_fn(merged[r][0][None], torch.tensor([r]))[0]):
+                    ids[r], value[r] = merged[r]
+                    continue
             for j in order[r].tolist():
                 if not scores[r, j] > value[r]:
                     break
@@ -110,3 +126,24 @@ def polish(
                     ids[r], value[r] = cands[r, j], scores[r, j]
                     break
     return ids, value, evals
+
+
+def _merge(ids, cands, scores, order, value, active, m: int) -> dict[int, torch.Tensor]:
+    """Per row with at least two improving swaps at distinct positions: the row's sequence with its
+    best (up to m) improving swaps applied together -> {row: (t,) ids}."""
+    out = {}
+    for r in range(ids.shape[0]):
+        if not bool(active[r]):
+            continue
+        seq, used = ids[r].clone(), set()
+        for j in order[r].tolist():
+            if not scores[r, j] > value[r] or len(used) == m:
+                break
+            pos = (cands[r, j] != ids[r]).nonzero()[:, 0].tolist()
+            if len(pos) != 1 or pos[0] in used:
+                continue
+            seq[pos[0]] = cands[r, j, pos[0]]
+            used.add(pos[0])
+        if len(used) > 1:
+            out[r] = seq
+    return out

@@ -36,7 +36,7 @@ def test_polish_improves_exactly_and_keeps_frozen_positions():
     value = score(ids, torch.arange(b))
     gens = [torch.Generator().manual_seed(i) for i in range(b)]
     new, new_value, evals = polish(ids.clone(), value.clone(), free, allowed, lambda x: w, score, None,
-                                   PolishConfig(rounds=20, top_k=2, candidates=4), gens)
+                                   PolishConfig(rounds=20, top_k=2, candidates=4, combine=1), gens)
     assert evals == 20 * b * 4
     assert torch.allclose(new_value, score(new, torch.arange(b)))
     assert (new_value > value).all()
@@ -88,3 +88,26 @@ def test_per_position_allowed_sets_smaller_than_top_k_never_propose_a_disallowed
     assert (top[0, 0] == ids[0, 0]).all()  # no alternative: a no-op proposal
     cands = sample_candidates(ids, free, top, 9, [torch.Generator().manual_seed(i) for i in range(2)])
     assert allowed[torch.arange(2)[:, None, None], torch.arange(4), cands].all()
+
+
+def test_combining_improving_swaps_makes_several_verified_edits_per_round():
+    w, ids = _toy(2, b=4, t=12, v=6)
+    b, t, v = w.shape
+    allowed = torch.ones(v, dtype=torch.bool)
+    free = torch.ones(b, t, dtype=torch.bool)
+
+    def score(cand, rows):
+        return w[rows].gather(-1, cand[..., None])[..., 0].sum(-1)
+
+    value = score(ids, torch.arange(b))
+    out = {}
+    for combine in (1, 4):
+        gens = [torch.Generator().manual_seed(i) for i in range(b)]
+        new, new_value, evals = polish(ids.clone(), value.clone(), free, allowed, lambda x: w, score, None,
+                                       PolishConfig(rounds=1, top_k=3, candidates=8, combine=combine), gens)
+        assert torch.allclose(new_value, score(new, torch.arange(b)))  # still exact
+        out[combine] = (new, new_value, evals)
+    changed = (out[4][0] != ids).sum(-1)
+    assert int(changed.max()) > 1 and int((out[1][0] != ids).sum(-1).max()) == 1
+    assert (out[4][1] >= out[1][1]).all() and (out[4][1] > out[1][1]).any()  # additive J: merging helps
+    assert out[1][2] == b * 8 and b * 8 < out[4][2] <= b * 9  # one merged sequence per row at most
