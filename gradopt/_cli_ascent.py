@@ -134,7 +134,11 @@ def cmd_harvest(args) -> int:
         starts = starts_from_texts(tok, domains.load_abc_file(args.input), domains.context_length(gen))
         origin = "corpus"
     else:
-        starts = starts_from_generator(gen, tok, args.n, seed=args.seed)
+        constraint = None
+        if args.bar_aware:
+            train = [p.text for p in domains.split_corpus(domains.load_abc_corpus())["train"]]
+            constraint = domains.ABCConstraint.from_texts(tok, train)
+        starts = starts_from_generator(gen, tok, args.n, seed=args.seed, constraint=constraint)
         origin = "sample"
     if args.corpus:
         corpus = domains.load_abc_file(args.corpus)
@@ -142,8 +146,12 @@ def cmd_harvest(args) -> int:
         corpus = [p.text for p in domains.split_corpus(domains.load_abc_corpus())["train"]]
     cfg = HarvestConfig(ascent=_config(args), min_reward=args.min_reward, max_items=args.max_items,
                         strategy=args.strategy, iteration=args.iteration)
+    from ._ascent import pad_batch
+    from ._edits import edit_masks
+
+    freeze, allowed = edit_masks(args.edit, pad_batch(starts, tok.pad_token_id)[0], tok)
     suspects = harvest(starts, rm, gen, tok, args.store, corpus=corpus, cfg=cfg, start_origin=origin,
-                       progress=True)
+                       freeze=freeze, allowed=allowed, progress=True)
     table = [{"rank": s.rank, "reward": s.reward, "from": s.reward_before, "ll/tok": s.loglik_per_token,
               "novelty": s.novelty, "why": "; ".join(s.reasons)[:60]} for s in suspects]
     if table:
@@ -201,5 +209,8 @@ def register(sub) -> None:
     p.add_argument("--max-items", type=int, default=64)
     p.add_argument("--strategy", default="racing", choices=["racing", "uncertainty", "random"])
     p.add_argument("--iteration", type=int, default=0)
+    p.add_argument("--edit", default="any", choices=sorted(EDITS), help="what may change (see `optimize --edit`)")
+    p.add_argument("--bar-aware", action="store_true",
+                   help="draw the starting samples under domains.ABCConstraint (bars never overrun the meter)")
     _add_engine_args(p)
     p.set_defaults(func=cmd_harvest, allow_invalid=True)

@@ -109,18 +109,23 @@ def harvest(
     cfg: HarvestConfig = HarvestConfig(),
     judge: Callable[[str], list[str]] | None = None,
     start_origin: str = "sample",
+    freeze=None,
+    allowed=None,
     progress: bool = False,
 ) -> list[Suspect]:
     """Run the engine from `starts`, keep likely blind spots, write them to `store` (a
     `rewardmodels.RatingStore` or a directory) in rating-queue order, and return them ranked.
 
     judge: text -> reasons it is broken (default: `rewardmodels.broken_reasons`).
+    freeze / allowed: as in `optimize` (e.g. `pitch_edits` to look for blind spots among
+    rhythm-preserving edits only).
     The queue of pairs to rate is appended to ``<store>/queue.jsonl`` as ``{"a", "b", "rank",
     "strategy"}`` records of item ids.
     """
     if judge is None:
         from rewardmodels import broken_reasons as judge
-    result = optimize(starts, reward_model, generator, cfg.ascent, tokenizer=tokenizer, progress=progress)
+    result = optimize(starts, reward_model, generator, cfg.ascent, tokenizer=tokenizer, freeze=freeze,
+                      allowed=allowed, progress=progress)
     from domains import decode
 
     parents = [decode(tokenizer, s) for s in starts]

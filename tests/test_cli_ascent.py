@@ -53,3 +53,17 @@ def test_harvest_queues_items(work, capsys):
     assert rc == 0
     assert "likely blind spots" in capsys.readouterr().out
     assert (work / "store" / "items.jsonl").exists()
+
+
+def test_harvest_with_pitch_edits_changes_only_note_letters(work, capsys):
+    rc = main(["harvest", "--store", str(work / "store_pitch"), "--in", str(work / "in.abc"), "--corpus",
+               str(work / "in.abc"), "--generator", str(work / "gen"), "--reward", str(work / "rm"),
+               "--steps", "6", "--check-every", "2", "--polish-rounds", "2", "--min-reward", "-1000",
+               "--edit", "pitch", "--json", str(work / "suspects.json")])
+    assert rc == 0
+    suspects = json.loads((work / "suspects.json").read_text())
+    assert suspects, "with --min-reward -1000 every changed tune is a suspect"
+    for s in suspects:
+        a, b = s["parent_text"], s["text"]
+        assert len(a) == len(b) and a != b
+        assert all(x == y or (x in "ABCDEFGabcdefg" and y in "ABCDEFGabcdefg") for x, y in zip(a, b))
