@@ -80,6 +80,9 @@ def build_models(args, train: list[str], val: list[str], log):
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="ascent_bench_"))
     rdir = work / "reward"
     tok, gen, info = load_or_train_generator(work / "generator", train, val, args.max_chars, args.gen_minutes)
+    if domains.context_length(gen) != args.max_chars + 2:
+        raise SystemExit(f"{work / 'generator'} has context {domains.context_length(gen)}, but --max-chars "
+                         f"{args.max_chars} needs {args.max_chars + 2}: use another --work directory")
     info["work"] = str(work)
     t0 = time.process_time()
     if (rdir / "config.json").exists():
@@ -122,9 +125,11 @@ def edit_space(starts, tok, edit: str):
 
 
 def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int,
-               edit: str = "pitch", screen=None):
+               edit: str = "pitch", screen=None, objective=None):
     """Random single-token mutation hill-climbing in the same edit space as the engine; snapshots
-    at equal evaluations and equal CPU time."""
+    at equal evaluations and equal CPU time. objective: rows -> (n,) values to climb instead of
+    reward + lm_weight * mean log-lik (the oracle climbs the rater's hidden utility, which already
+    scores invalid tunes lowest)."""
     t0, c0 = time.perf_counter(), time.process_time()
     validate = memo_validate(screen)
     ids, mask = gradopt.pad_batch(starts, tok.pad_token_id)
@@ -137,8 +142,9 @@ def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_
         allowed = allowed_at[free].any(0).nonzero()[:, 0].tolist() if bool(free.any()) else allowed
     rng = np.random.default_rng(seed)
     cur = [list(s) for s in starts]
-    _, _, val = exact(rm, gen, cur, tok.pad_token_id, lm_weight)
-    start_ok = [validate(domains.decode(tok, s)) for s in cur]
+    value = objective or (lambda rows: exact(rm, gen, rows, tok.pad_token_id, lm_weight)[2])
+    val = value(cur)
+    start_ok = [validate(domains.decode(tok, s)) for s in cur] if objective is None else [False] * b
     evals, snaps, it = b, {}, 0
     while "evals" not in snaps or "time" not in snaps:
         cand = [list(s) for s in cur]
@@ -146,7 +152,7 @@ def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_
             pos = free[r].nonzero()[:, 0].tolist()
             if pos:
                 cand[r][int(rng.choice(pos))] = int(rng.choice(allowed))
-        _, _, new = exact(rm, gen, cand, tok.pad_token_id, lm_weight)
+        new = value(cand)
         evals += b
         it += 1
         for r in range(b):
@@ -237,6 +243,32 @@ def run_engine(starts, rm, gen, tok, cfg, validate, edit: str = "pitch"):
     return res, soft + other, float(np.mean(np.abs(gaps))) if gaps else None
 
 
+def plot(results: dict, curve: list[dict], path: Path) -> None:
+    """Utility gain against CPU seconds: best-of-N's curve and each editing method's point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot([c["cpu_s"] for c in curve], [c["utility_gain"] for c in curve], "o-", color="grey",
+            label="best-of-N (N = 2, 4, ...)")
+    for c in curve:
+        ax.annotate(str(c["n"]), (c["cpu_s"], c["utility_gain"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    for key, r in results.items():
+        if key.endswith("/samples") and not key.startswith(("best_of_n", "oracle")):
+            ax.plot(r["cpu_s"], r["utility_gain"], "s", label=key.split("/")[0])
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("CPU seconds for all slots")
+    ax.set_ylabel("simulated rater's utility gain (mean over slots)")
+    ax.set_title("From generator samples: gain against CPU time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes)")
@@ -248,16 +280,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")
     ap.add_argument("--polish-rounds", type=int, default=0, help="engine exact-swap rounds (0: 8, or 4 with --quick)")
     ap.add_argument("--candidates", type=int, default=16, help="exact-swap candidates per row and round")
+    ap.add_argument("--combine", type=int, default=4, help="improving swaps merged per polish round (1 = off)")
     ap.add_argument("--lm-weight", type=float, default=8.0,
                     help="weight of the generator's mean log-likelihood per token in the editing objective")
     ap.add_argument("--edit", choices=["pitch", "any"], default="pitch",
                     help="what the editing methods may change: note letters only (rhythm kept) or any token")
+    ap.add_argument("--max-chars", type=int, default=150,
+                    help="tunes are cut to whole bars within this many characters (the generator's context is "
+                         "this + 2; a --work directory must have been made with the same value)")
     ap.add_argument("--free-sampling", action="store_true",
                     help="draw starts and best-of-N samples freely instead of bar-aware (domains.ABCConstraint)")
     args = ap.parse_args()
     q = args.quick
     args.slots = 24 if q else 64
-    args.max_chars = 150  # same context in both modes, so a --work directory serves both
+    args.oracle_slots = 6 if q else 16  # the oracle parses every candidate (~50 ms each)
     args.gen_minutes = 0.75 if q else 4.0
     args.temperature = 0.8  # generator sampling temperature (starts, best-of-N draws, rating pool)
     args.rm_samples, args.rm_corpus, args.rm_steps = (30, 60, 80) if q else (100, 200, 300)
@@ -280,7 +316,8 @@ def main() -> None:
         relaxation=gradopt.SimplexEntropy(entropy_start=0.5, entropy_end=0.0),
         objective=gradopt.ObjectiveWeights(lm_weight=lm_weight),
         optimizer=gradopt.Adam(lr=0.5),
-        polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if q else 8), top_k=8, candidates=args.candidates))
+        polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if q else 8), top_k=8, candidates=args.candidates,
+                                    combine=args.combine))
     # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
     cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
@@ -293,6 +330,7 @@ def main() -> None:
     samples = gradopt.starts_from_generator(gen, tok, args.slots, seed=args.seed + 1, temperature=args.temperature,
                                             constraint=constraint)
     results: dict = {}
+    curve: list[dict] = []  # best-of-N utility gain against its CPU time, N = 2, 4, ...
     for origin, starts in (("samples", samples), ("corpus", gradopt.starts_from_texts(tok, held_out))):
         res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate(screen), args.edit)
         eng_rows = [r.tokens for r in res.rows]
@@ -315,6 +353,21 @@ def main() -> None:
         log(f"hill-climbing/{origin} done")
         if origin != "samples":
             continue
+        # The edit space's ceiling: the same random mutations kept when the rater's hidden utility
+        # rises (a perfect reward model), at the engine's evaluations per slot, on the first slots.
+        k = args.oracle_slots
+        oracle = hill_climb(starts[:k], rm, gen, tok, per_slot, 0.0, lm_weight, args.seed, args.edit,
+                            objective=lambda rows: rater.utility([domains.decode(tok, x) for x in rows]))
+        rows_o, _, wall_o, evals_o = oracle["evals"]
+        s = summarise("oracle_hill_climb_equal_evals", rows_o, starts[:k], ctx, 0.0, wall_o, evals_o)
+        s["note"] = ("climbs the hidden utility itself; a ceiling for editing in this edit space at this "
+                     "budget, not a method (its CPU time is the rater's parse, so no per-CPU-s figure)")
+        s["engine_utility_gain_same_slots"] = float(np.mean(
+            rater.utility([domains.decode(tok, x) for x in eng_rows[:k]])
+            - rater.utility([domains.decode(tok, x) for x in starts[:k]])))
+        results["oracle_hill_climb_equal_evals/samples"] = s
+        log(f"oracle on {k} slots: utility {s['utility_gain']:+.3f} (engine on the same slots "
+            f"{s['engine_utility_gain_same_slots']:+.3f})")
         probe_reward, _, per_sample = best_of_n(starts[:4], rm, gen, tok, 3, args.seed + 7, args.temperature, constraint)
         n_time = max(1, int(res.cpu_seconds / max(per_sample, 1e-9) / len(starts)))
         n_cap = 48 if q else 128
@@ -330,6 +383,11 @@ def main() -> None:
             s = summarise(f"best_of_n_equal_{key}", pick, starts, ctx, cpu, cpu, n * len(starts), fl)
             s.update({"n": n, "n_wanted": per_slot if key == "evals" else n_time, "n_capped": n < (per_slot if key == "evals" else n_time)})
             results[f"best_of_n_equal_{key}/samples"] = s
+        u_start = rater.utility([domains.decode(tok, x) for x in starts])
+        for n in sorted({2 ** i for i in range(1, 8) if 2 ** i <= n_max} | {n_max}):
+            pick = [rows[i][int(np.argmax(reward[i, :n]))] for i in range(len(starts))]
+            gain = float(np.mean(rater.utility([domains.decode(tok, x) for x in pick]) - u_start))
+            curve.append({"n": n, "cpu_s": per_sample * n * len(starts), "utility_gain": gain})
         log("best-of-N done")
 
     for r in results.values():
@@ -345,6 +403,9 @@ def main() -> None:
             "engine_valid_fraction": eng["valid_fraction"],
             "engine_valid_fraction_of_starts": eng["valid_fraction_start"],
             "engine_valid_kept_fraction": eng["valid_kept_fraction"],
+            # the ratio a perfect reward model would give an editor with the engine's budget
+            "oracle_ceiling_ratio": (results["oracle_hill_climb_equal_evals/samples"]["utility_gain"] / eng["cpu_s"]
+                                     / bon["utility_gain_per_cpu_s"] if bon["utility_gain_per_cpu_s"] else None),
             "note": "valid_fraction counts all outputs (invalid generator samples stay invalid unless an edit "
                     "fixes them); valid_kept_fraction counts outputs whose start was valid",
             # A --quick run (weak models, 24 slots, gains near zero) is a smoke test: its ratio of two
@@ -364,14 +425,17 @@ def main() -> None:
         "methods": results,
         "utility_gain_per_cpu_s": {k: v["utility_gain_per_cpu_s"] for k, v in results.items()},
         "valid_fraction": {k: v["valid_fraction"] for k, v in results.items()},
+        "best_of_n_curve": curve,
         "goal": goal, "total_wall_s": time.perf_counter() - wall0,
     }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("ascent_quick.json" if q else "ascent.json")
     path.write_text(json.dumps(out, indent=1, default=str))
+    plot(results, curve, path.with_suffix(".png"))
     print(f"{'method':<34}{'reward+':>9}{'util+':>8}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
     for k, r in results.items():
-        print(f"{k:<34}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_per_cpu_s']:>12.4f}"
+        rate = "" if r["utility_gain_per_cpu_s"] is None else f"{r['utility_gain_per_cpu_s']:.4f}"
+        print(f"{k:<34}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{rate:>12}"
               f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
     print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
           f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {ratio if ratio is None else round(ratio, 2)}, "
