@@ -128,7 +128,7 @@ def cmd_train_reward(args) -> int:
 
 
 def register(subparsers) -> None:
-    from rewardmodels import STRATEGIES
+    from rewardmodels import POOLINGS, STRATEGIES
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     ratings = subparsers.add_parser("ratings", help="import, export or summarise a rating store",
@@ -198,8 +198,8 @@ def register(subparsers) -> None:
     p.add_argument("--store", required=True, help="rating store directory")
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer)")
     p.add_argument("--scores", help="scores JSON from fit-bt (required unless --pairwise)")
-    p.add_argument("--pooling", choices=["last", "mean"], default="last",
-                   help="features the head reads: the EOS position's, or the mean over all positions")
+    p.add_argument("--pooling", choices=list(POOLINGS), default="last",
+                   help="features the head reads: the EOS position's, the mean over all positions, or both")
     p.add_argument("--probe", action="store_true",
                    help="fit only the linear head in closed form on the frozen generator (ridge, λ by "
                         "cross-validation); with --pooling mean the best recipe in benchmarks/reward_fidelity.py")

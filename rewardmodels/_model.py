@@ -14,7 +14,9 @@ set by `calibrate` so reference items score mean 0 / SD 1. Gradients reach `p` a
     "last"  h at the last non-padded position (sequences are ``<bos> body <eos>`` right-padded,
             so that is the EOS): the network must gather the whole tune into one position;
     "mean"  Σ_t m_t h_t / Σ_t m_t over non-padded positions: a sum of local judgements, which
-            suits rewards that are averages of local features (steps, leaps, key fit).
+            suits rewards that are averages of local features (steps, leaps, key fit);
+    "mean+last"  both, concatenated (b, 2d): local averages and what the end of the tune sees
+            (e.g. whether it closes on the tonic).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-POOLINGS = ("last", "mean")
+POOLINGS = ("last", "mean", "mean+last")
 
 
 class RewardModel(nn.Module):
@@ -46,7 +48,7 @@ class RewardModel(nn.Module):
         self.config = fuse_activation(config)
         self.pooling = pooling
         self.transformer = GPT2Model(config)
-        self.head = nn.Linear(config.n_embd, 1)
+        self.head = nn.Linear(config.n_embd * (2 if pooling == "mean+last" else 1), 1)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         self.register_buffer("norm_mean", torch.zeros(()))
@@ -88,13 +90,14 @@ class RewardModel(nn.Module):
         return self.pool_hidden(h, mask)
 
     def pool_hidden(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Pool final hidden states h (b, t, d) under `mask` (b, t) -> (b, d)."""
+        """Pool final hidden states h (b, t, d) under `mask` (b, t) -> (b, d), or (b, 2d) for "mean+last"."""
+        m = mask.to(h.dtype)
+        mean = torch.einsum("btd,bt->bd", h, m) / m.sum(1, keepdim=True)
         if self.pooling == "mean":
-            m = mask.to(h.dtype)
-            return torch.einsum("btd,bt->bd", h, m) / m.sum(1, keepdim=True)
+            return mean
         positions = torch.arange(mask.shape[1], device=mask.device)
-        last = (mask * (positions + 1)).argmax(1)  # (b,) last non-padded position
-        return h[torch.arange(h.shape[0], device=h.device), last]
+        last = h[torch.arange(h.shape[0], device=h.device), (mask * (positions + 1)).argmax(1)]  # last non-padded
+        return last if self.pooling == "last" else torch.cat([mean, last], -1)
 
     def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised head output for embeddings e (b, t, d) -> (b,)."""

@@ -34,7 +34,7 @@ def _batch():
     return ids, mask
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "mean+last"])
 def test_three_routes_agree(pooling):
     m = _model(pooling=pooling)
     ids, mask = _batch()
@@ -47,7 +47,7 @@ def test_three_routes_agree(pooling):
     assert m.embedding_matrix().shape == (11, 8)
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "mean+last"])
 def test_padding_is_ignored(pooling):
     m = _model(pooling=pooling)
     ids, mask = _batch()
@@ -62,12 +62,13 @@ def test_padding_is_ignored(pooling):
 
 def test_pooling_reads_the_right_positions():
     ids, mask = _batch()
-    for pooling in ("last", "mean"):
+    for pooling in ("last", "mean", "mean+last"):
         m = _model(pooling=pooling)
         h = m.transformer(input_ids=ids, attention_mask=mask).last_hidden_state  # (b, t, d)
         rows = []
         for i, n in enumerate(mask.sum(1).tolist()):
-            rows.append(h[i, n - 1] if pooling == "last" else h[i, :n].mean(0))
+            pooled = {"last": h[i, n - 1], "mean": h[i, :n].mean(0)}
+            rows.append(torch.cat([pooled["mean"], pooled["last"]]) if pooling == "mean+last" else pooled[pooling])
         torch.testing.assert_close(m.features(ids, mask), torch.stack(rows).detach())
     with pytest.raises(ValueError, match="pooling"):
         RewardModel(_config(), pooling="max")
@@ -96,7 +97,7 @@ def test_from_generator_copies_transformer():
         torch.testing.assert_close(m.transformer.state_dict()[k], v)
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "mean+last"])
 def test_save_load_round_trip(tmp_path, pooling):
     m = _model(pooling=pooling)
     ids, mask = _batch()
