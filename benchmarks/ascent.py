@@ -16,7 +16,11 @@ the default `--edit pitch` they change only note letters, to note letters (`grad
 durations and bar lines are kept, so a valid tune stays valid). Starts and best-of-N draws are
 bar-aware samples (`domains.ABCConstraint`; `--free-sampling` for free ones).
 Baselines run at equal reward-model evaluations (sequences scored; an ascent step counts one) and
-at equal CPU time with the engine. Gain = mean over slots of (output - start) for the reward and
+at equal CPU time with the engine. The editors keep outputs valid with `ABCConstraint.accepts` as
+a fast screen (the reported validity is `validate_abc`'s). Two references that are not methods: an
+oracle editor (the hill-climber's random pitch edits kept when the rater's hidden utility rises, at
+the engine's evaluations, on the first slots: what perfect judgement gains in this edit space) and
+best-of-N's whole gain-against-CPU curve (N = 2, 4, ...; also plotted to ascent.png). Gain = mean over slots of (output - start) for the reward and
 for the simulated rater's hidden utility (reward hacking shows as reward up, utility down). The
 engine and hill-climbing are repeated from held-out corpus tunes. Also: LM log-likelihood kept,
 validity, distinct outputs, the engine's soft-vs-discrete gap, sequences/s and achieved FLOP/s as
@@ -70,7 +74,7 @@ def memo_validate(screen=None):
     return validate
 
 
-def build_models(args, train: list[str], val: list[str], log):
+def build_models(args, train: list[str], val: list[str], log, engine: gradopt.AscentConfig):
     """(tokenizer, generator, reward model, info): reuse --work if it holds them, else train.
 
     The reward model follows `reward_recipes.PRACTICAL` (0.3x the items with --quick), the best
@@ -88,11 +92,15 @@ def build_models(args, train: list[str], val: list[str], log):
     if (rdir / "config.json").exists():
         rm = rewardmodels.RewardModel.from_pretrained(rdir)
         info["reward"] = "reused"
+        if rm.pooling != args.pooling:
+            raise SystemExit(f"{rdir} holds a reward model with {rm.pooling!r} pooling, not {args.pooling!r}: "
+                             "use another --work directory")
     else:
         recipe = scaled(PRACTICAL, 0.3) if args.quick else PRACTICAL
         bar_aware = not getattr(args, "free_sampling", True) and hasattr(domains, "ABCConstraint")
-        recipe = dataclasses.replace(recipe, sampling="bar-aware" if bar_aware else "free")
-        rm, rinfo = build_reward_model(recipe, gen, tok, train, seed=0)
+        recipe = dataclasses.replace(recipe, sampling="bar-aware" if bar_aware else "free",
+                                     harvest_rounds=args.harvest_rounds, pooling=args.pooling)
+        rm, rinfo = build_reward_model(recipe, gen, tok, train, seed=0, ascent=engine)
         rm.save_pretrained(rdir)
         info["reward"] = {"recipe": repr(recipe), **rinfo}
         log(f"reward model: {rinfo['items']} items, {rinfo['comparisons']} comparisons, {rinfo['cpu_s']:.0f} CPU s "
@@ -285,6 +293,11 @@ def main() -> None:
                     help="weight of the generator's mean log-likelihood per token in the editing objective")
     ap.add_argument("--edit", choices=["pitch", "any"], default="pitch",
                     help="what the editing methods may change: note letters only (rhythm kept) or any token")
+    ap.add_argument("--pooling", choices=list(rewardmodels.POOLINGS), default=PRACTICAL.pooling,
+                    help="features the reward model's probe reads (with a new --work only)")
+    ap.add_argument("--harvest-rounds", type=int, default=0,
+                    help="before the comparison, rounds of: the engine edits fresh samples, they are rated, the "
+                         "reward model is refitted (reward_recipes.Recipe.harvest_rounds; with a new --work only)")
     ap.add_argument("--max-chars", type=int, default=150,
                     help="tunes are cut to whole bars within this many characters (the generator's context is "
                          "this + 2; a --work directory must have been made with the same value)")
@@ -306,10 +319,6 @@ def main() -> None:
     cut = lambda ps: [c for c in (cut_tune(p.text, args.max_chars) for p in ps) if c]  # noqa: E731
     train, val, test = cut(pieces["train"]), cut(pieces["val"]), cut(pieces["test"])
     log(f"corpus: {len(train)} train / {len(val)} val / {len(test)} test tunes (cut to <= {args.max_chars} chars)")
-    tok, gen, rm, info = build_models(args, train, val, log)
-    flops_peak = matmul_flops()
-    log(f"models ready; matmul {flops_peak / 1e9:.1f} GFLOP/s")
-
     lm_weight = args.lm_weight
     cfg = gradopt.AscentConfig(
         steps=args.steps, check_every=4, seed=args.seed,
@@ -320,6 +329,9 @@ def main() -> None:
                                     combine=args.combine))
     # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
     cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))
+    tok, gen, rm, info = build_models(args, train, val, log, cfg)
+    flops_peak = matmul_flops()
+    log(f"models ready; matmul {flops_peak / 1e9:.1f} GFLOP/s")
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
     metric_validate = memo_validate()
     ctx = (rm, gen, tok, rater, metric_validate, lm_weight)

@@ -73,9 +73,13 @@ def recipes(quick: bool) -> dict[str, tuple[Recipe, str]]:
                                "practical, then 300 fine-tune steps from the probe (lr 3e-5, cosine)"),
         "practical_bar_aware": (dataclasses.replace(PRACTICAL, sampling="bar-aware"),
                                 "practical with bar-aware generator samples in the pool"),
+        "practical_bar_aware_mean_last": (dataclasses.replace(PRACTICAL, sampling="bar-aware", pooling="mean+last"),
+                                          "practical_bar_aware, the probe reading mean and last-token features"),
         "ceiling_baseline": (Recipe(targets="utility"), "CEILING: baseline trained on the hidden utility"),
         "ceiling_practical": (dataclasses.replace(PRACTICAL, targets="utility"),
                               "CEILING: practical fitted to the hidden utility"),
+        "ceiling_practical_mean_last": (dataclasses.replace(PRACTICAL, targets="utility", pooling="mean+last"),
+                                        "CEILING: practical with mean+last features fitted to the hidden utility"),
     }
     if quick:  # the slowest recipe, and no better than `practical` in full runs
         del out["practical_finetune"]

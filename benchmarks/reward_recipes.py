@@ -14,6 +14,11 @@ rater compare random pairs and every edited copy with its original, fits Bradley
 
 ``targets="utility"`` regresses on the rater's hidden utility instead of θ: a ceiling for the
 benchmarks, not usable in practice (a person cannot state a tune's utility).
+
+``harvest_rounds = k > 0`` then runs the library's loop k times: the ascent engine edits
+`harvest_starts` fresh generator samples against the current model, the rater compares each output
+with its start (twice) and with random items, and the model is refitted on the grown pool — the
+reward model learns from its own adversarial examples before anyone uses it.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class Recipe:
     train: rewardmodels.TrainConfig = rewardmodels.TrainConfig(steps=300, batch_size=32, lr=1e-3)  # fine-tune routes
     targets: str = "bt"  # "bt" (posterior means) or "utility" (hidden utility: a ceiling only)
     sampling: str = "free"  # generator samples drawn "free" or "bar-aware" (domains.ABCConstraint)
+    harvest_rounds: int = 0  # rounds of: engine edits fresh samples, they are rated, the model is refitted
+    harvest_starts: int = 100  # generator samples the engine edits per round
 
     def __post_init__(self) -> None:
         if min(self.corpus, self.samples, self.char_edited, self.pitch_variants) < 0 or self.corpus + self.samples < 2:
@@ -63,6 +70,8 @@ class Recipe:
             raise ValueError(f"pooling in {rewardmodels.POOLINGS}, fit in {FITS}, targets in {TARGETS}: {self}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}: {self}")
+        if self.harvest_rounds < 0 or self.harvest_starts < 1:
+            raise ValueError(f"harvest_rounds must be >= 0 and harvest_starts >= 1: {self}")
 
 
 # The recipe benchmarks/ascent.py uses (the best practical one in benchmarks/reward_fidelity.py).
@@ -75,7 +84,8 @@ def scaled(recipe: Recipe, factor: float) -> Recipe:
     n = lambda x: max(int(round(x * factor)), 1 if x else 0)  # noqa: E731
     train = dataclasses.replace(recipe.train, steps=n(recipe.train.steps))
     return dataclasses.replace(recipe, corpus=n(recipe.corpus), samples=n(recipe.samples),
-                               char_edited=min(n(recipe.char_edited), n(recipe.corpus)), train=train)
+                               char_edited=min(n(recipe.char_edited), n(recipe.corpus)), train=train,
+                               harvest_starts=n(recipe.harvest_starts))
 
 
 def char_edit(text: str, k: int, rng) -> str:
@@ -181,16 +191,52 @@ def fit_model(recipe: Recipe, pool: Pool, utility: np.ndarray, gen, tok, rater, 
     return rm.eval(), info
 
 
-def build_reward_model(recipe: Recipe, gen, tok, corpus: list[str], seed: int = 0):
-    """Pool, simulated ratings (agreement 0.75), Bradley-Terry and fit in one call -> (model, info)."""
+def harvest_round(rm, gen, tok, corpus: list[str], recipe: Recipe, ascent: gradopt.AscentConfig, seed: int):
+    """(starts, outputs) as texts: the engine's pitch edits of `recipe.harvest_starts` fresh samples
+    (header lines frozen), kept only when the output differs from its start."""
+    kw = {"constraint": domains.ABCConstraint.from_texts(tok, corpus)} if recipe.sampling == "bar-aware" else {}
+    starts = gradopt.starts_from_generator(gen, tok, recipe.harvest_starts, seed=seed, temperature=0.8, **kw)
+    ids = gradopt.pad_batch(starts, tok.pad_token_id)[0]
+    freeze, allowed = gradopt.edit_masks("pitch", ids, tok)
+    freeze = gradopt.freeze_bars(ids, tok, {0}) | freeze
+    res = gradopt.optimize(starts, rm, gen, ascent, tokenizer=tok, freeze=freeze, allowed=allowed,
+                           validate=domains.ABCConstraint.from_texts(tok, corpus).accepts)
+    pairs = [(domains.decode(tok, s), r.text) for s, r in zip(starts, res.rows) if r.text != domains.decode(tok, s)]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def build_reward_model(recipe: Recipe, gen, tok, corpus: list[str], seed: int = 0,
+                       ascent: gradopt.AscentConfig | None = None):
+    """Pool, simulated ratings (agreement 0.75), Bradley-Terry and fit in one call -> (model, info).
+    `ascent`: the engine configuration of the harvest rounds (needed when recipe.harvest_rounds > 0)."""
+    if recipe.harvest_rounds and ascent is None:
+        raise ValueError("recipe.harvest_rounds > 0 needs the engine configuration (ascent=...)")
+    start = time.process_time()
     pool = make_pool(recipe, gen, tok, corpus, seed)
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=seed)
     c0 = time.process_time()
     utility = rater.utility(pool.texts)
     rating = time.process_time() - c0
     rm, info = fit_model(recipe, pool, utility, gen, tok, rater, seed)
-    info.update({"pool_cpu_s": pool.cpu_s, "rating_cpu_s": rating})
-    info["cpu_s"] = pool.cpu_s + rating + info["bt_cpu_s"] + info["fit_cpu_s"]
+    harvest_cpu, rounds = 0.0, []
+    for k in range(recipe.harvest_rounds):
+        c0 = time.process_time()
+        starts, outputs = harvest_round(rm, gen, tok, corpus, recipe, ascent, seed=199 + 100 * seed + k)
+        harvest_cpu += time.process_time() - c0
+        n = len(pool.texts)
+        texts = pool.texts + starts + outputs
+        edits = [(n + i, n + len(starts) + i) for i in range(len(starts))]
+        pool = Pool(texts, pool.origin + ["sample"] * len(starts) + ["harvested"] * len(outputs),
+                    np.concatenate([pool.edits, np.array(edits, dtype=np.int64).reshape(-1, 2)]), pool.cpu_s)
+        c1 = time.process_time()
+        utility = np.concatenate([utility, rater.utility(starts + outputs)])
+        rating += time.process_time() - c1
+        u_gain = float(np.mean(utility[n + len(starts):] - utility[n : n + len(starts)])) if starts else 0.0
+        rm, info = fit_model(recipe, pool, utility, gen, tok, rater, seed)
+        rounds.append({"edited": len(starts), "utility_gain_of_edits": u_gain})
+    info.update({"pool_cpu_s": pool.cpu_s, "rating_cpu_s": rating, "harvest_cpu_s": harvest_cpu,
+                 "harvest_rounds": rounds})
+    info["cpu_s"] = time.process_time() - start  # everything, harvest rounds and refits included
     return rm, info
 
 
