@@ -222,6 +222,8 @@ def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=Non
         "method": name, "slots": len(rows), "reward_evals": int(evals), "cpu_s": cpu, "wall_s": wall,
         "reward_before": float(r0.mean()), "reward_after": float(r1.mean()), "reward_gain": float((r1 - r0).mean()),
         "utility_before": float(u0.mean()), "utility_after": float(u1.mean()), "utility_gain": float((u1 - u0).mean()),
+        "utility_gain_se": float((u1 - u0).std(ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else None,
+        "utility_gain_per_slot": [round(float(x), 4) for x in u1 - u0],
         "loglik_per_token_before": float((ll0 / n0).mean()), "loglik_per_token_after": float((ll1 / n1).mean()),
         "valid_fraction": float(v1.mean()), "valid_fraction_start": float(v0.mean()),
         "valid_kept_fraction": float(v1[v0].mean()) if v0.any() else None,
@@ -259,13 +261,15 @@ def plot(results: dict, curve: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot([c["cpu_s"] for c in curve], [c["utility_gain"] for c in curve], "o-", color="grey",
-            label="best-of-N (N = 2, 4, ...)")
+    ax.errorbar([c["cpu_s"] for c in curve], [c["utility_gain"] for c in curve],
+                yerr=[c["utility_gain_se"] for c in curve], fmt="o-", color="grey", capsize=2,
+                label="best-of-N (N = 2, 4, ...), ± 1 s.e.")
     for c in curve:
         ax.annotate(str(c["n"]), (c["cpu_s"], c["utility_gain"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
     for key, r in results.items():
         if key.endswith("/samples") and not key.startswith(("best_of_n", "oracle")):
-            ax.plot(r["cpu_s"], r["utility_gain"], "s", label=key.split("/")[0])
+            ax.errorbar(r["cpu_s"], r["utility_gain"], yerr=r["utility_gain_se"], fmt="s", capsize=2,
+                        label=key.split("/")[0])
     ax.axhline(0, color="black", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("CPU seconds for all slots")
@@ -398,8 +402,9 @@ def main() -> None:
         u_start = rater.utility([domains.decode(tok, x) for x in starts])
         for n in sorted({2 ** i for i in range(1, 8) if 2 ** i <= n_max} | {n_max}):
             pick = [rows[i][int(np.argmax(reward[i, :n]))] for i in range(len(starts))]
-            gain = float(np.mean(rater.utility([domains.decode(tok, x) for x in pick]) - u_start))
-            curve.append({"n": n, "cpu_s": per_sample * n * len(starts), "utility_gain": gain})
+            d = rater.utility([domains.decode(tok, x) for x in pick]) - u_start
+            curve.append({"n": n, "cpu_s": per_sample * n * len(starts), "utility_gain": float(d.mean()),
+                          "utility_gain_se": float(d.std(ddof=1) / np.sqrt(len(d)))})
         log("best-of-N done")
 
     for r in results.values():
@@ -409,7 +414,16 @@ def main() -> None:
     bon = results["best_of_n_equal_time/samples"]
     ratio = (eng["utility_gain_per_cpu_s"] / bon["utility_gain_per_cpu_s"]
              if bon["utility_gain_per_cpu_s"] not in (None, 0) else None)
-    goal = {"ratio_vs_best_of_n_equal_time": ratio,
+    # 95% bootstrap interval of the ratio over slots (both methods start from the same 64 samples)
+    de, db = np.array(eng["utility_gain_per_slot"]), np.array(bon["utility_gain_per_slot"])
+    boot_rng = np.random.default_rng(0)
+    boots = []
+    for _ in range(2000):
+        i = boot_rng.integers(0, len(de), len(de))
+        if db[i].mean() > 0:
+            boots.append((de[i].mean() / eng["cpu_s"]) / (db[i].mean() / bon["cpu_s"]))
+    ci = [float(x) for x in np.percentile(boots, [2.5, 97.5])] if len(boots) > 100 else None
+    goal = {"ratio_vs_best_of_n_equal_time": ratio, "ratio_95ci_bootstrap_over_slots": ci,
             "ratio_vs_best_of_n_equal_evals": (eng["utility_gain_per_cpu_s"] / results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"]
                                                if results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"] else None),
             "engine_valid_fraction": eng["valid_fraction"],
@@ -444,13 +458,14 @@ def main() -> None:
     path = RESULTS / ("ascent_quick.json" if q else "ascent.json")
     path.write_text(json.dumps(out, indent=1, default=str))
     plot(results, curve, path.with_suffix(".png"))
-    print(f"{'method':<34}{'reward+':>9}{'util+':>8}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
+    print(f"{'method':<38}{'reward+':>9}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
     for k, r in results.items():
         rate = "" if r["utility_gain_per_cpu_s"] is None else f"{r['utility_gain_per_cpu_s']:.4f}"
-        print(f"{k:<34}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{rate:>12}"
+        print(f"{k:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
               f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
     print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
-          f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {ratio if ratio is None else round(ratio, 2)}, "
+          f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {ratio if ratio is None else round(ratio, 2)} "
+          f"(95% CI {ci if ci is None else [round(x, 2) for x in ci]}), "
           f"engine valid {eng['valid_fraction']:.0%} (starts {eng['valid_fraction_start']:.0%}), reward gain {eng['reward_gain']:+.3f}, "
           f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'judged on the full run only' if q else ('met' if goal['met'] else 'NOT met')}; {path}")
 
