@@ -26,7 +26,8 @@ engine and hill-climbing are repeated from held-out corpus tunes. Also: LM log-l
 validity, distinct outputs, the engine's soft-vs-discrete gap, sequences/s and achieved FLOP/s as
 a fraction of a large matmul's FLOP/s measured in the same run.
 
-Writes benchmarks/results/ascent.json (--quick: ascent_quick.json); one summary line last.
+Writes benchmarks/results/ascent.json (--quick: ascent_quick.json; another --max-chars adds
+"_<n>chars"); one summary line last.
 """
 
 from __future__ import annotations
@@ -455,7 +456,8 @@ def main() -> None:
         "goal": goal, "total_wall_s": time.perf_counter() - wall0,
     }
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("ascent_quick.json" if q else "ascent.json")
+    suffix = ("_quick" if q else "") + (f"_{args.max_chars}chars" if args.max_chars != 150 else "")
+    path = RESULTS / f"ascent{suffix}.json"
     path.write_text(json.dumps(out, indent=1, default=str))
     plot(results, curve, path.with_suffix(".png"))
     print(f"{'method':<38}{'reward+':>9}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
