@@ -413,8 +413,9 @@ def main() -> None:
             r["flops_fraction_of_matmul"] = r["flops_per_s"] / flops_peak
     eng = results["engine/samples"]
     bon = results["best_of_n_equal_time/samples"]
+    # a ratio to a best-of-N that gains nothing (or loses) is meaningless: reported as None
     ratio = (eng["utility_gain_per_cpu_s"] / bon["utility_gain_per_cpu_s"]
-             if bon["utility_gain_per_cpu_s"] not in (None, 0) else None)
+             if bon["utility_gain_per_cpu_s"] is not None and bon["utility_gain_per_cpu_s"] > 0 else None)
     # 95% bootstrap interval of the ratio over slots (both methods start from the same 64 samples)
     de, db = np.array(eng["utility_gain_per_slot"]), np.array(bon["utility_gain_per_slot"])
     boot_rng = np.random.default_rng(0)
@@ -426,13 +427,14 @@ def main() -> None:
     ci = [float(x) for x in np.percentile(boots, [2.5, 97.5])] if len(boots) > 100 else None
     goal = {"ratio_vs_best_of_n_equal_time": ratio, "ratio_95ci_bootstrap_over_slots": ci,
             "ratio_vs_best_of_n_equal_evals": (eng["utility_gain_per_cpu_s"] / results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"]
-                                               if results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"] else None),
+                                               if (results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"] or 0) > 0
+                                               else None),
             "engine_valid_fraction": eng["valid_fraction"],
             "engine_valid_fraction_of_starts": eng["valid_fraction_start"],
             "engine_valid_kept_fraction": eng["valid_kept_fraction"],
             # the ratio a perfect reward model would give an editor with the engine's budget
             "oracle_ceiling_ratio": (results["oracle_hill_climb_equal_evals/samples"]["utility_gain"] / eng["cpu_s"]
-                                     / bon["utility_gain_per_cpu_s"] if bon["utility_gain_per_cpu_s"] else None),
+                                     / bon["utility_gain_per_cpu_s"] if (bon["utility_gain_per_cpu_s"] or 0) > 0 else None),
             "note": "valid_fraction counts all outputs (invalid generator samples stay invalid unless an edit "
                     "fixes them); valid_kept_fraction counts outputs whose start was valid",
             # A --quick run (weak models, 24 slots, gains near zero) is a smoke test: its ratio of two
