@@ -194,13 +194,14 @@ def fit_model(recipe: Recipe, pool: Pool, utility: np.ndarray, gen, tok, rater, 
 def harvest_round(rm, gen, tok, corpus: list[str], recipe: Recipe, ascent: gradopt.AscentConfig, seed: int):
     """(starts, outputs) as texts: the engine's pitch edits of `recipe.harvest_starts` fresh samples
     (header lines frozen), kept only when the output differs from its start."""
-    kw = {"constraint": domains.ABCConstraint.from_texts(tok, corpus)} if recipe.sampling == "bar-aware" else {}
+    constraint = domains.ABCConstraint.from_texts(tok, corpus)  # bar-aware sampling, and the validity screen
+    kw = {"constraint": constraint} if recipe.sampling == "bar-aware" else {}
     starts = gradopt.starts_from_generator(gen, tok, recipe.harvest_starts, seed=seed, temperature=0.8, **kw)
     ids = gradopt.pad_batch(starts, tok.pad_token_id)[0]
     freeze, allowed = gradopt.edit_masks("pitch", ids, tok)
     freeze = gradopt.freeze_bars(ids, tok, {0}) | freeze
     res = gradopt.optimize(starts, rm, gen, ascent, tokenizer=tok, freeze=freeze, allowed=allowed,
-                           validate=domains.ABCConstraint.from_texts(tok, corpus).accepts)
+                           validate=constraint.accepts)
     pairs = [(domains.decode(tok, s), r.text) for s, r in zip(starts, res.rows) if r.text != domains.decode(tok, s)]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
