@@ -47,7 +47,7 @@ import torch
 import domains
 import gradopt
 import rewardmodels
-from reward_recipes import PRACTICAL, build_reward_model, load_or_train_generator, scaled
+from reward_recipes import PRACTICAL, build_reward_model, edit_space, load_or_train_generator, scaled
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -122,15 +122,6 @@ def exact(rm, gen, rows: list[list[int]], pad: int, lm_weight: float):
         out.append(torch.stack([r, total.double(), r + lm_weight * mean_ll.double()], 1))
     x = torch.cat(out).numpy()
     return x[:, 0], x[:, 1], x[:, 2]
-
-
-def edit_space(starts, tok, edit: str):
-    """(freeze (b,t), allowed (b,t,v)) of the benchmark's edits: header lines are always frozen;
-    ``pitch`` edits change only note letters, to note letters (rhythm and bar lines kept)."""
-    ids = gradopt.pad_batch(starts, tok.pad_token_id)[0]
-    freeze = gradopt.freeze_bars(ids, tok, {0})
-    kind_freeze, allowed = gradopt.edit_masks(edit, ids, tok)
-    return (freeze if kind_freeze is None else freeze | kind_freeze), allowed
 
 
 def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int,

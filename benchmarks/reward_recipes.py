@@ -191,15 +191,22 @@ def fit_model(recipe: Recipe, pool: Pool, utility: np.ndarray, gen, tok, rater, 
     return rm.eval(), info
 
 
+def edit_space(starts, tok, edit: str):
+    """(freeze (b,t), allowed (b,t,v)) of the benchmarks' edits: header lines are always frozen;
+    ``pitch`` edits change only note letters, to note letters (rhythm and bar lines kept)."""
+    ids = gradopt.pad_batch(starts, tok.pad_token_id)[0]
+    freeze = gradopt.freeze_bars(ids, tok, {0})
+    kind_freeze, allowed = gradopt.edit_masks(edit, ids, tok)
+    return (freeze if kind_freeze is None else freeze | kind_freeze), allowed
+
+
 def harvest_round(rm, gen, tok, corpus: list[str], recipe: Recipe, ascent: gradopt.AscentConfig, seed: int):
     """(starts, outputs) as texts: the engine's pitch edits of `recipe.harvest_starts` fresh samples
     (header lines frozen), kept only when the output differs from its start."""
     constraint = domains.ABCConstraint.from_texts(tok, corpus)  # bar-aware sampling, and the validity screen
     kw = {"constraint": constraint} if recipe.sampling == "bar-aware" else {}
     starts = gradopt.starts_from_generator(gen, tok, recipe.harvest_starts, seed=seed, temperature=0.8, **kw)
-    ids = gradopt.pad_batch(starts, tok.pad_token_id)[0]
-    freeze, allowed = gradopt.edit_masks("pitch", ids, tok)
-    freeze = gradopt.freeze_bars(ids, tok, {0}) | freeze
+    freeze, allowed = edit_space(starts, tok, "pitch")
     res = gradopt.optimize(starts, rm, gen, ascent, tokenizer=tok, freeze=freeze, allowed=allowed,
                            validate=constraint.accepts)
     pairs = [(domains.decode(tok, s), r.text) for s, r in zip(starts, res.rows) if r.text != domains.decode(tok, s)]

@@ -65,7 +65,7 @@ def build_generator(
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         preset = PRESETS[preset]
-    config = GPT2Config(
+    config = fuse_activation(GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=preset.n_positions,
         n_embd=preset.n_embd,
@@ -77,8 +77,7 @@ def build_generator(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        activation_function="gelu_pytorch_tanh",
-    )
+    ))
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config)
 

@@ -124,31 +124,27 @@ def cmd_optimize(args) -> int:
 
 
 def cmd_harvest(args) -> int:
+    from functools import cache
+
     import domains
 
+    from ._ascent import pad_batch
+    from ._edits import edit_masks
     from ._harvest import HarvestConfig, harvest
     from ._starts import starts_from_generator, starts_from_texts
 
+    train = cache(lambda: [p.text for p in domains.split_corpus(domains.load_abc_corpus())["train"]])
     tok, gen, rm = _load_models(args)
     if args.input:
         starts = starts_from_texts(tok, domains.load_abc_file(args.input), domains.context_length(gen))
         origin = "corpus"
     else:
-        constraint = None
-        if args.bar_aware:
-            train = [p.text for p in domains.split_corpus(domains.load_abc_corpus())["train"]]
-            constraint = domains.ABCConstraint.from_texts(tok, train)
+        constraint = domains.ABCConstraint.from_texts(tok, train()) if args.bar_aware else None
         starts = starts_from_generator(gen, tok, args.n, seed=args.seed, constraint=constraint)
         origin = "sample"
-    if args.corpus:
-        corpus = domains.load_abc_file(args.corpus)
-    else:
-        corpus = [p.text for p in domains.split_corpus(domains.load_abc_corpus())["train"]]
+    corpus = domains.load_abc_file(args.corpus) if args.corpus else train()
     cfg = HarvestConfig(ascent=_config(args), min_reward=args.min_reward, max_items=args.max_items,
                         strategy=args.strategy, iteration=args.iteration)
-    from ._ascent import pad_batch
-    from ._edits import edit_masks
-
     freeze, allowed = edit_masks(args.edit, pad_batch(starts, tok.pad_token_id)[0], tok)
     suspects = harvest(starts, rm, gen, tok, args.store, corpus=corpus, cfg=cfg, start_origin=origin,
                        freeze=freeze, allowed=allowed, progress=True)
