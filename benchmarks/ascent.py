@@ -333,8 +333,9 @@ def main() -> None:
     ctx = (rm, gen, tok, rater, metric_validate, lm_weight)
     in_vocab = lambda t: tok.unk_token_id not in tok(t)["input_ids"]  # noqa: E731
     held_out = [t for t in test + val if in_vocab(t)][: args.slots]
-    constraint = None if args.free_sampling else domains.ABCConstraint.from_texts(tok, train)
-    screen = domains.ABCConstraint.from_texts(tok, train).accepts  # fast validity screen for the editors
+    grammar = domains.ABCConstraint.from_texts(tok, train)
+    constraint = None if args.free_sampling else grammar  # bar-aware starts and best-of-N draws
+    screen = grammar.accepts  # fast validity screen for the editors
     samples = gradopt.starts_from_generator(gen, tok, args.slots, seed=args.seed + 1, temperature=args.temperature,
                                             constraint=constraint)
     results: dict = {}
