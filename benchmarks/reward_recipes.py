@@ -105,7 +105,7 @@ def pitch_edit(text: str, k: int, rng) -> str:
     free = np.flatnonzero(gradopt.note_letters(text))
     chars = list(text)
     for pos in rng.choice(free, min(k, len(free)), replace=False):
-        others = [c for c in gradopt.NOTE_LETTERS if c != chars[pos]]
+        others = [c for c in sorted(gradopt.NOTE_LETTERS) if c != chars[pos]]  # a set: sorted for reproducibility
         chars[pos] = others[int(rng.integers(len(others)))]
     return "".join(chars)
 
