@@ -36,6 +36,7 @@ test: setup
 quick-bench: setup
 	$(BIN)/python benchmarks/rating_efficiency.py --quick
 	$(BIN)/python benchmarks/ascent.py --quick
+	$(BIN)/python benchmarks/edit_ranking.py --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,196 @@
+"""Edit ranking: does the editing objective put the edits the rater values first?
+
+The ascent engine (benchmarks/ascent.py) climbs `reward + lm_weight * mean log-likelihood` and keeps
+the best *verified* edits, so it can only gain utility when that objective ranks utility-raising
+edits high. This benchmark measures that ranking directly, without any search: for `starts`
+generator samples (bar-aware, drawn as ascent.py draws its starts) it scores *every* single pitch
+edit (one note letter changed to another, header frozen: ascent.py's default edit space) exactly
+with the generator and several reward models side by side, and with the simulated rater's hidden
+utility (`rewardmodels.SimulatedRater`). The starts are the first samples whose utility is above the
+rater's clip floor (valid, not clipped); the fraction of the 64 samples at the floor is reported,
+as ascent.py's engine spends its budget on those too.
+
+Reward models (all fitted here on one pool of simulated ratings, `reward_recipes.PRACTICAL` with
+bar-aware samples, the recipe ascent.py uses):
+
+  practical            Bradley-Terry posterior means, ridge probe on mean-pooled features
+  practical_mean_last  the same probe reading mean and last-token features
+  ceiling_utility      the practical probe fitted to the hidden utility itself: the best this
+                       probe architecture can do with perfect ratings (a reference, not usable)
+  loglik_only          no reward term: the generator's log-likelihood alone
+
+Per reward model and lm_weight, means over starts:
+
+  top1_gain        utility gain of the edit the objective ranks first (what one exact-swap
+                   step with perfect search would keep)
+  top5_best_gain   the best utility gain among the objective's top 5
+  best_gain        the best single edit's gain (perfect judgement; the same for every row)
+  capture          top1_gain / best_gain
+  rank_of_best     median rank of the best edit under the objective (0 = first)
+  spearman         mean over starts of Spearman(objective change, utility change), over the
+                   edits that change the utility
+  plateau_fraction fraction of starts where no single edit changes the utility
+
+Writes benchmarks/results/edit_ranking.json (--quick: edit_ranking_quick.json); one summary line
+last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+import domains
+import gradopt
+import rewardmodels
+from ascent import cut_tune, exact
+from reward_recipes import PRACTICAL, edit_space, fit_model, load_or_train_generator, make_pool, scaled
+
+RESULTS = Path(__file__).parent / "results"
+MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
+LM_WEIGHTS = (0.0, 2.0, 8.0)  # 8 is ascent.py's default
+
+
+def single_pitch_edits(start: list[int], tok) -> tuple[list[list[int]], list[int]]:
+    """Every single pitch edit of a token row -> (rows, edited position of each row)."""
+    freeze, allowed = edit_space([start], tok, "pitch")
+    rows, where = [], []
+    for p in (~freeze[0]).nonzero()[:, 0].tolist():
+        for v in allowed[0, p].nonzero()[:, 0].tolist():
+            if v != start[p]:
+                rows.append(start[:p] + [v] + start[p + 1 :])
+                where.append(p)
+    return rows, where
+
+
+def rank_stats(d_obj: np.ndarray, d_util: np.ndarray) -> dict:
+    """Ranking quality of one start's edits: objective changes against utility changes."""
+    order = np.argsort(-d_obj, kind="stable")
+    best = int(np.argmax(d_util))
+    moving = np.abs(d_util) > 1e-9
+    rho = spearmanr(d_obj[moving], d_util[moving]).correlation if moving.sum() > 5 else np.nan
+    return {"top1_gain": float(d_util[order[0]]), "top5_best_gain": float(d_util[order[:5]].max()),
+            "best_gain": float(d_util[best]), "rank_of_best": int((d_obj > d_obj[best]).sum()),
+            "spearman": float(rho)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes): 3 starts, 0.3x rating pool")
+    ap.add_argument("--work", help="directory with generator/ to reuse (written if absent), as benchmarks/ascent.py")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the rating pool and fits; starts use seed + 1")
+    ap.add_argument("--starts", type=int, default=0, help="generator samples whose edits are ranked (0: 12, 3 with --quick)")
+    args = ap.parse_args()
+    q = args.quick
+    n_starts = args.starts or (3 if q else 12)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    wall0 = time.perf_counter()
+    log = lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)  # noqa: E731
+
+    pieces = domains.split_corpus(domains.load_abc_corpus())
+    cut = lambda ps: [c for c in (cut_tune(p.text, MAX_CHARS) for p in ps) if c]  # noqa: E731
+    train, val = cut(pieces["train"]), cut(pieces["val"])
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edit_ranking_"))
+    tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if q else 4.0)
+    if domains.context_length(gen) != MAX_CHARS + 2:
+        raise SystemExit(f"{work / 'generator'} has context {domains.context_length(gen)}, not {MAX_CHARS + 2}")
+    setup["work"] = str(work)
+    log(f"generator ready ({setup['generator_cpu_s']:.0f} CPU s)")
+
+    recipe = dataclasses.replace(scaled(PRACTICAL, 0.3) if q else PRACTICAL, sampling="bar-aware")
+    pool = make_pool(recipe, gen, tok, train, args.seed)
+    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=args.seed)
+    utility = rater.utility(pool.texts)
+    variants = {"practical": recipe, "practical_mean_last": dataclasses.replace(recipe, pooling="mean+last"),
+                "ceiling_utility": dataclasses.replace(recipe, targets="utility")}
+    models, fits = {}, {}
+    for name, rec in variants.items():
+        models[name], info = fit_model(rec, pool, utility, gen, tok, rater, args.seed)
+        fits[name] = {"recipe": repr(rec), "probe_l2": info.get("probe_l2"), "items": info["items"],
+                      "comparisons": info["comparisons"]}
+    log(f"reward models fitted on {len(pool.texts)} rated items")
+
+    constraint = domains.ABCConstraint.from_texts(tok, train)
+    samples = gradopt.starts_from_generator(gen, tok, 64, seed=args.seed + 1, temperature=0.8, constraint=constraint)
+    u_samples = rater.utility([domains.decode(tok, s) for s in samples])
+    for name, rm in models.items():
+        fits[name]["start_corr_reward_utility"] = float(np.corrcoef(exact(rm, gen, samples, tok.pad_token_id, 0.0)[0],
+                                                                    u_samples)[0, 1])
+    floor = rewardmodels.INVALID + 0.5  # the rater clips utilities here (invalid tunes: INVALID)
+    above = [i for i in range(len(samples)) if u_samples[i] > floor + 1e-9][:n_starts]
+    if not above:
+        raise SystemExit("every generator sample is at the rater's utility floor: no start to rank edits of")
+    per_start: list[dict] = []
+    stats: dict[str, list[dict]] = {}
+    for k, i in enumerate(above):
+        start = samples[i]
+        rows, where = single_pitch_edits(list(start), tok)
+        d_util = rater.utility([domains.decode(tok, r) for r in rows]) - u_samples[i]
+        n_tok = max(len(start) - 1, 1)
+        d_ll = None
+        for name, rm in models.items():
+            r0, ll0, _ = exact(rm, gen, [list(start)], tok.pad_token_id, 0.0)
+            r1, ll1, _ = exact(rm, gen, rows, tok.pad_token_id, 0.0)
+            d_ll = (ll1 - ll0[0]) / n_tok
+            for w in LM_WEIGHTS:
+                stats.setdefault(f"{name}/lm{w:g}", []).append(rank_stats(r1 - r0[0] + w * d_ll, d_util))
+        stats.setdefault("loglik_only", []).append(rank_stats(d_ll, d_util))
+        best = int(np.argmax(d_util))
+        per_start.append({"sample": i, "utility": float(u_samples[i]), "edits": len(rows),
+                          "edits_changing_utility": int((np.abs(d_util) > 1e-9).sum()),
+                          "best_gain": float(d_util[best]),
+                          "best_edit_is_last_note": bool(where[best] == max(where)) if d_util[best] > 0 else None})
+        log(f"start {k + 1}/{len(above)} (sample {i}): {len(rows)} edits, best single edit {d_util[best]:+.2f}")
+
+    rows_out = {}
+    for key, s in stats.items():
+        top1 = float(np.mean([x["top1_gain"] for x in s]))
+        best = float(np.mean([x["best_gain"] for x in s]))
+        rows_out[key] = {"top1_gain": top1, "top5_best_gain": float(np.mean([x["top5_best_gain"] for x in s])),
+                         "best_gain": best, "capture": top1 / best if best > 0 else None,
+                         "rank_of_best": float(np.median([x["rank_of_best"] for x in s])),
+                         "spearman": float(np.nanmean([x["spearman"] for x in s]))
+                         if any(np.isfinite(x["spearman"]) for x in s) else None}
+    plateau = float(np.mean([p["edits_changing_utility"] == 0 for p in per_start]))
+    improvable = [p for p in per_start if p["best_gain"] > 0]
+    out = {
+        "benchmark": "edit_ranking", "quick": q,
+        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "torch": torch.__version__},
+        "setup": setup, "starts": len(above),
+        "samples_at_floor_fraction": float(np.mean(u_samples <= floor + 1e-9)), "max_chars": MAX_CHARS, "lm_weights": list(LM_WEIGHTS),
+        "reward_models": fits, "rankings": rows_out, "plateau_fraction": plateau,
+        "best_edit_is_last_note_fraction": (float(np.mean([p["best_edit_is_last_note"] for p in improvable]))
+                                            if improvable else None),
+        "per_start": per_start, "total_wall_s": time.perf_counter() - wall0,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"edit_ranking{'_quick' if q else ''}.json"
+    path.write_text(json.dumps(out, indent=1, default=str))
+    print(f"{'objective':<32}{'top1 gain':>10}{'top5 best':>10}{'best':>7}{'capture':>9}{'rank best':>10}{'spearman':>9}")
+    for key, r in rows_out.items():
+        cap = "-" if r["capture"] is None else f"{r['capture']:.2f}"
+        rho = "-" if r["spearman"] is None else f"{r['spearman']:.2f}"
+        print(f"{key:<32}{r['top1_gain']:>10.3f}{r['top5_best_gain']:>10.3f}{r['best_gain']:>7.3f}{cap:>9}"
+              f"{r['rank_of_best']:>10.0f}{rho:>9}")
+    p8, c8 = rows_out["practical/lm8"], rows_out["ceiling_utility/lm8"]
+    print(f"edit_ranking{' (quick)' if q else ''}: {len(above)} starts, best single pitch edit {p8['best_gain']:+.3f} "
+          f"utility; the objective's first pick {p8['top1_gain']:+.3f} (practical, lm 8), "
+          f"{c8['top1_gain']:+.3f} (ceiling fitted to the utility); plateau starts {plateau:.0%}, samples at the "
+          f"utility floor {out['samples_at_floor_fraction']:.0%}; {path}")
+
+
+if __name__ == "__main__":
+    main()
