@@ -128,7 +128,7 @@ def main() -> None:
     for name, rm in models.items():
         fits[name]["start_corr_reward_utility"] = float(np.corrcoef(exact(rm, gen, samples, tok.pad_token_id, 0.0)[0],
                                                                     u_samples)[0, 1])
-    floor = rewardmodels.INVALID + 0.5  # the rater clips utilities here (invalid tunes: INVALID)
+    floor = rewardmodels.FLOOR  # the rater clips valid tunes' utilities here (invalid ones: INVALID, lower)
     above = [i for i in range(len(samples)) if u_samples[i] > floor + 1e-9][:n_starts]
     if not above:
         raise SystemExit("every generator sample is at the rater's utility floor: no start to rank edits of")

@@ -31,6 +31,7 @@ import numpy as np
 from ._judges import abc_body, compression_ratio
 
 INVALID = -3.0
+FLOOR = INVALID + 0.5  # valid tunes are clipped to >= FLOOR (and <= 6)
 WEIGHTS = {"key": 2.0, "steps": 2.0, "leaps": -3.0, "meter": 1.5, "repeat": 0.5, "cadence": 0.7, "phrases": 0.3}
 CENTRE, SCALE = 4.57, 0.68  # mean and SD of the weighted sum over 110 valid corpus tunes (seed 0)
 
@@ -96,7 +97,7 @@ def utility_of(features: dict[str, float] | None) -> float:
     if features is None:
         return INVALID
     raw = sum(WEIGHTS[k] * features[k] for k in WEIGHTS)
-    return float(np.clip((raw - CENTRE) / SCALE, INVALID + 0.5, 6.0))
+    return float(np.clip((raw - CENTRE) / SCALE, FLOOR, 6.0))
 
 
 class SimulatedRater:

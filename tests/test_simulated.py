@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rewardmodels import INVALID, SimulatedRater, music_features
+from rewardmodels import FLOOR, INVALID, SimulatedRater, music_features
 
 GOOD = ("X:1\nT:good\nM:4/4\nL:1/8\nK:G\n"
         "GABc dedB|dedB dedB|c2ec B2dB|c2A2 A2BA|GABc dedB|dedB dedB|c2ec B2dB|A2F2 G4:|\n")
@@ -19,6 +19,7 @@ def test_utility_orders_good_bad_invalid():
     u = r.utility([GOOD, BAD, BROKEN])
     assert u[2] == INVALID
     assert u[0] > u[1] > u[2]
+    assert u[1] == FLOOR > INVALID  # a valid tune this bad is clipped to the floor, above invalid ones
     f = music_features(GOOD)
     assert f["key"] == 1.0 and f["cadence"] == 1.0 and f["meter"] == 1.0
 
