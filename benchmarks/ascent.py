@@ -47,18 +47,10 @@ import torch
 import domains
 import gradopt
 import rewardmodels
-from reward_recipes import PRACTICAL, build_reward_model, edit_space, load_or_train_generator, scaled
+from reward_recipes import (PRACTICAL, build_reward_model, cut_corpus, edit_space, load_or_train_generator, scaled,
+                            start_run)
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def cut_tune(text: str, max_chars: int) -> str | None:
-    """Header + as many whole bars as fit in `max_chars` (None when not even one bar fits)."""
-    if len(text) <= max_chars:
-        return text
-    cut = text.rfind("|", 0, max_chars - 1)  # the cut keeps the bar line and adds a newline
-    body = text.find("\n", text.find("\nK:") + 1)
-    return text[: cut + 1] + "\n" if cut > body > 0 else None
 
 
 def memo_validate(screen=None):
@@ -306,14 +298,10 @@ def main() -> None:
     args.gen_minutes = 0.75 if q else 4.0
     args.temperature = 0.8  # generator sampling temperature (starts, best-of-N draws, rating pool)
     args.rm_samples, args.rm_corpus, args.rm_steps = (30, 60, 80) if q else (100, 200, 300)
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     wall0 = time.perf_counter()
-    log = lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)  # noqa: E731
-
-    pieces = domains.split_corpus(domains.load_abc_corpus())
-    cut = lambda ps: [c for c in (cut_tune(p.text, args.max_chars) for p in ps) if c]  # noqa: E731
-    train, val, test = cut(pieces["train"]), cut(pieces["val"]), cut(pieces["test"])
+    log = start_run(args.threads)
+    splits = cut_corpus(args.max_chars)
+    train, val, test = splits["train"], splits["val"], splits["test"]
     log(f"corpus: {len(train)} train / {len(val)} val / {len(test)} test tunes (cut to <= {args.max_chars} chars)")
     lm_weight = args.lm_weight
     cfg = gradopt.AscentConfig(

@@ -53,8 +53,9 @@ from scipy.stats import spearmanr
 import domains
 import gradopt
 import rewardmodels
-from ascent import cut_tune, exact
-from reward_recipes import PRACTICAL, edit_space, fit_model, load_or_train_generator, make_pool, scaled
+from ascent import exact
+from reward_recipes import (PRACTICAL, cut_corpus, edit_space, fit_model, load_or_train_generator, make_pool, scaled,
+                            start_run)
 
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
@@ -94,14 +95,10 @@ def main() -> None:
     args = ap.parse_args()
     q = args.quick
     n_starts = args.starts or (3 if q else 12)
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     wall0 = time.perf_counter()
-    log = lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)  # noqa: E731
-
-    pieces = domains.split_corpus(domains.load_abc_corpus())
-    cut = lambda ps: [c for c in (cut_tune(p.text, MAX_CHARS) for p in ps) if c]  # noqa: E731
-    train, val = cut(pieces["train"]), cut(pieces["val"])
+    log = start_run(args.threads)
+    splits = cut_corpus(MAX_CHARS)
+    train, val = splits["train"], splits["val"]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edit_ranking_"))
     tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if q else 4.0)
     if domains.context_length(gen) != MAX_CHARS + 2:

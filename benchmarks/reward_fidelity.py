@@ -45,8 +45,8 @@ from scipy.stats import spearmanr
 import domains
 import gradopt
 import rewardmodels
-from ascent import cut_tune
-from reward_recipes import PRACTICAL, Recipe, fit_model, load_or_train_generator, make_pool, pitch_edit, scaled
+from reward_recipes import (PRACTICAL, Recipe, cut_corpus, fit_model, load_or_train_generator, make_pool, pitch_edit, scaled,
+                            start_run)
 
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
@@ -169,14 +169,10 @@ def main() -> None:
     ap.add_argument("--recipes", help="comma-separated subset of the recipes to run")
     args = ap.parse_args()
     q = args.quick
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     wall0 = time.perf_counter()
-    log = lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)  # noqa: E731
-
-    pieces = domains.split_corpus(domains.load_abc_corpus())
-    cut = lambda ps: [c for c in (cut_tune(p.text, MAX_CHARS) for p in ps) if c]  # noqa: E731
-    train, val, test = cut(pieces["train"]), cut(pieces["val"]), cut(pieces["test"])
+    log = start_run(args.threads)
+    splits = cut_corpus(MAX_CHARS)
+    train, val, test = splits["train"], splits["val"], splits["test"]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="reward_fidelity_"))
     tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if q else 4.0)
     setup["work"] = str(work)

@@ -24,6 +24,7 @@ reward model learns from its own adversarial examples before anyone uses it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,31 @@ def build_reward_model(recipe: Recipe, gen, tok, corpus: list[str], seed: int = 
                  "harvest_rounds": rounds})
     info["cpu_s"] = time.process_time() - start  # everything, harvest rounds and refits included
     return rm, info
+
+
+def cut_tune(text: str, max_chars: int) -> str | None:
+    """Header + as many whole bars as fit in `max_chars` (None when not even one bar fits)."""
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind("|", 0, max_chars - 1)  # the cut keeps the bar line and adds a newline
+    body = text.find("\n", text.find("\nK:") + 1)
+    return text[: cut + 1] + "\n" if cut > body > 0 else None
+
+
+def cut_corpus(max_chars: int) -> dict[str, list[str]]:
+    """The music21 ABC corpus split train/val/test (`domains.split_corpus`), each tune cut by
+    `cut_tune` (tunes where not even one bar fits are dropped)."""
+    pieces = domains.split_corpus(domains.load_abc_corpus())
+    return {k: [c for c in (cut_tune(p.text, max_chars) for p in ps) if c] for k, ps in pieces.items()}
+
+
+def start_run(threads: int):
+    """The benchmarks' run setup: torch threads, no hub downloads; returns a log function that
+    prefixes each message with the wall time since this call."""
+    torch.set_num_threads(threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    wall0 = time.perf_counter()
+    return lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)
 
 
 def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_chars: int, minutes: float):
