@@ -5,11 +5,14 @@ Model (Davidson 1970 for ties; plain Bradley-Terry when there are none), with d 
     P(i beats j) = e^{d/2} / Z,   P(tie) = ν / Z,   Z = e^{d/2} + e^{-d/2} + ν
     θ ~ N(m + X β, s²),   β ~ N(0, coef_sd²),   log ν ~ N(0, 2²)
 
-With ν = 0, P(i beats j) = σ(d). The negative log posterior is jointly convex in (θ, β, log ν) (a
-log-sum-exp of affine functions plus quadratics), so a damped Newton method with
-Jacobi-preconditioned conjugate gradients (matrix-free, Hessian-vector products through the
-sparse m x n incidence matrix) finds the unique MAP quickly; items with no comparisons sit at their
-prior mean and disconnected comparison graphs are fine.
+With ν = 0, P(i beats j) = σ(d). The negative log posterior is strongly convex in (θ, β, log ν)
+(a log-sum-exp of affine functions plus Gaussian priors), so a damped Newton method finds the
+unique MAP; items with no comparisons sit at their prior mean and disconnected comparison graphs
+are fine. Small problems take exact Newton steps (dense Cholesky); large ones solve the Newton
+system by Jacobi-preconditioned conjugate gradients, matrix-free through the sparse m x n
+incidence matrix. Near the optimum the objective's decrease drowns in rounding long before the
+gradient stops shrinking, so the line search judges such steps by the gradient norm, and the
+stopping test knows the gradient's own rounding level: the result says why the solver stopped.
 
 Posterior SDs come from the Laplace approximation, diag(H⁻¹). For up to `exact_sd_limit`
 parameters H is inverted densely (exact). Above that, the θ-block is written H = D - O (D its
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import cho_factor, cho_solve
 from scipy.sparse.linalg import LinearOperator, cg
 
 _LOG_NU_SD = 2.0  # prior SD of log ν (keeps ν finite when every comparison is a tie)
@@ -40,7 +44,8 @@ class Scores:
     coef: np.ndarray  # (p,) fitted covariate coefficients (empty without covariates)
     tie: float = 0.0  # Davidson tie parameter ν (0: no ties were observed)
     n_iter: int = 0  # Newton iterations used
-    converged: bool = True  # gradient norm fell below the tolerance
+    converged: bool = True  # the gradient fell below the tolerance (or its rounding level)
+    reason: str = ""  # why the solver stopped, in words
 
     def __len__(self) -> int:
         return len(self.mean)
@@ -157,27 +162,11 @@ class _Problem:
         return H
 
 
-def fit(
-    comparisons,
-    n_items: int,
-    prior_mean=None,
-    prior_sd=1.0,
-    ties=None,
-    *,
-    covariates=None,
-    coef_sd: float = 10.0,
-    tol: float = 1e-6,
-    max_iter: int = 100,
-    exact_sd_limit: int = 3000,
-) -> Scores:
-    """MAP Bradley-Terry scores with Laplace posterior SDs.
+_EPS = np.finfo(float).eps
 
-    comparisons: (m, 2) int [winner, loser] item indices. ties: (m_t, 2) int tied pairs or None.
-    prior_mean: scalar or (n,) fixed prior mean m (default 0). prior_sd: scalar or (n,) s > 0.
-    covariates: (n, p) matrix X; the prior mean becomes m + X β with β fitted (prior N(0, coef_sd²)).
-    A constant column in X is identified only by that prior, since Bradley-Terry is shift-invariant.
-    tol: stop when the largest gradient component is below `tol`.
-    """
+
+def _prepare(comparisons, n_items, prior_mean, prior_sd, ties, covariates, coef_sd) -> _Problem:
+    """Check the inputs and build the problem; every error names the argument at fault."""
     if n_items <= 0:
         raise ValueError(f"n_items must be positive, got {n_items}")
     wins = _as_pairs(comparisons, n_items, "comparisons")
@@ -193,55 +182,133 @@ def fit(
         X = X[:, None]
     if X.shape[0] != n_items or not np.all(np.isfinite(X)):
         raise ValueError(f"covariates must be a finite ({n_items}, p) matrix, got shape {X.shape}")
-    if coef_sd <= 0:
-        raise ValueError("coef_sd must be > 0")
-    prob = _Problem(wins, tie_pairs, n_items, m0, 1.0 / sd**2, X, coef_sd)
+    if not np.isfinite(coef_sd) or coef_sd <= 0:
+        raise ValueError("coef_sd must be finite and > 0")
+    return _Problem(wins, tie_pairs, n_items, m0, 1.0 / sd**2, X, coef_sd)
 
-    x = np.concatenate([m0, np.zeros(prob.p)])
+
+def _newton_step(prob: _Problem, g: np.ndarray, dense: bool) -> np.ndarray:
+    """Solve H s = -g: by Cholesky for small problems (exact), else by Jacobi-preconditioned CG.
+
+    H is positive definite everywhere (the priors on θ, β and log ν make the posterior strongly
+    convex), so the Cholesky factorisation exists; CG's relative tolerance shrinks with the
+    gradient (forcing term min(0.1, √‖g‖)), which keeps the inexact Newton method superlinear.
+    """
+    if dense:
+        return -cho_solve(cho_factor(prob.dense_hessian()), g)
+    k = len(g)
+    diag = prob.hess_diag()
+    H = LinearOperator((k, k), matvec=prob.hessp, dtype=float)
+    M = LinearOperator((k, k), matvec=lambda v: v / diag, dtype=float)
+    step, _ = cg(H, -g, M=M, rtol=min(0.1, np.sqrt(np.linalg.norm(g))), maxiter=max(200, k))
+    if g @ step >= 0:  # an inexact solve gave no descent: preconditioned gradient instead
+        step = -g / diag
+    return step
+
+
+def _line_search(prob: _Problem, x, f, g, step, noise: float):
+    """Backtracking from the full Newton step -> (x, f, g), or None when no step helps.
+
+    Armijo on f, f(x + a s) <= f(x) + 1e-4 a gᵀs, as long as the predicted decrease -a gᵀs is
+    resolvable in floating point. Near the optimum it is not (it falls below `noise`, the rounding
+    error of f), and comparing f values accepts or rejects at random; there the step is judged by
+    what Newton's method really drives to zero, the gradient: accepted when ‖g‖ shrinks.
+    """
+    slope, gnorm, lr = g @ step, np.linalg.norm(g), 1.0
+    while lr >= 1e-10:
+        x_new = x + lr * step
+        f_new, g_new = prob.value_grad(x_new)
+        if -lr * slope > noise:
+            if f_new <= f + 1e-4 * lr * slope:
+                return x_new, f_new, g_new
+        elif np.linalg.norm(g_new) < gnorm:
+            return x_new, f_new, g_new
+        lr *= 0.5
+    prob.value_grad(x)  # leave the Hessian cache at x
+    return None
+
+
+def _gradient_floor(prob: _Problem, x) -> float:
+    """The rounding level of the largest gradient component at x: below it, ‖g‖ cannot shrink.
+
+    Each component is a sum of terms of size at most 1 per comparison plus the prior's pull, so
+    its rounding error is about eps times the sum of the terms' magnitudes.
+    """
+    th, beta, _ = prob.split(x)
+    deg = np.bincount(prob.i, minlength=prob.n) + np.bincount(prob.j, minlength=prob.n)
+    pull = prob.prec * (np.abs(th) + np.abs(prob.m0) + np.abs(prob.X) @ np.abs(beta))
+    return 64 * _EPS * float(np.max(deg + pull, initial=1.0) + prob.m)
+
+
+def _posterior_sd(prob: _Problem, x, exact_sd_limit: int) -> np.ndarray:
+    """Laplace SDs of θ: exact diag(H⁻¹) when small, else the two-term Neumann lower bound."""
+    n = prob.n
+    if len(x) <= exact_sd_limit:
+        var = np.diag(cho_solve(cho_factor(prob.dense_hessian()), np.eye(len(x))))[:n]
+    else:
+        w, _, _ = prob.hess_parts()
+        D = np.bincount(prob.i, w, n) + np.bincount(prob.j, w, n) + prob.prec
+        O = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([prob.i, prob.j]),
+                                                   np.concatenate([prob.j, prob.i]))), shape=(n, n)).tocsr()
+        O.sum_duplicates()
+        var = 1.0 / D + (O.multiply(O) @ (1.0 / D)) / D**2
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def fit(
+    comparisons,
+    n_items: int,
+    prior_mean=None,
+    prior_sd=1.0,
+    ties=None,
+    *,
+    covariates=None,
+    coef_sd: float = 10.0,
+    tol: float = 1e-6,
+    max_iter: int = 100,
+    exact_sd_limit: int = 3000,
+    dense_limit: int = 1500,
+) -> Scores:
+    """MAP Bradley-Terry scores with Laplace posterior SDs, by damped Newton.
+
+    comparisons: (m, 2) int [winner, loser] item indices. ties: (m_t, 2) int tied pairs or None.
+    prior_mean: scalar or (n,) fixed prior mean m (default 0). prior_sd: scalar or (n,) s > 0.
+    covariates: (n, p) matrix X; the prior mean becomes m + X β with β fitted (prior N(0, coef_sd²)).
+    A constant column in X is identified only by that prior, since Bradley-Terry is shift-invariant.
+    tol: stop when the largest gradient component is below `tol`, or below the rounding level of
+    the gradient if that is larger (`Scores.reason` then says so). Problems with at most
+    `dense_limit` parameters take exact Newton steps (Cholesky), larger ones CG steps.
+    `Scores.converged` is False, with the reason, when `max_iter` runs out or no step helps.
+    """
+    if tol <= 0 or max_iter < 0:
+        raise ValueError(f"need tol > 0 and max_iter >= 0, got tol={tol}, max_iter={max_iter}")
+    prob = _prepare(comparisons, n_items, prior_mean, prior_sd, ties, covariates, coef_sd)
+    x = np.concatenate([prob.m0, np.zeros(prob.p)])
     if prob.has_ties:
         q = prob.n_ties / prob.m
         x = np.append(x, np.log(2 * q / max(1 - q, 1e-3)))
     f, g = prob.value_grad(x)
-    converged, it = False, 0
-    for it in range(1, max_iter + 1):
-        if np.max(np.abs(g)) < tol:
-            converged = True
-            it -= 1
+    dense = len(x) <= dense_limit
+    it, reason = 0, f"max_iter={max_iter} reached"
+    while True:
+        gmax, floor = float(np.max(np.abs(g), initial=0.0)), _gradient_floor(prob, x)
+        if gmax < tol:
+            reason = f"max |gradient| {gmax:.2e} < tol {tol:.2e}"
             break
-        diag = prob.hess_diag()
-        k = len(x)
-        H = LinearOperator((k, k), matvec=prob.hessp, dtype=float)
-        M = LinearOperator((k, k), matvec=lambda v: v / diag, dtype=float)
-        gnorm = np.linalg.norm(g)
-        step, _ = cg(H, -g, M=M, rtol=min(0.1, np.sqrt(gnorm)), maxiter=200)
-        slope = g @ step
-        if slope >= 0:  # inexact solve gave no descent: fall back to preconditioned gradient
-            step = -g / diag
-            slope = g @ step
-        lr = 1.0
-        while True:
-            x_new = x + lr * step
-            f_new, g_new = prob.value_grad(x_new)
-            if f_new <= f + 1e-4 * lr * slope or lr < 1e-8:
-                break
-            lr *= 0.5
-        x, f, g = x_new, f_new, g_new
-    else:
-        converged = np.max(np.abs(g)) < tol
-
+        if gmax <= floor:
+            reason = f"max |gradient| {gmax:.2e} at its rounding level {floor:.2e} (> tol {tol:.2e})"
+            break
+        if it == max_iter:
+            break
+        moved = _line_search(prob, x, f, g, _newton_step(prob, g, dense), noise=64 * _EPS * (abs(f) + 1.0))
+        if moved is None:
+            reason = f"no step decreases the objective or the gradient (max |gradient| {gmax:.2e})"
+            break
+        x, f, g = moved
+        it += 1
+    converged = reason.startswith("max |gradient|")
     th, beta, s = prob.split(x)
-    k = len(x)
-    if k <= exact_sd_limit:
-        H = prob.dense_hessian()
-        var = np.diag(np.linalg.inv(H))[:n_items]
-    else:
-        w, _, _ = prob.hess_parts()
-        D = np.bincount(prob.i, w, n_items) + np.bincount(prob.j, w, n_items) + prob.prec
-        O = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([prob.i, prob.j]),
-                                                   np.concatenate([prob.j, prob.i]))), shape=(n_items, n_items)).tocsr()
-        O.sum_duplicates()
-        var = 1.0 / D + (O.multiply(O) @ (1.0 / D)) / D**2
     return Scores(
-        mean=th.copy(), sd=np.sqrt(np.maximum(var, 0.0)), coef=beta.copy(),
-        tie=float(np.exp(s)) if prob.has_ties else 0.0, n_iter=it, converged=bool(converged),
+        mean=th.copy(), sd=_posterior_sd(prob, x, exact_sd_limit), coef=beta.copy(),
+        tie=float(np.exp(s)) if prob.has_ties else 0.0, n_iter=it, converged=converged, reason=reason,
     )

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One BLAS thread (set before numpy loads): with the machine's 2 cores busy, OpenBLAS' spinning
+# worker threads made a 150x150 Cholesky take 0.3 s instead of 0.2 ms.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
