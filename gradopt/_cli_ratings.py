@@ -69,7 +69,7 @@ def cmd_fit_bt(args) -> int:
     rm.save_scores(scores, store.ids, args.out)
     top = sorted(range(len(store)), key=lambda i: -scores.mean[i])[:3]
     print(f"fitted {len(store)} items from {len(store.comparisons)} comparisons "
-          f"({'converged' if scores.converged else 'NOT converged'}, tie ν={scores.tie:.3g}) -> {args.out}")
+          f"({'converged' if scores.converged else 'NOT converged'}: {scores.reason}; tie ν={scores.tie:.3g}) -> {args.out}")
     for i in top:
         print(f"  {scores.mean[i]:+.2f} ± {scores.sd[i]:.2f}  {store.ids[i][:12]}")
     return 0
