@@ -30,12 +30,13 @@ def fit_store(store: RatingStore, kinds: Sequence[str] = KINDS, prior_sd: float 
 
 
 def save_scores(scores: Scores, ids: Sequence[str], path: str | Path) -> None:
-    """Write ``{"ids", "mean", "sd", "coef", "tie"}`` as JSON."""
+    """Write ``{"ids", "mean", "sd", "coef", "tie", "converged", "n_iter", "reason"}`` as JSON."""
     if len(ids) != len(scores):
         raise ValueError(f"{len(ids)} ids for {len(scores)} scores")
     Path(path).write_text(json.dumps({
         "ids": list(ids), "mean": scores.mean.tolist(), "sd": scores.sd.tolist(),
         "coef": scores.coef.tolist(), "tie": scores.tie, "converged": scores.converged,
+        "n_iter": scores.n_iter, "reason": scores.reason,
     }))
 
 
@@ -54,7 +55,8 @@ def load_scores(path: str | Path, store: RatingStore | None = None) -> tuple[Sco
         sd = np.where(idx >= 0, sd[idx], 1.0)
         ids = store.ids
     return Scores(mean=mean, sd=sd, coef=np.asarray(d.get("coef", []), float), tie=float(d.get("tie", 0.0)),
-                  converged=bool(d.get("converged", True))), list(ids)
+                  converged=bool(d.get("converged", True)), n_iter=int(d.get("n_iter", 0)),
+                  reason=str(d.get("reason", ""))), list(ids)
 
 
 def propose_pairs(store: RatingStore, scores: Scores, k: int, strategy: str = "racing", seed: int = 0,
