@@ -30,7 +30,8 @@ def cmd_import(args) -> int:
         n = rm.import_trl(store, args.file, rater=args.rater, **meta)
     else:
         n = rm.import_index_pairs(store, args.file, rater=args.rater)
-    print(f"imported {n} comparisons into {store.directory} ({len(store)} items)")
+    print(f"imported {n} new comparisons into {store.directory} (now {len(store.comparisons)} comparisons, "
+          f"{len(store)} items; comparisons already imported are not added again)")
     return 0
 
 
@@ -89,9 +90,17 @@ def cmd_simulate(args) -> int:
     import rewardmodels as rm
 
     store = rm.RatingStore(args.store, create=False)
-    if args.pairs:
-        with open(args.pairs, encoding="utf-8") as f:
-            pairs = [(r["a"], r["b"]) for r in map(json.loads, filter(str.strip, f))]
+    if args.queue:
+        pairs = [(e.a, e.b) for e in store.pending()][: args.k]
+    elif args.pairs:
+        records = rm.read_jsonl(args.pairs)  # a torn last line is skipped with a warning
+        for no, r in records:
+            if not (isinstance(r.get("a"), str) and isinstance(r.get("b"), str)):
+                raise ValueError(f"{args.pairs}:{no}: expected {{\"a\": id, \"b\": id}}")
+        pairs = [(r["a"], r["b"]) for _, r in records]
+        unknown = [k for pair in pairs for k in pair if k not in store]
+        if unknown:
+            raise ValueError(f"{args.pairs}: {len(unknown)} id(s) not in the store, e.g. {unknown[0][:16]}...")
     else:
         scores = rm.load_scores(args.scores, store)[0] if args.scores else rm.fit_store(store)
         pairs = rm.propose_pairs(store, scores, args.k, args.strategy, args.seed)
@@ -183,8 +192,10 @@ def register(subparsers) -> None:
                                           "+ Bradley-Terry noise), optionally after the auto-checks.")
     p.add_argument("--store", required=True, help="rating store directory")
     p.add_argument("--pairs", help="JSON lines of {a, b} ids (as printed by next-pairs); else propose -k pairs")
+    p.add_argument("--queue", action="store_true",
+                   help="rate the first -k pending pairs of the store's rating queue (e.g. harvested ones)")
     p.add_argument("--scores", help="scores JSON for proposing pairs (default: fit the store now)")
-    p.add_argument("-k", type=int, default=10, help="pairs to propose when --pairs is not given")
+    p.add_argument("-k", type=int, default=10, help="pairs to propose (or to take from --queue) when --pairs is not given")
     p.add_argument("--strategy", choices=STRATEGIES, default="random", help="selection strategy for proposals")
     p.add_argument("--agreement", type=float, default=0.75, help="P(rater prefers the better of two tunes 1 unit apart)")
     p.add_argument("--judge", action="store_true", help="run the auto-checks first (broken pieces lose)")

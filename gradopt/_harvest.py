@@ -5,23 +5,20 @@ and at least one independent signal disagrees: the judges' auto-checks call it b
 generator finds it unlikely (mean per-token log-likelihood < `max_loglik_per_token`), or it is
 far from every corpus text (normalised edit distance >= `min_novelty`). Suspects are deduplicated
 by edit distance, added to the rating store as ``origin="harvested"`` items (their starts as
-parents), and queued for rating in the order the active-selection strategy asks for them.
+parents), and queued for rating in the order the active-selection strategy asks for them, in the
+store's rating queue (`RatingStore.enqueue`; read it back with `RatingStore.pending`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ._ascent import AscentConfig, optimize
 from ._distance import dedup, nearest_distance
-
-QUEUE_FILE = "queue.jsonl"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,8 +116,8 @@ def harvest(
     judge: text -> reasons it is broken (default: `rewardmodels.broken_reasons`).
     freeze / allowed: as in `optimize` (e.g. `pitch_edits` to look for blind spots among
     rhythm-preserving edits only).
-    The queue of pairs to rate is appended to ``<store>/queue.jsonl`` as ``{"a", "b", "rank",
-    "strategy"}`` records of item ids.
+    The pairs to rate go to the store's rating queue (`RatingStore.enqueue`, strategy
+    `cfg.strategy`, rank = queue order); pairs still pending from an earlier run are not queued twice.
     """
     if judge is None:
         from rewardmodels import broken_reasons as judge
@@ -156,19 +153,19 @@ def harvest(
 
 
 def _write(store, suspects: list[Suspect], pairs, cfg: HarvestConfig, start_origin: str) -> None:
-    from rewardmodels import RatingStore
+    """Suspects and their starts as items (one durable batch), then the pairs to the rating queue."""
+    from rewardmodels import Item, RatingStore
 
     if not isinstance(store, RatingStore):
         store = RatingStore(store)
+    items = []
     for s in suspects:
-        parent = store.add_item(s.parent_text, origin=start_origin, iteration=cfg.iteration)
-        s.id = store.add_item(s.text, origin="harvested", iteration=cfg.iteration, parent=parent.id).id
-    path = Path(store.directory) / QUEUE_FILE
-    with open(path, "a", encoding="utf-8") as f:
-        for rank, (a, b) in enumerate(pairs):
-            rec = {"a": suspects[a].id, "b": suspects[b].id, "rank": rank, "strategy": cfg.strategy}
-            f.write(json.dumps(rec) + "\n")
-        f.flush()
+        parent = Item.new(s.parent_text, origin=start_origin, iteration=cfg.iteration)
+        child = Item.new(s.text, origin="harvested", iteration=cfg.iteration, parent=parent.id)
+        items += [parent, child]
+        s.id = child.id
+    store.add_batch(items, [])
+    store.enqueue([(suspects[a].id, suspects[b].id) for a, b in pairs], strategy=cfg.strategy)
 
 
 def suspects_as_dicts(suspects: list[Suspect]) -> list[dict]:

@@ -10,15 +10,23 @@
 
 Files are a JSON array or JSON lines. Ties cannot be written in the first two formats; exporters
 skip them and return how many they wrote.
+
+Imports check every record before writing anything, so a bad record (named by file and record
+number) leaves the store as it was; fix the file and import it again. Each imported comparison
+carries ``source``, the hash of the record it came from, and the store does not write a comparison
+whose (a, b, winner, rater, source) it already holds: importing the same file twice (or a file
+that repeats records of an earlier one) adds each comparison once. Importers return the number of
+comparisons written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ._store import RatingStore, StoreError
+from ._store import Comparison, Item, RatingStore, StoreError
 
 
 def _load_records(path: str | Path) -> list[dict]:
@@ -31,6 +39,8 @@ def _load_records(path: str | Path) -> list[dict]:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise StoreError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
+        if not isinstance(data, list):
+            raise StoreError(f"{path}: expected a JSON array of records")
         return data
     out = []
     for no, line in enumerate(text.splitlines(), 1):
@@ -69,22 +79,71 @@ def _field(path, no: int, rec: dict, key: str):
     return rec[key]
 
 
+def _source_keys(records: Sequence) -> list[str]:
+    """The `source` of each record: sha256 of its canonical JSON, ``#k`` for the k-th identical copy."""
+    seen: dict[str, int] = {}
+    out = []
+    for rec in records:
+        h = hashlib.sha256(json.dumps(rec, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                           .encode("utf-8")).hexdigest()
+        k = seen.get(h, 0)
+        seen[h] = k + 1
+        out.append(h if k == 0 else f"{h}#{k}")
+    return out
+
+
+class _Batch:
+    """Items and comparisons of one import, checked as they are built and written together."""
+
+    def __init__(self, store: RatingStore, path, item_meta: dict, rater: str, kind: str) -> None:
+        Item.new("", **item_meta)  # a bad origin etc. is the caller's mistake, not the file's
+        Comparison(a="a", b="b", winner="a", rater=rater, kind=kind)
+        self.store, self.path, self.meta, self.rater, self.kind = store, path, item_meta, rater, kind
+        self.items: dict[str, Item] = {}
+        self.comparisons: list[Comparison] = []
+
+    def item(self, text: str) -> str:
+        item = Item.new(text, **self.meta)
+        self.items.setdefault(item.id, item)
+        return item.id
+
+    def compare(self, where: str, a: str, b: str, winner: str, source: str) -> None:
+        try:
+            self.comparisons.append(Comparison(a=a, b=b, winner=winner, rater=self.rater, kind=self.kind,
+                                               source=source))
+        except ValueError as err:
+            raise StoreError(f"{self.path}: {where}: {err}") from None
+
+    def write(self) -> int:
+        try:
+            return self.store.add_batch(list(self.items.values()), self.comparisons)[1]
+        except ValueError as err:
+            raise StoreError(f"{self.path}: {err}") from None
+
+
 def import_openai(store: RatingStore, path: str | Path, *, rater: str = "openai", kind: str = "human",
                   **item_meta) -> int:
-    """Add lm-human-preferences records; n samples give n-1 comparisons (best vs each other)."""
-    n = 0
-    for no, rec in enumerate(_load_records(path), 1):
+    """Add lm-human-preferences records; n samples give n-1 comparisons (best vs each other).
+
+    Every record is checked before anything is written (a bad one raises `StoreError` naming
+    file and record, and the store is unchanged); comparisons already imported from an identical
+    record are not written again. Returns the number of comparisons written.
+    """
+    records = _load_records(path)
+    batch = _Batch(store, path, item_meta, rater, kind)
+    for no, (rec, source) in enumerate(zip(records, _source_keys(records)), 1):
         query = _field(path, no, rec, "query")
         best = _field(path, no, rec, "best")
         samples = [rec[f"sample{i}"] for i in range(len(rec)) if f"sample{i}" in rec]
-        if len(samples) < 2 or not isinstance(best, int) or not 0 <= best < len(samples):
+        if len(samples) < 2 or isinstance(best, bool) or not isinstance(best, int) or not 0 <= best < len(samples):
             raise StoreError(f"{path}: record {no}: need sample0, sample1, ... and 0 <= best < n_samples")
-        ids = [store.add_item(query + s, **item_meta).id for s in samples]
+        if not all(isinstance(x, str) for x in (query, *samples)):
+            raise StoreError(f"{path}: record {no}: query and samples must be strings")
+        ids = [batch.item(query + s) for s in samples]
         for i, other in enumerate(ids):
             if i != best and other != ids[best]:
-                store.add_comparison(ids[best], other, "a", rater=rater, kind=kind)
-                n += 1
-    return n
+                batch.compare(f"record {no}", ids[best], other, "a", source)
+    return batch.write()
 
 
 def export_openai(store: RatingStore, path: str | Path, *, jsonl: bool = False) -> int:
@@ -100,21 +159,23 @@ def export_openai(store: RatingStore, path: str | Path, *, jsonl: bool = False) 
 
 def import_trl(store: RatingStore, path: str | Path, *, rater: str = "trl", kind: str = "human",
                **item_meta) -> int:
-    """Add TRL preference records (standard, not conversational); `margin` is read but not stored."""
-    n = 0
-    for no, rec in enumerate(_load_records(path), 1):
+    """Add TRL preference records (standard, not conversational); `margin` is read but not stored.
+
+    All or nothing and deduplicated like `import_openai`; returns the number of comparisons written.
+    """
+    records = _load_records(path)
+    batch = _Batch(store, path, item_meta, rater, kind)
+    for no, (rec, source) in enumerate(zip(records, _source_keys(records)), 1):
         prompt = rec.get("prompt", "") if isinstance(rec, dict) else ""
         chosen, rejected = _field(path, no, rec, "chosen"), _field(path, no, rec, "rejected")
         if not all(isinstance(x, str) for x in (prompt, chosen, rejected)):
             raise StoreError(f"{path}: record {no}: only the standard (string) TRL format is supported, "
                              "not the conversational (list of messages) one")
-        a = store.add_item(prompt + chosen, **item_meta).id
-        b = store.add_item(prompt + rejected, **item_meta).id
+        a, b = batch.item(prompt + chosen), batch.item(prompt + rejected)
         if a == b:
             raise StoreError(f"{path}: record {no}: chosen and rejected are the same text")
-        store.add_comparison(a, b, "a", rater=rater, kind=kind)
-        n += 1
-    return n
+        batch.compare(f"record {no}", a, b, "a", source)
+    return batch.write()
 
 
 def export_trl(store: RatingStore, path: str | Path, *, margin: Callable[[str, str], float] | None = None,
@@ -143,29 +204,43 @@ def export_index_pairs(store: RatingStore, path: str | Path, kinds: Sequence[str
 
 def import_index_pairs(store: RatingStore, path: str | Path, *, rater: str = "import", kind: str = "human",
                        texts: Sequence[str] | None = None, **item_meta) -> int:
-    """Add ``[winner, loser]`` pairs; indices refer to `texts` (added first), the file's ``ids``,
-    or else the store's current item order."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Add ``[winner, loser]`` pairs; indices refer to `texts` (added with the pairs), the file's
+    ``ids``, or else the store's current item order.
+
+    All or nothing and deduplicated like `import_openai` (a pair's source is its two item ids and
+    outcome); returns the number of comparisons written.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{path}:{err.lineno}: malformed JSON ({err.msg})") from None
+    if not isinstance(data, (dict, list)):
+        raise StoreError(f"{path}: expected {{\"ids\", \"pairs\", \"ties\"}} or a list of [winner, loser] pairs")
+    batch = _Batch(store, path, item_meta, rater, kind)
     if texts is not None:
-        ids = [store.add_item(t, **item_meta).id for t in texts]
+        ids = [batch.item(t) for t in texts]
     elif isinstance(data, dict) and "ids" in data:
         ids = list(data["ids"])
         missing = [k for k in ids if k not in store]
         if missing:
-            raise StoreError(f"{path}: {len(missing)} id(s) not in the store, e.g. {missing[0][:16]}...; "
+            raise StoreError(f"{path}: {len(missing)} id(s) not in the store, e.g. {str(missing[0])[:16]}...; "
                              "import the items first")
     else:
         ids = store.ids
     pairs = data.get("pairs", []) if isinstance(data, dict) else data
     ties = data.get("ties", []) if isinstance(data, dict) else []
-    n = 0
-    for winner, rows in (("a", pairs), ("tie", ties)):
+    for winner, rows, label in (("a", pairs, "pair"), ("tie", ties, "tie")):
+        resolved = []
         for no, row in enumerate(rows, 1):
             if not (isinstance(row, (list, tuple)) and len(row) == 2
-                    and all(isinstance(i, int) and 0 <= i < len(ids) for i in row)):
-                raise StoreError(f"{path}: pair {no}: expected [i, j] with 0 <= i, j < {len(ids)}, got {row!r}")
+                    and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(ids) for i in row)):
+                raise StoreError(f"{path}: {label} {no}: expected [i, j] with 0 <= i, j < {len(ids)}, got {row!r}")
             if row[0] == row[1]:
-                raise StoreError(f"{path}: pair {no}: item {row[0]} compared with itself")
-            store.add_comparison(ids[row[0]], ids[row[1]], winner, rater=rater, kind=kind)
-            n += 1
-    return n
+                raise StoreError(f"{path}: {label} {no}: item {row[0]} compared with itself")
+            resolved.append([ids[row[0]], ids[row[1]], winner])
+        for no, ((a, b, w), source) in enumerate(zip(resolved, _source_keys(resolved)), 1):
+            batch.compare(f"{label} {no}", a, b, w, source)
+    return batch.write()

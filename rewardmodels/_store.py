@@ -1,41 +1,52 @@
-"""The rating store: append-only JSONL files of items and of pairwise comparisons.
+"""The rating store: append-only JSONL files of items, pairwise comparisons and the rating queue.
 
-A store is a directory holding ``items.jsonl`` and ``comparisons.jsonl``::
+A store is a directory holding ``items.jsonl``, ``comparisons.jsonl`` and ``queue.jsonl``::
 
     {"id": sha256(text), "text": ..., "domain": "abc", "origin": "corpus|sample|optimized|harvested",
      "iteration": 0, "parent": null}
     {"a": id, "b": id, "winner": "a"|"b"|"tie", "rater": "gwern", "kind": "human|auto|simulated",
-     "broken": [ids], "time": "2026-01-01T00:00:00+00:00"}
+     "broken": [ids], "time": "2026-01-01T00:00:00+00:00", "source": "<sha256>"}   # source: imports only
+    {"a": id, "b": id, "rank": 0, "strategy": "racing", "time": ...}     # queue: a pair to rate
+    {"a": id, "b": id, "rated": true, "time": ...}                        # queue: taken off by hand
 
-Every record is written with one ``write`` and then flushed and fsynced, so a killed writer can
-only leave a *torn last line*. Reading skips such a line with a warning naming file and line;
-opening the store for writing moves the fragment to ``<file>.torn`` so later appends start on a
-clean line. Any other bad record (malformed JSON before the end, an unknown item id, an item
-compared with itself, a bad winner) raises `StoreError` naming file and line.
+Every batch of records is written with one ``write`` and then flushed and fsynced, so a killed
+writer can only leave a *torn last line*. Reading skips such a line with a warning naming file
+and line; opening the store for writing moves the fragment to ``<file>.torn`` so later appends
+start on a clean line. Any other bad record (malformed JSON before the end, an unknown item id,
+an item compared with itself, a bad winner) raises `StoreError` naming file and line.
+
+Imported comparisons carry ``source``, the sha256 of the record they came from (canonical JSON;
+``#k`` appended for the k-th identical copy within one file). A comparison's identity is
+(a, b, winner, rater, source): `add_batch` and `add_comparison` do not write one that is already
+stored, so importing a file twice stores its comparisons once. Comparisons without a source
+(live ratings) are never deduplicated: rating a pair twice is two judgements.
+
+The rating queue holds pairs waiting for a rater (harvested blind spots, actively selected
+pairs): `enqueue` appends, `pending` lists those not yet rated (no comparison of the pair in
+either order, not taken off with `mark_rated`), in queue order. Old stores (no queue file, no
+``source`` or ``time`` fields) load unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
+
+from ._jsonl import StoreError, read_jsonl
+from ._jsonl import append as _append
+from ._jsonl import repair_tail as _repair_tail
 
 ORIGINS = ("corpus", "sample", "optimized", "harvested")
 KINDS = ("human", "auto", "simulated")
 WINNERS = ("a", "b", "tie")
 ITEMS_FILE = "items.jsonl"
 COMPARISONS_FILE = "comparisons.jsonl"
-
-
-class StoreError(ValueError):
-    """A ratings file holds a record that cannot be used (the message names file and line)."""
+QUEUE_FILE = "queue.jsonl"
 
 
 def item_id(text: str) -> str:
@@ -86,6 +97,7 @@ class Comparison:
     kind: str = "human"  # one of KINDS; "auto" marks judge verdicts such as broken pieces
     broken: tuple[str, ...] = ()  # ids (of a and/or b) an auto-check found broken
     time: str = field(default_factory=_now)  # ISO 8601, UTC
+    source: str | None = None  # imports: sha256 of the source record (see module docstring)
 
     def __post_init__(self) -> None:
         if self.a == self.b:
@@ -102,77 +114,34 @@ class Comparison:
     def loser(self) -> str | None:
         return None if self.winner == "tie" else (self.b if self.winner == "a" else self.a)
 
+    @property
+    def key(self) -> tuple | None:
+        """Identity for deduplication: (a, b, winner, rater, source); None for live ratings."""
+        return None if self.source is None else (self.a, self.b, self.winner, self.rater, self.source)
+
     def as_json(self) -> dict:
         d = asdict(self)
         d["broken"] = list(self.broken)
+        if self.source is None:
+            del d["source"]  # live ratings keep the original record layout
         return d
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
-    """(1-based line number, text, ends with newline) for each non-blank line."""
-    with open(path, "rb") as f:
-        for no, raw in enumerate(f, 1):
-            complete = raw.endswith(b"\n")
-            text = raw.decode("utf-8", errors="replace").strip()
-            if text:
-                yield no, text, complete
+@dataclass(frozen=True, kw_only=True)
+class QueueEntry:
+    """A pair of items waiting to be rated."""
 
+    a: str  # id of the first item to show
+    b: str  # id of the second item to show
+    rank: int = 0  # position within the batch it was queued in (0 = rate first)
+    strategy: str = ""  # what chose the pair (e.g. an active-selection strategy)
+    time: str = field(default_factory=_now)  # ISO 8601, UTC, when it was queued
 
-def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
-    """Records of a JSONL file with their line numbers; a torn last line is skipped with a warning."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out: list[tuple[int, dict]] = []
-    rows = list(_lines(path))
-    for k, (no, text, complete) in enumerate(rows):
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as err:
-            if k == len(rows) - 1 and not complete:
-                warnings.warn(f"{path}:{no}: skipping torn last line (a writer was killed mid-record)")
-                continue
-            raise StoreError(f"{path}:{no}: malformed JSON ({err.msg}); fix or delete that line") from None
-        if not isinstance(rec, dict):
-            raise StoreError(f"{path}:{no}: expected a JSON object, got {type(rec).__name__}")
-        out.append((no, rec))
-    return out
-
-
-def _repair_tail(path: Path) -> None:
-    """Before appending: move a torn last line to `<path>.torn`, or end a complete one with '\\n'."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    cut = data.rfind(b"\n") + 1
-    tail = data[cut:]
-    try:
-        json.loads(tail.decode("utf-8"))
-        torn = False
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        torn = tail.strip() != b""
-    line_no = data[:cut].count(b"\n") + 1
-    with open(path, "r+b") as f:
-        if torn:
-            with open(path.with_name(path.name + ".torn"), "ab") as side:
-                side.write(tail + b"\n")
-            f.truncate(cut)
-            warnings.warn(f"{path}:{line_no}: moved torn last line to {path.name}.torn")
-        else:
-            f.seek(0, os.SEEK_END)
-            f.write(b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _append(path: Path, record: dict) -> None:
-    line = json.dumps(record, ensure_ascii=False) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    def __post_init__(self) -> None:
+        if self.a == self.b:
+            raise ValueError(f"an item cannot be compared with itself ({self.a[:12]}...)")
+        if not isinstance(self.rank, int) or self.rank < 0:
+            raise ValueError(f"rank must be a non-negative int, got {self.rank!r}")
 
 
 def _parse(path: Path, no: int, cls, rec: dict):
@@ -181,11 +150,12 @@ def _parse(path: Path, no: int, cls, rec: dict):
             rec = {**rec, "broken": tuple(rec.get("broken", ()))}
         return cls(**rec)
     except (TypeError, ValueError) as err:
-        raise StoreError(f"{path}:{no}: bad {cls.__name__.lower()} record: {err}") from None
+        name = {Item: "item", Comparison: "comparison", QueueEntry: "queue"}[cls]
+        raise StoreError(f"{path}:{no}: bad {name} record: {err}") from None
 
 
 class RatingStore:
-    """Items and comparisons in a directory; loads everything on open, appends durably."""
+    """Items, comparisons and the rating queue in a directory; loads everything on open, appends durably."""
 
     def __init__(self, directory: str | Path, *, create: bool = True) -> None:
         self.directory = Path(directory)
@@ -195,26 +165,44 @@ class RatingStore:
             self.directory.mkdir(parents=True)
         self.items_path = self.directory / ITEMS_FILE
         self.comparisons_path = self.directory / COMPARISONS_FILE
+        self.queue_path = self.directory / QUEUE_FILE
         self._items: dict[str, Item] = {}
         self._comparisons: list[Comparison] = []
+        self._by_key: dict[tuple, Comparison] = {}  # imported comparisons by identity
+        self._queue: list[QueueEntry] = []
+        self._marked: set[frozenset[str]] = set()  # pairs taken off the queue by `mark_rated`
         for no, rec in read_jsonl(self.items_path):
             item = _parse(self.items_path, no, Item, rec)
             self._items.setdefault(item.id, item)
         for no, rec in read_jsonl(self.comparisons_path):
             comp = _parse(self.comparisons_path, no, Comparison, rec)
-            for key in (comp.a, comp.b):
-                if key not in self._items:
-                    raise StoreError(
-                        f"{self.comparisons_path}:{no}: unknown item id {key[:16]}...; "
-                        f"add the item to {ITEMS_FILE} first"
-                    )
+            self._known(self.comparisons_path, no, comp.a, comp.b)
             self._comparisons.append(comp)
+            if comp.key is not None:
+                self._by_key.setdefault(comp.key, comp)
+        for no, rec in read_jsonl(self.queue_path):
+            if rec.get("rated") is True:
+                if not (isinstance(rec.get("a"), str) and isinstance(rec.get("b"), str)):
+                    raise StoreError(f"{self.queue_path}:{no}: a 'rated' record needs string ids 'a' and 'b'")
+                self._known(self.queue_path, no, rec["a"], rec["b"])
+                self._marked.add(frozenset((rec["a"], rec["b"])))
+                continue
+            entry = _parse(self.queue_path, no, QueueEntry, rec)
+            self._known(self.queue_path, no, entry.a, entry.b)
+            self._queue.append(entry)
         self._repaired = False
+
+    def _known(self, path: Path, no: int, *keys: str) -> None:
+        for key in keys:
+            if key not in self._items:
+                raise StoreError(f"{path}:{no}: unknown item id {str(key)[:16]}...; "
+                                 f"add the item to {ITEMS_FILE} first")
 
     def _writable(self) -> None:
         if not self._repaired:
             _repair_tail(self.items_path)
             _repair_tail(self.comparisons_path)
+            _repair_tail(self.queue_path)
             self._repaired = True
 
     # --- items -----------------------------------------------------------------------------
@@ -251,21 +239,125 @@ class RatingStore:
     def add_items(self, texts: Iterable[str], **meta) -> list[Item]:
         return [self.add_item(t, **meta) for t in texts]
 
+    def root(self, key: str) -> str:
+        """The id of item `key`'s oldest ancestor along `parent` links (`key` itself if it has no
+        parent; a parent missing from the store ends the chain). Edits of one tune share a root."""
+        seen = {key}
+        while (parent := self._items[key].parent) is not None and parent in self._items and parent not in seen:
+            key = parent
+            seen.add(key)
+        return key
+
     # --- comparisons -----------------------------------------------------------------------
     @property
     def comparisons(self) -> list[Comparison]:
         return list(self._comparisons)
 
     def add_comparison(self, a: str, b: str, winner: str, **meta) -> Comparison:
-        """Record a judgement; `meta` holds rater, kind, broken, time."""
+        """Record a judgement; `meta` holds rater, kind, broken, time, source. A comparison with a
+        `source` that is already stored (same a, b, winner, rater, source) is returned, not rewritten."""
         for key in (a, b):
             if key not in self._items:
                 raise ValueError(f"unknown item id {key[:16]}...; add the item first")
         comp = Comparison(a=a, b=b, winner=winner, **meta)
+        if comp.key in self._by_key:
+            return self._by_key[comp.key]
         self._writable()
         _append(self.comparisons_path, comp.as_json())
-        self._comparisons.append(comp)
+        self._remember(comp)
         return comp
+
+    def _remember(self, comp: Comparison) -> None:
+        self._comparisons.append(comp)
+        if comp.key is not None:
+            self._by_key[comp.key] = comp
+
+    def add_batch(self, items: Sequence[Item], comparisons: Sequence[Comparison]) -> tuple[int, int]:
+        """Check every record first, then write the new ones: all or nothing for bad input.
+
+        Items already stored are skipped (content hash), so are comparisons whose identity
+        (`Comparison.key`) is stored or repeated in the batch. Parents and compared ids must be
+        in the store or among `items`. Returns (items written, comparisons written).
+        """
+        known = set(self._items)
+        new_items: dict[str, Item] = {}
+        for item in items:
+            if item.parent is not None and item.parent not in known:
+                raise ValueError(f"parent {item.parent[:16]}... of item {item.id[:16]}... is neither in the "
+                                 "store nor in the batch; add the parent first")
+            if item.id not in known:
+                new_items[item.id] = item
+                known.add(item.id)
+        new_comps: list[Comparison] = []
+        seen = set(self._by_key)
+        for comp in comparisons:
+            for key in (comp.a, comp.b):
+                if key not in known:
+                    raise ValueError(f"comparison refers to unknown item id {key[:16]}...; "
+                                     "add the item in the same batch or before")
+            if comp.key is None or comp.key not in seen:
+                new_comps.append(comp)
+                if comp.key is not None:
+                    seen.add(comp.key)
+        self._writable()
+        _append(self.items_path, *(asdict(it) for it in new_items.values()))
+        self._items.update(new_items)
+        _append(self.comparisons_path, *(c.as_json() for c in new_comps))
+        for comp in new_comps:
+            self._remember(comp)
+        return len(new_items), len(new_comps)
+
+    # --- rating queue ----------------------------------------------------------------------
+    @property
+    def queue(self) -> list[QueueEntry]:
+        """Every queued entry in the order queued, rated or not."""
+        return list(self._queue)
+
+    def enqueue(self, pairs: Iterable[tuple[str, str]], *, strategy: str = "") -> list[QueueEntry]:
+        """Queue id pairs for rating (`rank` = position in `pairs`); pairs already pending are skipped.
+
+        All pairs are checked before anything is written. Returns the entries written.
+        """
+        pairs = [tuple(p) for p in pairs]
+        for no, pair in enumerate(pairs):
+            if len(pair) != 2:
+                raise ValueError(f"pair {no}: expected (a, b), got {pair!r}")
+            for key in pair:
+                if key not in self._items:
+                    raise ValueError(f"pair {no}: unknown item id {str(key)[:16]}...; add the item first")
+        waiting = {frozenset((e.a, e.b)) for e in self.pending()}
+        entries = []
+        for rank, (a, b) in enumerate(pairs):
+            entry = QueueEntry(a=a, b=b, rank=rank, strategy=strategy)
+            if frozenset((a, b)) not in waiting:
+                entries.append(entry)
+                waiting.add(frozenset((a, b)))
+        self._writable()
+        _append(self.queue_path, *(asdict(e) for e in entries))
+        self._queue.extend(entries)
+        return entries
+
+    def pending(self) -> list[QueueEntry]:
+        """Queued pairs not yet rated, first queued first: a comparison of the pair (either order)
+        or `mark_rated` takes a pair off the queue; a pair queued twice is listed once."""
+        done = {frozenset((c.a, c.b)) for c in self._comparisons} | self._marked
+        out = []
+        for e in self._queue:
+            pair = frozenset((e.a, e.b))
+            if pair not in done:
+                out.append(e)
+                done.add(pair)
+        return out
+
+    def mark_rated(self, a: str, b: str) -> None:
+        """Take a queued pair off the queue without recording a comparison in this store (it was
+        rated elsewhere, or the rater skipped it). Recording a comparison needs no mark."""
+        pair = frozenset((a, b))
+        if not any(frozenset((e.a, e.b)) == pair for e in self._queue):
+            raise ValueError(f"the pair ({a[:12]}..., {b[:12]}...) is not in the queue of {self.directory}")
+        self._writable()
+        _append(self.queue_path, {"a": a, "b": b, "rated": True, "time": _now()})
+        self._marked.add(pair)
 
     def index(self) -> dict[str, int]:
         """Item id -> position in `items` (the index used by `pairs` and the BT fit)."""
@@ -305,4 +397,5 @@ class RatingStore:
             "comparisons": len(self._comparisons), "comparisons_by_kind": by_kind,
             "ties": ties, "with_broken": broken, "raters": raters,
             "items_never_compared": len(self._items) - len(rated),
+            "queue_pending": len(self.pending()),
         }

@@ -80,6 +80,15 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, tie: to
     return loss.mean()
 
 
+def _check_finite(name: str, values: np.ndarray) -> None:
+    """Raise a ValueError naming how many entries of `values` (n,) are NaN or infinite, and which."""
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        shown = ", ".join(str(int(i)) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        raise ValueError(f"{name} has {len(bad)} non-finite value(s) (NaN or inf) at item(s) {shown}; "
+                         "drop those items or fix their scores (an infinite weight means a zero posterior SD)")
+
+
 def _batches(n: int, size: int, steps: int, seed: int):
     rng = np.random.default_rng(seed)
     order, k = rng.permutation(n), 0
@@ -135,14 +144,21 @@ def train_reward_model(
 
     `targets` are Bradley-Terry posterior means, `weights` their precisions 1/sd². Output
     normalisation is reset before and re-calibrated on these items after. Returns step losses.
+    NaN or infinite targets or weights raise a ValueError naming the items (they would turn
+    every weight of the model into NaN).
     """
     n = ids.shape[0]
-    y = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
-    w = None if weights is None else torch.as_tensor(np.asarray(weights), dtype=torch.float32)
-    if y.shape != (n,) or (w is not None and w.shape != (n,)):
+    y64 = np.asarray(targets, dtype=np.float64)
+    w64 = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if y64.shape != (n,) or (w64 is not None and w64.shape != (n,)):
         raise ValueError(f"targets/weights must have shape ({n},)")
-    if w is not None and bool((w < 0).any()):
-        raise ValueError("weights must be non-negative")
+    _check_finite("targets", y64)
+    if w64 is not None:
+        _check_finite("weights", w64)
+        if bool((w64 < 0).any()):
+            raise ValueError("weights must be non-negative")
+    y = torch.as_tensor(y64, dtype=torch.float32)
+    w = None if w64 is None else torch.as_tensor(w64, dtype=torch.float32)
     model.reset_normalization()
 
     def step_loss(idx):
@@ -198,6 +214,31 @@ def _ridge(Z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.n
     return beta, float(my - mz @ beta)
 
 
+def group_folds(groups, folds: int, seed: int = 0) -> np.ndarray:
+    """Cross-validation fold (n,) of each item such that items of one group share a fold.
+
+    groups (n,): any hashable labels, e.g. each item's root parent id, so that an item and its
+    edits are never split between training and held-out data (the edit would leak its parent's
+    target). Groups go, largest first (random order among equal sizes), to the fold holding the
+    fewest items so far. With one item per group this is ``permutation(n) % folds``.
+    """
+    labels = list(groups)
+    uniq: dict = {}
+    member = np.array([uniq.setdefault(g, len(uniq)) for g in labels], dtype=np.int64)
+    if not 2 <= folds <= len(uniq):
+        raise ValueError(f"cross-validation needs 2 <= folds <= number of groups, got folds={folds} "
+                         f"for {len(uniq)} group(s) of {len(labels)} item(s)")
+    size = np.bincount(member, minlength=len(uniq))
+    key = np.random.default_rng(seed).permutation(len(uniq))
+    load = np.zeros(folds, dtype=np.int64)
+    fold_of = np.empty(len(uniq), dtype=np.int64)
+    for g in np.lexsort((key, -size)):
+        k = int(np.argmin(load))
+        fold_of[g] = k
+        load[k] += size[g]
+    return fold_of[member]
+
+
 def fit_head(
     model: RewardModel,
     ids: torch.Tensor,
@@ -207,6 +248,7 @@ def fit_head(
     l2: float | tuple[float, ...] = DEFAULT_L2,
     folds: int = 5,
     seed: int = 0,
+    groups=None,
 ) -> dict:
     """Linear probe: set the head by weighted ridge regression on the frozen backbone's features.
 
@@ -214,14 +256,22 @@ def fit_head(
     not changed, so this costs one forward pass over the items instead of a training run; it
     generalises better than fine-tuning when there are only a few thousand rated items. With
     several `l2` values, λ is chosen by `folds`-fold cross-validation (precision-weighted squared
-    error on the targets). Features are standardised (scale folded back into the head), weights
-    rescaled to mean 1. Re-calibrates on these items. Returns {"l2": λ, "cv_loss": {λ: loss}}.
+    error on the targets). `groups` (n,) labels items that must share a fold (`group_folds`):
+    pass each item's root parent id so that edits of a rated item do not sit in the training
+    folds while the item itself is held out; None = every item its own group. Features are
+    standardised (scale folded back into the head), weights rescaled to mean 1. Re-calibrates on
+    these items. NaN or infinite targets or weights raise a ValueError naming the items.
+    Returns {"l2": λ, "cv_loss": {λ: loss}}.
     """
     n = ids.shape[0]
     y = np.asarray(targets, dtype=np.float64)
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     if y.shape != (n,) or w.shape != (n,):
         raise ValueError(f"targets/weights must have shape ({n},)")
+    _check_finite("targets", y)
+    _check_finite("weights", w)
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"groups must have one label per item ({n}), got {len(groups)}")
     if bool((w < 0).any()) or w.sum() <= 0:
         raise ValueError("weights must be non-negative and not all zero")
     grid = (l2,) if np.isscalar(l2) else tuple(l2)
@@ -233,9 +283,7 @@ def fit_head(
     Z = X / sd
     cv: dict[float, float] = {}
     if len(grid) > 1:
-        if not 2 <= folds <= n:
-            raise ValueError(f"cross-validation needs 2 <= folds <= n items, got folds={folds}, n={n}")
-        fold = np.random.default_rng(seed).permutation(n) % folds
+        fold = group_folds(range(n) if groups is None else groups, folds, seed)
         for lam in grid:
             err = 0.0
             for k in range(folds):

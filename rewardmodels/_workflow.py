@@ -17,7 +17,7 @@ from ._active import next_pairs
 from ._bradley_terry import Scores, fit
 from ._judges import JudgeConfig, auto_compare
 from ._simulated import SimulatedRater
-from ._store import KINDS, Comparison, RatingStore
+from ._store import KINDS, Comparison, RatingStore, item_id
 
 
 def fit_store(store: RatingStore, kinds: Sequence[str] = KINDS, prior_sd: float = 1.0,
@@ -131,8 +131,10 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
             raise ValueError("regression needs Bradley-Terry scores; run `gradopt fit-bt` first")
         texts, targets, weights = training_rows(store, scores)
         ids, mask = encode_batch(tokenizer, texts, generator)
-        if probe:
-            info = fit_head(model, ids, mask, targets, weights, folds=min(5, len(texts)), seed=cfg.seed)
+        if probe:  # cross-validation folds keep every item with its edits (same root parent)
+            roots = [store.root(item_id(t)) for t in texts]
+            info = fit_head(model, ids, mask, targets, weights, folds=min(5, len(set(roots))), seed=cfg.seed,
+                            groups=roots)
             losses = [float(v) for v in info["cv_loss"].values()]
         else:
             losses = train_reward_model(model, ids, mask, targets, weights, cfg, progress)

@@ -77,3 +77,21 @@ def test_train_reward_probe(store, tmp_path, generator_and_scores):
     for name, w in gen.transformer.state_dict().items():
         assert torch.equal(probe.transformer.state_dict()[name], w), name
     assert main(["train-reward", *common, "--probe", "--pairwise", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_import_twice_and_rate_the_queue(store, capsys):
+    s = str(store / "s")
+    capsys.readouterr()
+    assert main(["ratings", "import", str(store / "in.json"), "--store", s, "--format", "openai"]) == 0
+    assert "imported 0 new comparisons" in capsys.readouterr().out  # the fixture imported it already
+    from rewardmodels import RatingStore
+
+    rs = RatingStore(s)
+    good, other, broken = (next(i.id for i in rs.items if i.text == t) for t in (GOOD, OTHER, BROKEN))
+    rs.enqueue([(good, other), (good, broken)])
+    assert [(e.a, e.b) for e in rs.pending()] == [(good, broken)]  # good vs other is rated already
+    assert main(["simulate-ratings", "--store", s, "--queue", "-k", "5", "--judge"]) == 0
+    assert "recorded 1 comparisons (0 simulated, 1 auto)" in capsys.readouterr().out
+    assert RatingStore(s).pending() == []
+    (store / "p.jsonl").write_text(json.dumps({"a": good, "b": "0" * 64}) + "\n")
+    assert main(["simulate-ratings", "--store", s, "--pairs", str(store / "p.jsonl")]) == 2

@@ -1,4 +1,6 @@
 import json
+import re
+import warnings
 
 import pytest
 
@@ -45,6 +47,39 @@ def test_harvest_writes_deduplicated_suspects_to_the_store(tmp_path):
     queue = [json.loads(x) for x in (tmp_path / "store" / "queue.jsonl").read_text().splitlines()]
     assert len(queue) == max(len(suspects) - 1, 0)
     assert all(q["a"] in store and q["b"] in store for q in queue)
+    assert [(e.a, e.b, e.rank) for e in store.pending()] == [(q["a"], q["b"], q["rank"]) for q in queue]
+
+
+def _harvest_cfg():
+    return HarvestConfig(
+        ascent=AscentConfig(steps=6, check_every=2, restarts=2, require_valid=False,
+                            polish=PolishConfig(rounds=1, top_k=4, candidates=4)),
+        min_reward=-1e9, min_novelty=0.0, dedup_distance=0.2)
+
+
+def test_harvest_queue_goes_through_the_store(tmp_path):
+    """A queue left with a torn last line by a killed writer: harvest's appends start on a clean
+    line (the fragment moves to queue.jsonl.torn), and a second identical run queues nothing new."""
+    from rewardmodels import RatingStore, read_jsonl
+
+    (tmp_path / "store").mkdir()
+    queue_file = tmp_path / "store" / "queue.jsonl"
+    queue_file.write_text('{"a": "0123')
+    tok, gen, rm = tiny_setup()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        suspects = harvest(encode(tok, TUNES), rm, gen, tok, tmp_path / "store", corpus=TUNES, cfg=_harvest_cfg())
+    assert len(suspects) >= 2, "the test needs at least one queued pair"
+    records = [rec for _, rec in read_jsonl(queue_file)]  # every line parses: nothing glued
+    assert len(records) == len(suspects) - 1
+    said = [str(w.message) for w in caught]
+    assert any(re.search(r"queue\.jsonl:1: skipping torn last line", m) for m in said), said
+    assert any(re.search(r"queue\.jsonl:1: moved torn last line", m) for m in said), said
+    store = RatingStore(tmp_path / "store")
+    assert [(e.a, e.b) for e in store.pending()] == [(r["a"], r["b"]) for r in records]
+    assert {e.strategy for e in store.pending()} == {"racing"}
+    harvest(encode(tok, TUNES), rm, gen, tok, store, corpus=TUNES, cfg=_harvest_cfg())
+    assert len(RatingStore(tmp_path / "store").queue) == len(records)  # still pending: not queued twice
 
 
 def test_bad_harvest_config_raises():

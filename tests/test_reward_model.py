@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewardmodels import (
-    RewardModel, TrainConfig, bradley_terry_loss, bt_regression_loss, fit_head, train_pairwise, train_reward_model,
+    RewardModel, TrainConfig, bradley_terry_loss, bt_regression_loss, fit_head, group_folds, train_pairwise,
+    train_reward_model,
 )
 from rewardmodels._train import lr_factor
 
@@ -244,3 +245,95 @@ def test_fit_head_scores_are_invariant_to_weight_scale_and_target_shift(scale, s
     a = m.predict(ids, mask).numpy()
     fit_head(m, ids, mask, y + shift, scale * w, l2=10.0)
     np.testing.assert_allclose(m.predict(ids, mask).numpy(), a, atol=1e-6)
+
+
+# --- bad targets and cross-validation groups -------------------------------------------------
+
+@pytest.mark.parametrize("route", ["fit_head", "train_reward_model"])
+def test_non_finite_targets_or_weights_are_named(route):
+    ids, mask, u = _toy_data(n=8)
+    y, w = u.double().numpy(), np.ones(8)
+    fit = (lambda m, y, w: fit_head(m, ids, mask, y, w, l2=1.0)) if route == "fit_head" else (
+        lambda m, y, w: train_reward_model(m, ids, mask, y, w, TrainConfig(steps=2, batch_size=4)))
+    bad_y = y.copy()
+    bad_y[[2, 5]] = [np.nan, np.inf]
+    m = _model(pooling="mean")
+    head = m.head.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"targets has 2 non-finite value\(s\) \(NaN or inf\) at item\(s\) 2, 5"):
+        fit(m, bad_y, w)
+    bad_w = w.copy()
+    bad_w[7] = np.inf  # a zero posterior SD
+    with pytest.raises(ValueError, match=r"weights has 1 non-finite value\(s\) .* item\(s\) 7"):
+        fit(m, y, bad_w)
+    assert torch.equal(m.head.weight, head)  # nothing was changed
+
+
+def _families(n_families=12, size=3, n_embd=32, seed=0):
+    """Rated items in families (an item and exact copies standing in for its edits), targets pure
+    noise: a model that memorises looks perfect when a family straddles the folds."""
+    rng = np.random.default_rng(seed)
+    ids = torch.as_tensor(rng.integers(3, 11, size=(n_families, 6)))
+    ids[:, 0], ids[:, -1] = 1, 2
+    ids = ids.repeat_interleave(size, 0)
+    torch.manual_seed(seed)
+    m = RewardModel(_config(n_embd=n_embd), "mean").double().eval()
+    y = np.repeat(rng.normal(size=n_families), size)
+    return m, ids, torch.ones_like(ids), y, np.repeat(np.arange(n_families), size)
+
+
+def test_fit_head_folds_keep_families_together():
+    m, ids, mask, y, groups = _families()
+    leaky = fit_head(m, ids, mask, y, l2=(1e-6, 1e4))  # every item its own group
+    assert leaky["l2"] == 1e-6 and leaky["cv_loss"][1e-6] < 1e-6  # copies in training fit the held-out one
+    info = fit_head(m, ids, mask, y, l2=(1e-6, 1e4), groups=[f"root{g}" for g in groups])
+    assert info["l2"] == 1e4  # held-out families are noise: shrink
+    assert info["cv_loss"][1e-6] > info["cv_loss"][1e4]
+    with pytest.raises(ValueError, match="one label per item"):
+        fit_head(m, ids, mask, y, l2=(1e-6, 1e4), groups=groups[:-1])
+    with pytest.raises(ValueError, match=r"folds <= number of groups, got folds=5 for 2 group"):
+        fit_head(m, ids, mask, y, l2=(1e-6, 1e4), groups=groups % 2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(1, 6), min_size=3, max_size=20), folds=st.integers(2, 3), seed=st.integers(0, 99))
+def test_group_folds_never_split_a_group(sizes, folds, seed):
+    rng = np.random.default_rng(seed)
+    groups = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))  # members scattered
+    fold = group_folds(groups, folds, seed)
+    for g in range(len(sizes)):
+        assert len(set(fold[groups == g].tolist())) == 1
+    assert set(fold.tolist()) == set(range(folds))
+    load = np.bincount(fold, minlength=folds)
+    assert load.max() - load.min() <= max(sizes)  # greedy: folds differ by at most one group
+    singletons = group_folds(range(len(groups)), folds, seed)
+    np.testing.assert_array_equal(singletons, np.random.default_rng(seed).permutation(len(groups)) % folds)
+
+
+def test_probe_from_store_groups_folds_by_root_parent(tmp_path, monkeypatch, char_tokenizer, tiny_generator):
+    import rewardmodels
+    from rewardmodels import _train
+
+    store = rewardmodels.RatingStore(tmp_path / "s")
+    roots = {}
+    for k, key in enumerate("CDEFGA"):
+        parent = store.add_item(f"X:{k}\nK:C\n{key}DEF|GABc|")
+        child = store.add_item(f"X:{k}\nK:C\n{key}DEF|GABd|", origin="optimized", parent=parent.id)
+        grandchild = store.add_item(f"X:{k}\nK:C\n{key}DEF|GAcd|", origin="optimized", parent=child.id)
+        roots.update({parent.id: parent.id, child.id: parent.id, grandchild.id: parent.id})
+    ids = store.ids
+    for i in range(len(ids) - 1):
+        store.add_comparison(ids[i], ids[i + 1], "a", kind="simulated")
+    seen = {}
+    real = _train.fit_head
+
+    def spy(model, ids_, mask, targets, weights=None, **kw):
+        seen.update(kw)
+        return real(model, ids_, mask, targets, weights, **kw)
+
+    monkeypatch.setattr(_train, "fit_head", spy)
+    rewardmodels.train_from_store(store, tiny_generator, char_tokenizer, rewardmodels.fit_store(store),
+                                  probe=True, pooling="mean")
+    assert seen["groups"] == [roots[k] for k in ids]
+    fold = group_folds(seen["groups"], seen["folds"], seen["seed"])
+    for root in set(roots.values()):
+        assert len({int(f) for f, g in zip(fold, seen["groups"]) if g == root}) == 1

@@ -115,3 +115,95 @@ def test_unknown_ids_rejected_when_adding(tmp_path):
         s.add_comparison(a.id, "0" * 64, "a")
     with pytest.raises(FileNotFoundError):
         RatingStore(tmp_path / "missing", create=False)
+
+
+def test_old_store_layout_still_loads(tmp_path):
+    s, a, b, c = _store(tmp_path)
+    d = tmp_path / "r"
+    (d / "comparisons.jsonl").write_text(json.dumps(  # written before comparisons had a source
+        {"a": a.id, "b": b.id, "winner": "a", "rater": "me", "kind": "human", "broken": [],
+         "time": "2025-01-01T00:00:00+00:00"}) + "\n")
+    (d / "queue.jsonl").write_text(json.dumps({"a": b.id, "b": c.id, "rank": 0, "strategy": "racing"}) + "\n")
+    again = RatingStore(d)
+    assert again.comparisons[0].source is None and again.comparisons[0].key is None
+    assert [(e.a, e.b, e.strategy) for e in again.pending()] == [(b.id, c.id, "racing")]
+
+
+def test_add_batch_checks_everything_before_writing(tmp_path):
+    s, a, b, _ = _store(tmp_path)
+    before = {p.name: p.read_text() for p in (tmp_path / "r").iterdir()}
+    new = Item.new("X:1\nK:C\nEFGA|")
+    with pytest.raises(ValueError, match="unknown item id"):
+        s.add_batch([new], [Comparison(a=a.id, b=new.id, winner="a"), Comparison(a=a.id, b="0" * 64, winner="a")])
+    with pytest.raises(ValueError, match="parent"):
+        s.add_batch([new, Item.new("x", parent="f" * 64)], [])
+    assert {p.name: p.read_text() for p in (tmp_path / "r").iterdir()} == before
+    assert new.id not in s
+    comp = Comparison(a=a.id, b=new.id, winner="b", rater="r", source="s1")
+    assert s.add_batch([new], [comp, comp]) == (1, 1)
+    assert s.add_batch([new], [comp]) == (0, 0)
+    assert s.add_comparison(a.id, new.id, "b", rater="r", source="s1") == comp  # not written again
+    assert len(RatingStore(tmp_path / "r").comparisons) == 1
+
+
+def test_root_follows_parents(tmp_path):
+    s, a, b, c = _store(tmp_path)
+    d = s.add_item("X:1\nK:C\ncBAF|", origin="optimized", parent=c.id)
+    assert [s.root(k) for k in (a.id, b.id, c.id, d.id)] == [a.id, b.id, b.id, b.id]
+
+
+# --- rating queue ----------------------------------------------------------------------------
+
+def test_queue_pending_excludes_rated_and_marked(tmp_path):
+    s, a, b, c = _store(tmp_path)
+    written = s.enqueue([(a.id, b.id), (b.id, c.id), (a.id, c.id)], strategy="racing")
+    assert [e.rank for e in written] == [0, 1, 2]
+    assert s.enqueue([(b.id, a.id)]) == []  # already pending (either order)
+    s.add_comparison(b.id, a.id, "a")  # rated, shown the other way round
+    s.mark_rated(c.id, b.id)  # skipped by the rater
+    assert [(e.a, e.b) for e in s.pending()] == [(a.id, c.id)]
+    again = RatingStore(tmp_path / "r")
+    assert [(e.a, e.b) for e in again.pending()] == [(a.id, c.id)]
+    assert len(again.queue) == 3 and again.stats()["queue_pending"] == 1
+    with pytest.raises(ValueError, match="not in the queue"):
+        again.mark_rated(a.id, "0" * 64)
+
+
+def test_enqueue_checks_all_pairs_before_writing(tmp_path):
+    s, a, b, _ = _store(tmp_path)
+    with pytest.raises(ValueError, match="pair 1: unknown item id 0000"):
+        s.enqueue([(a.id, b.id), (a.id, "0" * 64)])
+    with pytest.raises(ValueError, match="itself"):
+        s.enqueue([(a.id, b.id), (a.id, a.id)])
+    assert not (tmp_path / "r" / "queue.jsonl").exists() and s.pending() == []
+
+
+def test_queue_torn_last_line_is_skipped_then_repaired(tmp_path):
+    s, a, b, c = _store(tmp_path)
+    s.enqueue([(a.id, b.id)])
+    path = tmp_path / "r" / "queue.jsonl"
+    with open(path, "a") as f:
+        f.write('{"a": "' + b.id + '", "b": "')  # writer killed mid-record
+    with pytest.warns(UserWarning, match=r"queue\.jsonl:2: skipping torn last line"):
+        again = RatingStore(tmp_path / "r")
+    assert [(e.a, e.b) for e in again.pending()] == [(a.id, b.id)]
+    with pytest.warns(UserWarning, match=r"queue\.jsonl:2: moved torn last line"):
+        again.enqueue([(b.id, c.id)])
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(x)["a"] in again for x in lines)  # not glued to the fragment
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        third = RatingStore(tmp_path / "r")
+    assert [(e.a, e.b) for e in third.pending()] == [(a.id, b.id), (b.id, c.id)]
+
+
+def test_bad_queue_record_names_line(tmp_path):
+    s, a, b, _ = _store(tmp_path)
+    s.enqueue([(a.id, b.id)])
+    path = tmp_path / "r" / "queue.jsonl"
+    path.write_text(path.read_text() + json.dumps({"a": a.id, "b": "e" * 64, "rank": 1}) + "\n")
+    with pytest.raises(StoreError, match=r"queue\.jsonl:2: unknown item id eeee"):
+        RatingStore(tmp_path / "r")
+    path.write_text(json.dumps({"a": a.id, "b": b.id, "rank": -1}) + "\n")
+    with pytest.raises(StoreError, match=r"queue\.jsonl:1: bad queue record: rank"):
+        RatingStore(tmp_path / "r")
