@@ -195,6 +195,25 @@ def test_before_scores_are_the_inputs_own_exact_scores(setup):
         assert row.objective_after >= row.objective_before - 1e-12
 
 
+def test_the_input_competes_when_the_initial_relaxation_projects_elsewhere(setup):
+    tok, gen, rm = setup
+    init = encode(tok, TUNES)
+    # No steps, no polish: the only sequence the relaxation offers is the projection of its uniform
+    # start (one token repeated), which the KL term to the start makes worse than the input; it is
+    # kept only where it beats the input, never below it.
+    cfg = AscentConfig(steps=0, relaxation=SimplexEntropy(init_smoothing=1.0),
+                       objective=ObjectiveWeights(kl_weight=1.0), polish=PolishConfig(rounds=0))
+    res = optimize(init, rm, gen, cfg, tokenizer=tok)
+    worse = 0
+    for start, row in zip(init, res.rows):
+        (first,) = row.trajectory
+        assert row.objective_after == pytest.approx(max(row.objective_before, first["discrete"]), abs=1e-9)
+        if first["discrete"] < row.objective_before:
+            worse += 1
+            assert row.tokens == start and row.changed == 0 and row.status == "ok"
+    assert worse > 0
+
+
 def test_torch_optim_backend_matches_torchopt(setup):
     tok, gen, rm = setup
     base = AscentConfig(steps=6, check_every=2, polish=PolishConfig(rounds=0),
