@@ -9,6 +9,13 @@ non-special tokens (BOS/EOS/PAD/UNK excluded), intersected with the user's per-p
 Rows are laid out b-major (row = i*r + j). Every `check_every` steps each row is projected to
 tokens and scored exactly (reward model on ids, generator on ids); the row keeps its best *verified
 discrete* sequence. The soft objective is only used to move and to measure the relaxation gap.
+
+A row's sequence is *accepted* once it is scored finite and, when `validate` is given with
+`require_valid` and the input passes it, also passes `validate`. Restart 0 holds the input itself,
+scored exactly, from the start; a restart from a perturbed start holds nothing until one of its own
+sequences is accepted. Each input's result is its best accepted row, or the input unchanged (with a
+status saying so) when no row was accepted, so a result never fails `validate` when its input
+passes and is never scored below the input.
 """
 
 from __future__ import annotations
@@ -165,7 +172,8 @@ def optimize(
     allowing no other token is frozen (see `allowed_per_position`, and `pitch_edits` for ABC).
     Shapes are of the right-padded batch. validate: text -> truthy when the decoded sequence is
     acceptable (needs `tokenizer`).
-    Returns, per input, the best verified discrete sequence over `cfg.restarts` restarts.
+    Returns, per input, the best accepted discrete sequence over `cfg.restarts` restarts (see the
+    module docstring); "before" scores are the input's own exact scores.
     """
     t0, c0 = time.perf_counter(), time.process_time()
     specials = special_ids(generator, tokenizer)
@@ -239,16 +247,23 @@ def optimize(
         return terms, total_ll, terms.total(w, 1.0)
 
     with frozen_models(reward_model, generator):
+        # "Before" is the input itself, scored exactly (its restart-0 rows; not a projection of
+        # the initial relaxation, which need not land on the input).
+        inputs = torch.arange(0, B, r)  # (b,) restart-0 rows
+        terms0, ll0, val0 = exact(ids0, inputs)
+        valid_in = [is_valid(x) for x in decode_rows(ids0, lengths[::r])]
+        before = {"reward": terms0.reward, "ll": ll0, "val": val0, "valid": valid_in}
+        needs_valid = [cfg.require_valid and valid_in[k // r] is not False for k in range(B)]
         param = cfg.relaxation.init(onehot0, ctx)
         opt_state = cfg.optimizer.init(param)
         active = torch.ones(B, dtype=torch.bool)
         status = ["ok"] * B
         best_ids = ids_start.clone()
-        best_val = torch.full((B,), -torch.inf, dtype=dtype)
+        best_val = torch.full((B,), -torch.inf, dtype=dtype)  # -inf: nothing accepted yet
+        best_val[inputs] = torch.where(torch.isfinite(val0), val0, -torch.inf)  # restart 0 holds the input
         gap = torch.full((B,), torch.nan, dtype=dtype)
         traj: list[list[dict]] = [[] for _ in range(B)]
-        before: dict | None = None
-        evals = gen_evals = 0
+        evals = gen_evals = b
         all_rows = torch.arange(B)
 
         def relaxed_at(p, frac):
@@ -257,28 +272,34 @@ def optimize(
             embeds = None if rel.embeds is None else torch.where(free[..., None], rel.embeds, fixed_embeds)
             return relaxed_terms(reward_model, generator, Relaxed(probs=probs, embeds=embeds), mask, start, free, w, shared)
 
-        def check(step: int, p, soft: torch.Tensor) -> None:
-            nonlocal before, evals, gen_evals
+        def check(step: int, p, soft: torch.Tensor, record_gap: bool = True) -> None:
+            nonlocal evals, gen_evals
             ids = torch.where(free, cfg.relaxation.discretize(p.detach(), ctx), ids_start)
             terms, total_ll, val = exact(ids, all_rows)
             evals, gen_evals = evals + B, gen_evals + B
             texts = decode_rows(ids, lengths)
-            if before is None:
-                valid0 = [is_valid(texts[(k // r) * r]) for k in range(B)]  # the input's own validity
-                before = {"reward": terms.reward.clone(), "ll": total_ll.clone(), "val": val.clone(), "valid": valid0}
             g = soft - val
             for k in range(B):
                 if not bool(active[k]):
                     continue
-                gap[k] = g[k]
+                if record_gap:
+                    gap[k] = g[k]
                 traj[k].append({"step": step, "soft": float(soft[k]), "discrete": float(val[k]),
                                 "reward": float(terms.reward[k]), "loglik": float(total_ll[k]), "gap": float(g[k])})
                 if not (torch.isfinite(val[k]) and val[k] > best_val[k]):
                     continue
                 # Validate only sequences that would be kept (the check can be slow, e.g. a parse).
-                if cfg.require_valid and before["valid"][k] is not False and is_valid(texts[k]) is False:
+                if needs_valid[k] and is_valid(texts[k]) is False:
                     continue
                 best_ids[k], best_val[k] = ids[k], val[k]
+
+        def measure_gap(p, soft: torch.Tensor) -> None:
+            """gap = soft objective at `p` minus the exact objective of its projection (active rows)."""
+            nonlocal evals, gen_evals
+            rows = active.nonzero()[:, 0]
+            ids = torch.where(free, cfg.relaxation.discretize(p.detach(), ctx), ids_start)[rows]
+            gap[rows] = soft[rows] - exact(ids, rows)[2]
+            evals, gen_evals = evals + len(rows), gen_evals + len(rows)
 
         steps = range(cfg.steps)
         for step in tqdm(steps, desc="ascent", disable=not progress, leave=False):
@@ -293,6 +314,8 @@ def optimize(
                 status[k] = f"nonfinite objective or gradient at step {step}"
             if step % cfg.check_every == 0:
                 check(step, p, total.detach())
+            elif step == cfg.steps - 1:  # the gap is measured at the last relaxed point, before the
+                measure_gap(p, total.detach())  # final update projects it (e.g. onto a vertex)
             active &= finite
             grad = torch.where(active[:, None, None] & _expand(free, grad), grad, 0.0)
             new, opt_state = cfg.optimizer.update(param, grad, opt_state)
@@ -303,7 +326,8 @@ def optimize(
             total = relaxed_at(param, 1.0).total(w, 1.0)
         evals += B
         active &= torch.isfinite(total)
-        check(cfg.steps, param, total)
+        check(cfg.steps, param, total, record_gap=cfg.steps == 0)
+        accepted = torch.isfinite(best_val)  # (B,) rows holding an accepted sequence
 
         if cfg.polish.rounds:
             def grad_fn(ids):
@@ -318,7 +342,7 @@ def optimize(
 
             def accept_fn(cand, rows):
                 k = int(rows[0])
-                if not cfg.require_valid or before["valid"][k] is False or validate is None:
+                if not needs_valid[k] or validate is None:
                     return torch.ones(len(rows), dtype=torch.bool)
                 return torch.tensor([bool(is_valid(x)) for x in decode_rows(cand, [lengths[k]] * len(rows))])
 
@@ -327,6 +351,7 @@ def optimize(
                                            accept_fn, cfg.polish, gens)
             evals, gen_evals = evals + n + B * cfg.polish.rounds, gen_evals + n + B * cfg.polish.rounds
 
+        best_ids = torch.where(accepted[:, None], best_ids, ids0.repeat_interleave(r, 0))  # never a rejected start
         final_terms, final_ll, final_val = exact(best_ids, all_rows)
         evals, gen_evals = evals + B, gen_evals + B
         texts = decode_rows(best_ids, lengths)
@@ -334,17 +359,21 @@ def optimize(
     rows_out: list[RowResult] = []
     for i in range(b):
         ks = list(range(i * r, (i + 1) * r))
-        finite_ks = [k for k in ks if torch.isfinite(final_val[k])]
-        k = max(finite_ks, key=lambda k: float(final_val[k])) if finite_ks else ks[0]
-        k0, n = i * r, lengths[i * r]
+        kept = [k for k in ks if bool(accepted[k]) and torch.isfinite(final_val[k])]
         failed = [status[j] for j in ks if status[j] != "ok"]
-        row_status = "ok" if finite_ks and status[k] == "ok" else (failed[0] if failed else "nonfinite score")
+        if kept:
+            k = max(kept, key=lambda k: float(final_val[k]))
+            row_status = status[k]
+        else:  # no row was accepted: its restart-0 row holds the input unchanged
+            k = i * r
+            row_status = f"kept the input: no restart reached an accepted sequence ({failed[0] if failed else 'nonfinite score'})"
+        n = lengths[k]
         rows_out.append(RowResult(
             tokens=best_ids[k, :n].tolist(), text=texts[k],
-            reward_before=float(before["reward"][k0]), reward_after=float(final_terms.reward[k]),
-            loglik_before=float(before["ll"][k0]), loglik_after=float(final_ll[k]),
-            objective_before=float(before["val"][k0]), objective_after=float(final_val[k]),
-            gap=float(gap[k]), valid_before=before["valid"][k0], valid_after=is_valid(texts[k]),
+            reward_before=float(before["reward"][i]), reward_after=float(final_terms.reward[k]),
+            loglik_before=float(before["ll"][i]), loglik_after=float(final_ll[k]),
+            objective_before=float(before["val"][i]), objective_after=float(final_val[k]),
+            gap=float(gap[k]), valid_before=before["valid"][i], valid_after=is_valid(texts[k]),
             status=row_status, restart=restart_of[k], changed=int((best_ids[k, :n] != ids0[i, :n]).sum()),
             trajectory=traj[k],
         ))

@@ -12,16 +12,18 @@ class RowResult:
 
     tokens: list[int]  # the best verified discrete sequence (BOS ... EOS, no padding)
     text: str | None  # its decoded text when a tokenizer was given
-    reward_before: float  # reward model on the start sequence
+    reward_before: float  # reward model on the input sequence itself (the "before" fields all score the input)
     reward_after: float  # reward model on `tokens` (equals re-scoring them)
     loglik_before: float  # total generator log-likelihood of the start (BOS excluded)
     loglik_after: float  # total generator log-likelihood of `tokens`
     objective_before: float  # discrete objective J of the start
     objective_after: float  # discrete objective J of `tokens`
-    gap: float  # relaxed minus discrete objective at the last check (soft-vs-discrete gap)
+    gap: float  # soft objective at the relaxation's last gradient step (before the final update projects
+    # it) minus the exact objective of that point's projection (the relaxation gap; nan if none)
     valid_before: bool | None  # `validate` on the start (None without a validator)
     valid_after: bool | None  # `validate` on `tokens`
-    status: str = "ok"  # "ok", or why the row stopped (e.g. "nonfinite objective at step 12")
+    status: str = "ok"  # "ok", or why the row stopped (e.g. "nonfinite objective at step 12"); starts with
+    # "kept the input" when no restart reached an accepted sequence and `tokens` is the input unchanged
     restart: int = 0  # which restart produced `tokens` (0 = started from the input itself)
     changed: int = 0  # positions that differ from the start
     trajectory: list[dict] = field(default_factory=list)  # per check: step, soft, discrete, reward, loglik, gap
