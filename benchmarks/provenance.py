@@ -6,7 +6,8 @@ from the same code and the same settings.
     config_hash = sha256(canonical JSON of the config)    (sorted keys, no spaces, str() for the rest)
 
 `dirty` ignores benchmarks/results/ itself: a run that rewrites a result file does not make the
-next run's tree dirty. A tree that is not a git checkout records commit None.
+next run's tree dirty. The git state is read when the script starts (it imports this module), not
+when it writes. A tree that is not a git checkout records commit None.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def git_state(root: Path = ROOT) -> dict:
             "dirty_paths": changed}
 
 
+# The tree as the benchmark started (scripts import this module first thing): a commit made while a
+# long run is under way is not claimed by its results.
+RUN_STATE = git_state()
+
+
 def machine() -> dict:
     """CPU count, torch threads, platform and the versions of python, torch and numpy."""
     import numpy
@@ -61,7 +67,7 @@ def machine() -> dict:
 
 def provenance(config: dict) -> dict:
     """The fields every result file starts with: commit, dirty, machine, command, config, config_hash."""
-    state = git_state()
+    state = RUN_STATE
     return {"commit": state["commit"], "dirty": state["dirty"], "dirty_paths": state["dirty_paths"],
             "machine": machine(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "config": json.loads(canonical_json(config)), "config_hash": config_hash(config)}
