@@ -110,7 +110,13 @@ def build_pool(n_items: int, seed: int = 0, progress=print, gen_minutes: float =
 
 
 def utilities(rater: rm.SimulatedRater, texts: list[str]) -> np.ndarray:
-    path = CACHE / "utility.json"
+    """The rater's utilities, cached on disk per version of the rater's source (a changed rater
+    never reads utilities an older one computed)."""
+    import hashlib
+    import inspect
+
+    version = hashlib.sha256(inspect.getsource(inspect.getmodule(rm.SimulatedRater)).encode()).hexdigest()[:12]
+    path = CACHE / f"utility_{version}.json"
     if path.exists():
         rater.cache.update(json.loads(path.read_text()))
     u = rater.utility(texts)
