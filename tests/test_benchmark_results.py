@@ -30,7 +30,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 FIGURE = re.compile(r"^([+-]?\d+(?:\.\d+)?)(%|x)?$")
-NUMBER = re.compile(r"(?<![\w.\-/])[+-]?\d+\.\d+(?![\w.])|(?<![\w.\-/])\d+%")
+NUMBER = re.compile(r"(?<![\w./])[+-]?\d+\.\d+(?![\w.])|(?<![\w./])\d+%")
 LINK = re.compile(r"\[([^\]]+)\]\[([^\]]+)\]")
 DEFINITION = re.compile(r"^\[([^\]]+)\]:\s*(\S+)\s*$", re.M)
 
