@@ -542,9 +542,9 @@ def main() -> None:
     path = write_result(RESULTS / f"ascent{suffix}.json", out, config)
     plot(results, curve, path.with_suffix(".png"))
     print(f"{'method':<38}{'reward+':>9}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
-    for k, r in results.items():
+    for name, r in results.items():
         rate = "" if r["utility_gain_per_cpu_s"] is None else f"{r['utility_gain_per_cpu_s']:.4f}"
-        print(f"{k:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
+        print(f"{name:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
               f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
     print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
           f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {json_number(ratio if ratio is None else round(ratio, 2))} "
