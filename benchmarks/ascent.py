@@ -9,34 +9,47 @@ on Bradley-Terry latents of simulated ratings (`rewardmodels.SimulatedRater`, ag
   default simplex/entropy relaxation; `engine_logits` is the same run with the logits relaxation;
 - hill-climbing: random single-token mutations of its sample, kept when the same objective rises
   (and the tune stays valid if its start was), scored exactly, one candidate per row and round;
-- best-of-N: the start sample plus N-1 fresh samples per slot, the reward model's favourite kept.
+- best-of-N: the start sample plus N-1 fresh samples per slot, the reward model's favourite kept;
+  run round by round (one fresh sample per slot and round) and timed, so its equal-time point is
+  the first N whose *measured* CPU reaches the engine's, not an extrapolation.
 
 Header lines (X:, T:, M:, L:, K:) are frozen for both editing methods: they edit the music; with
 the default `--edit pitch` they change only note letters, to note letters (`gradopt.pitch_edits`:
 durations and bar lines are kept, so a valid tune stays valid). Starts and best-of-N draws are
 bar-aware samples (`domains.ABCConstraint`; `--free-sampling` for free ones).
 Baselines run at equal reward-model evaluations (sequences scored; an ascent step counts one) and
-at equal CPU time with the engine. The editors keep outputs valid with `ABCConstraint.accepts` as
+at equal CPU time with the engine. The goal ratio is (engine gain / engine CPU) / (best-of-N gain /
+best-of-N CPU) over the same slots, with a bootstrap interval over slots that keeps every
+resample (+inf where best-of-N does not gain; no interval when a resample has neither gaining). The editors keep outputs valid with `ABCConstraint.accepts` as
 a fast screen (the reported validity is `validate_abc`'s). Two references that are not methods: an
 oracle editor (the hill-climber's random pitch edits kept when the rater's hidden utility rises, at
-the engine's evaluations, on the first slots: what perfect judgement gains in this edit space) and
+the engine's evaluations, on the first slots: what perfect judgement gains in this edit space;
+compared with the engine and best-of-N on those same slots and at equal evaluations, never with
+a CPU time it did not spend) and
 best-of-N's whole gain-against-CPU curve (N = 2, 4, ...; also plotted to ascent.png). Gain = mean over slots of (output - start) for the reward and
 for the simulated rater's hidden utility (reward hacking shows as reward up, utility down). The
 engine and hill-climbing are repeated from held-out corpus tunes. Also: LM log-likelihood kept,
 validity, distinct outputs, the engine's soft-vs-discrete gap, sequences/s and achieved FLOP/s as
 a fraction of a large matmul's FLOP/s measured in the same run.
 
+Selection and report use different starts (`reward_recipes.SPLITS`): the engine's defaults below
+were chosen in --quick sweeps on generator samples of seed 1 — now ``--split select`` (val corpus
+tunes, samples of seed 1 + --seed) — and the figures quoted come from ``--split report`` (the
+default: test corpus tunes, samples of seed 1001 + --seed), starts no setting was chosen on. The
+reward model's recipe was chosen by benchmarks/reward_fidelity.py on its select split; its rating
+pool draws from the training split and seed 99 + --seed. Best-of-N's fresh samples use the split's
+own seeds (`EvalSplit.baseline_seed`).
+
 Writes benchmarks/results/ascent.json (--quick: ascent_quick.json; another --max-chars adds
-"_<n>chars"); one summary line last.
+"_<n>chars", --split select "_select"); every file carries its commit, machine and config
+(benchmarks/provenance.py); one summary line last.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -47,8 +60,9 @@ import torch
 import domains
 import gradopt
 import rewardmodels
-from reward_recipes import (PRACTICAL, build_reward_model, cut_corpus, edit_space, load_or_train_generator, scaled,
-                            start_run)
+from provenance import write_result
+from reward_recipes import (PRACTICAL, build_reward_model, cut_corpus, edit_space, eval_corpus, eval_samples, eval_split,
+                            load_or_train_generator, scaled, start_run)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -65,6 +79,15 @@ def memo_validate(screen=None):
         return cache[text]
 
     return validate
+
+
+def eval_starts(gen, tok, splits: dict[str, list[str]], split, slots: int, constraint=None, seed: int = 0,
+                temperature: float = 0.8) -> dict[str, list[list[int]]]:
+    """The starts of one split (`reward_recipes.EvalSplit`) as token rows: "samples", `slots`
+    generator samples drawn with the split's seed (+ `seed`), bar-aware with `constraint`, and
+    "corpus", the first `slots` in-vocabulary tunes of the split's corpus part."""
+    return {"samples": eval_samples(gen, tok, slots, split, constraint, seed=seed, temperature=temperature),
+            "corpus": gradopt.starts_from_texts(tok, eval_corpus(splits, tok, split)[:slots])}
 
 
 def build_models(args, train: list[str], val: list[str], log, engine: gradopt.AscentConfig):
@@ -158,20 +181,86 @@ def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_
     return snaps
 
 
-def best_of_n(start_rows, rm, gen, tok, n_max: int, seed: int, temperature: float, constraint=None):
-    """Draw n_max - 1 fresh samples per slot (as the starts were drawn); returns (rewards (slots, n),
-    rows, cpu s per sample)."""
-    c0 = time.process_time()
+def best_of_n_rounds(start_rows, rm, gen, tok, *, n_max: int, seed: int, temperature: float, constraint=None,
+                     stop=None) -> list[tuple[list, float, float, int]]:
+    """Best-of-N run as it would be used, round by round and timed: the start counts as sample 1;
+    round n draws one fresh sample per slot (as the starts were drawn, seed `seed + n`), the
+    reward model scores it and each slot keeps its favourite so far. Returns one snapshot per
+    N = 1, 2, ...: (picked rows, process CPU s, wall s, reward evaluations) since the call, the
+    CPU measured, not extrapolated. Stops at `n_max` or when `stop(n, cpu_s)` is true."""
+    c0, t0 = time.process_time(), time.perf_counter()
     slots = len(start_rows)
-    fresh = (gradopt.starts_from_generator(gen, tok, slots * (n_max - 1), seed=seed, temperature=temperature,
-                                           constraint=constraint)
-             if n_max > 1 else [])
-    rows = [[start_rows[i]] + fresh[i * (n_max - 1) : (i + 1) * (n_max - 1)] for i in range(slots)]
-    flat = [r for group in rows for r in group]
-    ids, mask = gradopt.pad_batch(flat, tok.pad_token_id)
-    with torch.no_grad():
-        reward = rm.predict(ids, mask).double().numpy().reshape(slots, n_max)
-    return reward, rows, (time.process_time() - c0) / max(len(flat), 1)
+
+    def score(rows):
+        ids, mask = gradopt.pad_batch(rows, tok.pad_token_id)
+        with torch.no_grad():
+            return rm.predict(ids, mask).double().numpy()
+
+    best, best_r = [list(r) for r in start_rows], score(start_rows)
+    snaps = [(list(best), time.process_time() - c0, time.perf_counter() - t0, slots)]
+    for n in range(2, n_max + 1):
+        if stop is not None and stop(n - 1, snaps[-1][1]):
+            break
+        fresh = gradopt.starts_from_generator(gen, tok, slots, seed=seed + n, temperature=temperature,
+                                              constraint=constraint)
+        r = score(fresh)
+        for i in np.flatnonzero(r > best_r):
+            best[i], best_r[i] = fresh[i], r[i]
+        snaps.append((list(best), time.process_time() - c0, time.perf_counter() - t0, n * slots))
+    return snaps
+
+
+def first_at_budget(cpu_s: list[float], budget: float) -> int:
+    """The smallest N (1-based) whose measured CPU reaches `budget` (the last N if none does):
+    best-of-N at equal time gets at least the engine's CPU, never less."""
+    return next((n for n, c in enumerate(cpu_s, 1) if c >= budget), len(cpu_s))
+
+
+def gain_ratio(num: float, den: float) -> float | None:
+    """num / den, den a baseline's (mean) gain: +inf when the baseline does not gain (den <= 0)
+    and num does; None when neither gains (no ratio means anything then)."""
+    if den > 0:
+        return num / den
+    return math.inf if num > 0 else None
+
+
+def same_slots_ratio(num_per_slot, den_per_slot) -> float | None:
+    """`gain_ratio` of the mean gains of two methods on the same slots; lists of different
+    lengths are refused (a ratio of means over different slots compares different starts)."""
+    a, b = np.asarray(num_per_slot, float), np.asarray(den_per_slot, float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"per-slot gains must cover the same slots: got {a.shape} and {b.shape}; "
+                         "slice both to the slots the smaller run used")
+    return gain_ratio(float(a.mean()), float(b.mean()))
+
+
+def bootstrap_ratio(num_per_slot, den_per_slot, scale: float = 1.0, n_boot: int = 2000, seed: int = 0) -> dict:
+    """95% percentile interval of scale * mean(num[i]) / mean(den[i]) over slots i resampled with
+    replacement (the same slots for both methods), keeping every resample: one where the
+    baseline does not gain counts as +inf when num gains (`gain_ratio`) and as undefined when
+    neither gains. With any undefined resample there is no interval (ci95 None).
+    Returns {"ci95": [lo, hi] or None, "den_not_gaining_fraction", "undefined_fraction"}."""
+    a, b = np.asarray(num_per_slot, float), np.asarray(den_per_slot, float)
+    same_slots_ratio(a, b)  # the shape check
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (n_boot, len(a)))
+    ma, mb = a[idx].mean(1), b[idx].mean(1)
+    ratio = np.full(n_boot, np.nan)
+    gains = mb > 0
+    ratio[gains] = scale * ma[gains] / mb[gains]
+    ratio[~gains & (ma > 0)] = math.inf
+    undefined = float(np.isnan(ratio).mean())
+    ci = None if undefined > 0 else [float(np.percentile(ratio, 2.5, method="lower")),
+                                     float(np.percentile(ratio, 97.5, method="higher"))]  # data points: inf-safe
+    return {"ci95": ci, "den_not_gaining_fraction": float((~gains).mean()), "undefined_fraction": undefined,
+            "resamples": n_boot}
+
+
+def json_number(x):
+    """A ratio for JSON: None stays None, +/-inf become "inf"/"-inf" (JSON has no infinity)."""
+    if x is None or math.isfinite(x):
+        return x
+    return "inf" if x > 0 else "-inf"
 
 
 def matmul_flops(seconds: float = 1.5, n: int = 1024) -> float:
@@ -271,8 +360,8 @@ def main() -> None:
     ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--seed", type=int, default=0)
-    # Defaults from a sweep of --quick runs (pitch edits): the exact-swap polish does most of the work,
-    # and a larger weight on the generator's likelihood keeps the edits from gaming the reward model.
+    # Defaults from a sweep of --quick runs on the select split (pitch edits): the exact-swap polish does
+    # most of the work, and a larger weight on the generator's likelihood keeps the edits from gaming the reward model.
     ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")
     ap.add_argument("--polish-rounds", type=int, default=0, help="engine exact-swap rounds (0: 8, or 4 with --quick)")
     ap.add_argument("--candidates", type=int, default=16, help="exact-swap candidates per row and round")
@@ -291,8 +380,12 @@ def main() -> None:
                          "this + 2; a --work directory must have been made with the same value)")
     ap.add_argument("--free-sampling", action="store_true",
                     help="draw starts and best-of-N samples freely instead of bar-aware (domains.ABCConstraint)")
+    ap.add_argument("--split", choices=["select", "report"], default="report",
+                    help="starts: 'select' (val tunes, sample seed 1) for sweeps that choose settings, 'report' "
+                         "(test tunes, sample seed 1001) for the figures quoted")
     args = ap.parse_args()
     q = args.quick
+    split = eval_split(args.split)
     args.slots = 24 if q else 64
     args.oracle_slots = 6 if q else 16  # the oracle parses every candidate (~50 ms each)
     args.gen_minutes = 0.75 if q else 4.0
@@ -319,16 +412,13 @@ def main() -> None:
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
     metric_validate = memo_validate()
     ctx = (rm, gen, tok, rater, metric_validate, lm_weight)
-    in_vocab = lambda t: tok.unk_token_id not in tok(t)["input_ids"]  # noqa: E731
-    held_out = [t for t in test + val if in_vocab(t)][: args.slots]
     grammar = domains.ABCConstraint.from_texts(tok, train)
     constraint = None if args.free_sampling else grammar  # bar-aware starts and best-of-N draws
     screen = grammar.accepts  # fast validity screen for the editors
-    samples = gradopt.starts_from_generator(gen, tok, args.slots, seed=args.seed + 1, temperature=args.temperature,
-                                            constraint=constraint)
+    starts_of = eval_starts(gen, tok, splits, split, args.slots, constraint, args.seed, args.temperature)
     results: dict = {}
     curve: list[dict] = []  # best-of-N utility gain against its CPU time, N = 2, 4, ...
-    for origin, starts in (("samples", samples), ("corpus", gradopt.starts_from_texts(tok, held_out))):
+    for origin, starts in starts_of.items():
         res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate(screen), args.edit)
         eng_rows = [r.tokens for r in res.rows]
         results[f"engine/{origin}"] = summarise("engine", eng_rows, starts, ctx, res.cpu_seconds, res.seconds,
@@ -365,26 +455,26 @@ def main() -> None:
         results["oracle_hill_climb_equal_evals/samples"] = s
         log(f"oracle on {k} slots: utility {s['utility_gain']:+.3f} (engine on the same slots "
             f"{s['engine_utility_gain_same_slots']:+.3f})")
-        probe_reward, _, per_sample = best_of_n(starts[:4], rm, gen, tok, 3, args.seed + 7, args.temperature, constraint)
-        n_time = max(1, int(res.cpu_seconds / max(per_sample, 1e-9) / len(starts)))
+        # Best-of-N run round by round and timed, until it has the engine's evaluations per slot
+        # (or the cap) and twice the engine's CPU: equal evaluations, equal CPU time (the first N
+        # whose measured CPU reaches the engine's) and the gain-against-CPU curve, all measured.
         n_cap = 48 if q else 128
-        n_max = min(max(per_slot, 2 * n_time), n_cap)  # the probe's cost per sample is only an estimate
-        reward, rows, per_sample = best_of_n(starts, rm, gen, tok, n_max, args.seed + 2, args.temperature, constraint)
-        # equal time with the measured cost per sample of the large draw
-        n_time = max(1, int(round(res.cpu_seconds / max(per_sample, 1e-9) / len(starts))))
-        for key, n in (("evals", min(per_slot, n_max)), ("time", min(n_time, n_max))):
-            pick = [rows[i][int(np.argmax(reward[i, :n]))] for i in range(len(starts))]
-            cpu = per_sample * n * len(starts)
-            gen_tokens = n * len(starts) * t
-            fl = gen_tokens * forward_flops(gen, 1, t) + n * len(starts) * forward_flops(rm, t, t)
-            s = summarise(f"best_of_n_equal_{key}", pick, starts, ctx, cpu, cpu, n * len(starts), fl)
-            s.update({"n": n, "n_wanted": per_slot if key == "evals" else n_time, "n_capped": n < (per_slot if key == "evals" else n_time)})
+        snaps_b = best_of_n_rounds(starts, rm, gen, tok, n_max=n_cap, seed=split.baseline_seed + 1000 * args.seed,
+                                   temperature=args.temperature, constraint=constraint,
+                                   stop=lambda n, cpu: n >= per_slot and cpu >= 2 * res.cpu_seconds)
+        n_time = first_at_budget([sn[1] for sn in snaps_b], res.cpu_seconds)
+        for key, n, wanted in (("evals", min(per_slot, len(snaps_b)), per_slot), ("time", n_time, None)):
+            pick, cpu, wall, evals = snaps_b[n - 1]
+            fl = n * len(starts) * (t * forward_flops(gen, 1, t) + forward_flops(rm, t, t))
+            s = summarise(f"best_of_n_equal_{key}", pick, starts, ctx, cpu, wall, evals, fl)
+            s.update({"n": n, "n_wanted": wanted,
+                      "n_capped": n < per_slot if key == "evals" else bool(cpu < res.cpu_seconds),
+                      "cpu_note": "measured: process CPU of the rounds that drew and scored these samples"})
             results[f"best_of_n_equal_{key}/samples"] = s
         u_start = rater.utility([domains.decode(tok, x) for x in starts])
-        for n in sorted({2 ** i for i in range(1, 8) if 2 ** i <= n_max} | {n_max}):
-            pick = [rows[i][int(np.argmax(reward[i, :n]))] for i in range(len(starts))]
-            d = rater.utility([domains.decode(tok, x) for x in pick]) - u_start
-            curve.append({"n": n, "cpu_s": per_sample * n * len(starts), "utility_gain": float(d.mean()),
+        for n in sorted({2 ** i for i in range(1, 8) if 2 ** i <= len(snaps_b)} | {len(snaps_b)}):
+            d = rater.utility([domains.decode(tok, x) for x in snaps_b[n - 1][0]]) - u_start
+            curve.append({"n": n, "cpu_s": snaps_b[n - 1][1], "utility_gain": float(d.mean()),
                           "utility_gain_se": float(d.std(ddof=1) / np.sqrt(len(d)))})
         log("best-of-N done")
 
@@ -393,42 +483,52 @@ def main() -> None:
             r["flops_fraction_of_matmul"] = r["flops_per_s"] / flops_peak
     eng = results["engine/samples"]
     bon = results["best_of_n_equal_time/samples"]
-    # a ratio to a best-of-N that gains nothing (or loses) is meaningless: reported as None
-    ratio = (eng["utility_gain_per_cpu_s"] / bon["utility_gain_per_cpu_s"]
-             if bon["utility_gain_per_cpu_s"] is not None and bon["utility_gain_per_cpu_s"] > 0 else None)
-    # 95% bootstrap interval of the ratio over slots (both methods start from the same 64 samples)
-    de, db = np.array(eng["utility_gain_per_slot"]), np.array(bon["utility_gain_per_slot"])
-    boot_rng = np.random.default_rng(0)
-    boots = []
-    for _ in range(2000):
-        i = boot_rng.integers(0, len(de), len(de))
-        if db[i].mean() > 0:
-            boots.append((de[i].mean() / eng["cpu_s"]) / (db[i].mean() / bon["cpu_s"]))
-    ci = [float(x) for x in np.percentile(boots, [2.5, 97.5])] if len(boots) > 100 else None
-    goal = {"ratio_vs_best_of_n_equal_time": ratio, "ratio_95ci_bootstrap_over_slots": ci,
-            "ratio_vs_best_of_n_equal_evals": (eng["utility_gain_per_cpu_s"] / results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"]
-                                               if (results["best_of_n_equal_evals/samples"]["utility_gain_per_cpu_s"] or 0) > 0
-                                               else None),
+    # The goal ratio compares gains per measured CPU second over the same slots:
+    #   (mean engine gain / engine CPU) / (mean best-of-N gain / best-of-N CPU), both runs timed.
+    # +inf when best-of-N does not gain and the engine does, None when neither gains.
+    de, db = eng["utility_gain_per_slot"], bon["utility_gain_per_slot"]
+    scale = bon["cpu_s"] / eng["cpu_s"]
+    base = same_slots_ratio(de, db)
+    ratio = None if base is None else base * scale
+    boot = bootstrap_ratio(de, db, scale=scale, seed=0)
+    ci = boot["ci95"]
+    bon_e = results["best_of_n_equal_evals/samples"]
+    orc = results["oracle_hill_climb_equal_evals/samples"]
+    k = orc["slots"]  # the oracle ran on the first k slots: every comparison with it uses those k
+    do = orc["utility_gain_per_slot"]
+    oracle = {
+        "slots": k,
+        "note": "all on the oracle's slots, at equal reward-model evaluations per slot (the oracle's CPU is the "
+                "rater's parse, so no per-CPU-s ratio is formed with it)",
+        "oracle_utility_gain": float(np.mean(do)),
+        "engine_utility_gain": float(np.mean(de[:k])),
+        "best_of_n_equal_evals_utility_gain": float(np.mean(bon_e["utility_gain_per_slot"][:k])),
+        "best_of_n_equal_time_utility_gain": float(np.mean(db[:k])),
+        "oracle_gain_ratio_vs_best_of_n_equal_evals": json_number(same_slots_ratio(do, bon_e["utility_gain_per_slot"][:k])),
+        "engine_gain_ratio_vs_best_of_n_equal_evals": json_number(same_slots_ratio(de[:k], bon_e["utility_gain_per_slot"][:k])),
+        "oracle_gain_ratio_vs_engine": json_number(same_slots_ratio(do, de[:k])),
+    }
+    goal = {"ratio_vs_best_of_n_equal_time": json_number(ratio),
+            "ratio_95ci_bootstrap_over_slots": [json_number(x) for x in ci] if ci else None,
+            "ratio_bootstrap": {**boot, "ci95": [json_number(x) for x in ci] if ci else None,
+                                "note": "every resample kept: one where best-of-N does not gain counts as +inf (the "
+                                        "engine gains) or undefined (neither gains; then no interval)"},
+            "gain_ratio_vs_best_of_n_equal_evals": json_number(same_slots_ratio(de, bon_e["utility_gain_per_slot"])),
             "engine_valid_fraction": eng["valid_fraction"],
             "engine_valid_fraction_of_starts": eng["valid_fraction_start"],
             "engine_valid_kept_fraction": eng["valid_kept_fraction"],
-            # the ratio a perfect reward model would give an editor with the engine's budget
-            "oracle_ceiling_ratio": (results["oracle_hill_climb_equal_evals/samples"]["utility_gain"] / eng["cpu_s"]
-                                     / bon["utility_gain_per_cpu_s"] if (bon["utility_gain_per_cpu_s"] or 0) > 0 else None),
+            "oracle_same_slots": oracle,
             "note": "valid_fraction counts all outputs (invalid generator samples stay invalid unless an edit "
                     "fixes them); valid_kept_fraction counts outputs whose start was valid",
             # A --quick run (weak models, 24 slots, gains near zero) is a smoke test: its ratio of two
             # tiny gains means nothing, so the goal is judged on the full run only.
             "met": None if q else bool(ratio is not None and ratio >= 3 and eng["valid_fraction"] >= 0.9
-                                       and bon["utility_gain_per_cpu_s"] > 0)}
+                                       and bon["utility_gain"] > 0)}
+    config = {**{k_: v for k_, v in vars(args).items()}, "split": dataclasses.asdict(split),
+              "engine": repr(cfg), "engine_logits": repr(cfg_logits), "best_of_n_cap": 48 if q else 128,
+              "rater_agreement": rater.agreement, "sampling": "free" if args.free_sampling else "bar-aware"}
     out = {
-        "benchmark": "ascent", "quick": q, "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                                       "platform": platform.platform(), "torch": torch.__version__},
-        "matmul_flops_per_s": flops_peak, "setup": info, "config": {"slots": args.slots, "max_chars": args.max_chars,
-                                                                    "engine": repr(cfg), "engine_logits": repr(cfg_logits),
-                                                                    "lm_weight": lm_weight,
-                                                                    "edit": args.edit,
-                                                                    "sampling": "free" if args.free_sampling else "bar-aware"},
+        "benchmark": "ascent", "quick": q, "split": split.name, "matmul_flops_per_s": flops_peak, "setup": info,
         "eval_definition": "reward-model evaluations = sequences passed through the reward model "
                            "(an ascent step on a row counts one, as does each exact score)",
         "methods": results,
@@ -437,19 +537,19 @@ def main() -> None:
         "best_of_n_curve": curve,
         "goal": goal, "total_wall_s": time.perf_counter() - wall0,
     }
-    RESULTS.mkdir(exist_ok=True)
-    suffix = ("_quick" if q else "") + (f"_{args.max_chars}chars" if args.max_chars != 150 else "")
-    path = RESULTS / f"ascent{suffix}.json"
-    path.write_text(json.dumps(out, indent=1, default=str))
+    suffix = (("_quick" if q else "") + (f"_{args.max_chars}chars" if args.max_chars != 150 else "")
+              + ("_select" if split.name == "select" else ""))
+    path = write_result(RESULTS / f"ascent{suffix}.json", out, config)
     plot(results, curve, path.with_suffix(".png"))
     print(f"{'method':<38}{'reward+':>9}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
-    for k, r in results.items():
+    for name, r in results.items():
         rate = "" if r["utility_gain_per_cpu_s"] is None else f"{r['utility_gain_per_cpu_s']:.4f}"
-        print(f"{k:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
+        print(f"{name:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
               f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
     print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
-          f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {ratio if ratio is None else round(ratio, 2)} "
-          f"(95% CI {ci if ci is None else [round(x, 2) for x in ci]}), "
+          f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {json_number(ratio if ratio is None else round(ratio, 2))} "
+          f"(95% CI {ci if ci is None else [json_number(round(x, 2)) for x in ci]}); oracle on {k} slots "
+          f"{oracle['oracle_gain_ratio_vs_best_of_n_equal_evals']}x best-of-N at equal evaluations, "
           f"engine valid {eng['valid_fraction']:.0%} (starts {eng['valid_fraction_start']:.0%}), reward gain {eng['reward_gain']:+.3f}, "
           f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'judged on the full run only' if q else ('met' if goal['met'] else 'NOT met')}; {path}")
 

@@ -2,21 +2,19 @@
 
 Simulated comparisons of items with N(0, 1) true scores; reports wall time of `fit` (MAP +
 Laplace SDs), Newton iterations, and the correlation of the fit with the truth.
-Writes benchmarks/results/bt_scale.json and prints one summary line last.
+Writes benchmarks/results/bt_scale.json (with the commit, machine and config:
+benchmarks/provenance.py) and prints one summary line last.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from provenance import write_result
 from rewardmodels import fit
 
 RESULTS = Path(__file__).parent / "results"
@@ -54,14 +52,8 @@ def main() -> None:
         })
         print(f"{m:>8} comparisons / {n:>6} items: {min(times):7.3f} s  ({s.n_iter} Newton steps, "
               f"r={rows[-1]['corr_with_truth']:.3f})", flush=True)
-    out = {
-        "benchmark": "bt_scale", "rows": rows,
-        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "numpy": np.__version__,
-                    "load_avg_1min": os.getloadavg()[0]},
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bt_scale.json").write_text(json.dumps(out, indent=1))
+    out = {"benchmark": "bt_scale", "rows": rows}
+    write_result(RESULTS / "bt_scale.json", out, {**vars(args), "items_per_comparison": 0.1, "seeds": "size exponent"})
     last = rows[-1]
     print(f"bt_scale: {last['comparisons']:.0e} comparisons over {last['items']:.0e} items fit in "
           f"{last['seconds_best']:.2f} s (MAP + SDs, {last['newton_iterations']} Newton steps); "

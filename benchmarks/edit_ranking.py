@@ -3,7 +3,8 @@
 The ascent engine (benchmarks/ascent.py) climbs `reward + lm_weight * mean log-likelihood` and keeps
 the best *verified* edits, so it can only gain utility when that objective ranks utility-raising
 edits high. This benchmark measures that ranking directly, without any search: for `starts`
-generator samples (bar-aware, drawn as ascent.py draws its starts) it scores *every* single pitch
+generator samples (bar-aware, drawn as ascent.py draws its starts for the same --split: the report
+split by default, `reward_recipes.SPLITS`) it scores *every* single pitch
 edit (one note letter changed to another, header frozen: ascent.py's default edit space) exactly
 with the generator and several reward models side by side, and with the simulated rater's hidden
 utility (`rewardmodels.SimulatedRater`). The starts are the first samples whose utility is above the
@@ -31,31 +32,27 @@ Per reward model and lm_weight, means over starts:
                    edits that change the utility
   plateau_fraction fraction of starts where no single edit changes the utility
 
-Writes benchmarks/results/edit_ranking.json (--quick: edit_ranking_quick.json); one summary line
-last.
+Writes benchmarks/results/edit_ranking.json (--quick: edit_ranking_quick.json; --split select adds
+"_select"), with its commit, machine and config (benchmarks/provenance.py); one summary line last.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import spearmanr
 
 import domains
-import gradopt
 import rewardmodels
 from ascent import exact
-from reward_recipes import (PRACTICAL, cut_corpus, edit_space, fit_model, load_or_train_generator, make_pool, scaled,
-                            start_run)
+from provenance import write_result
+from reward_recipes import (PRACTICAL, cut_corpus, edit_space, eval_samples, eval_split, fit_model,
+                            load_or_train_generator, make_pool, scaled, start_run)
 
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
@@ -90,7 +87,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes): 3 starts, 0.3x rating pool")
     ap.add_argument("--work", help="directory with generator/ to reuse (written if absent), as benchmarks/ascent.py")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
-    ap.add_argument("--seed", type=int, default=0, help="seeds the rating pool and fits; starts use seed + 1")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the rating pool and fits (and offsets the starts' seed)")
+    ap.add_argument("--split", choices=["select", "report"], default="report",
+                    help="starts drawn as benchmarks/ascent.py draws them for this split (reward_recipes.SPLITS)")
     ap.add_argument("--starts", type=int, default=0, help="generator samples whose edits are ranked (0: 12, 3 with --quick)")
     args = ap.parse_args()
     q = args.quick
@@ -120,7 +119,8 @@ def main() -> None:
     log(f"reward models fitted on {len(pool.texts)} rated items")
 
     constraint = domains.ABCConstraint.from_texts(tok, train)
-    samples = gradopt.starts_from_generator(gen, tok, 64, seed=args.seed + 1, temperature=0.8, constraint=constraint)
+    split = eval_split(args.split)
+    samples = eval_samples(gen, tok, 64, split, constraint, seed=args.seed)
     u_samples = rater.utility([domains.decode(tok, s) for s in samples])
     for name, rm in models.items():
         fits[name]["start_corr_reward_utility"] = float(np.corrcoef(exact(rm, gen, samples, tok.pad_token_id, 0.0)[0],
@@ -163,9 +163,7 @@ def main() -> None:
     plateau = float(np.mean([p["edits_changing_utility"] == 0 for p in per_start]))
     improvable = [p for p in per_start if p["best_gain"] > 0]
     out = {
-        "benchmark": "edit_ranking", "quick": q,
-        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "benchmark": "edit_ranking", "quick": q, "split": split.name,
         "setup": setup, "starts": len(above),
         "samples_at_floor_fraction": float(np.mean(u_samples <= floor + 1e-9)), "max_chars": MAX_CHARS, "lm_weights": list(LM_WEIGHTS),
         "reward_models": fits, "rankings": rows_out, "plateau_fraction": plateau,
@@ -173,9 +171,11 @@ def main() -> None:
                                             if improvable else None),
         "per_start": per_start, "total_wall_s": time.perf_counter() - wall0,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"edit_ranking{'_quick' if q else ''}.json"
-    path.write_text(json.dumps(out, indent=1, default=str))
+    path = RESULTS / f"edit_ranking{'_quick' if q else ''}{'_select' if split.name == 'select' else ''}.json"
+    config = {**vars(args), "starts": n_starts, "split": dataclasses.asdict(split), "max_chars": MAX_CHARS,
+              "lm_weights": list(LM_WEIGHTS), "gen_minutes": 0.75 if q else 4.0,
+              "reward_models": {k: v["recipe"] for k, v in fits.items()}}
+    write_result(path, out, config)
     print(f"{'objective':<32}{'top1 gain':>10}{'top5 best':>10}{'best':>7}{'capture':>9}{'rank best':>10}{'spearman':>9}")
     for key, r in rows_out.items():
         cap = "-" if r["capture"] is None else f"{r['capture']:.2f}"

@@ -15,17 +15,14 @@ those comparisons is the ceiling. bt_racing also spends extra compute on interme
 models (to supply covariates); that time is recorded separately.
 
 Writes benchmarks/results/rating_efficiency.json (or rating_efficiency_quick.json with --quick)
-as {method: {n_ratings: mean_accuracy}} plus per-seed values, and prints one summary line last.
+as {method: {n_ratings: mean_accuracy}} plus per-seed values, with the commit, machine and config
+(benchmarks/provenance.py), and prints one summary line last.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import hashlib
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -34,6 +31,7 @@ import torch
 
 import domains
 import rewardmodels as rm
+from provenance import write_result
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -112,7 +110,13 @@ def build_pool(n_items: int, seed: int = 0, progress=print, gen_minutes: float =
 
 
 def utilities(rater: rm.SimulatedRater, texts: list[str]) -> np.ndarray:
-    path = CACHE / "utility.json"
+    """The rater's utilities, cached on disk per version of the rater's source (a changed rater
+    never reads utilities an older one computed)."""
+    import hashlib
+    import inspect
+
+    version = hashlib.sha256(inspect.getsource(inspect.getmodule(rm.SimulatedRater)).encode()).hexdigest()[:12]
+    path = CACHE / f"utility_{version}.json"
     if path.exists():
         rater.cache.update(json.loads(path.read_text()))
     u = rater.utility(texts)
@@ -265,15 +269,15 @@ def main() -> None:
                   "eval_pairs": 3000, "agreement": args.agreement, "train_config": cfg.__dict__,
                   "network": PRESET.__dict__, "pool_origins": {o: origins.count(o) for o in set(origins)},
                   "invalid_fraction": float(np.mean(u == rm.INVALID))},
-        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__},
         "wall_seconds": time.time() - t_start,
     }
     hyp = mean["bt_racing"].get("1000"), mean["pairwise"].get("3000")
     out["hypothesis_a1000_ge_c3000"] = None if None in hyp else bool(hyp[0] >= hyp[1])
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "rating_efficiency_quick.json" if args.quick else "rating_efficiency.json"
-    (RESULTS / name).write_text(json.dumps(out, indent=1))
+    config = {**vars(args), "sizes": sizes, "seeds": seeds, "n_train": n_train, "n_test": n_test,
+              "train_config": cfg.__dict__, "network": PRESET.__dict__, "n_pool": N_POOL, "max_chars": MAX_CHARS,
+              "gen_minutes": 0.75 if args.quick else 1.5, "eval_pairs": 3000}
+    write_result(RESULTS / name, out, config)
     row = lambda m: "/".join(f"{mean[m][str(n)]:.3f}" for n in sizes)  # noqa: E731
     print(f"rating_efficiency{' (quick)' if args.quick else ''}: acc at n={'/'.join(map(str, sizes))}: "
           f"bt_racing {row('bt_racing')}, bt_random {row('bt_random')}, pairwise {row('pairwise')}; "

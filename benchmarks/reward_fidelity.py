@@ -7,11 +7,11 @@ simulated rater (`rewardmodels.SimulatedRater`, agreement 0.75). Each recipe
 (benchmarks/reward_recipes.py) rates a pool of training-corpus tunes, generator samples and
 edited copies, fits Bradley-Terry and fits a reward model; it is then scored on held-out items:
 
-  samples       free generator samples (seed 1, temperature 0.8): Pearson and Spearman
-                correlation of reward with utility (invalid tunes have utility -3)
+  samples       free generator samples (the split's sample seed, temperature 0.8): Pearson and
+                Spearman correlation of reward with utility (invalid tunes have utility -3)
   samples_bar   the same drawn bar-aware (`domains.ABCConstraint`, when domains has it), as
                 benchmarks/ascent.py draws its starts by default
-  corpus        held-out corpus tunes (test + val splits): Pearson and Spearman
+  corpus        held-out corpus tunes of the split's corpus part: Pearson and Spearman
   pitch         pitch-edit pairs: a valid held-out tune (half corpus, half generator samples,
                 bar-aware when domains has the constraint) vs a copy with k in {1, 2, 4} note
                 letters changed to other note letters (durations and bar lines kept: the ascent
@@ -23,34 +23,38 @@ the CPU time the rater took for that item, measured once and charged to every re
 it) and the number of simulated comparisons. Recipes named ``ceiling_*`` regress on the hidden
 utility itself: upper references, not usable in practice. Held-out numbers only.
 
-Writes benchmarks/results/reward_fidelity.json (--quick: reward_fidelity_quick.json); one
-summary line last.
+Selection and report use different items (`reward_recipes.SPLITS`): ``--split select`` measures
+on the val corpus tunes and samples of seed 1 — the run on which a recipe is chosen (the best
+practical recipe by pitch-pair accuracy) — and ``--split report`` (the default) on the test tunes
+and samples of seed 1001, where the recipe the other benchmarks use (`CHOSEN`) is reported, not
+re-chosen. The rating pools draw from the training split and seed 99 + --seed, so no held-out
+item is rated for training. benchmarks/ascent.py reports on the same report items.
+
+Writes benchmarks/results/reward_fidelity.json (--quick: reward_fidelity_quick.json; --split
+select adds "_select"); one summary line last.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import spearmanr
 
 import domains
-import gradopt
 import rewardmodels
-from reward_recipes import (PRACTICAL, Recipe, cut_corpus, fit_model, load_or_train_generator, make_pool, pitch_edit, scaled,
-                            start_run)
+from provenance import write_result
+from reward_recipes import (PRACTICAL, Recipe, cut_corpus, eval_corpus, eval_samples, eval_split, fit_model,
+                            load_or_train_generator, make_pool, pitch_edit, scaled, start_run)
 
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
 PITCH_KS = (1, 2, 4)
+CHOSEN = "practical_bar_aware"  # the recipe benchmarks/ascent.py uses (PRACTICAL, bar-aware samples)
 
 
 def recipes(quick: bool) -> dict[str, tuple[Recipe, str]]:
@@ -105,15 +109,16 @@ class ChargedUtility:
         return self.rater.utility(texts), float(sum(self.cost[t] for t in texts))
 
 
-def eval_sets(gen, tok, held_out: list[str], utility: ChargedUtility, constraint, n: dict) -> dict:
-    """Held-out texts and utilities: samples (free, and bar-aware with `constraint`), corpus
-    tunes, and pitch-edit pairs built from valid corpus tunes and valid samples."""
+def eval_sets(gen, tok, held_out: list[str], utility, constraint, n: dict, split) -> dict:
+    """Held-out texts and utilities of one split (`reward_recipes.EvalSplit`): samples (free, and
+    bar-aware with `constraint`) drawn with the split's seed, `held_out` corpus tunes (the split's,
+    from `reward_recipes.eval_corpus`), and pitch-edit pairs built from valid corpus tunes and
+    valid samples. `utility`: texts -> (utilities, cpu s), e.g. `ChargedUtility`."""
     sets = {}
-    draw = lambda k, **kw: [domains.decode(tok, r) for r in  # noqa: E731
-                            gradopt.starts_from_generator(gen, tok, k, seed=1, temperature=0.8, **kw)]
+    draw = lambda k, c=None: [domains.decode(tok, r) for r in eval_samples(gen, tok, k, split, c)]  # noqa: E731
     sets["samples"] = draw(n["samples"])
     if constraint is not None:
-        sets["samples_bar"] = draw(n["samples_bar"], constraint=constraint)
+        sets["samples_bar"] = draw(n["samples_bar"], constraint)
     sets["corpus"] = held_out[: n["corpus"]]
     out = {k: (v, utility(v)[0]) for k, v in sets.items()}
     rng = np.random.default_rng(123)
@@ -167,8 +172,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the pools, comparisons and fits")
     ap.add_argument("--recipes", help="comma-separated subset of the recipes to run")
+    ap.add_argument("--split", choices=["select", "report"], default="report",
+                    help="held-out items: 'select' (val tunes, sample seed 1) to choose a recipe, 'report' "
+                         "(test tunes, sample seed 1001) for the figures quoted")
     args = ap.parse_args()
     q = args.quick
+    split = eval_split(args.split)
     wall0 = time.perf_counter()
     log = start_run(args.threads)
     splits = cut_corpus(MAX_CHARS)
@@ -177,9 +186,8 @@ def main() -> None:
     tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if q else 4.0)
     setup["work"] = str(work)
     log(f"generator ready ({setup['generator_cpu_s']:.0f} CPU s); "
-        f"corpus {len(train)} train / {len(val) + len(test)} held out")
-    in_vocab = lambda t: tok.unk_token_id not in tok(t)["input_ids"]  # noqa: E731
-    held_out = [t for t in test + val if in_vocab(t)]
+        f"corpus {len(train)} train; split {split.name}: {split.corpus} tunes, samples of seed {split.sample_seed}")
+    held_out = eval_corpus(splits, tok, split)
     constraint = domains.ABCConstraint.from_texts(tok, train) if hasattr(domains, "ABCConstraint") else None
 
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=args.seed)
@@ -187,7 +195,7 @@ def main() -> None:
     sizes = ({"samples": 100, "samples_bar": 60, "corpus": 150, "pitch_bases": 80} if q else
              {"samples": 200, "samples_bar": 250, "corpus": 500, "pitch_bases": 260})
     c0 = time.process_time()
-    sets = eval_sets(gen, tok, held_out, utility, constraint, sizes)
+    sets = eval_sets(gen, tok, held_out, utility, constraint, sizes, split)
     log(f"held-out sets rated ({time.process_time() - c0:.0f} CPU s): "
         + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items()) + " pairs")
 
@@ -210,10 +218,17 @@ def main() -> None:
         log(f"{name}: samples {r['samples']['pearson']:.3f}, corpus {r['corpus']['pearson']:.3f}, "
             f"pitch {r['pitch']['accuracy']:.3f}, {r['cpu_s']:.0f} CPU s, {r['comparisons']} comparisons")
 
+    practical = [k for k, r in results.items() if not r["ceiling"]]
+    best_here = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
+    # On the select split the best practical recipe is the choice; on the report split the recipe
+    # chosen before (CHOSEN) is reported, and the best here is only recorded, not acted on.
+    shown = best_here if split.name == "select" else (CHOSEN if CHOSEN in results else None)
+    config = {"quick": q, "seed": args.seed, "split": dataclasses.asdict(split), "max_chars": MAX_CHARS,
+              "gen_minutes": 0.75 if q else 4.0, "eval_sizes_wanted": sizes, "pitch_ks": list(PITCH_KS),
+              "rater_agreement": rater.agreement, "recipes": {k: repr(r) for k, (r, _) in todo.items()}}
     out = {
-        "benchmark": "reward_fidelity", "quick": q,
-        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "benchmark": "reward_fidelity", "quick": q, "split": split.name,
+        "chosen_recipe": shown, "best_practical_on_this_split": best_here,
         "setup": setup, "eval_sizes": {k: len(v[0]) for k, v in sets.items()},
         "pitch_ks": list(PITCH_KS), "rater_agreement": rater.agreement,
         "definitions": {
@@ -225,9 +240,8 @@ def main() -> None:
             "ceiling": "trained on the hidden utility: an upper reference, not usable in practice"},
         "recipes": results, "total_wall_s": time.perf_counter() - wall0,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("reward_fidelity_quick.json" if q else "reward_fidelity.json")
-    path.write_text(json.dumps(out, indent=1, default=str))
+    path = RESULTS / f"reward_fidelity{'_quick' if q else ''}{'_select' if split.name == 'select' else ''}.json"
+    write_result(path, out, config)
     bar = "samples_bar" in sets
     print(f"{'recipe':<20}{'samples r/rho':>15}{'bar-aware r/rho':>17}{'corpus r/rho':>15}{'pitch acc':>10}"
           f"{'cpu_s':>7}{'compar.':>9}")
@@ -236,12 +250,14 @@ def main() -> None:
         print(f"{k:<20}{r['samples']['pearson']:>8.3f}/{r['samples']['spearman']:.3f}{sb:>17}"
               f"{r['corpus']['pearson']:>8.3f}/{r['corpus']['spearman']:.3f}{r['pitch']['accuracy']:>10.3f}"
               f"{r['cpu_s']:>7.0f}{r['comparisons']:>9}")
-    practical = [k for k, r in results.items() if not r["ceiling"]]
-    best = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
+    best = shown
     base = results.get("baseline")
-    summary = (f"best practical (pitch) {best}: pitch {results[best]['pitch']['accuracy']:.3f}, "
+    label = "best practical (pitch, select split)" if split.name == "select" else "chosen recipe (report split)"
+    summary = (f"{label} {best}: pitch {results[best]['pitch']['accuracy']:.3f}, "
                f"corpus r {results[best]['corpus']['pearson']:.3f}, samples r {results[best]['samples']['pearson']:.3f}"
                if best else "no practical recipe run")
+    if split.name == "report" and best_here and best_here != best:
+        summary += f" (best on this split: {best_here}, not a selection)"
     if base:
         summary += (f" vs baseline pitch {base['pitch']['accuracy']:.3f}, corpus r {base['corpus']['pearson']:.3f}, "
                     f"samples r {base['samples']['pearson']:.3f}")

@@ -265,6 +265,46 @@ def cut_corpus(max_chars: int) -> dict[str, list[str]]:
     return {k: [c for c in (cut_tune(p.text, max_chars) for p in ps) if c] for k, ps in pieces.items()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvalSplit:
+    """Which held-out items a benchmark run measures on. Settings (a reward-model recipe, the
+    engine's defaults) are chosen on the ``select`` split; reported figures come from ``report``,
+    whose items were never looked at while choosing: other corpus tunes, other sample seeds."""
+
+    name: str  # "select" | "report"
+    corpus: str  # the corpus split (`domains.split_corpus`) whose tunes are held-out items
+    sample_seed: int  # seed of the generator samples used as held-out items (+ a run's --seed)
+    baseline_seed: int  # first seed of the samples a baseline draws (best-of-N), away from every other seed
+
+    def __post_init__(self) -> None:
+        if self.corpus not in ("val", "test"):
+            raise ValueError(f"EvalSplit.corpus must be 'val' or 'test' (never the training split), not {self.corpus!r}")
+
+
+# Seeds elsewhere: rating pools draw samples with seed 99 + seed, harvest rounds 199 + 100 * seed + k.
+SPLITS = {"select": EvalSplit(name="select", corpus="val", sample_seed=1, baseline_seed=20_000),
+          "report": EvalSplit(name="report", corpus="test", sample_seed=1001, baseline_seed=30_000)}
+
+
+def eval_split(name: str) -> EvalSplit:
+    """The split called `name` (a --split argument)."""
+    if name not in SPLITS:
+        raise ValueError(f"unknown split {name!r}: use 'select' to choose settings, 'report' for figures")
+    return SPLITS[name]
+
+
+def eval_corpus(splits: dict[str, list[str]], tok, split: EvalSplit) -> list[str]:
+    """The split's held-out corpus tunes the tokenizer can encode (no unknown characters)."""
+    return [t for t in splits[split.corpus] if tok.unk_token_id not in tok(t)["input_ids"]]
+
+
+def eval_samples(gen, tok, n: int, split: EvalSplit, constraint=None, seed: int = 0, temperature: float = 0.8):
+    """`n` generator samples (token rows) drawn as the split's held-out items: seed
+    `split.sample_seed + seed`, bar-aware with `constraint` (e.g. `domains.ABCConstraint`)."""
+    return gradopt.starts_from_generator(gen, tok, n, seed=split.sample_seed + seed, temperature=temperature,
+                                         constraint=constraint)
+
+
 def start_run(threads: int):
     """The benchmarks' run setup: torch threads, no hub downloads; returns a log function that
     prefixes each message with the wall time since this call."""

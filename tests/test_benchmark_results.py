@@ -1,0 +1,268 @@
+"""Benchmark hygiene: result files say where they came from, the README quotes only figures the
+current result files hold, selection and report use different items, and the ascent benchmark's
+ratios compare like with like (benchmarks/provenance.py, benchmarks/ascent.py).
+
+README figures are checked through a light markup in its "Status" section: a figure taken from a
+result file is a Markdown reference link whose target is the file plus a JSON pointer (RFC 6901),
+
+    ... pitch-edit pairs ordered like the hidden utility [0.81][rf-pitch] ...
+    [rf-pitch]: benchmarks/results/reward_fidelity.json#/recipes/practical_bar_aware/pitch/accuracy
+
+The link text must equal the value rounded to the decimals shown ("+0.59", "0.22x", "36%" for a
+fraction 0.36). Every decimal number and percentage in the section must be such a link, except in
+a bullet marked ``<!-- unchecked: reason -->`` (figures from runs whose output is not committed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+FIGURE = re.compile(r"^([+-]?\d+(?:\.\d+)?)(%|x)?$")
+NUMBER = re.compile(r"(?<![\w./])[+-]?\d+\.\d+(?![\w.])|(?<![\w./])\d+%")
+LINK = re.compile(r"\[([^\]]+)\]\[([^\]]+)\]")
+DEFINITION = re.compile(r"^\[([^\]]+)\]:\s*(\S+)\s*$", re.M)
+
+
+def result_files() -> list[Path]:
+    return sorted(RESULTS.glob("*.json"))
+
+
+def status_section(readme: str) -> str:
+    """The text between '## Status' and the next '## ' heading."""
+    m = re.search(r"^## Status\n(.*?)(?=^## )", readme, re.M | re.S)
+    if not m:
+        raise AssertionError("README has no '## Status' section followed by another section")
+    return m.group(1)
+
+
+def resolve(target: str, results: Path):
+    """The value at `file#/json/pointer` (file relative to the repository root)."""
+    path, _, pointer = target.partition("#")
+    file = results.parent.parent / path
+    if not file.is_file():
+        raise KeyError(f"{path} does not exist")
+    value = json.loads(file.read_text())
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, list):
+            value = value[int(part)]
+        elif part in value:
+            value = value[part]
+        else:
+            raise KeyError(f"{path}: no key {part!r} on the way to {pointer}")
+    return value
+
+
+def status_problems(readme: str, results: Path = RESULTS) -> list[str]:
+    """Every way the README's Status section departs from the result files (empty: none)."""
+    problems = []
+    defs = dict(DEFINITION.findall(readme))
+    section = status_section(readme)
+    bullets = re.split(r"\n(?=- )", section)
+    linked = 0
+    for bullet in bullets:
+        unchecked = re.search(r"<!-- unchecked: (.+?) -->", bullet)
+        for text, label in LINK.findall(bullet):
+            m = FIGURE.match(text)
+            if not m:
+                continue  # a link that is not a figure
+            linked += 1
+            target = defs.get(label)
+            if target is None or not target.startswith("benchmarks/results/"):
+                problems.append(f"figure {text!r} links to {label!r}, which is not defined as a benchmarks/results target")
+                continue
+            try:
+                value = resolve(target, results)
+            except (KeyError, IndexError, ValueError) as e:
+                problems.append(f"figure {text!r} [{label}]: {e}")
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                problems.append(f"figure {text!r} [{label}] points at {value!r}, not a finite number")
+                continue
+            shown, unit = float(m.group(1)), m.group(2)
+            decimals = len(m.group(1).partition(".")[2])
+            actual = value * 100 if unit == "%" else value
+            if abs(actual - shown) > 0.5 * 10 ** -decimals + 1e-9:
+                problems.append(f"figure {text!r} [{label}] is {actual:.{decimals + 2}f} in {target}")
+        if unchecked:
+            continue
+        bare = LINK.sub("", bullet)
+        bare = re.sub(r"`[^`]*`", "", bare)  # code spans hold commands and flags, not figures
+        for number in NUMBER.findall(bare):
+            problems.append(f"figure {number!r} in the Status section is not linked to a result file: "
+                            f"{bullet.strip()[:60]!r}...")
+    if linked == 0:
+        problems.append("the Status section links no figure to a result file")
+    return problems
+
+
+# ---------------------------------------------------------------- provenance of the result files
+
+
+@pytest.mark.parametrize("path", result_files(), ids=lambda p: p.name)
+def test_result_file_has_provenance(path):
+    from provenance import canonical_json
+
+    out = json.loads(path.read_text())
+    assert re.fullmatch(r"[0-9a-f]{40}", out.get("commit") or ""), f"{path.name}: no git commit recorded"
+    assert out.get("dirty") is False, f"{path.name} was written from a tree with uncommitted changes: {out.get('dirty_paths')}"
+    assert out["config_hash"] == hashlib.sha256(canonical_json(out["config"]).encode()).hexdigest(), \
+        f"{path.name}: config_hash does not match its config"
+    for key in ("nproc", "python", "torch", "numpy"):
+        assert out["machine"].get(key), f"{path.name}: machine.{key} missing"
+
+
+def test_config_hash_is_canonical():
+    from provenance import config_hash
+
+    a = config_hash({"b": 1, "a": [1, 2], "c": Path("x")})
+    assert a == config_hash({"c": "x", "a": [1, 2], "b": 1})  # key order and str() of non-JSON values
+    assert a != config_hash({"b": 2, "a": [1, 2], "c": "x"})
+
+
+def test_write_result_refuses_provenance_keys(tmp_path):
+    from provenance import write_result
+
+    with pytest.raises(ValueError, match="config_hash"):
+        write_result(tmp_path / "x.json", {"config_hash": 1}, {})
+    assert not (tmp_path / "x.json").exists()
+
+
+# ---------------------------------------------------------------- README figures
+
+
+def test_readme_status_quotes_current_results():
+    problems = status_problems((ROOT / "README.md").read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_status_check_catches_a_changed_figure():
+    readme = (ROOT / "README.md").read_text()
+    text, label = next((t, lab) for t, lab in LINK.findall(status_section(readme)) if FIGURE.match(t) and "." in t)
+    last = text.rstrip("%x")[-1]
+    changed = text.replace(text.rstrip("%x"), text.rstrip("%x")[:-1] + str((int(last) + 3) % 10), 1)
+    problems = status_problems(readme.replace(f"[{text}][{label}]", f"[{changed}][{label}]", 1))
+    assert any(repr(changed) in p for p in problems), problems
+
+
+def test_status_check_catches_an_unlinked_figure():
+    readme = (ROOT / "README.md").read_text()
+    head, sep, rest = readme.partition("## Status\n")
+    problems = status_problems(head + sep + "- The engine gains 0.42 per CPU second.\n" + rest)
+    assert any("'0.42'" in p and "not linked" in p for p in problems), problems
+
+
+# ---------------------------------------------------------------- selection vs report items
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(fiddle_pieces, char_tokenizer):
+    import domains
+
+    splits = {k: [p.text for p in v if len(p.text) < 126] for k, v in domains.split_corpus(fiddle_pieces).items()}
+    gen = domains.build_generator("tiny", char_tokenizer, seed=0).eval()
+    constraint = domains.ABCConstraint.from_texts(char_tokenizer, splits["train"][:100])
+    return gen, char_tokenizer, splits, constraint
+
+
+@pytest.fixture(scope="module")
+def items(tiny_setup) -> dict[str, set[str]]:
+    return {name: items_of(name, tiny_setup) for name in ("select", "report")}
+
+
+def items_of(split_name, tiny_setup) -> set[str]:
+    """Every held-out text reward_fidelity.py and ascent.py evaluate on for one split (tiny sizes)."""
+    import domains
+    import rewardmodels
+    from ascent import eval_starts
+    from reward_fidelity import eval_sets
+    from reward_recipes import eval_corpus, eval_split
+
+    gen, tok, splits, constraint = tiny_setup
+    split = eval_split(split_name)
+    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
+    sizes = {"samples": 2, "samples_bar": 2, "corpus": 6, "pitch_bases": 4}
+    sets = eval_sets(gen, tok, eval_corpus(splits, tok, split), lambda t: (rater.utility(t), 0.0), constraint,
+                     sizes, split)
+    texts = set(sets["samples"][0]) | set(sets["samples_bar"][0]) | set(sets["corpus"][0])
+    texts |= set(sets["pitch"][0]) | set(sets["pitch"][1])
+    starts = eval_starts(gen, tok, splits, split, 3, constraint)
+    return texts | {domains.decode(tok, r) for rows in starts.values() for r in rows}
+
+
+def test_selection_and_report_items_are_disjoint(items):
+    select, report = items["select"], items["report"]
+    assert len(select) > 10 and len(report) > 10
+    assert not select & report, f"{len(select & report)} items used both to choose settings and to report"
+
+
+def test_rating_pool_holds_no_report_item(tiny_setup, items):
+    from reward_recipes import Recipe, make_pool
+
+    gen, tok, splits, _ = tiny_setup
+    pool = make_pool(Recipe(corpus=5, samples=2, char_edited=0), gen, tok, splits["train"][:100], seed=0)
+    assert not set(pool.texts) & items["report"]
+
+
+def test_unknown_split_is_refused():
+    from reward_recipes import eval_split
+
+    with pytest.raises(ValueError, match="select"):
+        eval_split("test")
+
+
+# ---------------------------------------------------------------- ascent's ratios
+
+
+def test_bootstrap_keeps_resamples_where_the_baseline_does_not_gain():
+    from ascent import bootstrap_ratio
+
+    engine = np.full(20, 0.5)
+    baseline = np.array([2.0] + [-0.05] * 19)  # mean +0.05; many resamples miss the one good slot
+    boot = bootstrap_ratio(engine, baseline, n_boot=500, seed=0)
+    assert boot["den_not_gaining_fraction"] > 0.1
+    assert boot["ci95"][1] == math.inf  # a filtered bootstrap would report a finite upper end
+    assert boot["ci95"][0] <= 0.5 / 0.05
+
+
+def test_bootstrap_is_exact_for_proportional_gains():
+    from ascent import bootstrap_ratio
+
+    den = np.linspace(0.1, 1.0, 15)
+    boot = bootstrap_ratio(2 * den, den, scale=1.5, n_boot=200)
+    assert boot["ci95"] == pytest.approx([3.0, 3.0]) and boot["undefined_fraction"] == 0
+
+
+def test_bootstrap_has_no_interval_when_neither_gains_in_some_resample():
+    from ascent import bootstrap_ratio
+
+    boot = bootstrap_ratio([0.3, -0.2, -0.2], [0.3, -0.2, -0.2], n_boot=300)
+    assert boot["undefined_fraction"] > 0 and boot["ci95"] is None
+
+
+def test_ratios_compare_the_same_slots():
+    from ascent import gain_ratio, same_slots_ratio
+
+    with pytest.raises(ValueError, match="same slots"):
+        same_slots_ratio([0.5] * 16, [1.0] * 64)
+    assert same_slots_ratio([0.5, 0.3], [1.0, 0.6]) == pytest.approx(0.5)
+    assert gain_ratio(0.2, -0.1) == math.inf and gain_ratio(-0.2, 0.0) is None
+
+
+def test_equal_time_point_reaches_the_budget():
+    from ascent import first_at_budget
+
+    assert first_at_budget([0.5, 1.0, 1.6, 2.2], 1.5) == 3  # at least the engine's CPU, never less
+    assert first_at_budget([0.5, 1.0], 5.0) == 2  # capped: the last point (flagged n_capped by the caller)
