@@ -175,6 +175,15 @@ def _append(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def _append_many(path: Path, records: Sequence[dict]) -> None:
+    """Append records as JSON lines with one write and one fsync (a kill can tear only the last)."""
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _parse(path: Path, no: int, cls, rec: dict):
     try:
         if cls is Comparison:
@@ -266,6 +275,22 @@ class RatingStore:
         _append(self.comparisons_path, comp.as_json())
         self._comparisons.append(comp)
         return comp
+
+    def add_comparisons(self, comparisons: Sequence[Comparison]) -> list[Comparison]:
+        """Record many judgements with one append and one fsync instead of one per record; every
+        id is checked before anything is written."""
+        comparisons = list(comparisons)
+        for c in comparisons:
+            if not isinstance(c, Comparison):
+                raise ValueError(f"add_comparisons takes Comparison records, got {type(c).__name__}")
+            for key in (c.a, c.b):
+                if key not in self._items:
+                    raise ValueError(f"unknown item id {key[:16]}...; add the item first")
+        if comparisons:
+            self._writable()
+            _append_many(self.comparisons_path, [c.as_json() for c in comparisons])
+            self._comparisons.extend(comparisons)
+        return comparisons
 
     def index(self) -> dict[str, int]:
         """Item id -> position in `items` (the index used by `pairs` and the BT fit)."""
