@@ -1,10 +1,14 @@
-"""Subcommands for ratings and reward models: ratings import|export|stats, fit-bt, next-pairs,
-simulate-ratings, train-reward. Each is a thin shell over `rewardmodels`."""
+"""Subcommands for ratings and reward models: ratings add|import|export|stats, fit-bt, next-pairs,
+simulate-ratings, train-reward. Each is a thin shell over `rewardmodels` (and, for `ratings add`,
+the domains' own loaders)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
+from pathlib import Path
 
 _FORMATS = ("openai", "trl", "pairs")
 
@@ -17,6 +21,56 @@ def _kinds(text: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"unknown comparison kind(s) {bad}; choose from {KINDS}")
     return kinds
+
+
+_DOMAINS = ("abc", "midi", "text")
+
+
+def read_pieces(path: str | Path, domain: str) -> tuple[list[str], list[str]]:
+    """(texts, notes) of the pieces in `path`, read by the domain's own loader: an ABC file split
+    at its ``X:`` lines and normalised like the corpus; a text file, one piece per line; a MIDI
+    file or a folder of them, as REMI text. `notes` say what was skipped and why."""
+    import domains
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if domain == "abc":
+            if path.is_dir():
+                raise ValueError(f"{path} is a folder; --domain abc reads one .abc file (several tunes, split at X:)")
+            texts = domains.load_abc_file(path)
+            notes = []
+        elif domain == "text":
+            report = domains.CorpusReport()
+            texts = [p.text for p in domains.load_text_corpus(path, domains.TextConfig(by="line"), report)]
+            notes = [f"skipped {n} line(s): {reason}" for reason, n in report.skipped.items()]
+        elif domain == "midi":
+            report = domains.CorpusReport()
+            texts = [p.text for p in domains.load_midi_files([path], report=report, progress=False)]
+            notes = [f"skipped {n} file(s): {reason}" for reason, n in report.skipped.items()]
+        else:
+            raise ValueError(f"unknown domain {domain!r}; choose from {_DOMAINS}")
+    return texts, [str(w.message) for w in caught] + notes
+
+
+def cmd_add(args) -> int:
+    import rewardmodels as rm
+
+    if args.iteration < 0:
+        raise ValueError(f"--iteration must be >= 0 (0 for corpus pieces), got {args.iteration}")
+    texts, notes = read_pieces(args.file, args.domain)
+    store = rm.RatingStore(args.store)
+    before = len(store)
+    for text in texts:
+        store.add_item(text, domain=args.domain, origin=args.origin, iteration=args.iteration)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    added = len(store) - before
+    print(f"added {added} new items to {store.directory} ({len(texts) - added} already there; "
+          f"{len(store)} items in all)")
+    return 0
 
 
 def cmd_import(args) -> int:
@@ -105,7 +159,7 @@ def cmd_simulate(args) -> int:
         scores = rm.load_scores(args.scores, store)[0] if args.scores else rm.fit_store(store)
         pairs = rm.propose_pairs(store, scores, args.k, args.strategy, args.seed)
     judge = rm.JudgeConfig(blacklist=tuple(args.blacklist)) if args.judge else None
-    rater = rm.SimulatedRater(agreement=args.agreement, seed=args.seed)
+    rater = rm.SimulatedRater(agreement=args.agreement, seed=args.seed, tie_rate=args.tie_rate)
     done = rm.rate_pairs(store, pairs, rater, judge)
     kinds = {k: sum(c.kind == k for c in done) for k in ("auto", "simulated")}
     print(f"recorded {len(done)} comparisons ({kinds['simulated']} simulated, {kinds['auto']} auto) in {store.directory}")
@@ -137,12 +191,25 @@ def cmd_train_reward(args) -> int:
 
 
 def register(subparsers) -> None:
-    from rewardmodels import POOLINGS, STRATEGIES
+    from rewardmodels import ORIGINS, POOLINGS, STRATEGIES, TIE_RATE
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    ratings = subparsers.add_parser("ratings", help="import, export or summarise a rating store",
+    ratings = subparsers.add_parser("ratings", help="add pieces to, import into, export or summarise a rating store",
                                     description="Manage a rating store (items.jsonl + comparisons.jsonl).")
     rsub = ratings.add_subparsers(dest="ratings_command", required=True, metavar="ACTION")
+
+    p = rsub.add_parser("add", help="add pieces to rate (tunes, samples, texts, MIDI files)", formatter_class=fmt,
+                        description="Add the pieces of a file as items of a store, read by the domain's own "
+                                    "loader: an .abc file with one or more tunes (split at X:, normalised like the "
+                                    "corpus), a text file with one piece per line, or a .mid file or folder of "
+                                    "them. Items are content-addressed: adding the same file again adds nothing.")
+    p.add_argument("file", help=".abc file, text file, or .mid file / folder of .mid files")
+    p.add_argument("--store", required=True, help="rating store directory (created if missing)")
+    p.add_argument("--origin", choices=ORIGINS, required=True,
+                   help="where the pieces come from: a corpus, generator samples, optimized or harvested")
+    p.add_argument("--domain", choices=_DOMAINS, default="abc", help="what the file holds")
+    p.add_argument("--iteration", type=int, default=0, help="generator iteration that produced them (0: corpus)")
+    p.set_defaults(func=cmd_add)
 
     p = rsub.add_parser("import", help="add comparisons from another format", formatter_class=fmt,
                         description="Import OpenAI lm-human-preferences JSON, TRL preference records "
@@ -197,7 +264,10 @@ def register(subparsers) -> None:
     p.add_argument("--scores", help="scores JSON for proposing pairs (default: fit the store now)")
     p.add_argument("-k", type=int, default=10, help="pairs to propose (or to take from --queue) when --pairs is not given")
     p.add_argument("--strategy", choices=STRATEGIES, default="random", help="selection strategy for proposals")
-    p.add_argument("--agreement", type=float, default=0.75, help="P(rater prefers the better of two tunes 1 unit apart)")
+    p.add_argument("--agreement", type=float, default=0.75,
+                   help="P(rater prefers the better of two tunes 1 utility unit apart | not a tie)")
+    p.add_argument("--tie-rate", type=float, default=TIE_RATE,
+                   help="P(tie) between two tunes of equal utility; it falls as the utilities part")
     p.add_argument("--judge", action="store_true", help="run the auto-checks first (broken pieces lose)")
     p.add_argument("--blacklist", nargs="*", default=[], help="substrings that mark a piece broken")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -16,6 +16,7 @@ from typing import Callable
 
 from ._store import Comparison, RatingStore
 
+AUTO_RATER = "autocheck"  # the rater name recorded with auto-check verdicts
 _HEADER_LINE = re.compile(r"^[A-Za-z]:")
 _NOTE = re.compile(r"[A-Ga-g]")
 
@@ -89,7 +90,7 @@ def auto_winner(a_broken: bool, b_broken: bool) -> str | None:
 
 
 def auto_compare(store: RatingStore, a: str, b: str, cfg: JudgeConfig = JudgeConfig(), *,
-                 rater: str = "autocheck", validator: Callable | None = None) -> Comparison | None:
+                 rater: str = AUTO_RATER, validator: Callable | None = None) -> Comparison | None:
     """Record an auto-rating of items `a`, `b` if either is broken; None when a person must judge."""
     broken = {k: bool(broken_reasons(store[k].text, cfg, validator)) for k in (a, b)}
     winner = auto_winner(broken[a], broken[b])

@@ -1,4 +1,4 @@
-"""A simulated rater: a hidden utility over ABC music plus Bradley-Terry noise.
+"""A simulated rater: a hidden utility over ABC music plus Bradley-Terry noise, ties included.
 
 It stands in for people in tests, demos and benchmarks. The reward model never reads the utility;
 it only sees the comparisons this rater makes. Utility of a tune (invalid tunes get `INVALID`)::
@@ -15,9 +15,21 @@ with features f_k computed from music21's parse:
   cadence   1 if the last note is the key's tonic
   phrases   1 if the number of bars is a multiple of 4
 
-A comparison prefers `a` with probability σ(β (u_a - u_b)), β = logit(agreement): `agreement` is
-the chance of picking the better of two tunes one utility unit apart (about the typical gap
-between two corpus tunes). Equal utilities (e.g. two invalid tunes) are a tie.
+A comparison is Davidson's (1970) Bradley-Terry model with ties, on latent scores θ = β u::
+
+    x = β (u_a - u_b) / 2,   Z = e^x + e^-x + ν
+    P(a) = e^x / Z,   P(b) = e^-x / Z,   P(tie) = ν / Z,   ν = 2 tie_rate / (1 - tie_rate)
+
+`agreement` = σ(β) is the chance of picking the better of two tunes one utility unit apart (about
+the typical gap between two corpus tunes) *when the rater does not call a tie*: among decisive
+judgements P(a) = σ(β (u_a - u_b)) exactly as without ties. `tie_rate` is the chance of a tie
+between two tunes of equal utility; P(tie) falls smoothly as the gap grows (at one unit with the
+defaults, 0.18 instead of 0.2), so ties are as noisy as wins: equal utilities (two invalid tunes,
+two at the floor, an edit that changes no feature) are a tie only a `tie_rate` of the time and
+otherwise a coin flip, and close but unequal tunes can tie too. The default 0.2 is the tie rate
+people give music: 22% ties in the MusicLM vs MusicRL-R side-by-side ratings (Cideron et al.
+2024), whose outputs differ in quality. This is the model `fit` assumes for ties, so a
+Bradley-Terry fit to these ratings estimates ν and β u up to a shift.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import math
 import warnings
 
 import numpy as np
+from scipy.special import expit
 
 from ._judges import abc_body, compression_ratio
 
@@ -34,6 +47,7 @@ INVALID = -3.0
 FLOOR = INVALID + 0.5  # valid tunes are clipped to >= FLOOR (and <= 6)
 WEIGHTS = {"key": 2.0, "steps": 2.0, "leaps": -3.0, "meter": 1.5, "repeat": 0.5, "cadence": 0.7, "phrases": 0.3}
 CENTRE, SCALE = 4.57, 0.68  # mean and SD of the weighted sum over 110 valid corpus tunes (seed 0)
+TIE_RATE = 0.2  # P(tie) between tunes of equal utility (module docstring: why 0.2)
 
 
 def _validator():
@@ -101,13 +115,22 @@ def utility_of(features: dict[str, float] | None) -> float:
 
 
 class SimulatedRater:
-    """Hidden utility + Bradley-Terry noise. `agreement` in [0.5, 1]; 1 = always the better one."""
+    """Hidden utility + Davidson noise (see the module docstring for the model).
 
-    def __init__(self, agreement: float = 0.75, seed: int = 0) -> None:
+    agreement: P(the better of two tunes one utility unit apart wins | no tie), in [0.5, 1];
+        1 = always the better one (equal utilities still tie or flip a coin).
+    tie_rate: P(tie) for two tunes of equal utility, in [0, 1); 0 = never a tie.
+    """
+
+    def __init__(self, agreement: float = 0.75, seed: int = 0, *, tie_rate: float = TIE_RATE) -> None:
         if not 0.5 <= agreement <= 1.0:
             raise ValueError(f"agreement must be in [0.5, 1], got {agreement}")
+        if not 0.0 <= tie_rate < 1.0:
+            raise ValueError(f"tie_rate must be in [0, 1) (the chance of a tie at equal utility), got {tie_rate}")
         self.agreement = agreement
+        self.tie_rate = tie_rate
         self.beta = math.inf if agreement == 1.0 else math.log(agreement / (1 - agreement))
+        self.nu = 2.0 * tie_rate / (1.0 - tie_rate)  # Davidson's ν: P(tie | equal utilities) = ν / (2 + ν)
         self.rng = np.random.default_rng(seed)
         self.cache: dict[str, float] = {}  # sha256(text) -> utility
 
@@ -122,17 +145,31 @@ class SimulatedRater:
         return out
 
     def prefer_probability(self, u_a, u_b):
-        """P(rater picks a) for utilities u_a, u_b (arrays broadcast)."""
+        """P(rater picks a | not a tie) = σ(β (u_a - u_b)) for utilities u_a, u_b (arrays broadcast)."""
         d = np.asarray(u_a, dtype=float) - np.asarray(u_b, dtype=float)
         if math.isinf(self.beta):
             return np.where(d > 0, 1.0, np.where(d < 0, 0.0, 0.5))
-        return 1.0 / (1.0 + np.exp(-self.beta * d))
+        return expit(self.beta * d)
+
+    def outcome_probabilities(self, u_a, u_b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(P(a), P(tie), P(b)) for utilities u_a, u_b (arrays broadcast); they sum to 1.
+
+        P(tie) = ν / (2 cosh x + ν) with x = β (u_a - u_b) / 2, written with e^-|x| so that large
+        gaps (and β = ∞) give 0 without overflow; the rest is split σ(2x) : σ(-2x).
+        """
+        d = np.asarray(u_a, dtype=float) - np.asarray(u_b, dtype=float)
+        with np.errstate(invalid="ignore"):  # β = ∞ times d = 0
+            x = np.where(d == 0, 0.0, self.beta * d / 2)
+        e = np.exp(-np.abs(x))
+        tie = self.nu * e / (1.0 + e * e + self.nu * e)
+        p_a = (1.0 - tie) * self.prefer_probability(u_a, u_b)
+        return p_a, tie, 1.0 - tie - p_a
 
     def _decide(self, u_a: np.ndarray, u_b: np.ndarray) -> list[str]:
-        p = self.prefer_probability(u_a, u_b)
-        draw = self.rng.random(len(p))
-        tie = np.abs(u_a - u_b) < 1e-9
-        return ["tie" if t else ("a" if x < q else "b") for t, x, q in zip(tie, draw, p)]
+        """One uniform draw per pair: below P(a) -> "a", below P(a) + P(tie) -> "tie", else "b"."""
+        p_a, tie, _ = self.outcome_probabilities(u_a, u_b)
+        draw = self.rng.random(len(p_a))
+        return ["a" if x < p else ("tie" if x < p + t else "b") for x, p, t in zip(draw, p_a, tie)]
 
     def compare(self, a: str, b: str) -> str:
         """One noisy judgement: "a", "b" or "tie"."""

@@ -359,6 +359,17 @@ class RatingStore:
         _append(self.queue_path, {"a": a, "b": b, "rated": True, "time": _now()})
         self._marked.add(pair)
 
+    def add_comparisons(self, comparisons: Sequence[Comparison]) -> list[Comparison]:
+        """Record many judgements with one append and one fsync instead of one per record
+        (`add_batch`: every id is checked before anything is written; an imported comparison
+        already stored is skipped). Returns the comparisons given."""
+        comparisons = list(comparisons)
+        for c in comparisons:
+            if not isinstance(c, Comparison):
+                raise ValueError(f"add_comparisons takes Comparison records, got {type(c).__name__}")
+        self.add_batch([], comparisons)
+        return comparisons
+
     def index(self) -> dict[str, int]:
         """Item id -> position in `items` (the index used by `pairs` and the BT fit)."""
         return {k: i for i, k in enumerate(self._items)}

@@ -7,6 +7,7 @@ reward model on the scores (or on the raw pairs, the baseline).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +16,7 @@ import torch
 
 from ._active import next_pairs
 from ._bradley_terry import Scores, fit
-from ._judges import JudgeConfig, auto_compare
+from ._judges import AUTO_RATER, JudgeConfig, auto_winner, broken_reasons
 from ._simulated import SimulatedRater
 from ._store import KINDS, Comparison, RatingStore, item_id
 
@@ -72,27 +73,68 @@ def propose_pairs(store: RatingStore, scores: Scores, k: int, strategy: str = "r
 
 def rate_pairs(store: RatingStore, pairs: Sequence[tuple[str, str]], rater: SimulatedRater,
                judge: JudgeConfig | None = None, name: str = "simulated") -> list[Comparison]:
-    """Rate id pairs: auto-checks first (if `judge`), then the simulated rater; all recorded."""
-    out = []
+    """Rate id pairs: auto-checks first (if `judge`), then the simulated rater; all recorded.
+
+    The cost scales with the distinct items, not the pairs: each item is judged once (the
+    validity check parses the tune) and its utility computed once, then every pair is decided
+    and the comparisons are appended in pair order with one fsync. The rater's draws are those
+    of rating the simulated pairs one by one, in order.
+    """
+    pairs = [(a, b) for a, b in pairs]
     for a, b in pairs:
-        if judge is not None:
-            c = auto_compare(store, a, b, judge)
-            if c is not None:
-                out.append(c)
-                continue
-        winner = rater.compare(store[a].text, store[b].text)
-        out.append(store.add_comparison(a, b, winner, rater=f"{name}@{rater.agreement:g}", kind="simulated"))
-    return out
+        for key in (a, b):
+            if key not in store:
+                raise ValueError(f"unknown item id {key[:16]}... in the pairs to rate; add the item first")
+    ids = list(dict.fromkeys(k for pair in pairs for k in pair))
+    other = next((store[k] for k in ids if store[k].domain != "abc"), None)
+    if other is not None:
+        raise ValueError(f"item {other.id[:16]}... is {other.domain!r}; the simulated rater and the auto-checks "
+                         "judge ABC tunes only (rate other domains by hand: store.add_comparison)")
+    broken = {k: bool(broken_reasons(store[k].text, judge)) for k in ids} if judge is not None else {}
+    out: list[Comparison | None] = [None] * len(pairs)
+    to_rate = []
+    for n, (a, b) in enumerate(pairs):
+        winner = auto_winner(broken[a], broken[b]) if judge is not None else None
+        if winner is None:
+            to_rate.append(n)
+        else:
+            out[n] = Comparison(a=a, b=b, winner=winner, rater=AUTO_RATER, kind="auto",
+                                broken=[k for k in (a, b) if broken[k]])
+    pos = {k: i for i, k in enumerate(ids)}
+    texts = [store[k].text for k in ids]
+    winners = rater.simulate(texts, [(pos[pairs[n][0]], pos[pairs[n][1]]) for n in to_rate])
+    for n, winner in zip(to_rate, winners):
+        a, b = pairs[n]
+        out[n] = Comparison(a=a, b=b, winner=winner, rater=f"{name}@{rater.agreement:g}", kind="simulated")
+    return store.add_comparisons(out)
 
 
-def training_rows(store: RatingStore, scores: Scores, rated_only: bool = True):
-    """(texts, targets, precisions) for regression: items with at least one comparison by default."""
+def training_rows(store: RatingStore, scores: Scores, rated_only: bool = True, keep=None):
+    """(texts, targets, precisions) for regression: items with at least one comparison by default,
+    and only those where the boolean mask `keep` (n,) is true if given."""
     rated = {k for c in store.comparisons for k in (c.a, c.b)}
-    rows = [i for i, k in enumerate(store.ids) if not rated_only or k in rated]
+    rows = [i for i, k in enumerate(store.ids) if (not rated_only or k in rated) and (keep is None or keep[i])]
     if not rows:
+        if keep is not None and not all(keep):
+            raise ValueError("no rated item fits the generator's context; use a generator with a longer context")
         raise ValueError("no rated items to train on; record some comparisons first")
     texts = [store.items[i].text for i in rows]
     return texts, scores.mean[rows], 1.0 / scores.sd[rows] ** 2
+
+
+def _fits_context(store: RatingStore, tokenizer, n_positions: int) -> np.ndarray:
+    """Which items fit a context of `n_positions` tokens (BOS and EOS included) -> bool (n,).
+
+    Stores collect whole tunes of any length, and a reward model reads at most the generator's
+    context, so longer items are left out of training with a warning instead of failing the run."""
+    texts = [it.text for it in store.items]
+    lengths = np.array([len(x) for x in tokenizer(texts)["input_ids"]]) if texts else np.zeros(0, int)
+    fits = lengths <= n_positions
+    if not fits.all():
+        warnings.warn(f"{int((~fits).sum())} of {len(fits)} items in {store.directory} are longer than the "
+                      f"generator's context ({n_positions} tokens, longest {int(lengths.max())}) and are left "
+                      "out of training")
+    return fits
 
 
 def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | None = None, *,
@@ -106,7 +148,7 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
     with ``pooling="mean"`` and a few thousand items, see benchmarks/reward_fidelity.py).
     Returns (model, losses); a probe's "losses" are its cross-validation losses.
     """
-    from domains import encode_batch
+    from domains import context_length, encode_batch
 
     from ._model import RewardModel
     from ._train import TrainConfig, fit_head, train_pairwise, train_reward_model
@@ -117,10 +159,15 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
     with torch.random.fork_rng():  # the head's initial weights, without touching the caller's RNG
         torch.manual_seed(cfg.seed)
         model = RewardModel.from_generator(generator, pooling=pooling)
+    fits = _fits_context(store, tokenizer, context_length(generator))
     if pairwise:
         wins, ties = store.pairs(kinds)
         if len(wins) + len(ties) == 0:
             raise ValueError("no comparisons of the requested kinds to train on")
+        wins, ties = wins[fits[wins].all(1)], ties[fits[ties].all(1)]
+        if len(wins) + len(ties) == 0:
+            raise ValueError(f"every comparison involves an item longer than the generator's context "
+                             f"({context_length(generator)} tokens); use a generator with a longer context")
         used = np.unique(np.concatenate([wins.reshape(-1), ties.reshape(-1)]))
         remap = np.full(len(store), -1)
         remap[used] = np.arange(len(used))
@@ -129,7 +176,7 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
     else:
         if scores is None:
             raise ValueError("regression needs Bradley-Terry scores; run `gradopt fit-bt` first")
-        texts, targets, weights = training_rows(store, scores)
+        texts, targets, weights = training_rows(store, scores, keep=fits)
         ids, mask = encode_batch(tokenizer, texts, generator)
         if probe:  # cross-validation folds keep every item with its edits (same root parent)
             roots = [store.root(item_id(t)) for t in texts]

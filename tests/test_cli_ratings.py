@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,3 +96,138 @@ def test_import_twice_and_rate_the_queue(store, capsys):
     assert RatingStore(s).pending() == []
     (store / "p.jsonl").write_text(json.dumps({"a": good, "b": "0" * 64}) + "\n")
     assert main(["simulate-ratings", "--store", s, "--pairs", str(store / "p.jsonl")]) == 2
+
+
+# --- ratings add, and the README's path from one's own tunes to a reward model ------------------
+
+_BARS = ["GABc dedB", "dedB dedB", "c2ec B2dB", "c2A2 A2BA", "GFGA B2dB", "BAGF G2G2", "d2d2 e2fg", "g2fe d2BG"]
+
+
+def _own_tunes(n: int) -> list[str]:
+    """`n` distinct four-bar tunes in G, normalised (X:1) and short enough (~100 characters) for the
+    tiny generator's context."""
+    rng = np.random.default_rng(0)
+    tunes = set()
+    while len(tunes) < n:
+        bars = "|".join(_BARS[i] for i in rng.choice(len(_BARS), 4, replace=False))
+        tunes.add(f"X:1\nT:own {len(tunes) + 1}\nM:4/4\nL:1/8\nK:G\n{bars}|]\n")
+    return sorted(tunes)
+
+
+def test_ratings_add_abc_text_midi(tmp_path, capsys):
+    from domains import abc_to_midi
+    from rewardmodels import RatingStore
+
+    s = str(tmp_path / "s")
+    tunes = _own_tunes(3)
+    (tmp_path / "t.abc").write_text("\n".join(tunes) + "\nX:9\nT:no key\nabc|\n")
+    assert main(["ratings", "add", str(tmp_path / "t.abc"), "--store", s, "--origin", "corpus"]) == 0
+    out = capsys.readouterr()
+    assert "added 3 new items" in out.out and "tune 4: no K:" in out.err  # the skipped tune is named
+    store = RatingStore(s)
+    assert [it.text for it in store.items] == tunes and {it.origin for it in store.items} == {"corpus"}
+    # content-addressed: the same file again adds nothing, even under another origin
+    lines = (tmp_path / "s" / "items.jsonl").read_text()
+    assert main(["ratings", "add", str(tmp_path / "t.abc"), "--store", s, "--origin", "sample"]) == 0
+    assert "added 0 new items" in capsys.readouterr().out
+    assert (tmp_path / "s" / "items.jsonl").read_text() == lines
+
+    (tmp_path / "t.txt").write_text("a first line\n\nsecond line\na first line\n")
+    assert main(["ratings", "add", str(tmp_path / "t.txt"), "--store", s, "--origin", "sample",
+                 "--domain", "text", "--iteration", "2"]) == 0
+    texts = [it for it in RatingStore(s).items if it.domain == "text"]
+    assert [t.text for t in texts] == ["a first line", "second line"] and {t.iteration for t in texts} == {2}
+
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    for i, tune in enumerate(tunes[:2]):
+        abc_to_midi(tune, midi / f"{i}.mid")
+    (midi / "notes.txt").write_text("not MIDI")
+    assert main(["ratings", "add", str(midi), "--store", s, "--origin", "corpus", "--domain", "midi"]) == 0
+    remi = [it for it in RatingStore(s).items if it.domain == "midi"]
+    assert len(remi) == 2 and all("Pitch_" in it.text for it in remi)
+    capsys.readouterr()
+
+    # bad input: a clear error, nothing written
+    before = (tmp_path / "s" / "items.jsonl").read_text()
+    assert main(["ratings", "add", str(tmp_path / "missing.abc"), "--store", s, "--origin", "corpus"]) == 2
+    assert main(["ratings", "add", str(midi), "--store", s, "--origin", "corpus"]) == 2  # a folder is not ABC
+    assert main(["ratings", "add", str(tmp_path / "t.abc"), "--store", s, "--origin", "corpus",
+                 "--iteration", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.abc does not exist" in err and "is a folder" in err and "--iteration" in err
+    assert (tmp_path / "s" / "items.jsonl").read_text() == before
+    assert main(["ratings", "add", str(tmp_path / "t.abc"), "--store", str(tmp_path / "new"),
+                 "--origin", "corpus", "--domain", "text"]) == 0  # any file is text, one piece per line
+
+
+def test_readme_path_from_own_tunes_to_a_reward_model(tmp_path, capsys):
+    """The README's sequence through the `gradopt` entry point, on tiny settings: train a generator,
+    sample from it, add one's own tunes and the samples, rate, fit, pick pairs, rate them, refit,
+    fit a probe reward model, and load it."""
+    import domains
+    from rewardmodels import RatingStore, RewardModel
+
+    w = tmp_path
+    s = str(w / "store")
+    tunes = _own_tunes(12)
+    long_tune = "X:99\nT:long\nM:4/4\nL:1/8\nK:G\n" + "|".join(_BARS * 2) + "|]\n"  # beyond 128 tokens
+    broken = "X:98\nT:overlong bar\nM:4/4\nL:1/8\nK:G\nGABcdedBGABc|dedB dedB|]\n"
+    (w / "tunes.abc").write_text("\n".join(tunes + [long_tune, broken]))
+    long_tune, broken = domains.normalise(long_tune), domains.normalise(broken)  # as stored (X:1)
+    assert main(["train-generator", "--work", str(w / "gen"), "--preset", "tiny", "--collections", "miscFolk",
+                 "--steps", "3", "--eval-every", "3", "--batch-size", "2", "--minutes", "0"]) == 0
+    assert main(["sample", "--work", str(w / "gen"), "-n", "4", "--bar-aware", "--max-new-tokens", "60",
+                 "--out", str(w / "samples.abc")]) == 0
+    assert main(["ratings", "add", str(w / "tunes.abc"), "--store", s, "--origin", "corpus"]) == 0
+    assert main(["ratings", "add", str(w / "samples.abc"), "--store", s, "--origin", "sample",
+                 "--iteration", "1"]) == 0
+    store = RatingStore(s)
+    n_samples = sum(it.origin == "sample" for it in store.items)
+    assert sum(it.origin == "corpus" for it in store.items) == 14 and n_samples >= 1
+    n = len(store)
+
+    assert main(["simulate-ratings", "--store", s, "-k", "40", "--judge"]) == 0
+    assert "recorded 40 comparisons" in capsys.readouterr().out
+    store = RatingStore(s)
+    assert len(store.comparisons) == 40 and len({(c.a, c.b) for c in store.comparisons}) == 40
+    with_broken = [c for c in store.comparisons if rm_id(broken) in (c.a, c.b)]
+    assert with_broken and all(c.kind == "auto" and rm_id(broken) in c.broken for c in with_broken)
+    assert {c.kind for c in store.comparisons} == {"auto", "simulated"}
+
+    scores_path = w / "store" / "scores.json"
+    assert main(["fit-bt", "--store", s, "--out", str(scores_path)]) == 0
+    scores = json.loads(scores_path.read_text())
+    assert scores["ids"] == store.ids and len(scores["mean"]) == len(scores["sd"]) == n
+    assert np.isfinite(scores["mean"]).all() and (np.asarray(scores["sd"]) > 0).all()
+    assert np.isfinite(scores["sd"]).all()
+    capsys.readouterr()
+
+    assert main(["next-pairs", "--store", s, "--scores", str(scores_path), "-k", "5", "--strategy", "racing"]) == 0
+    pairs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rated = {frozenset((c.a, c.b)) for c in store.comparisons}
+    keys = {frozenset((p["a"], p["b"])) for p in pairs}
+    assert len(pairs) == 5 and len(keys) == 5 and not keys & rated
+    assert all(p["a"] in store and p["b"] in store and p["a"] != p["b"] for p in pairs)
+    (w / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    assert main(["simulate-ratings", "--store", s, "--pairs", str(w / "pairs.jsonl")]) == 0
+    assert len(RatingStore(s).comparisons) == 45
+    assert main(["fit-bt", "--store", s, "--out", str(scores_path)]) == 0
+
+    with pytest.warns(UserWarning, match=r"1 of \d+ items .* longer than the generator's context \(128"):
+        assert main(["train-reward", "--store", s, "--scores", str(scores_path), "--generator", str(w / "gen"),
+                     "--probe", "--pooling", "mean", "--out", str(w / "reward")]) == 0
+    assert "fitted a linear probe" in capsys.readouterr().out
+    model = RewardModel.from_pretrained(w / "reward")
+    tok = domains.load_tokenizer(w / "reward")
+    texts = [it.text for it in RatingStore(s).items if it.text != long_tune]
+    ids, mask = domains.encode_batch(tok, texts, model)
+    with torch.no_grad():
+        r = model.score(ids, mask)
+    assert r.shape == (len(texts),) and torch.isfinite(r).all() and r.std() > 0
+
+
+def rm_id(text: str) -> str:
+    from rewardmodels import item_id
+
+    return item_id(text)
