@@ -155,15 +155,16 @@ def make_pool(recipe: Recipe, gen, tok, corpus: list[str], seed: int = 0) -> Poo
 
 def compare(recipe: Recipe, pool: Pool, utility: np.ndarray, rater: rewardmodels.SimulatedRater, seed: int = 0):
     """Simulated comparisons -> (wins (m_w, 2) [winner, loser], ties (m_t, 2)): `comparisons` random
-    partners per item plus every edited copy against its parent twice; equal utilities tie."""
+    partners per item plus every edited copy against its parent twice, each judged with the
+    rater's own outcome probabilities (`SimulatedRater.outcome_probabilities`: ties as noisy as wins)."""
     rng = np.random.default_rng(seed + 1)
     n = len(pool.texts)
     i = np.repeat(np.arange(n), recipe.comparisons)
     j = (i + rng.integers(1, n, len(i))) % n  # never the item itself
     pairs = np.concatenate([np.stack([i, j], 1), pool.edits, pool.edits])
-    ua, ub = utility[pairs[:, 0]], utility[pairs[:, 1]]
-    a_wins = rng.random(len(pairs)) < rater.prefer_probability(ua, ub)
-    tie = np.abs(ua - ub) < 1e-9
+    p_a, p_tie, _ = rater.outcome_probabilities(utility[pairs[:, 0]], utility[pairs[:, 1]])
+    draw = rng.random(len(pairs))
+    a_wins, tie = draw < p_a, (draw >= p_a) & (draw < p_a + p_tie)
     wins = np.where(a_wins[:, None], pairs, pairs[:, ::-1])[~tie]
     return wins, pairs[tie]
 
