@@ -169,6 +169,17 @@ def compare(recipe: Recipe, pool: Pool, utility: np.ndarray, rater: rewardmodels
     return wins, pairs[tie]
 
 
+def root_groups(n: int, edits: np.ndarray) -> np.ndarray:
+    """(n,) group label per item: its root parent's index, following `edits` [parent, child] rows,
+    so that cross-validation keeps an item and its edited copies in one fold."""
+    parent = np.arange(n)
+    parent[edits[:, 1]] = edits[:, 0]
+    root = parent.copy()
+    while np.any(parent[root] != root):
+        root = parent[root]
+    return root
+
+
 def fit_model(recipe: Recipe, pool: Pool, utility: np.ndarray, gen, tok, rater, seed: int = 0):
     """(RewardModel, info) from the pool's utilities via simulated comparisons and Bradley-Terry
     (or, for the ceiling, the utilities themselves). info holds counts and CPU seconds."""
@@ -182,7 +193,8 @@ def fit_model(recipe: Recipe, pool: Pool, utility: np.ndarray, gen, tok, rater, 
     target, weight = (utility, None) if recipe.targets == "utility" else (scores.mean, 1.0 / scores.sd ** 2)
     info: dict = {}
     if recipe.fit in ("probe", "probe+finetune"):
-        info["probe_l2"] = rewardmodels.fit_head(rm, ids, mask, target, weight, seed=seed)["l2"]
+        info["probe_l2"] = rewardmodels.fit_head(rm, ids, mask, target, weight, seed=seed,
+                                                 groups=root_groups(len(pool.texts), pool.edits))["l2"]
     if recipe.fit in ("finetune", "probe+finetune"):
         losses = rewardmodels.train_reward_model(rm, ids, mask, target, weight, recipe.train)
         info["final_loss"] = float(np.mean(losses[-10:]))
