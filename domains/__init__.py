@@ -49,6 +49,7 @@ from ._abc_corpus import (
     content_hash,
     load_abc_corpus,
     load_abc_file,
+    music_key,
     normalise,
     split_corpus,
     split_of,
@@ -58,7 +59,7 @@ from ._render import RenderError, abc_to_midi, find_soundfont, midi_to_wav
 
 __all__ += [
     "ABCDomain", "ABCConstraint", "validate_abc", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError", "CorpusReport",
-    "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "normalise", "split_corpus",
+    "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "music_key", "normalise", "split_corpus",
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
 ]
 

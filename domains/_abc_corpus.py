@@ -165,6 +165,14 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(music.encode()).hexdigest()
 
 
+def music_key(text: str) -> str:
+    """sha256 of a tune's music with every space and line break removed (title and X: excluded):
+    the identity used to deduplicate, so copies that differ only in spacing or line layout count
+    as one tune and cannot land on both sides of the train/val/test split."""
+    music = "".join(l for l in text.splitlines() if not l.startswith(("X:", "T:")))
+    return hashlib.sha256(re.sub(r"\s+", "", music).encode()).hexdigest()
+
+
 def split_of(text: str, val: float = 0.05, test: float = 0.05) -> str:
     """Deterministic train/val/test assignment by content hash."""
     u = int(content_hash(text)[:12], 16) / float(16**12)
@@ -177,7 +185,8 @@ def load_abc_corpus(
     report: CorpusReport | None = None,
     files: Iterable[tuple[str, Path]] | None = None,
 ) -> list[Piece]:
-    """Distinct normalised tunes of `collections` (or of explicit `(collection, path)` `files`).
+    """Distinct normalised tunes of `collections` (or of explicit `(collection, path)` `files`);
+    distinct by `music_key` (the first copy is kept).
 
     Unusable tunes are counted in `report.skipped` by reason and skipped; loading never stops
     midway. Order is deterministic (file order, then position in file).
@@ -201,7 +210,7 @@ def load_abc_corpus(
             except CorpusError as err:
                 report.skipped[str(err)] += 1
                 continue
-            if report.admit(seen, content_hash(text), collection):
+            if report.admit(seen, music_key(text), collection):
                 pieces.append(Piece(text=text, collection=collection, source=f"{path.name}#{i + 1}"))
     return pieces
 
