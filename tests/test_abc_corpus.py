@@ -119,3 +119,30 @@ def test_music_key_ignores_title_spacing_and_layout():
     assert domains.music_key(tune) == domains.music_key(same)
     assert domains.music_key(tune) != domains.music_key(tune.replace("c2d", "c2e"))
     assert domains.music_key(tune) != domains.music_key(tune.replace("K:G", "K:D"))
+
+
+def test_normalisation_is_saved_beside_a_generator(tmp_path):
+    cfg = NormaliseConfig(spaceless=True, max_chars=900)
+    domains.save_normalisation(cfg, tmp_path)
+    assert domains.load_normalisation(tmp_path) == cfg
+    with pytest.warns(UserWarning, match="no normalisation.json"):
+        assert domains.load_normalisation(tmp_path / "older") == NormaliseConfig()
+    (tmp_path / domains.NORMALISATION_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="normalisation.json"):
+        domains.load_normalisation(tmp_path)
+    (tmp_path / domains.NORMALISATION_FILE).write_text('{"keep_spaces": true}')
+    with pytest.raises(ValueError, match="keys among"):
+        domains.load_normalisation(tmp_path)
+    with pytest.raises(ValueError, match="max_chars"):
+        NormaliseConfig(max_chars=0)
+
+
+def test_respace_matches_normalise():
+    tune = domains.split_tunes(RAW)[0]
+    spaced = domains.normalise(tune)
+    assert domains.respace(spaced, NormaliseConfig(spaceless=True)) == domains.normalise(tune, NormaliseConfig(spaceless=True))
+    assert domains.respace(spaced, NormaliseConfig()) == spaced
+    # a sampling prefix: header untouched, the started body spaceless
+    prefix = "X:1\nT:A tune\nM:6/8\nL:1/8\nK:G\nGAB c2"
+    assert domains.respace(prefix, NormaliseConfig(spaceless=True)) == "X:1\nT:A tune\nM:6/8\nL:1/8\nK:G\nGABc2"
+    assert domains.respace("X:1\nT:A tune", NormaliseConfig(spaceless=True)) == "X:1\nT:A tune"

@@ -21,6 +21,8 @@ def test_demo_writes_report_and_resumes(tmp_path, capsys):
     assert report["n_samples"] == 3 and report["generator"]["steps"] == 150
     assert report["corpus"]["tunes"] > 4000
     assert sum(report["split"].values()) == report["corpus"]["tunes"]
+    # the generator directory says how its corpus was normalised (spaceless by default)
+    assert domains.load_normalisation(tmp_path / "generator") == domains.NormaliseConfig(spaceless=True)
     # The generator learnt something: it predicts held-out tunes better than character frequencies
     # do (measured 2.83 vs 3.54 nats/token; an untrained one gives about log(97) = 4.57).
     val_ce, uni_ce = report["val_cross_entropy"], report["unigram_cross_entropy"]
