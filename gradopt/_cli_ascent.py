@@ -137,7 +137,8 @@ def cmd_harvest(args) -> int:
     from ._starts import starts_from_generator, starts_from_texts
 
     tok, gen, rm, norm = _load_models(args)
-    train = cache(lambda: [p.text for p in domains.split_corpus(domains.load_abc_corpus(domains.FIDDLE, norm))["train"]])
+    corpus_train = lambda: domains.split_corpus(domains.load_abc_corpus(domains.FIDDLE, norm))["train"]  # noqa: E731
+    train = cache(lambda: [p.text for p in corpus_train()])
     if args.input:
         starts = starts_from_texts(tok, domains.load_abc_file(args.input, norm), domains.context_length(gen))
         origin = "corpus"
