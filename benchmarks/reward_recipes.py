@@ -340,7 +340,8 @@ def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_ch
         gen = domains.build_generator(preset, tok, seed=0)
         cfg = domains.TrainConfig(max_steps=100_000, cpu_minutes=minutes, batch_size=16, lr=3e-3,
                                   warmup=50, eval_every=100_000)
-        summary = domains.train_generator(gen, tok, train, val[:50], cfg, gdir, progress=True)
+        summary = domains.train_generator(gen, tok, train, val[:50], cfg, gdir, progress=True,
+                                          normalisation=domains.NormaliseConfig())  # cut_corpus keeps spaces
         gen = domains.load_generator(gdir)
         info = {"generator": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
     info["generator_cpu_s"] = time.process_time() - t0

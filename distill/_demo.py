@@ -60,7 +60,8 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
     collections = domains.FIDDLE + (domains.ESSEN if cfg.essen else ())
     domain = ABCDomain(collections)
     report_c = domains.CorpusReport()
-    pieces = domains.load_abc_corpus(collections, domains.NormaliseConfig(spaceless=cfg.spaceless), report=report_c)
+    norm = domains.NormaliseConfig(spaceless=cfg.spaceless)
+    pieces = domains.load_abc_corpus(collections, norm, report=report_c)
     split = domains.split_corpus(pieces)
     train_texts = [p.text for p in split["train"]]
     val_texts = [p.text for p in split["val"]]
@@ -81,7 +82,8 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
         model = domains.build_generator(cfg.preset, tok, seed=cfg.seed)
         tcfg = TrainConfig(max_steps=cfg.max_steps, cpu_minutes=cfg.minutes, batch_size=BATCH_SIZE,
                            lr=cfg.lr, warmup=30, eval_every=250, seed=cfg.seed)
-        summary = domains.train_generator(model, tok, train_texts, val_texts, tcfg, gen_dir, progress=progress)
+        summary = domains.train_generator(model, tok, train_texts, val_texts, tcfg, gen_dir, progress=progress,
+                                          normalisation=norm)
         (gen_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
 
     train_ids = domains.encode_corpus(tok, train_texts)

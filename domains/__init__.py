@@ -44,12 +44,17 @@ from ._abc_corpus import (
     ESSEN,
     FIDDLE,
     CorpusError,
+    NORMALISATION_FILE,
     CorpusReport,
     NormaliseConfig,
     content_hash,
     load_abc_corpus,
     load_abc_file,
+    load_normalisation,
+    music_key,
     normalise,
+    respace,
+    save_normalisation,
     split_corpus,
     split_of,
     split_tunes,
@@ -58,7 +63,8 @@ from ._render import RenderError, abc_to_midi, find_soundfont, midi_to_wav
 
 __all__ += [
     "ABCDomain", "ABCConstraint", "validate_abc", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError", "CorpusReport",
-    "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "normalise", "split_corpus",
+    "NORMALISATION_FILE", "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "load_normalisation",
+    "music_key", "normalise", "respace", "save_normalisation", "split_corpus",
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
 ]
 

@@ -7,10 +7,11 @@ training corpus; essenFolksong (mostly German, non-commercial terms) and josquin
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -36,6 +37,46 @@ class NormaliseConfig:
     keep_title: bool = True  # keep the T: line
     keep_annotations: bool = False  # keep "quoted" chord symbols / annotations
     max_chars: int = 2000  # drop tunes longer than this many characters
+
+    def __post_init__(self) -> None:
+        if self.max_chars <= 0:
+            raise ValueError(f"max_chars must be positive, got {self.max_chars}")
+
+
+# Saved beside a generator: how its training tunes were normalised, so that tools loading the
+# generator (optimize, harvest, sample) treat a user's tunes the same way.
+NORMALISATION_FILE = "normalisation.json"
+
+
+def save_normalisation(cfg: NormaliseConfig, directory: str | Path) -> Path:
+    """Write `cfg` to ``directory/normalisation.json``; returns the path."""
+    path = Path(directory) / NORMALISATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    return path
+
+
+def load_normalisation(directory: str | Path) -> NormaliseConfig:
+    """The normalisation a generator in `directory` was trained with.
+
+    A directory written before this file existed has none: the default (spaces kept) is returned
+    with a warning, since a generator trained spaceless would then see tunes unlike its corpus.
+    A file that cannot be read raises a ValueError naming it.
+    """
+    path = Path(directory) / NORMALISATION_FILE
+    if not path.exists():
+        warnings.warn(f"{directory} has no {NORMALISATION_FILE} (a generator saved before it was written); "
+                      "normalising tunes with spaces kept. If this generator was trained spaceless, write "
+                      f"{{\"spaceless\": true}} to {path}", stacklevel=2)
+        return NormaliseConfig()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}; delete it or write e.g. {{\"spaceless\": true}}") from err
+    known = {f.name for f in fields(NormaliseConfig)}
+    if not isinstance(data, dict) or set(data) - known:
+        raise ValueError(f"{path} must be a JSON object with keys among {sorted(known)}, got {data!r}")
+    return NormaliseConfig(**data)
 
 
 @dataclass
@@ -146,7 +187,7 @@ def normalise(tune: str, cfg: NormaliseConfig = NormaliseConfig()) -> str:
     if not any(re.search(r"[A-Ga-g]", b) for b in body if not _HEADER.match(b)):
         raise CorpusError("no notes in the body")
     if cfg.spaceless:
-        body = [b if _HEADER.match(b) else b.replace(" ", "") for b in body]
+        body = [_spaceless_line(b) for b in body]
     lines = ["X:1"]
     if cfg.keep_title and head.get("T"):
         lines.append(f"T:{head['T']}")
@@ -159,10 +200,33 @@ def normalise(tune: str, cfg: NormaliseConfig = NormaliseConfig()) -> str:
     return text
 
 
+def _spaceless_line(line: str) -> str:
+    """A body line without spaces (header fields such as an inline ``K:`` keep theirs)."""
+    return line if _HEADER.match(line) else line.replace(" ", "")
+
+
+def respace(text: str, cfg: NormaliseConfig) -> str:
+    """Apply `cfg`'s spacing to already normalised text or a prefix of it (e.g. a sampling
+    prefix): with ``spaceless``, the body lines (after the first ``K:`` line) lose their spaces."""
+    if not cfg.spaceless:
+        return text
+    lines = text.split("\n")
+    k = next((i for i, line in enumerate(lines) if line.startswith("K:")), len(lines))
+    return "\n".join(lines[: k + 1] + [_spaceless_line(line) for line in lines[k + 1 :]])
+
+
 def content_hash(text: str) -> str:
     """sha256 of a tune's music (its title excluded, so retitled copies count as duplicates)."""
     music = "\n".join(l for l in text.splitlines() if not l.startswith(("X:", "T:")))
     return hashlib.sha256(music.encode()).hexdigest()
+
+
+def music_key(text: str) -> str:
+    """sha256 of a tune's music with every space and line break removed (title and X: excluded):
+    the identity used to deduplicate, so copies that differ only in spacing or line layout count
+    as one tune and cannot land on both sides of the train/val/test split."""
+    music = "".join(l for l in text.splitlines() if not l.startswith(("X:", "T:")))
+    return hashlib.sha256(re.sub(r"\s+", "", music).encode()).hexdigest()
 
 
 def split_of(text: str, val: float = 0.05, test: float = 0.05) -> str:
@@ -177,7 +241,8 @@ def load_abc_corpus(
     report: CorpusReport | None = None,
     files: Iterable[tuple[str, Path]] | None = None,
 ) -> list[Piece]:
-    """Distinct normalised tunes of `collections` (or of explicit `(collection, path)` `files`).
+    """Distinct normalised tunes of `collections` (or of explicit `(collection, path)` `files`);
+    distinct by `music_key` (the first copy is kept).
 
     Unusable tunes are counted in `report.skipped` by reason and skipped; loading never stops
     midway. Order is deterministic (file order, then position in file).
@@ -201,7 +266,7 @@ def load_abc_corpus(
             except CorpusError as err:
                 report.skipped[str(err)] += 1
                 continue
-            if report.admit(seen, content_hash(text), collection):
+            if report.admit(seen, music_key(text), collection):
                 pieces.append(Piece(text=text, collection=collection, source=f"{path.name}#{i + 1}"))
     return pieces
 

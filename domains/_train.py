@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ._abc_corpus import NormaliseConfig, save_normalisation
 from ._generator import context_length
 
 
@@ -124,11 +125,14 @@ def train_generator(
     cfg: TrainConfig,
     workdir: str | Path,
     progress: bool = True,
+    normalisation: NormaliseConfig | None = None,
 ) -> dict:
     """Train `model` on `train_texts`, checkpointing into `workdir`; resumes if a checkpoint is there.
 
     Writes ``workdir/`` (final model + tokenizer, `save_pretrained`), ``workdir/checkpoint/``
     (model, optimizer, step) and ``workdir/train_log.jsonl`` (one line per evaluation).
+    `normalisation`: how ABC `train_texts` were normalised; saved as ``normalisation.json`` so that
+    tools loading the generator normalise a user's tunes the same way (`load_normalisation`).
     Returns a summary with the final validation cross-entropy.
     """
     if not train_texts:
@@ -152,6 +156,8 @@ def train_generator(
         if progress:
             print(f"resuming from step {step} ({elapsed / 60:.1f} min already trained)")
     tokenizer.save_pretrained(str(workdir))
+    if normalisation is not None:
+        save_normalisation(normalisation, workdir)
     (workdir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     log = (workdir / "train_log.jsonl").open("a")
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not progress, desc="train generator", unit="step")

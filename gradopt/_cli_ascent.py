@@ -9,6 +9,8 @@ from pathlib import Path
 
 
 def _load_models(args):
+    """(tokenizer, generator, reward model, normalisation): the generator directory's tokenizer,
+    model and the normalisation its corpus had (user tunes are normalised the same way)."""
     import domains
     import torch
     from rewardmodels import RewardModel
@@ -18,8 +20,9 @@ def _load_models(args):
 
     tok = domains.load_tokenizer(args.generator)
     gen = domains.load_generator(args.generator)
+    norm = domains.load_normalisation(args.generator)
     rm = RewardModel.from_pretrained(args.reward)
-    return tok, gen, rm
+    return tok, gen, rm, norm
 
 
 def _config(args):
@@ -75,8 +78,8 @@ def cmd_optimize(args) -> int:
     from ._masks import freeze_bars
     from ._starts import starts_from_texts
 
-    tok, gen, rm = _load_models(args)
-    tunes = domains.load_abc_file(args.input)
+    tok, gen, rm, norm = _load_models(args)
+    tunes = domains.load_abc_file(args.input, norm)
     for i, t in enumerate(tunes):
         try:
             domains.check_in_vocab(tok, t)
@@ -133,16 +136,17 @@ def cmd_harvest(args) -> int:
     from ._harvest import HarvestConfig, harvest
     from ._starts import starts_from_generator, starts_from_texts
 
-    train = cache(lambda: [p.text for p in domains.split_corpus(domains.load_abc_corpus())["train"]])
-    tok, gen, rm = _load_models(args)
+    tok, gen, rm, norm = _load_models(args)
+    corpus_train = lambda: domains.split_corpus(domains.load_abc_corpus(domains.FIDDLE, norm))["train"]  # noqa: E731
+    train = cache(lambda: [p.text for p in corpus_train()])
     if args.input:
-        starts = starts_from_texts(tok, domains.load_abc_file(args.input), domains.context_length(gen))
+        starts = starts_from_texts(tok, domains.load_abc_file(args.input, norm), domains.context_length(gen))
         origin = "corpus"
     else:
         constraint = domains.ABCConstraint.from_texts(tok, train()) if args.bar_aware else None
         starts = starts_from_generator(gen, tok, args.n, seed=args.seed, constraint=constraint)
         origin = "sample"
-    corpus = domains.load_abc_file(args.corpus) if args.corpus else train()
+    corpus = domains.load_abc_file(args.corpus, norm) if args.corpus else train()
     cfg = HarvestConfig(ascent=_config(args), min_reward=args.min_reward, max_items=args.max_items,
                         strategy=args.strategy, iteration=args.iteration)
     freeze, allowed = edit_masks(args.edit, pad_batch(starts, tok.pad_token_id)[0], tok)

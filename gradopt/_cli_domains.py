@@ -76,7 +76,8 @@ def cmd_train_generator(args) -> int:
     model = domains.build_generator(args.preset, tok, seed=args.seed)
     cfg = domains.TrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, eval_every=args.eval_every, seed=args.seed)
-    summary = domains.train_generator(model, tok, train, val, cfg, work)
+    summary = domains.train_generator(model, tok, train, val, cfg, work,
+                                      normalisation=domains.NormaliseConfig(spaceless=args.spaceless))
     (work / "train_summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
     return 0
@@ -87,11 +88,13 @@ def cmd_sample(args) -> int:
 
     model = domains.load_generator(args.work)
     tok = domains.load_tokenizer(args.work)
-    domains.check_in_vocab(tok, args.prefix)
+    # a prefix with tune body is spaced the way the generator's corpus was
+    prefix = domains.respace(args.prefix, domains.load_normalisation(args.work))
+    domains.check_in_vocab(tok, prefix)
     cfg = domains.SampleConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                max_new_tokens=args.max_new_tokens)
     constraint = domains.ABCConstraint(tok) if args.bar_aware else None
-    texts = domains.sample(model, tok, args.n, cfg, prefix=args.prefix, seed=args.seed, constraint=constraint)
+    texts = domains.sample(model, tok, args.n, cfg, prefix=prefix, seed=args.seed, constraint=constraint)
     out = "\n".join(texts)
     if args.out:
         Path(args.out).write_text(out)

@@ -135,16 +135,34 @@ def test_random_walks_never_overrun_a_bar(char_tokenizer):
 
 
 def test_sampler_with_constraint(tiny_generator, char_tokenizer, constraint):
-    """An untrained generator writes noise; under the constraint every bar still fits."""
+    """An untrained generator writes noise; under the constraint every character it writes is one
+    the constraint accepts, and every sample that reaches its end token is a valid tune."""
+    tok = char_tokenizer
     cfg = domains.SampleConfig(max_new_tokens=120)
-    texts = domains.sample(tiny_generator, char_tokenizer, 6, cfg, seed=0, constraint=constraint)
+    # From the start token: the header rules hold for every sample.
+    texts = domains.sample(tiny_generator, tok, 6, cfg, seed=0, constraint=constraint)
     assert len(texts) == 6
     for t in texts:
-        assert isinstance(walk(constraint, char_tokenizer, t), object)
-        if "\nK:" in t:
-            assert _bar_overruns(t)[1] == 0, t
-    free = domains.sample(tiny_generator, char_tokenizer, 6, cfg, seed=0)
+        assert not isinstance(walk(constraint, tok, t), int), t
+    free = domains.sample(tiny_generator, tok, 6, cfg, seed=0)
     assert free != texts  # the mask changed what was drawn
+    assert any(isinstance(walk(constraint, tok, t), int) for t in free)  # and free noise breaks the rules
+    # From a complete header: the samples are tune bodies, so bars are written and checked.
+    rows = domains.sample_ids(tiny_generator, tok, 6, cfg, prefix=HEADER, seed=0, constraint=constraint)
+    ended = 0
+    for row in rows:
+        t = domains.decode(tok, row)
+        assert t.startswith(HEADER) and not isinstance(walk(constraint, tok, t), int), t
+        if row[-1] != tok.eos_token_id:
+            continue  # cut by the context length: only its prefix is promised
+        ended += 1
+        assert constraint.accepts(t), t
+        n_bars, over = _bar_overruns(t)
+        assert n_bars >= 1 and over == 0, t
+        assert domains.validate_abc(t).ok, (t, domains.validate_abc(t).reason)
+    # The context (128 tokens) holds the header and ~95 body tokens; the end token is allowed after
+    # any closed bar, so most rows stop on their own (5 of these 6).
+    assert ended >= 3, ended
 
 
 def test_accepts_screens_whole_tunes(fiddle_pieces, char_tokenizer):

@@ -26,9 +26,13 @@ def test_known_bad_tunes(text, reason):
 
 
 def test_corpus_tunes_are_valid(fiddle_pieces):
-    sample = fiddle_pieces[::60]
-    ok = [domains.validate_abc(p.text).ok for p in sample]
-    assert sum(ok) >= 0.95 * len(ok)
+    sample = fiddle_pieces[::60]  # 74 tunes
+    verdicts = [domains.validate_abc(p.text) for p in sample]
+    # Measured on every 7th fiddle tune (628): 94.6% pass, every failure a bar longer than its meter
+    # (transcription slips, unmarked pickups). A 74-tune sample then has SD 2.6 points: the bound is
+    # 3 SDs below the rate (95% sat right at it, so which 74 tunes the stride picked decided it).
+    assert sum(v.ok for v in verdicts) >= 0.87 * len(verdicts)
+    assert all("longer than the meter" in v.reason for v in verdicts if not v.ok)
 
 
 def test_render_midi(tmp_path):

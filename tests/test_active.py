@@ -1,5 +1,7 @@
 """Active pair selection: racing, uncertainty, random; distinct pairs within a batch."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -38,10 +40,18 @@ def test_racing_pairs_posterior_best_with_sampled_challengers():
 def test_racing_explores_uncertain_items():
     mean = np.array([1.0, 0.9, -2.0])
     sd = np.array([0.01, 0.01, 5.0])
-    p = next_pairs(Scores(mean=mean, sd=sd, coef=np.zeros(0)), 1, "racing", seed=1)
-    counts = sum(next_pairs(Scores(mean=mean, sd=sd, coef=np.zeros(0)), 1, "racing", seed=k)[0, 1] == 2
-                 for k in range(200))
-    assert p[0, 0] == 0 and 40 < counts < 160  # item 2 beats 0.9 with probability ~0.28
+    s = Scores(mean=mean, sd=sd, coef=np.zeros(0))
+    n = 200
+    p = next_pairs(s, 1, "racing", seed=1)
+    counts = sum(next_pairs(s, 1, "racing", seed=k)[0, 1] == 2 for k in range(n))
+    # Item 0 is the posterior best; the challenger is 2 when its draw beats item 1's:
+    # P(N(-2, 5^2) > N(0.9, 0.01^2)) = Phi(-2.9 / sqrt(25 + 1e-4)) = 0.281, so over n independent
+    # seeds the count is Binomial(n, 0.281): mean 56.2, SD 6.4. Four SDs either side ([31, 82]) hold
+    # a correct sampler except with probability ~1e-4, and reject a challenger drawn by mean alone
+    # (count 0) or uniformly among the other items (mean 100).
+    q = 0.5 * math.erfc((mean[1] - mean[2]) / math.hypot(sd[1], sd[2]) / math.sqrt(2))
+    expected, tol = n * q, 4 * math.sqrt(n * q * (1 - q))
+    assert p[0, 0] == 0 and abs(counts - expected) <= tol, (counts, expected, tol)
 
 
 def test_uncertainty_prefers_close_uncertain_pairs():

@@ -1,10 +1,14 @@
 import json
+import shutil
 
 import pytest
 import torch
 
 from ascent_doubles import TEXTS
-from domains import build_char_tokenizer, build_generator, GeneratorPreset, save_tokenizer
+from domains import (
+    NORMALISATION_FILE, GeneratorPreset, NormaliseConfig, build_char_tokenizer, build_generator, save_normalisation,
+    save_tokenizer,
+)
 from gradopt.cli import main
 from rewardmodels import RewardModel
 
@@ -18,6 +22,7 @@ def work(tmp_path_factory):
     gen = build_generator(GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=96), tok, seed=0)
     gen.save_pretrained(d / "gen")
     save_tokenizer(tok, d / "gen")
+    save_normalisation(NormaliseConfig(), d / "gen")  # a generator trained on tunes with spaces
     torch.manual_seed(1)
     RewardModel.from_generator(gen).save_pretrained(d / "rm")
     (d / "in.abc").write_text(TUNE + "\n" + TUNE.replace("X:1", "X:2").replace("E2D2", "EDD2"))
@@ -67,3 +72,38 @@ def test_harvest_with_pitch_edits_changes_only_note_letters(work, capsys):
         a, b = s["parent_text"], s["text"]
         assert len(a) == len(b) and a != b
         assert all(x == y or (x in "ABCDEFGabcdefg" and y in "ABCDEFGabcdefg") for x, y in zip(a, b))
+
+
+def _pitch_only_run(work, gen_dir, out):
+    """optimize with pitch edits only: the output keeps every character but note letters, so its
+    spacing is the spacing the input was normalised to."""
+    return main(["optimize", "--in", str(work / "in.abc"), "--out", str(out), "--generator", str(gen_dir),
+                 "--reward", str(work / "rm"), "--edit", "pitch", "--steps", "2", "--check-every", "1",
+                 "--polish-rounds", "1", "--no-utility", "--threads", "1"])
+
+
+def _bodies(abc_text):
+    return [line for line in abc_text.splitlines() if line and line[1:2] != ":"]
+
+
+def test_optimize_normalises_tunes_like_the_generator_corpus(work, tmp_path):
+    spaceless = tmp_path / "gen_spaceless"
+    shutil.copytree(work / "gen", spaceless)
+    save_normalisation(NormaliseConfig(spaceless=True), spaceless)
+    assert _pitch_only_run(work, spaceless, tmp_path / "a.abc") == 0
+    bodies = _bodies((tmp_path / "a.abc").read_text())
+    assert len(bodies) == 2 and all(" " not in b for b in bodies), bodies
+    # the same tunes with the spaced generator keep their spaces
+    assert _pitch_only_run(work, work / "gen", tmp_path / "b.abc") == 0
+    assert all(" " in b for b in _bodies((tmp_path / "b.abc").read_text()))
+
+
+def test_generator_without_normalisation_file_warns_and_keeps_spaces(work, tmp_path):
+    old = tmp_path / "gen_old"
+    shutil.copytree(work / "gen", old)
+    (old / NORMALISATION_FILE).unlink()
+    with pytest.warns(UserWarning, match=NORMALISATION_FILE):
+        assert _pitch_only_run(work, old, tmp_path / "c.abc") == 0
+    assert all(" " in b for b in _bodies((tmp_path / "c.abc").read_text()))
+    (old / NORMALISATION_FILE).write_text('{"spaceles": true}')
+    assert _pitch_only_run(work, old, tmp_path / "d.abc") == 2  # a clear error, not a silent default

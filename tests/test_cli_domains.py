@@ -36,3 +36,21 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for cmd in ("corpus", "train-generator", "sample", "validate", "demo"):
         assert cmd in out
+
+
+def test_sample_spaces_its_prefix_like_the_generator_corpus(tmp_path, capsys):
+    import domains
+
+    prefix = "X:1\nT:A tune\nM:6/8\nL:1/8\nK:G\nGA B c"
+    tok = domains.build_char_tokenizer([prefix + "d|"])
+    gen = domains.build_generator(domains.GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=64), tok)
+    gen.save_pretrained(tmp_path)
+    domains.save_tokenizer(tok, tmp_path)
+    domains.save_normalisation(domains.NormaliseConfig(spaceless=True), tmp_path)
+    args = ["sample", "--work", str(tmp_path), "-n", "2", "--max-new-tokens", "3", "--prefix", prefix]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("X:1\nT:A tune\nM:6/8\nL:1/8\nK:G\nGABc") == 2  # the title keeps its space
+    domains.save_normalisation(domains.NormaliseConfig(), tmp_path)
+    assert main(args) == 0
+    assert capsys.readouterr().out.count(prefix) == 2

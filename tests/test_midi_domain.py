@@ -1,10 +1,15 @@
-"""MIDI domain: abc2midi-rendered corpus with its caches, REMI text, tokenizer, decode, validity."""
+"""MIDI domain: ABC-rendered corpus with its caches, REMI text, tokenizer, decode, validity.
+
+The corpus is rendered with abc2midi, or with music21 where abc2midi is not installed; every test
+runs with either, and only the check that abc2midi itself is used needs it.
+"""
 
 from __future__ import annotations
 
 import shutil
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -24,10 +29,9 @@ from domains import (  # noqa: E402
     remi_vocabulary,
     save_tokenizer,
 )
-from domains import _midi_corpus  # noqa: E402
+from domains import _midi_corpus, _render  # noqa: E402
 
 N_TUNES = 5
-pytestmark = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="needs abc2midi (apt-get install abcmidi)")
 
 
 @pytest.fixture(scope="module")
@@ -218,8 +222,25 @@ def test_remi_config_checks_its_fields():
     assert len(remi_vocabulary(REMIConfig(velocities=8))) > len(remi_vocabulary())
 
 
-def test_abc_to_midi_fixture_sanity(tmp_path):
-    """The rendering this domain rests on: abc2midi writes one track for a plain tune."""
+@pytest.mark.parametrize("renderer", ["abc2midi", "music21"])
+def test_abc_to_midi_fixture_sanity(renderer, tmp_path, monkeypatch):
+    """The rendering this domain rests on: abc2midi when installed, else music21; either writes
+    one track for a plain tune, with its notes and meter."""
+    calls = []
+    real_run = _render.subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        calls.append(Path(cmd[0]).name)
+        return real_run(cmd, *args, **kwargs)
+
+    if renderer == "abc2midi" and shutil.which("abc2midi") is None:
+        pytest.skip("needs abc2midi (apt-get install abcmidi)")
+    if renderer == "music21":  # as on a machine without abc2midi
+        real_which = shutil.which
+        monkeypatch.setattr(_render.shutil, "which", lambda name: None if name == "abc2midi" else real_which(name))
+    monkeypatch.setattr(_render.subprocess, "run", run)
     score = symusic.Score(str(abc_to_midi("X:1\nM:6/8\nL:1/8\nK:D\nDFA dfa|\n", tmp_path / "t.mid")))
+    assert calls == (["abc2midi"] if renderer == "abc2midi" else [])
     assert len(score.tracks) == 1 and len(_notes(score)) == 6
+    assert sorted(n.pitch for n in _notes(score)) == [62, 66, 69, 74, 78, 81]  # D F# A d f# a in D major
     assert (score.time_signatures[0].numerator, score.time_signatures[0].denominator) == (6, 8)

@@ -9,6 +9,7 @@ from gradopt import (
     EmbeddingPEZ, GumbelSoftmax, ObjectiveWeights, RelaxContext, Relaxed, SimplexEntropy, SimplexLogits,
     StraightThrough, discrete_terms, make_relaxation, pad_batch, relaxed_terms, smoothed_start,
 )
+from gradopt._models import frozen_models
 from gradopt._relax import masked_softmax
 
 
@@ -72,15 +73,24 @@ def test_gradients_reach_the_parameter_through_both_models(setup, name):
                        noise=lambda: torch.rand((*ids.shape, v), generator=g, dtype=torch.float64))
     relax = make_relaxation(name)
     param = relax.init(F.one_hot(ids, v).double(), ctx).requires_grad_(True)
-    rel = relax.relax(param, ctx, 0.5)
     w_lm = ObjectiveWeights(lm_weight=1.0)
     start = smoothed_start(F.one_hot(ids, v).double(), ctx.allowed, 0.1)
-    # LM term alone must move the parameter (the PPLM gradient is not detached from the input).
-    lm = relaxed_terms(rm, gen, rel, mask, start, mask.bool(), w_lm).loglik.sum()
-    (grad,) = torch.autograd.grad(lm, param, retain_graph=True)
+    # As in the engine, both models are frozen while the objective is built and differentiated.
+    with frozen_models(gen, rm):
+        rel = relax.relax(param, ctx, 0.5)
+        # LM term alone must move the parameter (the PPLM gradient is not detached from the input).
+        lm = relaxed_terms(rm, gen, rel, mask, start, mask.bool(), w_lm).loglik.sum()
+        (grad,) = torch.autograd.grad(lm, param, retain_graph=True)
+        lm.backward()  # fills param.grad with the same gradient, and no model weight's .grad
+    assert grad.shape == param.shape
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
-    for p in gen.parameters():
-        assert p.grad is None
+    assert torch.allclose(param.grad, grad)
+    for m in (gen, rm):
+        assert all(w.grad is None for w in m.parameters())
+    # Every real position is moved (as a predicted token or as context); padding is not part of
+    # the sequence and gets exactly zero.
+    moved = grad.abs().flatten(2).sum(-1) > 0  # (b, t)
+    assert torch.equal(moved, mask.bool()), moved
 
 
 def test_simplex_constrain_lands_on_simplex_and_respects_allowed():
