@@ -230,8 +230,9 @@ def music_key(text: str) -> str:
 
 
 def split_of(text: str, val: float = 0.05, test: float = 0.05) -> str:
-    """Deterministic train/val/test assignment by content hash."""
-    u = int(content_hash(text)[:12], 16) / float(16**12)
+    """Deterministic train/val/test assignment by `music_key`: a tune lands in the same split
+    whether its body keeps its spaces or not, so spaced and spaceless corpora share one split."""
+    u = int(music_key(text)[:12], 16) / float(16**12)
     return "val" if u < val else "test" if u < val + test else "train"
 
 
@@ -294,7 +295,7 @@ def load_abc_file(path: str | Path, cfg: NormaliseConfig = NormaliseConfig()) ->
 
 
 def split_corpus(pieces: Sequence[Piece]) -> dict[str, list[Piece]]:
-    """{'train': [...], 'val': [...], 'test': [...]} by content hash."""
+    """{'train': [...], 'val': [...], 'test': [...]} by `split_of` (the music, not its spacing)."""
     out: dict[str, list[Piece]] = {"train": [], "val": [], "test": []}
     for p in pieces:
         out[split_of(p.text)].append(p)
