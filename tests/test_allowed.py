@@ -83,8 +83,11 @@ def test_an_all_true_mask_gives_the_same_results_as_none(setup, relax):
     b = optimize(init, rm, gen, cfg, tokenizer=tok, allowed=torch.ones((*ids.shape, len(tok)), dtype=torch.bool))
     for x, y in zip(a.rows, b.rows):
         assert x.tokens == y.tokens and x.restart == y.restart
-        assert x.reward_after == y.reward_after and x.objective_after == y.objective_after
-        assert [s["soft"] for s in x.trajectory] == [s["soft"] for s in y.trajectory]
+        # The two routes run different (but mathematically identical) masking code, so scores may
+        # differ in the last bits across BLAS builds; 1e-9 relative is far below any real change.
+        assert x.reward_after == pytest.approx(y.reward_after, rel=1e-9, abs=1e-12)
+        assert x.objective_after == pytest.approx(y.objective_after, rel=1e-9, abs=1e-12)
+        assert [s["soft"] for s in x.trajectory] == pytest.approx([s["soft"] for s in y.trajectory], rel=1e-9, abs=1e-12)
 
 
 def test_single_token_sets_behave_as_frozen_positions(setup):
