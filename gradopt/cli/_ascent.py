@@ -26,11 +26,11 @@ def _load_models(args):
 
 
 def _config(args):
-    from ._ascent import AscentConfig
-    from ._objective import ObjectiveWeights
-    from ._optim import Adam
-    from ._polish import PolishConfig
-    from ._relax import make_relaxation
+    from .._ascent import AscentConfig
+    from .._objective import ObjectiveWeights
+    from .._optim import Adam
+    from .._polish import PolishConfig
+    from .._relax import make_relaxation
 
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
@@ -73,10 +73,10 @@ def cmd_optimize(args) -> int:
     import domains
     from tqdm.auto import tqdm
 
-    from ._ascent import optimize, pad_batch
-    from ._edits import edit_masks
-    from ._masks import freeze_bars
-    from ._starts import starts_from_texts
+    from .._ascent import optimize, pad_batch
+    from .._edits import edit_masks
+    from .._masks import freeze_bars
+    from .._starts import starts_from_texts
 
     tok, gen, rm, norm = _load_models(args)
     tunes = domains.load_abc_file(args.input, norm)
@@ -131,10 +131,10 @@ def cmd_harvest(args) -> int:
 
     import domains
 
-    from ._ascent import pad_batch
-    from ._edits import edit_masks
-    from ._harvest import HarvestConfig, harvest
-    from ._starts import starts_from_generator, starts_from_texts
+    from .._ascent import pad_batch
+    from .._edits import edit_masks
+    from .._harvest import HarvestConfig, harvest
+    from .._starts import starts_from_generator, starts_from_texts
 
     tok, gen, rm, norm = _load_models(args)
     corpus_train = lambda: domains.split_corpus(domains.load_abc_corpus(domains.FIDDLE, norm))["train"]  # noqa: E731
@@ -163,7 +163,7 @@ def cmd_harvest(args) -> int:
 
 
 def _add_engine_args(p) -> None:
-    from ._relax import RELAXATIONS
+    from .._relax import RELAXATIONS
 
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
     p.add_argument("--reward", required=True, help="reward model directory (save_pretrained)")
@@ -182,7 +182,7 @@ def _add_engine_args(p) -> None:
 
 
 def register(sub) -> None:
-    from ._edits import EDITS
+    from .._edits import EDITS
 
     p = sub.add_parser("optimize", help="improve ABC tunes by gradient ascent on the reward model")
     p.add_argument("--in", dest="input", required=True, help=".abc file with one or more tunes")

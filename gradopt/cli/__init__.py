@@ -1,7 +1,9 @@
 """The `gradopt` command: one subcommand per job.
 
-Each group of subcommands lives in its own `_cli_*.py` module exposing ``register(subparsers)``;
-this file only assembles them.
+The command line is the top layer: it may import every package (domains, rewardmodels, the engine,
+distill) and nothing in the library imports it. Each group of subcommands lives in its own module
+of this package (`_domains`, `_ratings`, `_ascent`) exposing ``register(subparsers)``; this file
+only assembles them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sys
 
 # Modules that add subcommands; each defines `register(subparsers) -> None`.
-_COMMAND_MODULES = ("gradopt._cli_domains", "gradopt._cli_ratings", "gradopt._cli_ascent")
+_COMMAND_MODULES = ("gradopt.cli._domains", "gradopt.cli._ratings", "gradopt.cli._ascent")
 
 
 def build_parser() -> argparse.ArgumentParser:
