@@ -38,6 +38,23 @@ __all__ = [
 ]
 
 from ._abc import ABCDomain, validate_abc
+from ._abc_bars import Bar, Body, Item, bar_durations, length_spec, length_value, read_bars
+from ._abc_edits import (
+    KINDS as EDIT_KINDS,
+    NOTE_LETTERS,
+    TOKEN_EDITS,
+    EditSpace,
+    cadence_edits,
+    char_pieces,
+    class_masks,
+    edit_space,
+    ending_classes,
+    ending_edits,
+    note_letters,
+    pitch_edits,
+    token_edits,
+)
+from ._abc_moves import abc_moves, bar_moves, rhythm_moves
 from ._abc_constraint import ABCConstraint
 from ._abc_corpus import (
     ALL_COLLECTIONS,
@@ -62,9 +79,12 @@ from ._abc_corpus import (
 from ._render import RenderError, abc_to_midi, find_soundfont, midi_to_wav
 
 __all__ += [
-    "ABCDomain", "ABCConstraint", "validate_abc", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError", "CorpusReport",
-    "NORMALISATION_FILE", "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file", "load_normalisation",
-    "music_key", "normalise", "respace", "save_normalisation", "split_corpus",
+    "ABCDomain", "ABCConstraint", "validate_abc", "Bar", "Body", "Item", "bar_durations", "length_spec",
+    "length_value", "read_bars", "EDIT_KINDS", "NOTE_LETTERS", "TOKEN_EDITS", "EditSpace", "cadence_edits",
+    "char_pieces", "class_masks", "edit_space", "ending_classes", "ending_edits", "note_letters", "pitch_edits",
+    "token_edits", "abc_moves", "bar_moves", "rhythm_moves", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError",
+    "CorpusReport", "NORMALISATION_FILE", "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file",
+    "load_normalisation", "music_key", "normalise", "respace", "save_normalisation", "split_corpus",
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
 ]
 

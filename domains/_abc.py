@@ -117,6 +117,18 @@ class ABCDomain:
     def validate(self, text: str) -> Validity:
         return validate_abc(text)
 
+    def edit_space(self, text: str, tokenizer, kind: str, limit: int | None = None, seed: int = 0):
+        """Token masks and whole-tune moves of an edit kind (see `domains.edit_space`)."""
+        from ._abc_edits import edit_space
+
+        return edit_space(text, tokenizer, kind, limit, seed)
+
+    def moves(self, text: str, kind: str, limit: int | None = None, seed: int = 0) -> list[str]:
+        """Whole-tune candidates one move away from `text` (see `domains.abc_moves`)."""
+        from ._abc_moves import abc_moves
+
+        return abc_moves(text, kind, limit, seed)
+
     def render(self, text: str, path: str | Path) -> Path:
         """MIDI (``.mid``) or, when fluidsynth is installed, WAV (``.wav``) by suffix."""
         path = Path(path)

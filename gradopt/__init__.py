@@ -3,7 +3,7 @@
 The ascent engine: relaxations (`_relax`), objective terms (`_objective`), projections
 (`_projection`), the exact-swap polish (`_polish`), the optimizer adapter (`_optim`), frozen-position
 masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
-edits (`_edits`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
+edits (`_edits`), exact search over domain-proposed whole sequences (`_moves`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
 likely reward-model blind spots (`_harvest`).
 """
 
@@ -11,6 +11,7 @@ from ._ascent import AscentConfig, allowed_per_position, optimize, pad_batch, ro
 from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
 from ._edits import EDITS, NOTE_LETTERS, edit_masks, note_letters, pitch_edits
 from ._harvest import HarvestConfig, Suspect, harvest, queue_order, suspect_reasons
+from ._moves import MoveConfig, MoveResult, apply_moves, keep_bars, move_search, score_texts
 from ._masks import bar_of_chars, freeze_bars, freeze_positions, freeze_prefix, freeze_special, parse_bars
 from ._objective import (
     ObjectiveWeights,
@@ -48,6 +49,7 @@ from ._starts import starts_from_generator, starts_from_noise, starts_from_texts
 __all__ = [
     "AscentConfig", "allowed_per_position", "optimize", "pad_batch", "row_seed",
     "EDITS", "NOTE_LETTERS", "edit_masks", "note_letters", "pitch_edits",
+    "MoveConfig", "MoveResult", "apply_moves", "keep_bars", "move_search", "score_texts",
     "bar_of_chars", "freeze_bars", "freeze_positions", "freeze_prefix", "freeze_special", "parse_bars",
     "ObjectiveWeights", "Terms", "discrete_log_likelihood", "discrete_terms", "kl_to_start", "mean_entropy",
     "relaxed_terms", "reward_term", "score_sequences", "shared_backbone", "smoothed_start", "soft_log_likelihood",

@@ -75,8 +75,8 @@ def test_edit_kinds_and_clear_errors():
     ids, _ = pad_batch(encode(tok, TEXTS), tok.pad_token_id)
     assert edit_masks("any", ids, tok) == (None, None)
     assert torch.equal(edit_masks("pitch", ids, tok)[1], pitch_edits(ids, tok)[1])
-    with pytest.raises(ValueError, match="unknown edit kind 'rhythm'"):
-        edit_masks("rhythm", ids, tok)
+    with pytest.raises(ValueError, match="unknown edit kind 'tempo'"):
+        edit_masks("tempo", ids, tok)
     bpe = domains.build_bpe_tokenizer(TEXTS * 4, vocab_size=60)
     with pytest.raises(ValueError, match="need a character-level tokenizer"):
         pitch_edits(pad_batch(encode(bpe, TEXTS), bpe.pad_token_id)[0], bpe)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+
+
+MOVE_KINDS = ("rhythm", "bars", "any")  # edit kinds with whole-tune moves (domains.abc_moves)
+TOKEN_KINDS = ("any", "cadence", "ending", "pitch")  # edit kinds with free tokens
 
 
 def _load_models(args):
@@ -76,17 +80,21 @@ def cmd_optimize(args) -> int:
     from .._ascent import optimize, pad_batch
     from .._edits import edit_masks
     from .._masks import freeze_bars
+    from .._moves import MoveConfig
     from .._starts import starts_from_texts
 
     tok, gen, rm, norm = _load_models(args)
     tunes = domains.load_abc_file(args.input, norm)
+    cfg = _config(args)
+    moves_cfg = MoveConfig(rounds=args.move_rounds, candidates=args.move_candidates, seed=args.seed)
+    if args.edit in ("rhythm", "bars"):  # no token is free: skip the ascent, only the moves search
+        cfg = replace(cfg, steps=0, polish=replace(cfg.polish, rounds=0))
     for i, t in enumerate(tunes):
         try:
             domains.check_in_vocab(tok, t)
         except domains.OutOfVocabularyError as err:
             raise ValueError(f"tune {i + 1} of {args.input}: {err}") from err
     starts = starts_from_texts(tok, tunes, max_tokens=domains.context_length(gen))
-    cfg = _config(args)
     validate = None if args.no_validate else domains.validate_abc
     rows = []
     for lo in tqdm(range(0, len(starts), args.batch_size), desc="optimize", unit="batch"):
@@ -100,6 +108,7 @@ def cmd_optimize(args) -> int:
         res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate,
                        progress=True)
         rows.extend(res.rows)
+    rows = _search_moves(args, rows, tok, gen, rm, cfg, moves_cfg, validate)
     out_texts = [r.text for r in rows]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(t.rstrip("\n") + "\n" for t in out_texts))
@@ -124,6 +133,25 @@ def cmd_optimize(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
     return 0
+
+
+def _search_moves(args, rows, tok, gen, rm, cfg, moves_cfg, validate):
+    """The whole-tune moves of the edit kind (`domains.abc_moves`), searched exactly from the ascent's
+    results (`move_search`); bars frozen by --freeze (and the header) keep their content."""
+    import domains
+
+    from .._masks import parse_bars
+    from .._moves import apply_moves, keep_bars, move_search
+
+    if moves_cfg.rounds == 0 or args.edit not in MOVE_KINDS:
+        return rows
+    propose = lambda text: domains.abc_moves(text, args.edit)  # noqa: E731
+    spec = ",".join(x for x in (args.freeze, None if args.edit_header else "header") if x)
+    if spec:
+        propose = keep_bars(propose, parse_bars(spec))
+    moved = move_search([r.text for r in rows], propose, rm, gen, tok, moves_cfg, weights=cfg.objective,
+                        validate=validate, progress=True)
+    return apply_moves(rows, moved)
 
 
 def cmd_harvest(args) -> int:
@@ -193,10 +221,17 @@ def register(sub) -> None:
     p.add_argument("--no-utility", action="store_true", help="skip the simulated rater's utility")
     p.add_argument("--edit-header", action="store_true", help="let the ascent change header lines (T:, M:, K: ...)")
     p.add_argument("--edit", default="any", choices=sorted(EDITS),
-                   help="what may change: 'any' (default) = any token at an unfrozen position; 'pitch' = only "
-                        "the letters of notes (A-G, a-g, not in chord symbols, decorations or fields), each to "
-                        "another note letter, so durations, bar lines, accidentals and octave marks stay as "
-                        "they are (needs a character tokenizer)")
+                   help="what may change: 'any' (default) = any token at an unfrozen position, then whole-tune "
+                        "moves; 'pitch' = only the letters of notes (A-G, a-g, not in chord symbols, decorations "
+                        "or fields), each to another note letter, so durations, bar lines, accidentals and octave "
+                        "marks stay as they are; 'ending' = pitch edits (letters, accidentals, octave marks) of the "
+                        "last bar; 'cadence' = of the final note; 'rhythm' = split/merge/dot notes inside a bar, "
+                        "'bars' = repeat/delete/swap full bars, each keeping every bar's duration (whole-tune moves "
+                        "scored exactly, see --move-rounds). Token kinds need a character tokenizer")
+    p.add_argument("--move-rounds", type=int, default=2,
+                   help="rounds of whole-tune moves searched exactly after the ascent for --edit rhythm, bars "
+                        "and any (0 = off)")
+    p.add_argument("--move-candidates", type=int, default=64, help="moves scored per tune and round")
     _add_engine_args(p)
     p.set_defaults(func=cmd_optimize)
 
@@ -209,7 +244,8 @@ def register(sub) -> None:
     p.add_argument("--max-items", type=int, default=64)
     p.add_argument("--strategy", default="racing", choices=["racing", "uncertainty", "random"])
     p.add_argument("--iteration", type=int, default=0)
-    p.add_argument("--edit", default="any", choices=sorted(EDITS), help="what may change (see `optimize --edit`)")
+    p.add_argument("--edit", default="any", choices=TOKEN_KINDS,
+                   help="what may change (token kinds of `optimize --edit`; no whole-tune moves here)")
     p.add_argument("--bar-aware", action="store_true",
                    help="draw the starting samples under domains.ABCConstraint (bars never overrun the meter)")
     _add_engine_args(p)

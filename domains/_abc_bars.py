@@ -1,0 +1,225 @@
+"""ABC tune bodies as bars of timed items: the one reader the structural edits (`_abc_moves`,
+`_abc_edits`) share.
+
+`read_bars(text)` splits a tune's body into bars and, inside each bar, into *items* with their
+position in the text and their duration in whole notes: notes and rests (with accidentals,
+octave marks, a length, broken rhythm ``>``/``<`` and tuplets ``(3`` applied), chords ``[CEG]2``,
+and zero-length ornaments (grace groups ``{g}``, ``"..."`` annotations, ``!...!`` decorations,
+slurs, ties, spaces). A bar ends at a bar line (``|``, ``||``, ``:|``, ``|:``, ``::``, ``|]``,
+``[|``, with volta numbers ``|1`` / ``:|2`` / ``[2``).
+
+The reader is deliberately strict: a body it does not fully understand (an ``M:``/``L:`` change,
+multiple voices, a character it does not know) gives ``None``, and the structural edits then offer
+nothing, rather than guess. Notes that take part in a tie, a tuplet, a chord or a broken rhythm are
+marked not `plain`, so edits that rewrite a note's length leave them alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ._abc_constraint import meter_length
+
+HEADER_LINE = re.compile(r"^[A-Za-z]:")
+_NOTE = re.compile(r"(?P<pitch>(?:\^\^|__|\^|_|=)?[A-Ga-g][,']*|z)(?P<len>\d*(?:/+\d*)?)")
+_OPAQUE = re.compile(r'"[^"\n]*"|![^!\s]*!|\+[^+\s]*\+|\{[^}\n]*\}|%[^\n]*')
+_BAR = re.compile(r"(?:\[\||::|:*\|+\]?:*|:+)(?:\[?\d(?:[,-]\d)*)?|\[\d(?:[,-]\d)*")
+_CHORD = re.compile(r"\[(?P<notes>(?:(?:\^\^|__|\^|_|=)?[A-Ga-g][,']*\d*(?:/+\d*)?)+)\](?P<len>\d*(?:/+\d*)?)")
+_INLINE_FIELD = re.compile(r"\[[A-Za-z]:")
+_TUPLET = re.compile(r"\((\d)(?::(\d)?(?::(\d))?)?")
+_DECORATIONS = frozenset(".~THLMOPSuv")
+_INERT = frozenset(" `()-\t") | _DECORATIONS
+
+
+def length_value(spec: str) -> Fraction:
+    """Multiplier of an ABC length: ``""`` 1, ``"3"`` 3, ``"/"`` 1/2, ``"//"`` 1/4, ``"3/2"`` 3/2."""
+    m = re.fullmatch(r"(\d*)(/*)(\d*)", spec)
+    if m is None:
+        raise ValueError(f"not an ABC length: {spec!r}")
+    num = int(m.group(1)) if m.group(1) else 1
+    slashes, den = len(m.group(2)), m.group(3)
+    if not slashes:
+        return Fraction(num)
+    return Fraction(num, int(den) * 2 ** (slashes - 1)) if den else Fraction(num, 2**slashes)
+
+
+def length_spec(mult: Fraction) -> str | None:
+    """The shortest ABC length for a multiplier (``1`` -> ``""``, ``1/2`` -> ``"/"``, ``3/2`` ->
+    ``"3/2"``); None when its denominator is not a power of two up to 16 (not writable plainly)."""
+    if mult <= 0 or mult.denominator not in (1, 2, 4, 8, 16):
+        return None
+    if mult.denominator == 1:
+        return "" if mult == 1 else str(mult.numerator)
+    num = "" if mult.numerator == 1 else str(mult.numerator)
+    return num + ("/" if mult.denominator == 2 else f"/{mult.denominator}")
+
+
+@dataclass
+class Item:
+    """A timed (or zero-length) piece of a bar: text[start:end]."""
+
+    start: int
+    end: int
+    kind: str  # "note", "rest", "chord", "broken" (the > / < marks) or "inert"
+    duration: Fraction = Fraction(0)  # in whole notes, broken rhythm and tuplets applied
+    pitch: str = ""  # a note's accidentals, letter and octave marks
+    mult: Fraction = Fraction(0)  # a note's written length multiplier (before broken rhythm / tuplets)
+    plain: bool = False  # a note whose written length alone gives its duration (no tie/tuplet/broken)
+
+
+@dataclass
+class Bar:
+    """The items between two bar lines; `line` is the bar line that closes it ('' at the end)."""
+
+    start: int
+    end: int  # end of the content (the closing bar line starts here)
+    items: list[Item] = field(default_factory=list)
+    line: str = ""
+
+    @property
+    def duration(self) -> Fraction:
+        return sum((i.duration for i in self.items), Fraction(0))
+
+    def notes(self) -> list[Item]:
+        return [i for i in self.items if i.kind in ("note", "chord")]
+
+
+@dataclass
+class Body:
+    """A tune's body read into bars; `meter` is the bar length in whole notes (None: free meter)."""
+
+    bars: list[Bar]
+    meter: Fraction | None
+    unit: Fraction
+
+
+def _header_value(text: str, tag: str) -> str | None:
+    m = re.search(rf"^{tag}:\s*(.*)$", text, re.MULTILINE)
+    return m.group(1).strip() if m else None
+
+
+def body_start(text: str) -> int:
+    """Offset of the first body character (after the ``K:`` line); len(text) when there is none."""
+    m = re.search(r"^K:.*(\n|$)", text, re.MULTILINE)
+    return m.end() if m else len(text)
+
+
+def read_bars(text: str) -> Body | None:
+    """The tune's body as bars of timed items, or None when the reader cannot follow it (see the
+    module docstring)."""
+    meter_field = _header_value(text, "M")
+    meter = meter_length(meter_field) if meter_field not in (None, "none") else None
+    unit_field = _header_value(text, "L")
+    if unit_field is not None:
+        m = re.fullmatch(r"1/(\d+)", unit_field)
+        if not m or int(m.group(1)) == 0:
+            return None
+        unit = Fraction(1, int(m.group(1)))
+    else:
+        unit = Fraction(1, 16) if meter is not None and meter < Fraction(3, 4) else Fraction(1, 8)
+    compound = meter is not None and meter.denominator == 8 and meter.numerator in (6, 9, 12)
+    i = body_start(text)
+    bars: list[Bar] = []
+    bar = Bar(start=i, end=i)
+    tup_left, tup_ratio = 0, Fraction(1)
+    pending_broken: Fraction | None = None  # factor for the next timed item
+    tied = False  # the next timed item is the end of a tie
+    decorated = False  # the next timed item carries a decoration (music21 misreads some lengths then)
+    line_start = True
+    while i < len(text):
+        ch = text[i]
+        if line_start and HEADER_LINE.match(text, i):
+            if text[i] in "MLVP":  # meter / unit / voice / parts change: not followed
+                return None
+            j = text.find("\n", i)
+            j = len(text) if j < 0 else j + 1
+            bar.items.append(Item(i, j, "inert"))
+            i, line_start = j, True
+            continue
+        line_start = False
+        if ch == "\n":
+            bar.items.append(Item(i, i + 1, "inert"))
+            i, line_start = i + 1, True
+            continue
+        if m := _OPAQUE.match(text, i):
+            decorated = decorated or ch in "!+"
+            bar.items.append(Item(i, m.end(), "inert"))
+            i = m.end()
+            continue
+        if ch == "[" and _INLINE_FIELD.match(text, i):
+            return None  # inline field
+        if (m := _BAR.match(text, i)) and m.end() > i:
+            bar.end, bar.line = i, m.group()
+            bars.append(bar)
+            bar = Bar(start=m.end(), end=m.end())
+            i = m.end()
+            continue
+        if (m := _TUPLET.match(text, i)):
+            p = int(m.group(1))
+            q = int(m.group(2)) if m.group(2) else {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
+            tup_left, tup_ratio = int(m.group(3)) if m.group(3) else p, Fraction(q, p)
+            bar.items.append(Item(i, m.end(), "inert"))
+            i = m.end()
+            continue
+        chord = _CHORD.match(text, i)
+        note = _NOTE.match(text, i) if chord is None else None
+        if chord or note:
+            m = chord or note
+            try:
+                if chord:
+                    first = _NOTE.match(chord.group("notes"))
+                    mult = length_value(first.group("len")) * length_value(chord.group("len"))
+                    kind, pitch = "chord", ""
+                else:
+                    mult = length_value(note.group("len"))
+                    kind, pitch = ("rest" if note.group("pitch") == "z" else "note"), note.group("pitch")
+            except ValueError:
+                return None
+            dur = unit * mult
+            plain, tied, decorated = kind == "note" and not (tied or decorated), False, False
+            if pending_broken is not None:
+                dur, plain, pending_broken = dur * pending_broken, False, None
+            if tup_left:
+                dur, plain, tup_left = dur * tup_ratio, False, tup_left - 1
+            bar.items.append(Item(i, m.end(), kind, dur, pitch, mult, plain))
+            i = m.end()
+            continue
+        if ch in "<>":
+            j = i
+            while j < len(text) and text[j] == ch:
+                j += 1
+            prev = next((it for it in reversed(bar.items) if it.kind not in ("inert",)), None)
+            if prev is None or prev.kind == "broken" or j - i > 3:
+                return None
+            k = Fraction(2 ** (j - i) - 1, 2 ** (j - i))  # > : 1/2, >> : 3/4, >>> : 7/8
+            prev.duration *= (1 + k) if ch == ">" else (1 - k)
+            prev.plain = False
+            pending_broken = (1 - k) if ch == ">" else (1 + k)
+            bar.items.append(Item(i, j, "broken"))
+            i = j
+            continue
+        if ch in _INERT:
+            if ch == "-":  # a tie: the notes on either side keep their lengths
+                prev = next((it for it in reversed(bar.items) if it.kind != "inert"), None)
+                if prev is not None:
+                    prev.plain = False
+                tied = True
+            decorated = decorated or ch in _DECORATIONS
+            bar.items.append(Item(i, i + 1, "inert"))
+            i += 1
+            continue
+        return None
+    if bar.items:
+        bar.end = len(text)
+        bars.append(bar)
+    return Body(bars=bars, meter=meter, unit=unit)
+
+
+def bar_durations(text: str) -> list[Fraction] | None:
+    """Duration of every bar holding notes or rests, in whole notes (None: see `read_bars`)."""
+    body = read_bars(text)
+    if body is None:
+        return None
+    return [b.duration for b in body.bars if any(i.kind in ("note", "rest", "chord") for i in b.items)]
