@@ -171,10 +171,20 @@ class SimulatedRater:
         draw = self.rng.random(len(p_a))
         return ["a" if x < p else ("tie" if x < p + t else "b") for x, p, t in zip(draw, p_a, tie)]
 
+    kind = "simulated"  # the `Rater` protocol's fields: what the store records
+
+    @property
+    def name(self) -> str:
+        return f"simulated@{self.agreement:g}"
+
     def compare(self, a: str, b: str) -> str:
-        """One noisy judgement: "a", "b" or "tie"."""
+        """One noisy judgement: "a", "b" or "tie" (the `Rater` protocol)."""
         u = self.utility([a, b])
         return self._decide(u[:1], u[1:])[0]
+
+    def judge_many(self, items_texts: list[str], pairs) -> list[str]:
+        """The `Rater` protocol's batched route: `simulate`."""
+        return self.simulate(items_texts, pairs)
 
     def simulate(self, items_texts: list[str], pairs) -> list[str]:
         """Judge each (i, j) row of `pairs` (indices into `items_texts`) -> winners "a"|"b"|"tie"."""

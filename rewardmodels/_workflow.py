@@ -16,7 +16,8 @@ import torch
 
 from ._active import next_pairs
 from ._bradley_terry import Scores, fit
-from ._judges import AUTO_RATER, JudgeConfig, auto_winner, broken_reasons
+from ._judges import JudgeConfig
+from ._raters import JudgeRater, Rater, judge_pairs
 from ._simulated import SimulatedRater
 from ._store import KINDS, Comparison, RatingStore, item_id
 
@@ -71,14 +72,15 @@ def propose_pairs(store: RatingStore, scores: Scores, k: int, strategy: str = "r
     return [(ids[i], ids[j]) for i, j in next_pairs(scores, k, strategy, seed, exclude=exclude)]
 
 
-def rate_pairs(store: RatingStore, pairs: Sequence[tuple[str, str]], rater: SimulatedRater,
-               judge: JudgeConfig | None = None, name: str = "simulated") -> list[Comparison]:
-    """Rate id pairs: auto-checks first (if `judge`), then the simulated rater; all recorded.
+def rate_pairs(store: RatingStore, pairs: Sequence[tuple[str, str]], rater: Rater,
+               judge: JudgeConfig | None = None, name: str | None = None) -> list[Comparison]:
+    """Rate id pairs: auto-checks first (if `judge`), then `rater` (any `Rater`); all recorded.
 
     The cost scales with the distinct items, not the pairs: each item is judged once (the
-    validity check parses the tune) and its utility computed once, then every pair is decided
-    and the comparisons are appended in pair order with one fsync. The rater's draws are those
-    of rating the simulated pairs one by one, in order.
+    validity check parses the tune), and a rater with a batched route (the simulated rater
+    computes each utility once) decides every remaining pair in one call; the comparisons are
+    appended in pair order with one fsync. A pair the rater gives no verdict (None) is not
+    recorded. `name` overrides the rater's recorded name (default `rater.name`).
     """
     pairs = [(a, b) for a, b in pairs]
     for a, b in pairs:
@@ -87,26 +89,27 @@ def rate_pairs(store: RatingStore, pairs: Sequence[tuple[str, str]], rater: Simu
                 raise ValueError(f"unknown item id {key[:16]}... in the pairs to rate; add the item first")
     ids = list(dict.fromkeys(k for pair in pairs for k in pair))
     other = next((store[k] for k in ids if store[k].domain != "abc"), None)
-    if other is not None:
+    if other is not None and (judge is not None or isinstance(rater, SimulatedRater)):
         raise ValueError(f"item {other.id[:16]}... is {other.domain!r}; the simulated rater and the auto-checks "
                          "judge ABC tunes only (rate other domains by hand: store.add_comparison)")
-    broken = {k: bool(broken_reasons(store[k].text, judge)) for k in ids} if judge is not None else {}
+    pos = {k: i for i, k in enumerate(ids)}
+    texts = [store[k].text for k in ids]
+    auto = JudgeRater(judge) if judge is not None else None
     out: list[Comparison | None] = [None] * len(pairs)
     to_rate = []
     for n, (a, b) in enumerate(pairs):
-        winner = auto_winner(broken[a], broken[b]) if judge is not None else None
+        winner = auto.compare(texts[pos[a]], texts[pos[b]]) if auto is not None else None
         if winner is None:
             to_rate.append(n)
         else:
-            out[n] = Comparison(a=a, b=b, winner=winner, rater=AUTO_RATER, kind="auto",
-                                broken=[k for k in (a, b) if broken[k]])
-    pos = {k: i for i, k in enumerate(ids)}
-    texts = [store[k].text for k in ids]
-    winners = rater.simulate(texts, [(pos[pairs[n][0]], pos[pairs[n][1]]) for n in to_rate])
+            out[n] = Comparison(a=a, b=b, winner=winner, rater=auto.name, kind=auto.kind,
+                                broken=[k for k in (a, b) if auto.broken(texts[pos[k]])])
+    winners = judge_pairs(rater, texts, [(pos[pairs[n][0]], pos[pairs[n][1]]) for n in to_rate])
     for n, winner in zip(to_rate, winners):
-        a, b = pairs[n]
-        out[n] = Comparison(a=a, b=b, winner=winner, rater=f"{name}@{rater.agreement:g}", kind="simulated")
-    return store.add_comparisons(out)
+        if winner is not None:
+            a, b = pairs[n]
+            out[n] = Comparison(a=a, b=b, winner=winner, rater=name or rater.name, kind=rater.kind)
+    return store.add_comparisons([c for c in out if c is not None])
 
 
 def training_rows(store: RatingStore, scores: Scores, rated_only: bool = True, keep=None):
