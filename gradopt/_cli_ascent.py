@@ -11,14 +11,14 @@ from pathlib import Path
 def _load_models(args):
     import domains
     import torch
-    from rewardmodels import RewardModel
+    from rewardmodels import load_reward_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
 
     tok = domains.load_tokenizer(args.generator)
     gen = domains.load_generator(args.generator)
-    rm = RewardModel.from_pretrained(args.reward)
+    rm = load_reward_model(args.reward)  # a single model or an ensemble
     return tok, gen, rm
 
 
@@ -28,12 +28,15 @@ def _config(args):
     from ._optim import Adam
     from ._polish import PolishConfig
     from ._relax import make_relaxation
+    from ._trust import TrustConfig
 
+    trust = None if getattr(args, "no_guard", True) else TrustConfig(
+        max_changed=args.max_changed, pessimism=args.pessimism, margin=args.margin)
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
         relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight),
         optimizer=Adam(lr=args.lr), polish=PolishConfig(rounds=args.polish_rounds, combine=args.polish_combine),
-        require_valid=not getattr(args, "allow_invalid", False),
+        require_valid=not getattr(args, "allow_invalid", False), trust=trust,
     )
 
 
@@ -104,17 +107,22 @@ def cmd_optimize(args) -> int:
     for i, (t, r) in enumerate(zip(tunes, rows), 1):
         table.append({"#": i, "title": _title(t), "reward": r.reward_before, "->reward": r.reward_after,
                       "loglik": r.loglik_before, "->loglik": r.loglik_after, "valid": r.valid_after,
-                      "changed": r.changed, "status": r.status})
+                      "gain": f"{r.gain_mean:+.3f}" + ("" if math.isnan(r.gain_sd) else f"±{r.gain_sd:.3f}"),
+                      "changed": r.changed, "status": "kept" if r.kept else r.status})
     if not args.no_utility:
         before, after = _utilities(tunes), _utilities(out_texts)
         if before is not None:
             for row, u0, u1 in zip(table, before, after):
                 row["utility"], row["->utility"] = u0, u1
-    cols = ["#", "title", "reward", "->reward", "utility", "->utility", "loglik", "->loglik", "valid", "changed",
-            "status"]
+    cols = ["#", "title", "reward", "->reward", "gain", "utility", "->utility", "loglik", "->loglik", "valid",
+            "changed", "status"]
     print_table(table, [c for c in cols if any(c in r for r in table)])
+    for i, r in enumerate(rows, 1):  # "gain" is the candidate edit's reward gain (± SD over ensemble members)
+        if r.kept:
+            print(f"tune {i} ({_title(tunes[i - 1])}): {r.status}")
     mean = lambda k: sum(r[k] for r in table) / len(table)  # noqa: E731
-    line = f"{len(rows)} tunes -> {args.out}: reward {mean('reward'):+.3f} -> {mean('->reward'):+.3f}"
+    line = (f"{len(rows)} tunes -> {args.out} ({sum(r.kept for r in rows)} kept unchanged): "
+            f"reward {mean('reward'):+.3f} -> {mean('->reward'):+.3f}")
     if "utility" in table[0]:
         line += f", simulated utility {mean('utility'):+.3f} -> {mean('->utility'):+.3f}"
     print(line)
@@ -162,7 +170,7 @@ def _add_engine_args(p) -> None:
     from ._relax import RELAXATIONS
 
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
-    p.add_argument("--reward", required=True, help="reward model directory (save_pretrained)")
+    p.add_argument("--reward", required=True, help="reward model or ensemble directory (save_pretrained)")
     p.add_argument("--steps", type=int, default=60, help="gradient steps")
     p.add_argument("--check-every", type=int, default=10, help="project and score exactly every k steps")
     p.add_argument("--restarts", type=int, default=1, help="random restarts per tune")
@@ -193,6 +201,18 @@ def register(sub) -> None:
                         "the letters of notes (A-G, a-g, not in chord symbols, decorations or fields), each to "
                         "another note letter, so durations, bar lines, accidentals and octave marks stay as "
                         "they are (needs a character tokenizer)")
+    from ._trust import TrustConfig
+
+    trust = TrustConfig()
+    p.add_argument("--no-guard", action="store_true",
+                   help="return the engine's best sequence even when the reward model is not confident it is better "
+                        "(by default a tune is kept unchanged unless its edit passes the do-no-harm guard)")
+    p.add_argument("--max-changed", type=float, default=trust.max_changed,
+                   help="guard: edit budget, the largest fraction of a tune's editable positions that may change")
+    p.add_argument("--pessimism", type=float, default=trust.pessimism,
+                   help="guard: k in the lower bound 'mean gain - k * SD over ensemble members' (reward ensembles)")
+    p.add_argument("--margin", type=float, default=trust.margin,
+                   help="guard: the lower bound (a single model's gain) must exceed this for the edit to be kept")
     _add_engine_args(p)
     p.set_defaults(func=cmd_optimize)
 
