@@ -403,7 +403,8 @@ def main() -> None:
         objective=gradopt.ObjectiveWeights(lm_weight=lm_weight),
         optimizer=gradopt.Adam(lr=0.5),
         polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if q else 8), top_k=8, candidates=args.candidates,
-                                    combine=args.combine))
+                                    combine=args.combine),
+        trust=None)  # the raw engine against the baselines; the do-no-harm guard is measured in do_no_harm.py
     # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
     cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))
     tok, gen, rm, info = build_models(args, train, val, log, cfg)

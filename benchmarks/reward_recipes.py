@@ -221,7 +221,8 @@ def harvest_round(rm, gen, tok, corpus: list[str], recipe: Recipe, ascent: grado
     kw = {"constraint": constraint} if recipe.sampling == "bar-aware" else {}
     starts = gradopt.starts_from_generator(gen, tok, recipe.harvest_starts, seed=seed, temperature=0.8, **kw)
     freeze, allowed = edit_space(starts, tok, "pitch")
-    res = gradopt.optimize(starts, rm, gen, ascent, tokenizer=tok, freeze=freeze, allowed=allowed,
+    res = gradopt.optimize(starts, rm, gen, dataclasses.replace(ascent, trust=None), tokenizer=tok, freeze=freeze,
+                           allowed=allowed,
                            validate=constraint.accepts)
     pairs = [(domains.decode(tok, s), r.text) for s, r in zip(starts, res.rows) if r.text != domains.decode(tok, s)]
     return [a for a, _ in pairs], [b for _, b in pairs]

@@ -4,7 +4,7 @@ The ascent engine: relaxations (`_relax`), objective terms (`_objective`), proje
 (`_projection`), the exact-swap polish (`_polish`), the optimizer adapter (`_optim`), frozen-position
 masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
 edits (`_edits`), exact search over domain-proposed whole sequences (`_moves`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
-likely reward-model blind spots (`_harvest`).
+likely reward-model blind spots (`_harvest`), and the do-no-harm guard on what it returns (`_trust`).
 """
 
 from ._ascent import AscentConfig, allowed_per_position, optimize, pad_batch, row_seed
@@ -45,6 +45,7 @@ from ._relax import (
 from ._result import AscentResult, RowResult
 from ._simplex import project_entropy, project_simplex, tsallis2_entropy
 from ._starts import starts_from_generator, starts_from_noise, starts_from_texts
+from ._trust import TrustConfig, edit_budget, gain_stats, member_scores, verdict
 
 __all__ = [
     "AscentConfig", "allowed_per_position", "optimize", "pad_batch", "row_seed",
@@ -61,4 +62,5 @@ __all__ = [
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",
+    "TrustConfig", "edit_budget", "gain_stats", "member_scores", "verdict",
 ]

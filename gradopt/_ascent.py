@@ -16,6 +16,12 @@ scored exactly, from the start; a restart from a perturbed start holds nothing u
 sequences is accepted. Each input's result is its best accepted row, or the input unchanged (with a
 status saying so) when no row was accepted, so a result never fails `validate` when its input
 passes and is never scored below the input.
+
+Do no harm (`cfg.trust`, on by default, see `_trust`): rows only keep verified sequences within the
+edit budget, and an input's best row replaces it only when the reward model is confident of the
+gain (an ensemble's lower bound on it, a single model's gain, above a margin); otherwise the input
+is returned unchanged with a status "kept the input: <why>". ``trust=None`` or
+``TrustConfig(enabled=False)`` returns the engine's best accepted sequence as it is.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from ._optim import Adam
 from ._polish import PolishConfig, polish
 from ._relax import RelaxContext, Relaxation, Relaxed, SimplexEntropy
 from ._result import AscentResult, RowResult
+from ._trust import TrustConfig, edit_budget, gain_stats, member_scores, verdict
+from ._trust import active as trust_on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +59,7 @@ class AscentConfig:
     optimizer: Adam = field(default_factory=lambda: Adam(lr=0.5))  # elementwise; lr sized for the simplex
     polish: PolishConfig = field(default_factory=PolishConfig)  # final exact swaps (rounds=0: off)
     require_valid: bool = True  # never keep a sequence failing `validate` (if the start passes)
+    trust: TrustConfig | None = field(default_factory=TrustConfig)  # do-no-harm guard; None = off
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.check_every <= 0 or self.restarts <= 0:
@@ -215,6 +224,8 @@ def optimize(
         torch.Generator().manual_seed(row_seed(cfg.seed, restart_of[k], ids_start[k, : lengths[k]].tolist()))
         for k in range(b * r)
     ]
+    ids_in = ids0.repeat_interleave(r, 0)  # (B,t) each row's input, what "changed" counts against
+    budget = edit_budget(free.sum(-1), cfg.trust)  # (B,) most positions a kept sequence may change
     noisy = torch.tensor([j > 0 for j in restart_of])
     if cfg.restart_noise > 0 and bool(noisy.any()):
         ids_start = torch.where(noisy[:, None], _perturb(ids_start, free, allowed, gens, cfg.restart_noise), ids_start)
@@ -251,7 +262,8 @@ def optimize(
         # the initial relaxation, which need not land on the input).
         inputs = torch.arange(0, B, r)  # (b,) restart-0 rows
         terms0, ll0, val0 = exact(ids0, inputs)
-        valid_in = [is_valid(x) for x in decode_rows(ids0, lengths[::r])]
+        texts_in = decode_rows(ids0, lengths[::r])
+        valid_in = [is_valid(x) for x in texts_in]
         before = {"reward": terms0.reward, "ll": ll0, "val": val0, "valid": valid_in}
         needs_valid = [cfg.require_valid and valid_in[k // r] is not False for k in range(B)]
         param = cfg.relaxation.init(onehot0, ctx)
@@ -287,6 +299,8 @@ def optimize(
                 traj[k].append({"step": step, "soft": float(soft[k]), "discrete": float(val[k]),
                                 "reward": float(terms.reward[k]), "loglik": float(total_ll[k]), "gap": float(g[k])})
                 if not (torch.isfinite(val[k]) and val[k] > best_val[k]):
+                    continue
+                if int((ids[k] != ids_in[k]).sum()) > budget[k]:
                     continue
                 # Validate only sequences that would be kept (the check can be slow, e.g. a parse).
                 if needs_valid[k] and is_valid(texts[k]) is False:
@@ -342,25 +356,40 @@ def optimize(
 
             def accept_fn(cand, rows):
                 k = int(rows[0])
+                ok = (cand != ids_in[k]).sum(-1) <= budget[k]
                 if not needs_valid[k] or validate is None:
-                    return torch.ones(len(rows), dtype=torch.bool)
-                return torch.tensor([bool(is_valid(x)) for x in decode_rows(cand, [lengths[k]] * len(rows))])
+                    return ok
+                return ok & torch.tensor([bool(is_valid(x)) for x in decode_rows(cand, [lengths[k]] * len(rows))])
 
             best_val = torch.where(active, best_val, torch.full_like(best_val, -torch.inf))
             best_ids, best_val, n = polish(best_ids.clone(), best_val, free, allowed, grad_fn, score_fn,
                                            accept_fn, cfg.polish, gens)
             evals, gen_evals = evals + n + B * cfg.polish.rounds, gen_evals + n + B * cfg.polish.rounds
 
-        best_ids = torch.where(accepted[:, None], best_ids, ids0.repeat_interleave(r, 0))  # never a rejected start
+        best_ids = torch.where(accepted[:, None], best_ids, ids_in)  # never a rejected start
         final_terms, final_ll, final_val = exact(best_ids, all_rows)
-        evals, gen_evals = evals + B, gen_evals + B
+        members_in = member_scores(reward_model, ids0, mask0)  # (b,K) the guard's "before", per member
+        gain_mean, gain_sd = gain_stats(member_scores(reward_model, best_ids, mask) - members_in.repeat_interleave(r, 0))
+        evals, gen_evals = evals + 2 * B + b, gen_evals + B
         texts = decode_rows(best_ids, lengths)
 
+    changed = (best_ids != ids_in).sum(-1)  # (B,)
+    n_free = free.sum(-1)
     rows_out: list[RowResult] = []
     for i in range(b):
         ks = list(range(i * r, (i + 1) * r))
         kept = [k for k in ks if bool(accepted[k]) and torch.isfinite(final_val[k])]
         failed = [status[j] for j in ks if status[j] != "ok"]
+        if kept and trust_on(cfg.trust):
+            why = {k: verdict(float(gain_mean[k]), float(gain_sd[k]), int(changed[k]), int(budget[k]),
+                              int(n_free[k]), cfg.trust) for k in kept}
+            trusted = [k for k in kept if why[k] is None]
+            if not trusted:  # the input stands; report the best candidate and why it was not taken
+                k = max(kept, key=lambda k: float(final_val[k]))
+                rows_out.append(_kept_row(i, ids0, lengths[i * r], before, texts_in[i], traj[k], gap[k],
+                                          f"kept the input: {why[k]}", float(gain_mean[k]), float(gain_sd[k])))
+                continue
+            kept = trusted
         if kept:
             k = max(kept, key=lambda k: float(final_val[k]))
             row_status = status[k]
@@ -369,16 +398,25 @@ def optimize(
             row_status = f"kept the input: no restart reached an accepted sequence ({failed[0] if failed else 'nonfinite score'})"
         n = lengths[k]
         rows_out.append(RowResult(
-            tokens=best_ids[k, :n].tolist(), text=texts[k],
+            tokens=best_ids[k, :n].tolist(), text=texts[k], gain_mean=float(gain_mean[k]), gain_sd=float(gain_sd[k]),
             reward_before=float(before["reward"][i]), reward_after=float(final_terms.reward[k]),
             loglik_before=float(before["ll"][i]), loglik_after=float(final_ll[k]),
             objective_before=float(before["val"][i]), objective_after=float(final_val[k]),
             gap=float(gap[k]), valid_before=before["valid"][i], valid_after=is_valid(texts[k]),
-            status=row_status, restart=restart_of[k], changed=int((best_ids[k, :n] != ids0[i, :n]).sum()),
+            status=row_status, restart=restart_of[k], changed=int(changed[k]), kept=row_status.startswith("kept the input"),
             trajectory=traj[k],
         ))
     return AscentResult(rows=rows_out, reward_evals=evals, generator_evals=gen_evals,
                         seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+
+
+def _kept_row(i, ids0, n, before, text, traj, gap, status, gain_mean, gain_sd) -> RowResult:
+    """Input i returned unchanged: every "after" score is its own "before" score."""
+    keys = {"reward": float(before["reward"][i]), "loglik": float(before["ll"][i]), "objective": float(before["val"][i])}
+    return RowResult(tokens=ids0[i, :n].tolist(), text=text, **{f"{k}_{w}": v for k, v in keys.items()
+                                                                 for w in ("before", "after")},
+                     gap=float(gap), valid_before=before["valid"][i], valid_after=before["valid"][i], status=status,
+                     restart=0, changed=0, kept=True, gain_mean=gain_mean, gain_sd=gain_sd, trajectory=traj)
 
 
 def _expand(free: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ store's rating queue (`RatingStore.enqueue`; read it back with `RatingStore.pend
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
@@ -25,7 +26,8 @@ from ._distance import dedup, nearest_distance
 class HarvestConfig:
     """What counts as a likely blind spot, and how many to queue."""
 
-    ascent: AscentConfig = field(default_factory=lambda: AscentConfig(require_valid=False))  # engine run
+    ascent: AscentConfig = field(default_factory=lambda: AscentConfig(require_valid=False))  # engine run (its trust
+    # guard is ignored: harvesting wants the edits the reward model likes but cannot vouch for)
     min_reward: float = 0.0  # reward (after) a suspect must reach; the reward model is calibrated to corpus mean 0
     max_loglik_per_token: float = -2.5  # below this mean log-likelihood per token = "unlikely"
     min_novelty: float = 0.5  # normalised edit distance to the nearest corpus text = "far"
@@ -121,7 +123,8 @@ def harvest(
     """
     if judge is None:
         from rewardmodels import broken_reasons as judge
-    result = optimize(starts, reward_model, generator, cfg.ascent, tokenizer=tokenizer, freeze=freeze,
+    # The do-no-harm guard is off here: the edits it would refuse are the blind spots to rate.
+    result = optimize(starts, reward_model, generator, dataclasses.replace(cfg.ascent, trust=None), tokenizer=tokenizer, freeze=freeze,
                       allowed=allowed, progress=progress)
     from domains import decode
 

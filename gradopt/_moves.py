@@ -28,6 +28,7 @@ from ._ascent import pad_batch, row_seed
 from ._distance import edit_distance
 from ._models import frozen_models, model_context
 from ._objective import ObjectiveWeights, score_sequences, shared_backbone
+from ._trust import TrustConfig, active, edit_budget, gain_stats, member_scores, verdict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,14 +152,39 @@ def keep_bars(propose: Callable[[str], list[str]], bars: set[int]) -> Callable[[
     return proposed
 
 
-def apply_moves(rows: list, moved: list[MoveResult]) -> list:
+def vet_moves(starts: Sequence[Sequence[int]], moved: list[MoveResult], reward_model, pad_id: int,
+              cfg: TrustConfig | None) -> list[str | None]:
+    """The do-no-harm guard (`gradopt._trust`) on each moved sequence against its row's *input*
+    `starts[i]` (token ids): None where the moves may be kept, else why not. The whole path from
+    the input counts — the ascent's edit plus the moves — with the token edit distance as the
+    changed positions and the input's length (BOS/EOS excluded) as the free ones."""
+    out: list[str | None] = [None] * len(moved)
+    todo = [i for i, m in enumerate(moved) if m.moves]
+    if not active(cfg) or not todo:
+        return out
+    before_ids, before_mask = pad_batch([list(starts[i]) for i in todo], pad_id)
+    after_ids, after_mask = pad_batch([moved[i].tokens for i in todo], pad_id)
+    gains = member_scores(reward_model, after_ids, after_mask) - member_scores(reward_model, before_ids, before_mask)
+    mean, sd = gain_stats(gains)
+    for k, i in enumerate(todo):
+        start = "".join(map(chr, starts[i]))
+        changed = edit_distance(start, "".join(map(chr, moved[i].tokens)))
+        free = max(len(starts[i]) - 2, 0)
+        budget = int(edit_budget(torch.tensor([free]), cfg)[0])
+        out[i] = verdict(float(mean[k]), float(sd[k]), changed, budget, free, cfg)
+    return out
+
+
+def apply_moves(rows: list, moved: list[MoveResult], refused: Sequence[str | None] | None = None) -> list:
     """`optimize`'s rows (`RowResult`) updated with a `move_search` run that started from their
     texts: the sequence, its scores and validity; `changed` becomes the token edit distance to the
-    row's start when a move was kept. Rows without a move are returned unchanged."""
+    row's start when a move was kept. Rows without a move, or whose moves `refused` names a reason
+    for (`vet_moves`), are returned unchanged (the reason is added to the status)."""
     out = []
-    for row, m in zip(rows, moved):
-        if not m.moves:
-            out.append(row)
+    for n, (row, m) in enumerate(zip(rows, moved)):
+        why = refused[n] if refused is not None else None
+        if not m.moves or why is not None:
+            out.append(row if why is None else replace(row, status=f"{row.status}; moves not kept: {why}"))
             continue
         before = "".join(map(chr, row.tokens))
         start_changed = row.changed
@@ -166,6 +192,6 @@ def apply_moves(rows: list, moved: list[MoveResult]) -> list:
             row, tokens=m.tokens, text=m.text, reward_after=m.reward_after, loglik_after=m.loglik_after,
             objective_after=m.objective_after, valid_after=m.valid_after,
             changed=start_changed + edit_distance(before, "".join(map(chr, m.tokens))),
-            status=f"{row.status}; {m.moves} move(s)",
+            status=f"{row.status}; {m.moves} move(s)", kept=False,
         ))
     return out

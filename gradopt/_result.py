@@ -23,9 +23,13 @@ class RowResult:
     valid_before: bool | None  # `validate` on the start (None without a validator)
     valid_after: bool | None  # `validate` on `tokens`
     status: str = "ok"  # "ok", or why the row stopped (e.g. "nonfinite objective at step 12"); starts with
-    # "kept the input" when no restart reached an accepted sequence and `tokens` is the input unchanged
+    # "kept the input: <why>" when `tokens` is the input unchanged: no restart reached an accepted sequence,
+    # or the do-no-harm guard did not trust the best one (its gain_mean/gain_sd say by how much)
     restart: int = 0  # which restart produced `tokens` (0 = started from the input itself)
-    changed: int = 0  # positions that differ from the start
+    changed: int = 0  # positions that differ from the input
+    kept: bool = False  # True when `tokens` is the input unchanged (the guard or no accepted sequence; see status)
+    gain_mean: float = math.nan  # reward gain of the candidate edit, mean over ensemble members (or the plain gain)
+    gain_sd: float = math.nan  # SD of that gain over ensemble members (nan for a single reward model)
     trajectory: list[dict] = field(default_factory=list)  # per check: step, soft, discrete, reward, loglik, gap
 
     @property
@@ -76,6 +80,7 @@ class AscentResult:
             "gap": mean(r.gap for r in ok if math.isfinite(r.gap)),
             "valid_fraction": mean(float(v) for v in valid) if valid else None,
             "changed": mean(r.changed for r in ok),
+            "kept": sum(r.kept for r in self.rows),
             "reward_evals": self.reward_evals,
             "seconds": self.seconds,
         }

@@ -183,6 +183,14 @@ class RewardModel(nn.Module):
         save_file(state, str(path / WEIGHTS_NAME))
 
     @classmethod
+    def _from_marker(cls, config: GPT2Config, marker: dict) -> "RewardModel":
+        """An untrained model of the kind the saved marker describes (subclasses override)."""
+        if "members" in marker:
+            raise ValueError("this directory holds a reward ensemble; load it with RewardEnsemble.from_pretrained "
+                             "or rewardmodels.load_reward_model")
+        return cls(config, marker.get("pooling", "last"))
+
+    @classmethod
     def from_pretrained(cls, directory: str | Path) -> "RewardModel":
         """Load a model written by `save_pretrained`, in eval mode."""
         path = Path(directory)
@@ -192,7 +200,7 @@ class RewardModel(nn.Module):
         if "gradopt_reward_model" not in cfg:
             raise ValueError(f"{path} holds a model that is not a gradopt reward model (a generator?)")
         marker = cfg.pop("gradopt_reward_model")
-        model = cls(GPT2Config.from_dict(cfg), marker.get("pooling", "last"))
+        model = cls._from_marker(GPT2Config.from_dict(cfg), marker)
         state = load_file(str(path / WEIGHTS_NAME))
         dtype = next(iter(state.values())).dtype
         model.to(dtype).load_state_dict(state)

@@ -239,6 +239,50 @@ def group_folds(groups, folds: int, seed: int = 0) -> np.ndarray:
     return fold_of[member]
 
 
+def standardise(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features X (n, d) divided by their weighted SD -> (Z (n, d), sd (d,)); a head fitted on Z
+    reads X with weights β / sd."""
+    sd = np.sqrt(w @ (X - w @ X / w.sum()) ** 2 / w.sum()) + 1e-8
+    return X / sd, sd
+
+
+def choose_l2(Z: np.ndarray, y: np.ndarray, w: np.ndarray, grid: tuple[float, ...], folds: int, seed: int,
+              groups=None) -> tuple[float, dict[float, float]]:
+    """Ridge λ from `grid` by `folds`-fold cross-validation (groups share a fold, `group_folds`)
+    -> (λ, {λ: precision-weighted squared error}); a single value is returned as is."""
+    if len(grid) == 1:
+        return float(grid[0]), {}
+    n = len(y)
+    fold = group_folds(range(n) if groups is None else groups, folds, seed)
+    cv: dict[float, float] = {}
+    for lam in grid:
+        err = 0.0
+        for k in range(folds):
+            tr, te = fold != k, fold == k
+            beta, b = _ridge(Z[tr], y[tr], w[tr], lam)
+            err += float(w[te] @ (y[te] - b - Z[te] @ beta) ** 2)
+        cv[float(lam)] = err / w.sum()
+    return min(cv, key=cv.get), cv
+
+
+def check_probe_inputs(n: int, targets, weights, l2, groups) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Validated (targets (n,), weights (n,) rescaled to mean 1, λ grid) of a probe fit."""
+    y = np.asarray(targets, dtype=np.float64)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if y.shape != (n,) or w.shape != (n,):
+        raise ValueError(f"targets/weights must have shape ({n},)")
+    _check_finite("targets", y)
+    _check_finite("weights", w)
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"groups must have one label per item ({n}), got {len(groups)}")
+    if bool((w < 0).any()) or w.sum() <= 0:
+        raise ValueError("weights must be non-negative and not all zero")
+    grid = (l2,) if np.isscalar(l2) else tuple(l2)
+    if not grid or min(grid) < 0:
+        raise ValueError(f"l2 must be one value >= 0 or a non-empty sequence of them, got {l2}")
+    return y, w / w.mean(), grid
+
+
 def fit_head(
     model: RewardModel,
     ids: torch.Tensor,
@@ -263,37 +307,10 @@ def fit_head(
     these items. NaN or infinite targets or weights raise a ValueError naming the items.
     Returns {"l2": λ, "cv_loss": {λ: loss}}.
     """
-    n = ids.shape[0]
-    y = np.asarray(targets, dtype=np.float64)
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if y.shape != (n,) or w.shape != (n,):
-        raise ValueError(f"targets/weights must have shape ({n},)")
-    _check_finite("targets", y)
-    _check_finite("weights", w)
-    if groups is not None and len(groups) != n:
-        raise ValueError(f"groups must have one label per item ({n}), got {len(groups)}")
-    if bool((w < 0).any()) or w.sum() <= 0:
-        raise ValueError("weights must be non-negative and not all zero")
-    grid = (l2,) if np.isscalar(l2) else tuple(l2)
-    if not grid or min(grid) < 0:
-        raise ValueError(f"l2 must be one value >= 0 or a non-empty sequence of them, got {l2}")
-    w = w / w.mean()
+    y, w, grid = check_probe_inputs(ids.shape[0], targets, weights, l2, groups)
     X = model.features(ids, attention_mask).double().numpy()  # (n, d)
-    sd = np.sqrt(w @ (X - w @ X / w.sum()) ** 2 / w.sum()) + 1e-8
-    Z = X / sd
-    cv: dict[float, float] = {}
-    if len(grid) > 1:
-        fold = group_folds(range(n) if groups is None else groups, folds, seed)
-        for lam in grid:
-            err = 0.0
-            for k in range(folds):
-                tr, te = fold != k, fold == k
-                beta, b = _ridge(Z[tr], y[tr], w[tr], lam)
-                err += float(w[te] @ (y[te] - b - Z[te] @ beta) ** 2)
-            cv[float(lam)] = err / w.sum()
-        best = min(cv, key=cv.get)
-    else:
-        best = float(grid[0])
+    Z, sd = standardise(X, w)
+    best, cv = choose_l2(Z, y, w, grid, folds, seed, groups)
     beta, b = _ridge(Z, y, w, best)
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(beta / sd, dtype=model.head.weight.dtype)[None])

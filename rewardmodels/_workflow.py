@@ -142,26 +142,33 @@ def _fits_context(store: RatingStore, tokenizer, n_positions: int) -> np.ndarray
 
 def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | None = None, *,
                      pairwise: bool = False, kinds: Sequence[str] = KINDS, cfg=None, progress: bool = False,
-                     pooling: str = "last", probe: bool = False):
+                     pooling: str = "last", probe: bool = False, members: int = 0):
     """A `RewardModel` initialised from `generator`, trained on the store's ratings.
 
     Regression on `scores` (posterior means, precision-weighted) by default; with `pairwise`,
     the baseline on the raw [winner, loser] pairs of the given kinds. With `probe`, only the
     linear head is fitted in closed form on the frozen generator's features (`fit_head`; best
     with ``pooling="mean"`` and a few thousand items, see benchmarks/reward_fidelity.py).
+    With ``members = K >= 2`` (needs `probe`) a `RewardEnsemble` of K probes on bootstrap resamples
+    of the rated items is fitted instead (`fit_ensemble`).
     Returns (model, losses); a probe's "losses" are its cross-validation losses.
     """
     from domains import context_length, encode_batch
 
+    from ._ensemble import RewardEnsemble, fit_ensemble
     from ._model import RewardModel
     from ._train import TrainConfig, fit_head, train_pairwise, train_reward_model
 
     cfg = cfg or TrainConfig()
     if probe and pairwise:
         raise ValueError("the probe regresses on Bradley-Terry scores; it cannot be combined with pairwise")
+    if members and (members < 2 or not probe):
+        raise ValueError(f"an ensemble needs --probe and at least 2 members, got members={members}"
+                         + ("" if probe else " without --probe"))
     with torch.random.fork_rng():  # the head's initial weights, without touching the caller's RNG
         torch.manual_seed(cfg.seed)
-        model = RewardModel.from_generator(generator, pooling=pooling)
+        model = (RewardEnsemble.from_generator(generator, pooling, members) if members
+                 else RewardModel.from_generator(generator, pooling=pooling))
     fits = _fits_context(store, tokenizer, context_length(generator))
     if pairwise:
         wins, ties = store.pairs(kinds)
@@ -183,8 +190,8 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
         ids, mask = encode_batch(tokenizer, texts, generator)
         if probe:  # cross-validation folds keep every item with its edits (same root parent)
             roots = [store.root(item_id(t)) for t in texts]
-            info = fit_head(model, ids, mask, targets, weights, folds=min(5, len(set(roots))), seed=cfg.seed,
-                            groups=roots)
+            fit = fit_ensemble if members else fit_head
+            info = fit(model, ids, mask, targets, weights, folds=min(5, len(set(roots))), seed=cfg.seed, groups=roots)
             losses = [float(v) for v in info["cv_loss"].values()]
         else:
             losses = train_reward_model(model, ids, mask, targets, weights, cfg, progress)

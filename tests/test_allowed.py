@@ -15,7 +15,7 @@ from gradopt._ascent import _perturb
 TUNES = ["X:1\nK:G\nGABc|dedB|", "K:D\nFA|", "X:2\nM:6/8\nK:D\nFAd fed|"]
 RELAXATIONS = [SimplexEntropy(init_smoothing=0.1), SimplexLogits(), GumbelSoftmax(hard=True), StraightThrough(),
                EmbeddingPEZ()]
-NOISY = dict(steps=8, check_every=2, restarts=3, restart_noise=0.6, seed=1,
+NOISY = dict(trust=None, steps=8, check_every=2, restarts=3, restart_noise=0.6, seed=1,
              polish=PolishConfig(rounds=3, top_k=6, candidates=8))
 
 

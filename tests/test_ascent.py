@@ -12,7 +12,7 @@ from gradopt import (
 )
 
 TUNES = ["X:1\nK:G\nGABc|dedB|", "K:D\nFA|", "X:2\nM:6/8\nK:D\nFAd fed|"]
-QUICK = AscentConfig(steps=12, check_every=4, polish=PolishConfig(rounds=2, top_k=4, candidates=6))
+QUICK = AscentConfig(trust=None, steps=12, check_every=4, polish=PolishConfig(rounds=2, top_k=4, candidates=6))
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def setup():
 def test_batched_equals_one_by_one(setup):
     tok, gen, rm = setup
     init = encode(tok, TUNES)
-    cfg = AscentConfig(steps=8, check_every=3, restarts=2, relaxation=GumbelSoftmax(),
+    cfg = AscentConfig(trust=None, steps=8, check_every=3, restarts=2, relaxation=GumbelSoftmax(),
                        polish=PolishConfig(rounds=2, top_k=4, candidates=5), seed=3)
     batched = optimize(init, rm, gen, cfg, tokenizer=tok)
     for i, row in enumerate(init):
@@ -36,7 +36,7 @@ def test_batched_equals_one_by_one(setup):
 
 def test_deterministic_under_a_seed(setup):
     tok, gen, rm = setup
-    cfg = AscentConfig(steps=6, check_every=2, restarts=2, relaxation=GumbelSoftmax(), polish=PolishConfig(rounds=1))
+    cfg = AscentConfig(trust=None, steps=6, check_every=2, restarts=2, relaxation=GumbelSoftmax(), polish=PolishConfig(rounds=1))
     a = optimize(encode(tok, TUNES), rm, gen, cfg, tokenizer=tok)
     b = optimize(encode(tok, TUNES), rm, gen, cfg, tokenizer=tok)
     assert a.tokens == b.tokens and [r.reward_after for r in a.rows] == [r.reward_after for r in b.rows]
@@ -48,7 +48,7 @@ def test_frozen_positions_never_change(setup, relax):
     init = encode(tok, TUNES)
     ids, _ = pad_batch(init, tok.pad_token_id)
     freeze = freeze_prefix(ids, 6)
-    cfg = AscentConfig(steps=10, check_every=2, restarts=2, relaxation=relax,
+    cfg = AscentConfig(trust=None, steps=10, check_every=2, restarts=2, relaxation=relax,
                        optimizer=QUICK.optimizer.__class__(lr=0.5),
                        polish=PolishConfig(rounds=2, top_k=4, candidates=8))
     res = optimize(init, rm, gen, cfg, tokenizer=tok, freeze=freeze)
@@ -118,7 +118,7 @@ def test_validator_vetoes_invalid_outputs(setup):
     def validate(text):  # only the characters of the start are acceptable
         return set(text) <= set("".join(TUNES))
 
-    cfg = AscentConfig(steps=10, check_every=2, optimizer=QUICK.optimizer.__class__(lr=0.5),
+    cfg = AscentConfig(trust=None, steps=10, check_every=2, optimizer=QUICK.optimizer.__class__(lr=0.5),
                        polish=PolishConfig(rounds=2, top_k=4, candidates=8))
     res = optimize(encode(tok, TUNES), rm, gen, cfg, tokenizer=tok, validate=validate)
     assert all(row.valid_before for row in res.rows)
@@ -139,7 +139,7 @@ def test_restarts_from_rejected_starts_never_reach_the_output(setup):
     assert all(_headers_then_one_bar_line(t) for t in TUNES)
     winners = []
     for seed in (0, 1, 2):
-        cfg = AscentConfig(steps=4, check_every=2, restarts=4, restart_noise=1.0, seed=seed,
+        cfg = AscentConfig(trust=None, steps=4, check_every=2, restarts=4, restart_noise=1.0, seed=seed,
                            polish=PolishConfig(rounds=2, top_k=4, candidates=6))
         res = optimize(init, rm, gen, cfg, tokenizer=tok, validate=_headers_then_one_bar_line)
         for start, row in zip(init, res.rows):
@@ -158,7 +158,7 @@ def test_gap_is_measured_before_the_final_projection(setup):
     # still loose at the last gradient step; the update after it projects every row onto a vertex
     # (entropy_end = 0), where the soft and exact objectives agree by construction.
     relax = SimplexEntropy(init_smoothing=0.3, entropy_start=1.0)
-    cfg = AscentConfig(steps=5, check_every=5, relaxation=relax, polish=PolishConfig(rounds=0))  # checks at 0, 5
+    cfg = AscentConfig(trust=None, steps=5, check_every=5, relaxation=relax, polish=PolishConfig(rounds=0))  # checks at 0, 5
     res = optimize(init, rm, gen, cfg, tokenizer=tok)
     every = optimize(init, rm, gen, replace(cfg, check_every=1), tokenizer=tok)  # same path, checks every step
     for row, ref in zip(res.rows, every.rows):
@@ -177,7 +177,7 @@ def test_before_scores_are_the_inputs_own_exact_scores(setup):
 
     # init_smoothing = 1 starts every free position at the uniform distribution, whose projection
     # is one token repeated, not the input.
-    cfg = AscentConfig(steps=4, check_every=2, relaxation=SimplexEntropy(init_smoothing=1.0),
+    cfg = AscentConfig(trust=None, steps=4, check_every=2, relaxation=SimplexEntropy(init_smoothing=1.0),
                        polish=PolishConfig(rounds=0))
     res = optimize(init, rm, gen, cfg, tokenizer=tok, validate=has_key)
     for start, row in zip(init, res.rows):
@@ -201,7 +201,7 @@ def test_the_input_competes_when_the_initial_relaxation_projects_elsewhere(setup
     # No steps, no polish: the only sequence the relaxation offers is the projection of its uniform
     # start (one token repeated), which the KL term to the start makes worse than the input; it is
     # kept only where it beats the input, never below it.
-    cfg = AscentConfig(steps=0, relaxation=SimplexEntropy(init_smoothing=1.0),
+    cfg = AscentConfig(trust=None, steps=0, relaxation=SimplexEntropy(init_smoothing=1.0),
                        objective=ObjectiveWeights(kl_weight=1.0), polish=PolishConfig(rounds=0))
     res = optimize(init, rm, gen, cfg, tokenizer=tok)
     worse = 0
@@ -216,7 +216,7 @@ def test_the_input_competes_when_the_initial_relaxation_projects_elsewhere(setup
 
 def test_torch_optim_backend_matches_torchopt(setup):
     tok, gen, rm = setup
-    base = AscentConfig(steps=6, check_every=2, polish=PolishConfig(rounds=0),
+    base = AscentConfig(trust=None, steps=6, check_every=2, polish=PolishConfig(rounds=0),
                         objective=ObjectiveWeights(lm_weight=0.5, kl_weight=0.1, entropy_weight=0.1),
                         relaxation=SimplexLogits())
     a = optimize(encode(tok, TUNES), rm, gen, base, tokenizer=tok)

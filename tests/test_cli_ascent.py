@@ -6,11 +6,11 @@ import torch
 
 from ascent_doubles import TEXTS
 from domains import (
-    NORMALISATION_FILE, GeneratorPreset, NormaliseConfig, build_char_tokenizer, build_generator, save_normalisation,
-    save_tokenizer,
+    NORMALISATION_FILE, GeneratorPreset, NormaliseConfig, build_char_tokenizer, build_generator, load_abc_file,
+    save_normalisation, save_tokenizer,
 )
 from gradopt.cli import main
-from rewardmodels import RewardModel
+from rewardmodels import RewardEnsemble, RewardModel
 
 TUNE = "X:1\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|GABc dedB|cBAG G4|\n"
 
@@ -25,6 +25,9 @@ def work(tmp_path_factory):
     save_normalisation(NormaliseConfig(), d / "gen")  # a generator trained on tunes with spaces
     torch.manual_seed(1)
     RewardModel.from_generator(gen).save_pretrained(d / "rm")
+    ens = RewardEnsemble.from_generator(gen, "mean", members=4)
+    torch.nn.init.normal_(ens.head.weight, std=1.0)  # members that disagree about everything
+    ens.save_pretrained(d / "ens")
     (d / "in.abc").write_text(TUNE + "\n" + TUNE.replace("X:1", "X:2").replace("E2D2", "EDD2"))
     return d
 
@@ -42,6 +45,24 @@ def test_optimize_writes_tunes_and_prints_a_summary(work, capsys):
     assert "->reward" in printed and printed.strip().splitlines()[-1].startswith("2 tunes")
     rows = json.loads((work / "rows.json").read_text())
     assert len(rows) == 2 and all(r["valid_after"] for r in rows)
+
+
+def test_optimize_with_an_ensemble_keeps_tunes_it_cannot_vouch_for(work, capsys):
+    args = ["optimize", "--in", str(work / "in.abc"), "--generator", str(work / "gen"), "--reward", str(work / "ens"),
+            "--steps", "4", "--check-every", "2", "--polish-rounds", "1", "--no-utility", "--threads", "1",
+            "--max-changed", "1.0"]
+    capsys.readouterr()
+    assert main([*args, "--out", str(work / "guarded.abc"), "--json", str(work / "guarded.json")]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((work / "guarded.json").read_text())
+    assert all(r["kept"] and r["changed"] == 0 for r in rows)
+    assert [r["text"] for r in rows] == load_abc_file(work / "in.abc")  # the inputs, unchanged
+    assert printed.count("kept the input: no confident improvement") == 2 and "±" in printed
+    assert "(2 kept unchanged)" in printed.strip().splitlines()[-1]
+    assert main([*args, "--no-guard", "--out", str(work / "raw.abc"), "--json", str(work / "raw.json")]) == 0
+    raw = json.loads((work / "raw.json").read_text())
+    assert not any(r["kept"] for r in raw) and any(r["changed"] for r in raw)
+    assert [r["gain_mean"] for r in raw] == pytest.approx([r["gain_mean"] for r in rows])
 
 
 def test_optimize_refuses_a_tune_longer_than_the_context(work, capsys):

@@ -115,6 +115,15 @@ def test_train_reward_probe(store, tmp_path, generator_and_scores):
     for name, w in gen.transformer.state_dict().items():
         assert torch.equal(probe.transformer.state_dict()[name], w), name
     assert main(["train-reward", *common, "--probe", "--pairwise", "--out", str(tmp_path / "x")]) == 2
+    assert main(["train-reward", *common, "--probe", "--pooling", "mean", "--ensemble", "3",
+                 "--out", str(tmp_path / "ens")]) == 0
+    from rewardmodels import RewardEnsemble, load_reward_model
+
+    ens = load_reward_model(tmp_path / "ens")
+    assert isinstance(ens, RewardEnsemble) and ens.members == 3 and ens.pooling == "mean"
+    for name, w in gen.transformer.state_dict().items():
+        assert torch.equal(ens.transformer.state_dict()[name], w), name
+    assert main(["train-reward", *common, "--ensemble", "3", "--out", str(tmp_path / "x")]) == 2  # needs --probe
 
 
 def test_import_twice_and_rate_the_queue(store, capsys):

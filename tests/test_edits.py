@@ -105,7 +105,7 @@ def test_cli_pitch_edits_keep_corpus_tunes_valid_and_their_rhythm(models, valid_
     rc = main(["optimize", "--in", str(models / "in.abc"), "--out", str(models / "out.abc"), "--edit", "pitch",
                "--generator", str(models / "gen"), "--reward", str(models / "rm"), "--steps", "6",
                "--check-every", "2", "--restarts", "2", "--polish-rounds", "2", "--lm-weight", "0",
-               "--no-validate", "--no-utility", "--threads", "1", "--json", str(models / "rows.json")])
+               "--no-validate", "--no-guard", "--no-utility", "--threads", "1", "--json", str(models / "rows.json")])
     assert rc == 0
     rows = json.loads((models / "rows.json").read_text())
     before = domains.load_abc_file(models / "in.abc")

@@ -17,7 +17,7 @@ def _load_models(args):
     model and the normalisation its corpus had (user tunes are normalised the same way)."""
     import domains
     import torch
-    from rewardmodels import RewardModel
+    from rewardmodels import load_reward_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -25,7 +25,7 @@ def _load_models(args):
     tok = domains.load_tokenizer(args.generator)
     gen = domains.load_generator(args.generator)
     norm = domains.load_normalisation(args.generator)
-    rm = RewardModel.from_pretrained(args.reward)
+    rm = load_reward_model(args.reward)  # a single model or an ensemble
     return tok, gen, rm, norm
 
 
@@ -35,12 +35,15 @@ def _config(args):
     from .._optim import Adam
     from .._polish import PolishConfig
     from .._relax import make_relaxation
+    from .._trust import TrustConfig
 
+    trust = None if getattr(args, "no_guard", True) else TrustConfig(
+        max_changed=args.max_changed, pessimism=args.pessimism, margin=args.margin)
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
         relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight),
         optimizer=Adam(lr=args.lr), polish=PolishConfig(rounds=args.polish_rounds, combine=args.polish_combine),
-        require_valid=not getattr(args, "allow_invalid", False),
+        require_valid=not getattr(args, "allow_invalid", False), trust=trust,
     )
 
 
@@ -108,7 +111,7 @@ def cmd_optimize(args) -> int:
         res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate,
                        progress=True)
         rows.extend(res.rows)
-    rows = _search_moves(args, rows, tok, gen, rm, cfg, moves_cfg, validate)
+    rows = _search_moves(args, rows, starts, tok, gen, rm, cfg, moves_cfg, validate)
     out_texts = [r.text for r in rows]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(t.rstrip("\n") + "\n" for t in out_texts))
@@ -116,17 +119,22 @@ def cmd_optimize(args) -> int:
     for i, (t, r) in enumerate(zip(tunes, rows), 1):
         table.append({"#": i, "title": _title(t), "reward": r.reward_before, "->reward": r.reward_after,
                       "loglik": r.loglik_before, "->loglik": r.loglik_after, "valid": r.valid_after,
-                      "changed": r.changed, "status": r.status})
+                      "gain": f"{r.gain_mean:+.3f}" + ("" if math.isnan(r.gain_sd) else f"±{r.gain_sd:.3f}"),
+                      "changed": r.changed, "status": "kept" if r.kept else r.status})
     if not args.no_utility:
         before, after = _utilities(tunes), _utilities(out_texts)
         if before is not None:
             for row, u0, u1 in zip(table, before, after):
                 row["utility"], row["->utility"] = u0, u1
-    cols = ["#", "title", "reward", "->reward", "utility", "->utility", "loglik", "->loglik", "valid", "changed",
-            "status"]
+    cols = ["#", "title", "reward", "->reward", "gain", "utility", "->utility", "loglik", "->loglik", "valid",
+            "changed", "status"]
     print_table(table, [c for c in cols if any(c in r for r in table)])
+    for i, r in enumerate(rows, 1):  # "gain" is the candidate edit's reward gain (± SD over ensemble members)
+        if r.kept:
+            print(f"tune {i} ({_title(tunes[i - 1])}): {r.status}")
     mean = lambda k: sum(r[k] for r in table) / len(table)  # noqa: E731
-    line = f"{len(rows)} tunes -> {args.out}: reward {mean('reward'):+.3f} -> {mean('->reward'):+.3f}"
+    line = (f"{len(rows)} tunes -> {args.out} ({sum(r.kept for r in rows)} kept unchanged): "
+            f"reward {mean('reward'):+.3f} -> {mean('->reward'):+.3f}")
     if "utility" in table[0]:
         line += f", simulated utility {mean('utility'):+.3f} -> {mean('->utility'):+.3f}"
     print(line)
@@ -135,13 +143,14 @@ def cmd_optimize(args) -> int:
     return 0
 
 
-def _search_moves(args, rows, tok, gen, rm, cfg, moves_cfg, validate):
+def _search_moves(args, rows, starts, tok, gen, rm, cfg, moves_cfg, validate):
     """The whole-tune moves of the edit kind (`domains.abc_moves`), searched exactly from the ascent's
-    results (`move_search`); bars frozen by --freeze (and the header) keep their content."""
+    results (`move_search`); bars frozen by --freeze (and the header) keep their content, and the
+    do-no-harm guard judges each moved tune against its input (`vet_moves`)."""
     import domains
 
     from .._masks import parse_bars
-    from .._moves import apply_moves, keep_bars, move_search
+    from .._moves import apply_moves, keep_bars, move_search, vet_moves
 
     if moves_cfg.rounds == 0 or args.edit not in MOVE_KINDS:
         return rows
@@ -151,7 +160,7 @@ def _search_moves(args, rows, tok, gen, rm, cfg, moves_cfg, validate):
         propose = keep_bars(propose, parse_bars(spec))
     moved = move_search([r.text for r in rows], propose, rm, gen, tok, moves_cfg, weights=cfg.objective,
                         validate=validate, progress=True)
-    return apply_moves(rows, moved)
+    return apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.trust))
 
 
 def cmd_harvest(args) -> int:
@@ -194,7 +203,7 @@ def _add_engine_args(p) -> None:
     from .._relax import RELAXATIONS
 
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
-    p.add_argument("--reward", required=True, help="reward model directory (save_pretrained)")
+    p.add_argument("--reward", required=True, help="reward model or ensemble directory (save_pretrained)")
     p.add_argument("--steps", type=int, default=60, help="gradient steps")
     p.add_argument("--check-every", type=int, default=10, help="project and score exactly every k steps")
     p.add_argument("--restarts", type=int, default=1, help="random restarts per tune")
@@ -232,6 +241,18 @@ def register(sub) -> None:
                    help="rounds of whole-tune moves searched exactly after the ascent for --edit rhythm, bars "
                         "and any (0 = off)")
     p.add_argument("--move-candidates", type=int, default=64, help="moves scored per tune and round")
+    from .._trust import TrustConfig
+
+    trust = TrustConfig()
+    p.add_argument("--no-guard", action="store_true",
+                   help="return the engine's best sequence even when the reward model is not confident it is better "
+                        "(by default a tune is kept unchanged unless its edit passes the do-no-harm guard)")
+    p.add_argument("--max-changed", type=float, default=trust.max_changed,
+                   help="guard: edit budget, the largest fraction of a tune's editable positions that may change")
+    p.add_argument("--pessimism", type=float, default=trust.pessimism,
+                   help="guard: k in the lower bound 'mean gain - k * SD over ensemble members' (reward ensembles)")
+    p.add_argument("--margin", type=float, default=trust.margin,
+                   help="guard: the lower bound (a single model's gain) must exceed this for the edit to be kept")
     _add_engine_args(p)
     p.set_defaults(func=cmd_optimize)
 

@@ -177,9 +177,14 @@ def cmd_train_reward(args) -> int:
     cfg = rm.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     model, losses = rm.train_from_store(store, generator, tokenizer, scores, pairwise=args.pairwise,
                                         kinds=_kinds(args.kinds), cfg=cfg, progress=True,
-                                        pooling=args.pooling, probe=args.probe)
+                                        pooling=args.pooling, probe=args.probe, members=args.ensemble)
     model.save_pretrained(args.out)
     domains.save_tokenizer(tokenizer, args.out)
+    if args.ensemble:
+        print(f"fitted an ensemble of {args.ensemble} linear probes ({args.pooling} pooling, bootstrap resamples of the "
+              f"rated items) on the frozen generator's features: best cross-validation loss {min(losses):.4f}; "
+              f"saved to {args.out}")
+        return 0
     if args.probe:
         print(f"fitted a linear probe ({args.pooling} pooling) on the frozen generator's features: "
               f"best cross-validation loss {min(losses):.4f}; saved to {args.out}")
@@ -284,6 +289,9 @@ def register(subparsers) -> None:
     p.add_argument("--probe", action="store_true",
                    help="fit only the linear head in closed form on the frozen generator (ridge, λ by "
                         "cross-validation); with --pooling mean the best recipe in benchmarks/reward_fidelity.py")
+    p.add_argument("--ensemble", type=int, default=0, metavar="K",
+                   help="fit K probes on bootstrap resamples of the rated items (needs --probe): their disagreement "
+                        "is what `gradopt optimize`'s do-no-harm guard reads; 0 = one model")
     p.add_argument("--out", required=True, help="directory to save the reward model and tokenizer")
     p.add_argument("--pairwise", action="store_true", help="train the pairwise baseline instead")
     p.add_argument("--kinds", default="human,auto,simulated", help="comparison kinds for --pairwise")

@@ -1,0 +1,96 @@
+"""Do no harm: the engine returns an edit only when the reward model is confident it helps.
+
+Legend: b rows, K ensemble members (K = 1 for a single reward model).
+
+A reward model fitted on a few hundred rated items is trusted near them and guesses away from
+them; the ascent, which climbs whatever the model says, walks exactly where it guesses. So the
+engine's output replaces a user's input only when
+
+    changed <= floor(max_changed * free)                          (the edit budget)
+    lower = mean_k(g_k) - pessimism * sd_k(g_k) > margin           g_k = member_k(after) - member_k(before)
+
+with the per-member gains g_k of a `rewardmodels.RewardEnsemble` (`score_members`), so the
+members' disagreement about the *gain* is what counts, not about the two scores separately. A
+single reward model (K = 1) has no spread: the rule is then the budget and ``gain > margin``.
+Otherwise the input is returned unchanged with a status saying why. The budget also bounds the
+search itself: with the guard on, the engine only keeps verified sequences within it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrustConfig:
+    """When an edited sequence may replace its input (see the module docstring).
+
+    Defaults chosen on the selection split of benchmarks/do_no_harm.py (results in
+    benchmarks/results/do_no_harm.json)."""
+
+    enabled: bool = True  # False (or AscentConfig(trust=None)): the engine's raw best sequence is returned
+    max_changed: float = 0.1  # edit budget: largest fraction of a row's free positions that may change
+    pessimism: float = 1.0  # k of the lower bound mean - k * sd of the members' gains (ensembles only)
+    margin: float = 0.1  # the lower bound (or a single model's gain) must exceed this, in reward units
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_changed <= 1.0:
+            raise ValueError(f"max_changed is a fraction of the free positions in [0, 1], got {self.max_changed}")
+        if not math.isfinite(self.pessimism) or self.pessimism < 0:
+            raise ValueError(f"pessimism must be a finite number >= 0, got {self.pessimism}")
+        if not math.isfinite(self.margin):
+            raise ValueError(f"margin must be finite, got {self.margin}")
+
+
+def active(cfg: TrustConfig | None) -> bool:
+    """Whether the guard applies (a config that is present and enabled)."""
+    return cfg is not None and cfg.enabled
+
+
+def edit_budget(free: torch.Tensor, cfg: TrustConfig | None) -> torch.Tensor:
+    """Largest number of changed positions per row (b,) given free-position counts (b,); no limit
+    (the count itself) when the guard is off."""
+    if not active(cfg):
+        return free.clone()
+    return torch.floor(free.double() * cfg.max_changed + 1e-9).long()
+
+
+@torch.no_grad()
+def member_scores(reward_model, ids: torch.Tensor, attention_mask: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Per-member rewards (b, K) of token ids (b, t): `score_members` when the model has members,
+    else its score as one member (b, 1)."""
+    fn = getattr(reward_model, "score_members", None)
+    out = []
+    for i in range(0, ids.shape[0], chunk):
+        x, m = ids[i : i + chunk], attention_mask[i : i + chunk]
+        out.append(fn(x, m) if fn is not None else reward_model.score(x, attention_mask=m)[:, None])
+    return torch.cat(out)
+
+
+def gain_stats(gains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (b,), sd (b,)) of per-member gains (b, K); sd is nan for a single member."""
+    g = gains.double()
+    sd = g.std(-1, correction=1) if g.shape[-1] > 1 else torch.full(g.shape[:1], math.nan, dtype=g.dtype)
+    return g.mean(-1), sd
+
+
+def verdict(gain_mean: float, gain_sd: float, changed: int, budget: int, free: int,
+            cfg: TrustConfig) -> str | None:
+    """None when the edit may replace the input, else the reason it may not (for the status line)."""
+    if changed > budget:
+        return (f"edit budget exceeded ({changed} of {free} free positions changed, "
+                f"budget {budget} = {cfg.max_changed:.0%})")
+    if not math.isfinite(gain_mean):
+        return "no confident improvement (gain not finite)"
+    if math.isnan(gain_sd):  # a single reward model: no spread to be pessimistic about
+        if gain_mean > cfg.margin:
+            return None
+        return f"no confident improvement (gain {gain_mean:.2f}, needs > {cfg.margin:.2f})"
+    lower = gain_mean - cfg.pessimism * gain_sd
+    if lower > cfg.margin:
+        return None
+    return (f"no confident improvement (gain {gain_mean:.2f} ± {gain_sd:.2f}: lower bound {lower:.2f} "
+            f"with k={cfg.pessimism:g}, needs > {cfg.margin:.2f})")
