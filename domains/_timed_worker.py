@@ -1,10 +1,14 @@
-"""A persistent helper process that runs one function with a hard wall-clock limit per call.
+"""A persistent helper process that runs one function with a hard time limit per call.
 
 Some inputs make a library loop for minutes (music21 re-barring a note two million units long
 took over 15 minutes and 4 GB). Python cannot interrupt a running function from outside, so the
 function runs in a child process that is killed when a call overruns and replaced by a fresh one.
 The child is reused across calls (starting one costs seconds: it imports music21), so a call
-costs one pipe round trip beyond the work itself.
+costs one pipe round trip beyond the work itself (about 0.1 ms).
+
+A call's limit is the child's CPU time (read from /proc only once the call has taken that long
+in wall time), with a wall-clock cap of `WALL_FACTOR` times it: on a machine shared by many jobs a
+parse that needs 3 s of CPU can take 20 s of wall time, and must not be judged a hang for it.
 
 The child is a plain ``subprocess`` running this file, not a ``multiprocessing`` process: `spawn`
 would re-import the caller's ``__main__`` and the ``domains`` package (torch) in the child, and
@@ -26,9 +30,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from multiprocessing.connection import Connection
 from pathlib import Path
+
+
+WALL_FACTOR = 6.0  # default wall-clock limit of a call, in multiples of its CPU limit
 
 
 class WorkerError(RuntimeError):
@@ -60,23 +68,32 @@ class TimedWorker:
         self._send: Connection | None = None
         self._recv: Connection | None = None
         self._ready = False
+        self._cpu_base = 0.0  # the worker's CPU seconds when it last answered
         _WORKERS.add(self)
 
-    def call(self, arg, timeout: float):
-        """``handle(arg)`` in the worker. Raises TimeoutError after `timeout` seconds (the worker is
-        killed and replaced), WorkerError if the worker died or `handle` raised, WorkerStartError
-        if no worker can be started. The time to start a worker does not count against `timeout`."""
+    def call(self, arg, timeout: float, wall_timeout: float | None = None):
+        """``handle(arg)`` in the worker, allowed `timeout` seconds of the worker's CPU time and
+        `wall_timeout` seconds of wall time (default 6 x `timeout`). CPU time is what a hang burns
+        and what a crowded machine does not inflate: a call that gets a fifth of a core still
+        finishes. Where a process's CPU time cannot be read (no /proc), `timeout` is wall time.
+
+        Raises TimeoutError on overrun (the worker is killed and replaced), WorkerError if the
+        worker died or `handle` raised, WorkerStartError if no worker can be started. Starting a
+        worker does not count against the limits."""
         if not timeout > 0:
             raise ValueError(f"TimedWorker.call: timeout must be > 0 seconds, got {timeout}")
+        wall_timeout = WALL_FACTOR * timeout if wall_timeout is None else wall_timeout
+        if not wall_timeout >= timeout:
+            raise ValueError(f"TimedWorker.call: wall_timeout ({wall_timeout}) must be >= timeout ({timeout})")
         with self._lock:
             if self._pid != os.getpid():  # a forked copy: the worker belongs to the parent
                 self._forget()
             self._ensure_ready()
             try:
                 self._send.send(arg)
-                answered = self._recv.poll(timeout)
-                if answered:
-                    status, value = self._recv.recv()
+                overrun = self._wait(timeout, wall_timeout)
+                if overrun is None:
+                    status, value, self._cpu_base = self._recv.recv()
             except (EOFError, OSError) as err:
                 code = self._proc.poll() if self._proc is not None else None
                 self._discard()
@@ -84,9 +101,9 @@ class TimedWorker:
             except BaseException:  # e.g. KeyboardInterrupt mid-call: the answer would come out of turn
                 self._discard()
                 raise
-            if not answered:
+            if overrun is not None:
                 self._restart()
-                raise TimeoutError(f"no answer within {timeout:g} s")
+                raise TimeoutError(overrun)
         if status == "err":
             raise WorkerError(value)
         return value
@@ -98,6 +115,30 @@ class TimedWorker:
                 self._discard()
 
     # -- internals --------------------------------------------------------------------------------
+    def _wait(self, timeout: float, wall_timeout: float) -> str | None:
+        """None once the answer is waiting, else how the call overran its limits."""
+        start = time.monotonic()
+        wait = timeout
+        while not self._recv.poll(wait):
+            waited = time.monotonic() - start
+            used = self._cpu_used()
+            if used is None:
+                return f"no answer within {waited:.3g} s"
+            if used >= timeout:
+                return f"the call used {used:.3g} s of CPU (limit {timeout:g} s)"
+            if waited >= wall_timeout:
+                return f"no answer within {waited:.3g} s (limit {wall_timeout:g} s; {used:.3g} s of CPU used)"
+            wait = max(0.01, min(timeout - used, wall_timeout - waited))
+        return None
+
+    def _cpu_used(self) -> float | None:
+        """CPU seconds the worker spent on the current call (Linux /proc), or None."""
+        try:
+            fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") - self._cpu_base
+        except (OSError, ValueError, IndexError):
+            return None
+
     def _start(self) -> None:
         """Start a child; it sends "ready" once it has loaded the script (not waited for here)."""
         to_child_r, to_child_w = os.pipe()
@@ -129,7 +170,7 @@ class TimedWorker:
         try:
             if not self._recv.poll(self.startup_timeout):
                 raise WorkerStartError(f"the worker for {self.script} did not start within {self.startup_timeout:g} s")
-            status, value = self._recv.recv()
+            status, value, self._cpu_base = self._recv.recv()
         except (EOFError, OSError):
             status, value = "err", f"it exited with code {self._proc.wait()}"
         except BaseException:
@@ -188,8 +229,6 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 # -- the child side -------------------------------------------------------------------------------
 def _watch_parent(parent: int) -> None:
     """Exit when the parent is gone (killed without running its exit handlers)."""
-    import time
-
     while os.getppid() == parent:
         time.sleep(1.0)
     os._exit(0)
@@ -210,18 +249,18 @@ def _serve(script: str, read_fd: int, write_fd: int) -> None:
         if "warm_up" in namespace:
             namespace["warm_up"]()
     except BaseException:
-        answers.send(("err", traceback.format_exc(limit=3)))
+        answers.send(("err", traceback.format_exc(limit=3), 0.0))
         return
-    answers.send(("ready", None))
+    answers.send(("ready", None, time.process_time()))
     while True:
         try:
             arg = requests.recv()
         except EOFError:  # the parent closed the pipe: done
             return
         try:
-            answer = pickle.dumps(("ok", handle(arg)))
+            answer = pickle.dumps(("ok", handle(arg), time.process_time()))
         except Exception as err:
-            answer = pickle.dumps(("err", f"{type(err).__name__}: {str(err)[:200]}"))
+            answer = pickle.dumps(("err", f"{type(err).__name__}: {str(err)[:200]}", time.process_time()))
         answers.send_bytes(answer)
 
 
