@@ -80,7 +80,8 @@ def checked(text):
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(head=st.sampled_from(HEADERS),
-       body=st.lists(st.one_of(st.sampled_from(TOKENS), st.integers(0, 10**12).map(str)), max_size=60))
+       body=st.lists(st.one_of(st.sampled_from(TOKENS), st.integers(0, 10**12).map(str),
+                               st.builds("{}{}".format, st.sampled_from("Gcz]"), st.integers(0, 10**7))), max_size=60))
 def test_fuzz_token_strings(head, body):
     checked(head + "".join(body))
 
