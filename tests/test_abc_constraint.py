@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 
 import domains
-from domains._abc import _bar_overruns
+from domains._abc_parse import bar_overruns as _bar_overruns
 from domains._abc_constraint import _LENGTH, _spec_value, meter_length
 
 HEADER = "X:1\nT:Test\nM:6/8\nL:1/8\nK:G\n"

@@ -1,6 +1,11 @@
+import time
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import domains
+from domains._abc_screen import screen_abc
 
 GOOD = "X:1\nT:Jig\nM:6/8\nL:1/8\nK:G\nD|GAB cde|dBG A2D|GAB cde|dBG G2:|\n"
 TRIPLETS = "X:1\nM:3/4\nL:1/8\nK:Ador\n(3ABc d2 e2|{g}f2 e2 d2|[ce]2 z2 A2|]\n"
@@ -23,6 +28,84 @@ def test_known_good_tunes():
 def test_known_bad_tunes(text, reason):
     v = domains.validate_abc(text)
     assert not v.ok and reason in v.reason
+
+
+# A parse that takes music21 minutes yet passes the cheap screen: each 4-bar note followed by a
+# partial bar makes music21 re-bar everything after it (160 pairs: 86 s on one core; 40: 3.5 s).
+SLOW = "X:1\nT:slow\nM:C|\nL:1/8\nK:G\n" + "G32|d/|" * 160 + "\n"
+
+
+def test_absurd_length_is_rejected_quickly():
+    """One note of 2,222,222 eighths kept music21 busy for over 15 minutes (4 GB)."""
+    text = "X:1\nT:t\nM:C|\nL:1/8\nK:Bb\nG2222222|2d/-^eB2|\n"
+    start = time.monotonic()
+    v = domains.validate_abc(text)
+    assert not v.ok and "G2222222" in v.reason
+    assert time.monotonic() - start < 1.0  # the screen answers without music21
+
+
+def test_hard_time_limit():
+    assert screen_abc(SLOW) is None  # not caught by the screen: only the time limit saves us
+    start = time.monotonic()
+    v = domains.validate_abc(SLOW, timeout=1.0)
+    took = time.monotonic() - start
+    assert not v.ok and v.reason.startswith("validation timed out: ") and "limit" in v.reason, v.reason
+    # at most 6 s of wall time (the cap for a 1 s CPU limit) + killing the worker (+ starting the
+    # first one, a few s on a loaded machine); without the limit this call takes minutes
+    assert took < 30, took
+    assert domains.validate_abc(GOOD).ok  # a fresh worker took over
+    with pytest.raises(ValueError, match="timeout"):
+        domains.validate_abc(GOOD, timeout=0)
+
+
+# -- fuzzing: any text gets a verdict, never an exception, never a hang -------------------------------
+FUZZ_TIMEOUT = 2.0
+# per call: the parse's wall-time cap (6 x 2 s), plus starting a replacement worker after a timeout
+# (importing music21: a few seconds on a loaded 2-core machine); the old validator hung for minutes
+PER_CALL = 30.0
+TOKENS = list("ABCDEFGabcdefgzxZ0123456789/|[](){}^_=,':<>-. ~\n\"!%") + [
+    "(3", "(3:2:4", "|:", ":|", "::", "[M:3/4]", "[L:1/16]", "[K:D]", "!trill!", '"Am"', "M:6/8\n", "L:1/4\n"]
+HEADERS = ["X:1\nT:f\nM:6/8\nL:1/8\nK:G\n", "X:1\nM:C|\nL:1/8\nK:Bb\n", "X:1\nM:2/4\nL:1/16\nK:Ador\n",
+           "X:1\nM:3/4\nK:D\n"]
+
+
+def checked(text):
+    start = time.monotonic()
+    v = domains.validate_abc(text, timeout=FUZZ_TIMEOUT)
+    took = time.monotonic() - start
+    assert isinstance(v, domains.Validity) and (v.ok or v.reason), (text, v)
+    assert took < PER_CALL, (text, took)
+    return v
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(head=st.sampled_from(HEADERS),
+       body=st.lists(st.one_of(st.sampled_from(TOKENS), st.integers(0, 10**12).map(str),
+                               st.builds("{}{}".format, st.sampled_from("Gcz]"), st.integers(0, 10**7))), max_size=60))
+def test_fuzz_token_strings(head, body):
+    checked(head + "".join(body))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_corpus_mutations(small_texts, data):
+    """Corpus tunes with characters inserted, deleted or replaced, and long digit runs."""
+    text = data.draw(st.sampled_from(small_texts))
+    edits = data.draw(st.lists(st.tuples(st.sampled_from(["insert", "delete", "replace", "digits"]),
+                                         st.floats(0, 1, exclude_max=True), st.sampled_from(TOKENS),
+                                         st.integers(1, 9)), min_size=1, max_size=6))
+    for op, where, token, n in edits:
+        i = int(where * len(text))
+        if op == "insert":
+            text = text[:i] + token + text[i:]
+        elif op == "delete":
+            text = text[:i] + text[i + n:]
+        elif op == "replace":
+            text = text[:i] + token + text[i + 1:]
+        else:
+            text = text[:i] + "2" * n + "1" * n + text[i:]
+    checked(text)
 
 
 def test_corpus_tunes_are_valid(fiddle_pieces):

@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 
@@ -20,6 +21,21 @@ def test_validate_command(tmp_path, capsys):
     f.write_text(good + "\nX:2\nT:Bad\nM:6/8\nL:1/8\nK:G\nGABcdefgab|\n")
     assert main(["validate", str(f)]) == 1
     assert "1/2 valid" in capsys.readouterr().out
+
+
+def test_validate_command_never_hangs(tmp_path, capsys):
+    """This candidate (one note of 2,222,222 eighths) kept `gradopt optimize`'s validator busy for
+    over 15 minutes and 4 GB; now the command names the note and exits 1 at once."""
+    f = tmp_path / "hang.abc"
+    f.write_text("X:1\nT:t\nM:C|\nL:1/8\nK:Bb\nG2222222|2d/-^eB2|\n")
+    start = time.monotonic()
+    assert main(["validate", str(f)]) == 1
+    took = time.monotonic() - start
+    out = capsys.readouterr().out
+    assert "G2222222" in out and "0/1 valid" in out
+    # the command answers without music21 (a cheap screen names the note); 20 s is generous on a
+    # loaded shared machine and still fails the old behaviour by a factor of 45
+    assert took < 20, took
 
 
 def test_export_and_missing_generator(tmp_path, capsys):
