@@ -33,10 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -47,6 +43,7 @@ import domains
 import gradopt
 import rewardmodels
 from ascent import memo_validate
+from provenance import write_result
 from reward_recipes import PRACTICAL, compare, cut_tune, edit_space, load_or_train_generator, make_pool, scaled, start_run
 
 RESULTS = Path(__file__).parent / "results"
@@ -197,15 +194,13 @@ def main() -> None:
             "off_gain_sd_mean": float(np.nanmean(off["gain_sd"])),
             "off_corr_gain_mean_du": float(np.corrcoef(off["gain_mean"], off["du"])[0, 1]),
         }
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    config = {"args": vars(args), "train_collections": TRAIN_COLLECTIONS, "held_out": HELD_OUT,
+              "corpus_split": CORPUS_SPLIT, "tunes_per_set": n, "max_chars": args.max_chars, "engine": repr(engine),
+              "edit": "pitch", "budgets": BUDGETS, "pessimism": PESSIMISM, "margins": MARGINS,
+              "worse_threshold": WORSE,
+              "selection_rule": "max mean Δu with <= 5% made worse (else fewest worse), on the select split"}
     out = {
-        "benchmark": "do_no_harm", "quick": q, "commit": commit,
-        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
-        "config": {"train_collections": TRAIN_COLLECTIONS, "held_out": HELD_OUT, "corpus_split": CORPUS_SPLIT,
-                   "tunes_per_set": n, "max_chars": args.max_chars, "engine": repr(engine), "edit": "pitch",
-                   "budgets": BUDGETS, "pessimism": PESSIMISM, "margins": MARGINS, "worse_threshold": WORSE,
-                   "selection_rule": "max mean Δu with <= 5% made worse (else fewest worse), on the select split"},
+        "benchmark": "do_no_harm", "quick": q,
         "setup": {**ginfo, "reward": rinfo},
         "chosen": {"max_changed": chosen.max_changed, "pessimism": chosen.pessimism, "margin": chosen.margin,
                    "select_split": {k: best[k] for k in ("mean_du", "frac_worse", "frac_kept")}},
@@ -214,9 +209,7 @@ def main() -> None:
         "cpu_s": {"total": time.process_time() - c_start, "engine": cpu_engine},
         "wall_s": time.perf_counter() - wall0,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"do_no_harm{'_quick' if q else ''}.json"
-    path.write_text(json.dumps(out, indent=1, default=str))
+    path = write_result(RESULTS / f"do_no_harm{'_quick' if q else ''}.json", out, config)
     print(f"{'set':<10}{'guard':<6}{'mean Δu':>9}{'±se':>7}{'worse':>7}{'better':>7}{'kept':>6}{'Δreward':>9}{'changed':>8}")
     for name, r in report.items():
         for g in ("off", "on"):
