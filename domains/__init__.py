@@ -15,6 +15,7 @@ from ._generator import (
     sample,
     sample_ids,
     score_texts,
+    sequence_log_probs,
     token_log_probs,
 )
 from ._protocol import Domain, Piece, Validity
@@ -32,7 +33,7 @@ from ._tokenizer import (
 __all__ = [
     "FUSED_ACTIVATIONS", "PRESETS", "GeneratorPreset", "SampleConfig", "build_generator", "check_length", "context_length", "fuse_activation",
     "encode_batch", "load_generator", "log_likelihood", "sample", "sample_ids", "score_texts",
-    "token_log_probs", "Domain", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
+    "sequence_log_probs", "token_log_probs", "Domain", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
     "build_char_tokenizer", "build_tokenizer", "check_in_vocab", "decode", "load_tokenizer",
     "save_tokenizer",
 ]
