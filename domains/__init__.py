@@ -89,9 +89,9 @@ __all__ += [
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
 ]
 
-from ._train import TrainConfig, encode_corpus, evaluate, train_generator, unigram_cross_entropy
+from ._train import GeneratorTrainConfig, encode_corpus, evaluate, train_generator, unigram_cross_entropy
 
-__all__ += ["TrainConfig", "encode_corpus", "evaluate", "train_generator", "unigram_cross_entropy"]
+__all__ += ["GeneratorTrainConfig", "encode_corpus", "evaluate", "train_generator", "unigram_cross_entropy"]
 
 from ._midi import MIDIDomain
 from ._midi_corpus import default_cache_dir, load_midi_corpus, load_midi_files, midi_pieces, render_abc_pieces
@@ -116,3 +116,15 @@ __all__ += [
     "midi_to_remi", "positions_past_bar", "remi_to_midi", "remi_to_score", "remi_tokenizer", "remi_vocabulary",
     "validate_remi", "TextConfig", "TextDomain", "load_text_corpus", "split_text", "validate_text",
 ]
+
+
+def __getattr__(name: str):
+    # Deprecated alias kept for scripts written before the rename (the reward model's config has
+    # its own name, `rewardmodels.RewardTrainConfig`); nothing in this repository uses it.
+    if name == "TrainConfig":
+        import warnings
+
+        warnings.warn("domains.TrainConfig is deprecated; use domains.GeneratorTrainConfig",
+                      DeprecationWarning, stacklevel=2)
+        return GeneratorTrainConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from ._generator import context_length
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class GeneratorTrainConfig:
     """How long and how to train the generator."""
 
     max_steps: int = 2000  # optimizer steps (the LR schedule spans these)
@@ -102,7 +102,7 @@ def unigram_cross_entropy(train: list[torch.Tensor], val: list[torch.Tensor], vo
     return float(-logp[tgt].mean())
 
 
-def _lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+def _lr_at(step: int, cfg: GeneratorTrainConfig, minutes: float = 0.0) -> float:
     """Linear warmup, then cosine decay to 10% over steps or, if a time budget is set, over
     whichever of steps and CPU-minutes runs out first."""
     if step < cfg.warmup:
@@ -113,7 +113,7 @@ def _lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def _batch_indices(step: int, n: int, cfg: TrainConfig) -> list[int]:
+def _batch_indices(step: int, n: int, cfg: GeneratorTrainConfig) -> list[int]:
     """Deterministic batch for `step`: a fresh permutation per epoch, so resuming replays exactly."""
     per_epoch = max(1, n // cfg.batch_size)
     epoch, k = divmod(step, per_epoch)
@@ -126,7 +126,7 @@ def train_generator(
     tokenizer,
     train_texts: Sequence[str],
     val_texts: Sequence[str],
-    cfg: TrainConfig,
+    cfg: GeneratorTrainConfig,
     workdir: str | Path,
     progress: bool = True,
     normalisation: NormaliseConfig | None = None,

@@ -9,7 +9,7 @@ from ._ensemble import RewardEnsemble, bootstrap_heads, fit_ensemble, load_rewar
 from ._raters import VERDICTS, JudgeRater, Rater, judge_pairs
 from ._simulated import FLOOR, INVALID, TIE_RATE, SimulatedRater, music_features
 from ._train import (
-    TrainConfig,
+    RewardTrainConfig,
     bradley_terry_loss,
     bt_regression_loss,
     fit_head,
@@ -51,9 +51,21 @@ __all__ = [
     "STRATEGIES", "next_pairs", "VERDICTS", "JudgeRater", "Rater", "judge_pairs", "Scores", "fit", "win_probability", "export_index_pairs",
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
     "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "QueueEntry", "RatingStore", "StoreError",
-    "item_id", "read_jsonl", "POOLINGS", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "TrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_head",
+    "item_id", "read_jsonl", "POOLINGS", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_head",
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "music_features",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
     "training_rows",
 ]
+
+
+def __getattr__(name: str):
+    # Deprecated alias kept for scripts written before the rename (the generator's config is
+    # `domains.GeneratorTrainConfig`); nothing in this repository uses it.
+    if name == "TrainConfig":
+        import warnings
+
+        warnings.warn("rewardmodels.TrainConfig is deprecated; use rewardmodels.RewardTrainConfig",
+                      DeprecationWarning, stacklevel=2)
+        return RewardTrainConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ DEFAULT_L2 = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 SCHEDULES = ("constant", "cosine")
 
 
-def lr_factor(step: int, cfg: "TrainConfig") -> float:
+def lr_factor(step: int, cfg: "RewardTrainConfig") -> float:
     """Learning-rate multiplier at 0-based `step`: linear warm-up, then constant or cosine to 0."""
     warm = min(1.0, (step + 1) / (cfg.warmup + 1))
     if cfg.schedule == "constant" or step < cfg.warmup:
@@ -38,7 +38,7 @@ def lr_factor(step: int, cfg: "TrainConfig") -> float:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class RewardTrainConfig:
     """How long and how fast to train a reward model."""
 
     steps: int = 200  # optimizer steps
@@ -106,7 +106,7 @@ def _trimmed(ids: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor):
     return ids[idx, :t], m[:, :t]
 
 
-def _loop(model: RewardModel, cfg: TrainConfig, n: int, per_step: int, step_loss, progress: bool) -> list[float]:
+def _loop(model: RewardModel, cfg: RewardTrainConfig, n: int, per_step: int, step_loss, progress: bool) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     torch.manual_seed(cfg.seed)
@@ -137,7 +137,7 @@ def train_reward_model(
     attention_mask: torch.Tensor,
     targets,
     weights=None,
-    cfg: TrainConfig = TrainConfig(),
+    cfg: RewardTrainConfig = RewardTrainConfig(),
     progress: bool = False,
 ) -> list[float]:
     """Regress the model on latent scores: ids, attention_mask (n, t); targets, weights (n,).
@@ -176,7 +176,7 @@ def train_pairwise(
     attention_mask: torch.Tensor,
     pairs,
     ties=None,
-    cfg: TrainConfig = TrainConfig(),
+    cfg: RewardTrainConfig = RewardTrainConfig(),
     progress: bool = False,
 ) -> list[float]:
     """Christiano-style baseline: -log σ(r_w - r_l) on raw pairs.

@@ -74,7 +74,7 @@ def cmd_train_generator(args) -> int:
     tok = domains.load_tokenizer(work) if (work / "tokenizer.json").exists() else domains.build_tokenizer(
         train, args.tokenizer, args.vocab_size)
     model = domains.build_generator(args.preset, tok, seed=args.seed)
-    cfg = domains.TrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
+    cfg = domains.GeneratorTrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, eval_every=args.eval_every, seed=args.seed)
     summary = domains.train_generator(model, tok, train, val, cfg, work,
                                       normalisation=domains.NormaliseConfig(spaceless=args.spaceless))
