@@ -19,6 +19,7 @@ from ._generator import (
     token_log_probs,
 )
 from ._protocol import Domain, Piece, Validity
+from ._schedule import lr_schedule
 from ._tokenizer import (
     OutOfVocabularyError,
     build_bpe_tokenizer,

@@ -6,7 +6,6 @@ Legend: b batch, t time, v vocab.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ._abc_corpus import NormaliseConfig, save_normalisation
 from ._generator import context_length
+from ._schedule import lr_schedule
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,14 +103,10 @@ def unigram_cross_entropy(train: list[torch.Tensor], val: list[torch.Tensor], vo
 
 
 def _lr_at(step: int, cfg: GeneratorTrainConfig, minutes: float = 0.0) -> float:
-    """Linear warmup, then cosine decay to 10% over steps or, if a time budget is set, over
+    """Linear warm-up, then cosine decay to 10% over steps or, if a time budget is set, over
     whichever of steps and CPU-minutes runs out first."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup)
-    if cfg.cpu_minutes:
-        frac = max(frac, minutes / cfg.cpu_minutes)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+    return lr_schedule(step, total=cfg.max_steps, warmup=cfg.warmup, floor=0.1, peak=cfg.lr,
+                       min_progress=minutes / cfg.cpu_minutes if cfg.cpu_minutes else 0.0)
 
 
 def _batch_indices(step: int, n: int, cfg: GeneratorTrainConfig) -> list[int]:

@@ -11,7 +11,6 @@ same cost per step (`batch_size` sequences through the network), so they compare
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from domains import lr_schedule
 
 from ._model import RewardModel
 
@@ -29,12 +30,10 @@ SCHEDULES = ("constant", "cosine")
 
 
 def lr_factor(step: int, cfg: "RewardTrainConfig") -> float:
-    """Learning-rate multiplier at 0-based `step`: linear warm-up, then constant or cosine to 0."""
-    warm = min(1.0, (step + 1) / (cfg.warmup + 1))
-    if cfg.schedule == "constant" or step < cfg.warmup:
-        return warm
-    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    """Learning-rate multiplier at 0-based `step`: linear warm-up reaching 1 on the first step after
+    it, then constant or cosine to 0."""
+    return lr_schedule(step, total=cfg.steps, warmup=cfg.warmup, ramp=cfg.warmup + 1,
+                       floor=1.0 if cfg.schedule == "constant" else 0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
