@@ -39,7 +39,7 @@ CACHE = HERE / ".cache"
 MAX_CHARS = 254  # + <bos>/<eos> = the reward model's 256-token context
 PRESET = domains.GeneratorPreset(n_layer=2, n_head=4, n_embd=64, n_positions=256)
 N_POOL = 1200  # items built once (cached generator); --quick rates a random subset of them
-NOTES = "ABCDEFGabcdefg"
+NOTES = "".join(sorted(domains.NOTE_LETTERS))  # "ABCDEFGabcdefg": an ordered string for rng.choice
 
 
 def corrupt(text: str, rng: np.random.Generator, n_edits: int) -> str:

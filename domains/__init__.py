@@ -41,9 +41,9 @@ __all__ = [
 
 from ._abc import ABCDomain, validate_abc
 from ._abc_bars import Bar, Body, Item, bar_durations, length_spec, length_value, read_bars
+from ._abc_text import HEADER_LINE, NOTE_LETTERS, abc_body, abc_title
 from ._abc_edits import (
     KINDS as EDIT_KINDS,
-    NOTE_LETTERS,
     TOKEN_EDITS,
     EditSpace,
     cadence_edits,
@@ -82,7 +82,7 @@ from ._render import RenderError, abc_to_midi, find_soundfont, midi_to_wav
 
 __all__ += [
     "ABCDomain", "ABCConstraint", "validate_abc", "Bar", "Body", "Item", "bar_durations", "length_spec",
-    "length_value", "read_bars", "EDIT_KINDS", "NOTE_LETTERS", "TOKEN_EDITS", "EditSpace", "cadence_edits",
+    "length_value", "read_bars", "EDIT_KINDS", "HEADER_LINE", "NOTE_LETTERS", "abc_body", "abc_title", "TOKEN_EDITS", "EditSpace", "cadence_edits",
     "char_pieces", "class_masks", "edit_space", "ending_classes", "ending_edits", "note_letters", "pitch_edits",
     "token_edits", "abc_moves", "bar_moves", "rhythm_moves", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError",
     "CorpusReport", "NORMALISATION_FILE", "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file",

@@ -114,7 +114,7 @@ def cmd_validate(args) -> int:
     for i, t in enumerate(tunes, 1):
         v = domains.validate_abc(t)
         n_ok += v.ok
-        title = next((l[2:].strip() for l in t.splitlines() if l.startswith("T:")), "")
+        title = domains.abc_title(t)
         print(f"{i:>4} {'ok ' if v.ok else 'BAD'} {title[:40]:<40} {v.reason}")
     print(f"{n_ok}/{len(tunes)} valid")
     return 0 if n_ok == len(tunes) else 1
