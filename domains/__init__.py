@@ -12,6 +12,7 @@ from ._generator import (
     encode_batch,
     load_generator,
     log_likelihood,
+    pad_ids,
     sample,
     sample_ids,
     score_texts,
@@ -33,7 +34,7 @@ from ._tokenizer import (
 
 __all__ = [
     "FUSED_ACTIVATIONS", "PRESETS", "GeneratorPreset", "SampleConfig", "build_generator", "check_length", "context_length", "fuse_activation",
-    "encode_batch", "load_generator", "log_likelihood", "sample", "sample_ids", "score_texts",
+    "encode_batch", "load_generator", "log_likelihood", "pad_ids", "sample", "sample_ids", "score_texts",
     "sequence_log_probs", "token_log_probs", "Domain", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
     "build_char_tokenizer", "build_tokenizer", "check_in_vocab", "decode", "load_tokenizer",
     "save_tokenizer",

@@ -105,6 +105,21 @@ def check_length(model, n_tokens: int, what: str = "sequence") -> None:
         )
 
 
+def pad_ids(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows of different lengths (lists of ints or 1-d tensors) -> (ids (b, t), attention
+    mask (b, t)), right-padded with `pad_id` to the longest row: the library's one padding of ids
+    (`encode_batch` pads texts the same way through the tokenizer)."""
+    if len(rows) == 0:
+        raise ValueError("pad_ids needs at least one row of token ids")
+    t = max(len(r) for r in rows)
+    ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), t), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 def encode_batch(
     tokenizer: PreTrainedTokenizerFast, texts: list[str], model=None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._abc_corpus import NormaliseConfig, save_normalisation
-from ._generator import context_length
+from ._generator import context_length, pad_ids
 from ._schedule import lr_schedule
 
 
@@ -54,16 +54,6 @@ def _crop(seq: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     return seq[start : start + n]
 
 
-def _pad(seqs: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    t = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), t), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), t), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over real (unpadded) targets, and their count.
 
@@ -85,7 +75,7 @@ def evaluate(model, data: list[torch.Tensor], pad_id: int, batch_size: int = 32)
     order = sorted(range(len(data)), key=lambda i: len(data[i]))  # less padding
     for i in range(0, len(order), batch_size):
         seqs = [data[j][:n] for j in order[i : i + batch_size]]
-        ids, mask = _pad(seqs, pad_id)
+        ids, mask = pad_ids(seqs, pad_id)
         loss, k = lm_loss(model, ids, mask)
         total += float(loss) * k
         count += k
@@ -190,7 +180,7 @@ def train_generator(
             mask = torch.ones_like(ids)
         else:
             seqs = [_crop(train[i], n_ctx, gen) for i in _batch_indices(step, len(train), cfg)]
-            ids, mask = _pad(seqs, tokenizer.pad_token_id)
+            ids, mask = pad_ids(seqs, tokenizer.pad_token_id)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg, cpu_minutes())
         loss, k = lm_loss(model, ids, mask)

@@ -106,3 +106,19 @@ def test_models_saved_with_unfused_gelu_load_fused_with_the_same_outputs(tiny_ge
         b = again(input_ids=ids, attention_mask=mask).logits
     assert torch.allclose(a, b, atol=1e-5)
     assert rewardmodels.RewardModel.from_generator(old).config.activation_function == "gelu_pytorch_tanh"
+
+
+def test_pad_ids_right_pads_rows_the_way_the_tokenizer_pads_texts(char_tokenizer):
+    texts = ["X:1\nK:G\nGAB|", "K:D\nd2e|fed|cBA|", "ab"]
+    rows = char_tokenizer(texts)["input_ids"]
+    ids, mask = domains.pad_ids(rows, char_tokenizer.pad_token_id)
+    assert [int(m.sum()) for m in mask] == [len(r) for r in rows]
+    for i, r in enumerate(rows):
+        assert ids[i, : len(r)].tolist() == r
+        assert (ids[i, len(r):] == char_tokenizer.pad_token_id).all()
+    from_texts = domains.encode_batch(char_tokenizer, texts)
+    assert torch.equal(ids, from_texts[0]) and torch.equal(mask, from_texts[1])
+    again = domains.pad_ids([torch.tensor(r) for r in rows], char_tokenizer.pad_token_id)
+    assert torch.equal(again[0], ids) and torch.equal(again[1], mask)
+    with pytest.raises(ValueError, match="at least one row"):
+        domains.pad_ids([], 0)
