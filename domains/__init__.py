@@ -120,13 +120,8 @@ __all__ += [
 ]
 
 
-def __getattr__(name: str):
-    # Deprecated alias kept for scripts written before the rename (the reward model's config has
-    # its own name, `rewardmodels.RewardTrainConfig`); nothing in this repository uses it.
-    if name == "TrainConfig":
-        import warnings
+from ._deprecation import deprecated_aliases
 
-        warnings.warn("domains.TrainConfig is deprecated; use domains.GeneratorTrainConfig",
-                      DeprecationWarning, stacklevel=2)
-        return GeneratorTrainConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# domains.TrainConfig was the generator's config before the reward model's got a name of its own
+# (rewardmodels.RewardTrainConfig); kept for scripts outside the repository, unused inside it.
+__getattr__ = deprecated_aliases(__name__, {"TrainConfig": ("GeneratorTrainConfig", GeneratorTrainConfig)})

@@ -59,13 +59,8 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # Deprecated alias kept for scripts written before the rename (the generator's config is
-    # `domains.GeneratorTrainConfig`); nothing in this repository uses it.
-    if name == "TrainConfig":
-        import warnings
+from domains._deprecation import deprecated_aliases
 
-        warnings.warn("rewardmodels.TrainConfig is deprecated; use rewardmodels.RewardTrainConfig",
-                      DeprecationWarning, stacklevel=2)
-        return RewardTrainConfig
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# rewardmodels.TrainConfig was the reward model's config before the generator's got a name of its
+# own (domains.GeneratorTrainConfig); kept for scripts outside the repository, unused inside it.
+__getattr__ = deprecated_aliases(__name__, {"TrainConfig": ("RewardTrainConfig", RewardTrainConfig)})
