@@ -39,7 +39,7 @@ CACHE = HERE / ".cache"
 MAX_CHARS = 254  # + <bos>/<eos> = the reward model's 256-token context
 PRESET = domains.GeneratorPreset(n_layer=2, n_head=4, n_embd=64, n_positions=256)
 N_POOL = 1200  # items built once (cached generator); --quick rates a random subset of them
-NOTES = "ABCDEFGabcdefg"
+NOTES = "".join(sorted(domains.NOTE_LETTERS))  # "ABCDEFGabcdefg": an ordered string for rng.choice
 
 
 def corrupt(text: str, rng: np.random.Generator, n_edits: int) -> str:
@@ -84,7 +84,7 @@ def build_pool(n_items: int, seed: int = 0, progress=print, gen_minutes: float =
         gen = domains.load_generator(gen_dir)
     else:
         train_texts = [corpus[i] for i in order[n_items:]]
-        domains.train_generator(gen, tok, train_texts, [], domains.TrainConfig(
+        domains.train_generator(gen, tok, train_texts, [], domains.GeneratorTrainConfig(
             max_steps=400, cpu_minutes=gen_minutes, batch_size=16, lr=3e-3, warmup=40, eval_every=400, seed=seed),
             gen_dir, progress=False)
         gen = domains.load_generator(gen_dir)
@@ -159,7 +159,7 @@ def racing_ratings(gen, ids, mask, texts, rater, n, cfg, seed, batch=10):
     winners = rater.simulate(texts, pairs)
     checkpoints = [n // 2, 3 * n // 4]  # retrain the covariate model once these many are rated
     covariates, extra_seconds = None, 0.0
-    small = rm.TrainConfig(**{**cfg.__dict__, "steps": max(10, cfg.steps // 4)})
+    small = rm.RewardTrainConfig(**{**cfg.__dict__, "steps": max(10, cfg.steps // 4)})
     while len(pairs) < n:
         if covariates is None or (checkpoints and len(pairs) >= checkpoints[0]):
             t0 = time.perf_counter()
@@ -198,7 +198,7 @@ def main() -> None:
     seeds = [0] if args.quick else [0, 1, 2]
     n_train, n_test = (300, 150) if args.quick else (900, 300)
     steps = args.steps or (100 if args.quick else 200)
-    cfg = rm.TrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
+    cfg = rm.RewardTrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
     log = lambda msg: print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
 
     texts, origins, gen, tok = build_pool(N_POOL, progress=log, gen_minutes=0.75 if args.quick else 1.5)
@@ -233,7 +233,7 @@ def main() -> None:
         for n in sizes:
             rater = rm.SimulatedRater(args.agreement, seed=seed)
             utilities(rater, tr_texts)
-            cfg_s = rm.TrainConfig(**{**cfg.__dict__, "seed": seed})
+            cfg_s = rm.RewardTrainConfig(**{**cfg.__dict__, "seed": seed})
             # random pairs, shared by bt_random and pairwise
             pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_train), sd=np.ones(n_train), coef=np.zeros(0)), n,
                                   "random", seed=1000 * seed + n)

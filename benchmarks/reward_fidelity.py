@@ -59,7 +59,7 @@ CHOSEN = "practical_bar_aware"  # the recipe benchmarks/ascent.py uses (PRACTICA
 
 def recipes(quick: bool) -> dict[str, tuple[Recipe, str]]:
     """name -> (recipe, what it changes); --quick scales item counts and steps by 0.3 and skips one."""
-    tc = rewardmodels.TrainConfig
+    tc = rewardmodels.RewardTrainConfig
     base = Recipe()
     out = {
         "baseline": (base, "benchmarks/ascent.py before this benchmark: fine-tune, last-token pooling"),

@@ -54,7 +54,7 @@ class Recipe:
     comparisons: int = 8  # random comparisons per item (each edited copy also meets its parent twice)
     pooling: str = "last"  # RewardModel pooling: "last" or "mean"
     fit: str = "finetune"  # one of FITS
-    train: rewardmodels.TrainConfig = rewardmodels.TrainConfig(steps=300, batch_size=32, lr=1e-3)  # fine-tune routes
+    train: rewardmodels.RewardTrainConfig = rewardmodels.RewardTrainConfig(steps=300, batch_size=32, lr=1e-3)  # fine-tune routes
     targets: str = "bt"  # "bt" (posterior means) or "utility" (hidden utility: a ceiling only)
     sampling: str = "free"  # generator samples drawn "free" or "bar-aware" (domains.ABCConstraint)
     harvest_rounds: int = 0  # rounds of: engine edits fresh samples, they are rated, the model is refitted
@@ -339,7 +339,7 @@ def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_ch
         tok = domains.build_char_tokenizer(train + val)
         preset = domains.GeneratorPreset(n_layer=2, n_head=2, n_embd=64, n_positions=max_chars + 2)
         gen = domains.build_generator(preset, tok, seed=0)
-        cfg = domains.TrainConfig(max_steps=100_000, cpu_minutes=minutes, batch_size=16, lr=3e-3,
+        cfg = domains.GeneratorTrainConfig(max_steps=100_000, cpu_minutes=minutes, batch_size=16, lr=3e-3,
                                   warmup=50, eval_every=100_000)
         summary = domains.train_generator(gen, tok, train, val[:50], cfg, gdir, progress=True,
                                           normalisation=domains.NormaliseConfig())  # cut_corpus keeps spaces

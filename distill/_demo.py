@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import domains
-from domains import ABCDomain, SampleConfig, TrainConfig
+from domains import ABCDomain, SampleConfig, GeneratorTrainConfig
 
 
 N_MIDI = 5  # valid samples written as MIDI
@@ -80,7 +80,7 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
         say(f"generator already trained in {gen_dir}")
     else:
         model = domains.build_generator(cfg.preset, tok, seed=cfg.seed)
-        tcfg = TrainConfig(max_steps=cfg.max_steps, cpu_minutes=cfg.minutes, batch_size=BATCH_SIZE,
+        tcfg = GeneratorTrainConfig(max_steps=cfg.max_steps, cpu_minutes=cfg.minutes, batch_size=BATCH_SIZE,
                            lr=cfg.lr, warmup=30, eval_every=250, seed=cfg.seed)
         summary = domains.train_generator(model, tok, train_texts, val_texts, tcfg, gen_dir, progress=progress,
                                           normalisation=norm)

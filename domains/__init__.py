@@ -12,12 +12,15 @@ from ._generator import (
     encode_batch,
     load_generator,
     log_likelihood,
+    pad_ids,
     sample,
     sample_ids,
     score_texts,
+    sequence_log_probs,
     token_log_probs,
 )
 from ._protocol import Domain, Piece, Validity
+from ._schedule import lr_schedule
 from ._tokenizer import (
     OutOfVocabularyError,
     build_bpe_tokenizer,
@@ -31,17 +34,17 @@ from ._tokenizer import (
 
 __all__ = [
     "FUSED_ACTIVATIONS", "PRESETS", "GeneratorPreset", "SampleConfig", "build_generator", "check_length", "context_length", "fuse_activation",
-    "encode_batch", "load_generator", "log_likelihood", "sample", "sample_ids", "score_texts",
-    "token_log_probs", "Domain", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
+    "encode_batch", "load_generator", "log_likelihood", "pad_ids", "sample", "sample_ids", "score_texts",
+    "sequence_log_probs", "token_log_probs", "Domain", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
     "build_char_tokenizer", "build_tokenizer", "check_in_vocab", "decode", "load_tokenizer",
     "save_tokenizer",
 ]
 
 from ._abc import ABCDomain, validate_abc
 from ._abc_bars import Bar, Body, Item, bar_durations, length_spec, length_value, read_bars
+from ._abc_text import HEADER_LINE, NOTE_LETTERS, abc_body, abc_title
 from ._abc_edits import (
     KINDS as EDIT_KINDS,
-    NOTE_LETTERS,
     TOKEN_EDITS,
     EditSpace,
     cadence_edits,
@@ -80,7 +83,7 @@ from ._render import RenderError, abc_to_midi, find_soundfont, midi_to_wav
 
 __all__ += [
     "ABCDomain", "ABCConstraint", "validate_abc", "Bar", "Body", "Item", "bar_durations", "length_spec",
-    "length_value", "read_bars", "EDIT_KINDS", "NOTE_LETTERS", "TOKEN_EDITS", "EditSpace", "cadence_edits",
+    "length_value", "read_bars", "EDIT_KINDS", "HEADER_LINE", "NOTE_LETTERS", "abc_body", "abc_title", "TOKEN_EDITS", "EditSpace", "cadence_edits",
     "char_pieces", "class_masks", "edit_space", "ending_classes", "ending_edits", "note_letters", "pitch_edits",
     "token_edits", "abc_moves", "bar_moves", "rhythm_moves", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError",
     "CorpusReport", "NORMALISATION_FILE", "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file",
@@ -88,9 +91,9 @@ __all__ += [
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",
 ]
 
-from ._train import TrainConfig, encode_corpus, evaluate, train_generator, unigram_cross_entropy
+from ._train import GeneratorTrainConfig, encode_corpus, evaluate, train_generator, unigram_cross_entropy
 
-__all__ += ["TrainConfig", "encode_corpus", "evaluate", "train_generator", "unigram_cross_entropy"]
+__all__ += ["GeneratorTrainConfig", "encode_corpus", "evaluate", "train_generator", "unigram_cross_entropy"]
 
 from ._midi import MIDIDomain
 from ._midi_corpus import default_cache_dir, load_midi_corpus, load_midi_files, midi_pieces, render_abc_pieces
@@ -115,3 +118,10 @@ __all__ += [
     "midi_to_remi", "positions_past_bar", "remi_to_midi", "remi_to_score", "remi_tokenizer", "remi_vocabulary",
     "validate_remi", "TextConfig", "TextDomain", "load_text_corpus", "split_text", "validate_text",
 ]
+
+
+from ._deprecation import deprecated_aliases
+
+# domains.TrainConfig was the generator's config before the reward model's got a name of its own
+# (rewardmodels.RewardTrainConfig); kept for scripts outside the repository, unused inside it.
+__getattr__ = deprecated_aliases(__name__, {"TrainConfig": ("GeneratorTrainConfig", GeneratorTrainConfig)})

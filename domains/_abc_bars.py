@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ._abc_constraint import meter_length
+from ._abc_text import HEADER_LINE
 
-HEADER_LINE = re.compile(r"^[A-Za-z]:")
 _NOTE = re.compile(r"(?P<pitch>(?:\^\^|__|\^|_|=)?[A-Ga-g][,']*|z)(?P<len>\d*(?:/+\d*)?)")
 _OPAQUE = re.compile(r'"[^"\n]*"|![^!\s]*!|\+[^+\s]*\+|\{[^}\n]*\}|%[^\n]*')
 _BAR = re.compile(r"(?:\[\||::|:*\|+\]?:*|:+)(?:\[?\d(?:[,-]\d)*)?|\[\d(?:[,-]\d)*")

@@ -33,7 +33,8 @@ from typing import Iterable, Sequence
 
 import torch
 
-NOTE_LETTERS = frozenset("ABCDEFGabcdefg")
+from ._abc_text import NOTE_LETTERS
+
 RESTS = frozenset("z")  # music21 does not count invisible rests (x) in a bar
 ACCIDENTALS = frozenset("^_=")
 DECORATIONS = frozenset("THLMOPSuv.~")  # single-character ornaments; no duration

@@ -28,10 +28,10 @@ from typing import Callable
 
 import torch
 
-from ._abc_bars import HEADER_LINE, read_bars
+from ._abc_bars import read_bars
 from ._abc_moves import abc_moves
+from ._abc_text import HEADER_LINE, NOTE_LETTERS
 
-NOTE_LETTERS = frozenset("ABCDEFGabcdefg")
 ACCIDENTAL_MARKS = frozenset("^_=")
 OCTAVE_MARKS = frozenset(",'")
 CLASSES = {"letter": NOTE_LETTERS, "accidental": ACCIDENTAL_MARKS, "octave": OCTAVE_MARKS}

@@ -105,6 +105,21 @@ def check_length(model, n_tokens: int, what: str = "sequence") -> None:
         )
 
 
+def pad_ids(rows, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id rows of different lengths (lists of ints or 1-d tensors) -> (ids (b, t), attention
+    mask (b, t)), right-padded with `pad_id` to the longest row: the library's one padding of ids
+    (`encode_batch` pads texts the same way through the tokenizer)."""
+    if len(rows) == 0:
+        raise ValueError("pad_ids needs at least one row of token ids")
+    t = max(len(r) for r in rows)
+    ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), t), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
 def encode_batch(
     tokenizer: PreTrainedTokenizerFast, texts: list[str], model=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,17 +130,31 @@ def encode_batch(
     return enc["input_ids"], enc["attention_mask"]
 
 
-def token_log_probs(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """log p(ids[:, i] | ids[:, :i]) for i >= 1 -> (b, t-1), zero at padding.
+def sequence_log_probs(logits: torch.Tensor, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Log-probability of each next token given the logits of a pass over `ids` -> (b, t-1).
 
-    Naive equivalent: ``log_softmax(logits[:, :-1]).gather(-1, ids[:, 1:, None])[..., 0]``.
+    logits (b, t, v) from ``model(input_ids=ids)``; ids (b, t); attention_mask (b, t), 1 on real
+    tokens. Entry [:, i] is ``log p(ids[:, i+1] | ids[:, :i+1])``, zero where ids[:, i+1] is padding.
+    The one log-prob primitive of the library: sampling scores, the training loss's evaluation,
+    the ascent's discrete log-likelihood and any preference loss (DPO, RLOO) go through it.
+    Computed in the dtype of `logits` (cast them first to choose it).
+
+    Naive equivalent::
+
+        out[b, i] = log_softmax(logits[b, i])[ids[b, i + 1]] * attention_mask[b, i + 1]
     """
+    logp = torch.gather(F.log_softmax(logits[:, :-1], -1), -1, ids[:, 1:, None])[..., 0]  # (b, t-1)
+    return logp * attention_mask[:, 1:].to(logp.dtype)
+
+
+def token_log_probs(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(ids[:, i] | ids[:, :i]) for i >= 1 under `model`, in float32 -> (b, t-1), zero at
+    padding (`sequence_log_probs` over one forward pass)."""
     check_length(model, ids.shape[1])
     if attention_mask is None:
         attention_mask = torch.ones_like(ids)
-    logits = model(input_ids=ids, attention_mask=attention_mask).logits[:, :-1]  # (b, t-1, v)
-    logp = torch.gather(F.log_softmax(logits.float(), -1), -1, ids[:, 1:, None])[..., 0]
-    return logp * attention_mask[:, 1:].to(logp.dtype)
+    logits = model(input_ids=ids, attention_mask=attention_mask).logits  # (b, t, v)
+    return sequence_log_probs(logits.float(), ids, attention_mask)
 
 
 @torch.no_grad()

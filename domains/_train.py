@@ -6,7 +6,6 @@ Legend: b batch, t time, v vocab.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,11 +16,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._abc_corpus import NormaliseConfig, save_normalisation
-from ._generator import context_length
+from ._generator import context_length, pad_ids
+from ._schedule import lr_schedule
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class GeneratorTrainConfig:
     """How long and how to train the generator."""
 
     max_steps: int = 2000  # optimizer steps (the LR schedule spans these)
@@ -54,18 +54,12 @@ def _crop(seq: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     return seq[start : start + n]
 
 
-def _pad(seqs: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    t = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), t), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), t), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over real (unpadded) targets, and their count."""
+    """Mean next-token cross-entropy over real (unpadded) targets, and their count.
+
+    Equals ``-sequence_log_probs(logits.float(), ids, mask).sum() / count`` with the same
+    gradients, but fused cross-entropy sums in another order (1 ulp apart on a batch of 16), so it
+    stays here to keep trained checkpoints and reported losses bit-identical."""
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (b, t-1, v)
     target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
@@ -81,7 +75,7 @@ def evaluate(model, data: list[torch.Tensor], pad_id: int, batch_size: int = 32)
     order = sorted(range(len(data)), key=lambda i: len(data[i]))  # less padding
     for i in range(0, len(order), batch_size):
         seqs = [data[j][:n] for j in order[i : i + batch_size]]
-        ids, mask = _pad(seqs, pad_id)
+        ids, mask = pad_ids(seqs, pad_id)
         loss, k = lm_loss(model, ids, mask)
         total += float(loss) * k
         count += k
@@ -98,18 +92,14 @@ def unigram_cross_entropy(train: list[torch.Tensor], val: list[torch.Tensor], vo
     return float(-logp[tgt].mean())
 
 
-def _lr_at(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
-    """Linear warmup, then cosine decay to 10% over steps or, if a time budget is set, over
+def _lr_at(step: int, cfg: GeneratorTrainConfig, minutes: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10% over steps or, if a time budget is set, over
     whichever of steps and CPU-minutes runs out first."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup)
-    if cfg.cpu_minutes:
-        frac = max(frac, minutes / cfg.cpu_minutes)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+    return lr_schedule(step, total=cfg.max_steps, warmup=cfg.warmup, floor=0.1, peak=cfg.lr,
+                       min_progress=minutes / cfg.cpu_minutes if cfg.cpu_minutes else 0.0)
 
 
-def _batch_indices(step: int, n: int, cfg: TrainConfig) -> list[int]:
+def _batch_indices(step: int, n: int, cfg: GeneratorTrainConfig) -> list[int]:
     """Deterministic batch for `step`: a fresh permutation per epoch, so resuming replays exactly."""
     per_epoch = max(1, n // cfg.batch_size)
     epoch, k = divmod(step, per_epoch)
@@ -122,7 +112,7 @@ def train_generator(
     tokenizer,
     train_texts: Sequence[str],
     val_texts: Sequence[str],
-    cfg: TrainConfig,
+    cfg: GeneratorTrainConfig,
     workdir: str | Path,
     progress: bool = True,
     normalisation: NormaliseConfig | None = None,
@@ -190,7 +180,7 @@ def train_generator(
             mask = torch.ones_like(ids)
         else:
             seqs = [_crop(train[i], n_ctx, gen) for i in _batch_indices(step, len(train), cfg)]
-            ids, mask = _pad(seqs, tokenizer.pad_token_id)
+            ids, mask = pad_ids(seqs, tokenizer.pad_token_id)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg, cpu_minutes())
         loss, k = lm_loss(model, ids, mask)

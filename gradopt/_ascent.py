@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from domains import pad_ids
+
 from ._models import frozen_models, model_context, special_ids, vocab_check
 from ._objective import ObjectiveWeights, Terms, discrete_terms, relaxed_terms, shared_backbone, smoothed_start
 from ._optim import Adam
@@ -85,13 +87,7 @@ def pad_batch(init, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows = [list(map(int, row)) for row in init]
     if not rows or min(len(r) for r in rows) == 0:
         raise ValueError("optimize needs at least one non-empty sequence")
-    t = max(len(r) for r in rows)
-    ids = torch.full((len(rows), t), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), t), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
+    return pad_ids(rows, pad_id)
 
 
 def _uniform_noise(gens: list[torch.Generator], lengths: list[int], t: int, v: int, dtype) -> torch.Tensor:

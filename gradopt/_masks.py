@@ -11,7 +11,7 @@ from typing import Iterable
 
 import torch
 
-_HEADER_LINE = re.compile(r"^[A-Za-z]:")
+from domains import HEADER_LINE
 
 
 def freeze_special(ids: torch.Tensor, special_ids: Iterable[int]) -> torch.Tensor:
@@ -67,7 +67,7 @@ def bar_of_chars(text: str) -> list[int]:
     out: list[int] = []
     bar, in_header, prev = 1, True, ""
     for line in text.splitlines(keepends=True):
-        if in_header and _HEADER_LINE.match(line):
+        if in_header and HEADER_LINE.match(line):
             out.extend([0] * len(line))
             continue
         in_header = False

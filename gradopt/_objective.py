@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from domains import sequence_log_probs
+
 from ._relax import Relaxed
 
 
@@ -56,12 +58,13 @@ def soft_log_likelihood(generator, probs: torch.Tensor, attention_mask: torch.Te
     """
     w = generator.get_input_embeddings().weight
     embeds = probs.to(w.dtype) @ w  # (b,t,d)
-    logits = generator(inputs_embeds=embeds, attention_mask=attention_mask).logits[:, :-1]
+    logits = generator(inputs_embeds=embeds, attention_mask=attention_mask).logits  # (b,t,v)
     return _soft_loglik_from_logits(logits, probs, attention_mask)
 
 
 def _soft_loglik_from_logits(logits, probs, attention_mask) -> torch.Tensor:
-    logq = torch.log_softmax(logits.to(probs.dtype), dim=-1)  # (b,t-1,v)
+    """logits (b,t,v) of a pass over the relaxed sequence -> mean soft log-likelihood (b,)."""
+    logq = torch.log_softmax(logits[:, :-1].to(probs.dtype), dim=-1)  # (b,t-1,v)
     mask = attention_mask[:, 1:].to(probs.dtype)
     per_pos = (probs[:, 1:] * logq).sum(-1) * mask
     return per_pos.sum(-1) / mask.sum(-1).clamp(min=1)
@@ -70,15 +73,14 @@ def _soft_loglik_from_logits(logits, probs, attention_mask) -> torch.Tensor:
 def discrete_log_likelihood(generator, ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, total) log-likelihood of token ids, each (b,): the discrete counterpart of
     `soft_log_likelihood`, computed through ``input_ids``."""
-    logits = generator(input_ids=ids, attention_mask=attention_mask).logits[:, :-1]
+    logits = generator(input_ids=ids, attention_mask=attention_mask).logits  # (b,t,v)
     return _discrete_loglik_from_logits(logits, ids, attention_mask)
 
 
 def _discrete_loglik_from_logits(logits, ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-    logq = torch.log_softmax(logits, dim=-1)
-    mask = attention_mask[:, 1:].to(logq.dtype)
-    total = (logq.gather(-1, ids[:, 1:, None])[..., 0] * mask).sum(-1)
-    return total / mask.sum(-1).clamp(min=1), total
+    """logits (b,t,v) of a pass over ids -> (mean, total) log-likelihood, each (b,)."""
+    total = sequence_log_probs(logits, ids, attention_mask).sum(-1)
+    return total / attention_mask[:, 1:].to(total.dtype).sum(-1).clamp(min=1), total
 
 
 def smoothed_start(start_onehot: torch.Tensor, allowed: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -139,9 +141,9 @@ def shared_backbone(reward_model, generator) -> bool:
 
 
 def _joint(reward_model, generator, attention_mask, ids=None, embeds=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(reward (b,), next-token logits (b,t-1,v)) from one pass of the shared transformer."""
+    """(reward (b,), logits (b,t,v)) from one pass of the shared transformer."""
     h = generator.transformer(input_ids=ids, inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-    return reward_model.score_hidden(h, attention_mask), generator.lm_head(h)[:, :-1]
+    return reward_model.score_hidden(h, attention_mask), generator.lm_head(h)
 
 
 def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, start, free, w: ObjectiveWeights,

@@ -9,7 +9,7 @@ from ._ensemble import RewardEnsemble, bootstrap_heads, fit_ensemble, load_rewar
 from ._raters import VERDICTS, JudgeRater, Rater, judge_pairs
 from ._simulated import FLOOR, INVALID, TIE_RATE, SimulatedRater, music_features
 from ._train import (
-    TrainConfig,
+    RewardTrainConfig,
     bradley_terry_loss,
     bt_regression_loss,
     fit_head,
@@ -51,9 +51,16 @@ __all__ = [
     "STRATEGIES", "next_pairs", "VERDICTS", "JudgeRater", "Rater", "judge_pairs", "Scores", "fit", "win_probability", "export_index_pairs",
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
     "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "QueueEntry", "RatingStore", "StoreError",
-    "item_id", "read_jsonl", "POOLINGS", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "TrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_head",
+    "item_id", "read_jsonl", "POOLINGS", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_head",
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "music_features",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
     "training_rows",
 ]
+
+
+from domains._deprecation import deprecated_aliases
+
+# rewardmodels.TrainConfig was the reward model's config before the generator's got a name of its
+# own (domains.GeneratorTrainConfig); kept for scripts outside the repository, unused inside it.
+__getattr__ = deprecated_aliases(__name__, {"TrainConfig": ("RewardTrainConfig", RewardTrainConfig)})

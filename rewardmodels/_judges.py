@@ -14,11 +14,11 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
+from domains import NOTE_LETTERS, abc_body
+
 from ._store import Comparison, RatingStore
 
 AUTO_RATER = "autocheck"  # the rater name recorded with auto-check verdicts
-_HEADER_LINE = re.compile(r"^[A-Za-z]:")
-_NOTE = re.compile(r"[A-Ga-g]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +41,6 @@ class JudgeConfig:
         object.__setattr__(self, "blacklist", tuple(self.blacklist))
 
 
-def abc_body(text: str) -> str:
-    """The tune body: every line that is not a header field (``X:``, ``K:`` ...)."""
-    return "\n".join(l for l in text.splitlines() if not _HEADER_LINE.match(l))
-
-
 def compression_ratio(text: str) -> float:
     """len(zlib(text)) / len(text) in bytes; small = repetitive (1.0 for empty text)."""
     raw = text.encode("utf-8")
@@ -66,7 +61,7 @@ def broken_reasons(text: str, cfg: JudgeConfig = JudgeConfig(), validator: Calla
     body = abc_body(text)
     if len(body.strip()) < cfg.min_chars:
         reasons.append(f"too short ({len(body.strip())} < {cfg.min_chars} characters of body)")
-    n_notes = len(_NOTE.findall(re.sub(r'"[^"]*"', "", body)))
+    n_notes = sum(ch in NOTE_LETTERS for ch in re.sub(r'"[^"]*"', "", body))
     if n_notes < cfg.min_notes:
         reasons.append("no notes" if n_notes == 0 else f"too few notes ({n_notes} < {cfg.min_notes})")
     if body.strip() and len(body) >= 64 and compression_ratio(body) < cfg.min_compression:

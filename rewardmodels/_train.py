@@ -11,7 +11,6 @@ same cost per step (`batch_size` sequences through the network), so they compare
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from domains import lr_schedule
 
 from ._model import RewardModel
 
@@ -28,17 +29,15 @@ DEFAULT_L2 = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 SCHEDULES = ("constant", "cosine")
 
 
-def lr_factor(step: int, cfg: "TrainConfig") -> float:
-    """Learning-rate multiplier at 0-based `step`: linear warm-up, then constant or cosine to 0."""
-    warm = min(1.0, (step + 1) / (cfg.warmup + 1))
-    if cfg.schedule == "constant" or step < cfg.warmup:
-        return warm
-    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+def lr_factor(step: int, cfg: "RewardTrainConfig") -> float:
+    """Learning-rate multiplier at 0-based `step`: linear warm-up reaching 1 on the first step after
+    it, then constant or cosine to 0."""
+    return lr_schedule(step, total=cfg.steps, warmup=cfg.warmup, ramp=cfg.warmup + 1,
+                       floor=1.0 if cfg.schedule == "constant" else 0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class RewardTrainConfig:
     """How long and how fast to train a reward model."""
 
     steps: int = 200  # optimizer steps
@@ -106,7 +105,7 @@ def _trimmed(ids: torch.Tensor, mask: torch.Tensor, idx: torch.Tensor):
     return ids[idx, :t], m[:, :t]
 
 
-def _loop(model: RewardModel, cfg: TrainConfig, n: int, per_step: int, step_loss, progress: bool) -> list[float]:
+def _loop(model: RewardModel, cfg: RewardTrainConfig, n: int, per_step: int, step_loss, progress: bool) -> list[float]:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     torch.manual_seed(cfg.seed)
@@ -137,7 +136,7 @@ def train_reward_model(
     attention_mask: torch.Tensor,
     targets,
     weights=None,
-    cfg: TrainConfig = TrainConfig(),
+    cfg: RewardTrainConfig = RewardTrainConfig(),
     progress: bool = False,
 ) -> list[float]:
     """Regress the model on latent scores: ids, attention_mask (n, t); targets, weights (n,).
@@ -176,7 +175,7 @@ def train_pairwise(
     attention_mask: torch.Tensor,
     pairs,
     ties=None,
-    cfg: TrainConfig = TrainConfig(),
+    cfg: RewardTrainConfig = RewardTrainConfig(),
     progress: bool = False,
 ) -> list[float]:
     """Christiano-style baseline: -log σ(r_w - r_l) on raw pairs.

@@ -157,9 +157,9 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
 
     from ._ensemble import RewardEnsemble, fit_ensemble
     from ._model import RewardModel
-    from ._train import TrainConfig, fit_head, train_pairwise, train_reward_model
+    from ._train import RewardTrainConfig, fit_head, train_pairwise, train_reward_model
 
-    cfg = cfg or TrainConfig()
+    cfg = cfg or RewardTrainConfig()
     if probe and pairwise:
         raise ValueError("the probe regresses on Bradley-Terry scores; it cannot be combined with pairwise")
     if members and (members < 2 or not probe):

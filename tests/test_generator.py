@@ -32,6 +32,36 @@ def test_log_likelihood_matches_naive_loop(tiny_generator, char_tokenizer):
         assert torch.allclose(batched[i], naive, atol=1e-4)
 
 
+def test_sequence_log_probs_equals_a_naive_per_position_loop_in_float64():
+    torch.manual_seed(0)
+    b, t, v = 3, 7, 11
+    logits = torch.randn(b, t, v, dtype=torch.float64)
+    ids = torch.randint(0, v, (b, t))
+    mask = torch.ones(b, t, dtype=torch.long)
+    mask[1, 5:] = 0  # right padding
+    mask[2, 2:] = 0
+    got = domains.sequence_log_probs(logits, ids, mask)
+    assert got.shape == (b, t - 1) and got.dtype == torch.float64
+    for r in range(b):
+        for i in range(t - 1):
+            z = logits[r, i]
+            naive = (z[ids[r, i + 1]] - torch.log(torch.exp(z).sum())) if mask[r, i + 1] else 0.0
+            assert abs(float(got[r, i]) - float(naive)) < 1e-12, (r, i)
+
+
+def test_every_log_prob_route_goes_through_the_one_primitive(tiny_generator, char_tokenizer):
+    from gradopt._objective import discrete_log_likelihood
+
+    ids, mask = domains.encode_batch(char_tokenizer, ["X:1\nK:G\nGAB|", "X:1\nK:D\nd2e|fed|"])
+    with torch.no_grad():
+        logits = tiny_generator(input_ids=ids, attention_mask=mask).logits
+        ref = domains.sequence_log_probs(logits.float(), ids, mask)
+        assert torch.equal(domains.token_log_probs(tiny_generator, ids, mask), ref)
+        mean, total = discrete_log_likelihood(tiny_generator, ids, mask)
+    assert torch.equal(total, ref.sum(-1))
+    assert torch.equal(mean, total / mask[:, 1:].sum(-1))
+
+
 def test_too_long_sequence_is_a_clear_error(tiny_generator, char_tokenizer):
     long = "X:1\nK:G\n" + "GABc|" * 40  # > 128 tokens, the tiny preset's context
     with pytest.raises(ValueError, match="context"):
@@ -76,3 +106,19 @@ def test_models_saved_with_unfused_gelu_load_fused_with_the_same_outputs(tiny_ge
         b = again(input_ids=ids, attention_mask=mask).logits
     assert torch.allclose(a, b, atol=1e-5)
     assert rewardmodels.RewardModel.from_generator(old).config.activation_function == "gelu_pytorch_tanh"
+
+
+def test_pad_ids_right_pads_rows_the_way_the_tokenizer_pads_texts(char_tokenizer):
+    texts = ["X:1\nK:G\nGAB|", "K:D\nd2e|fed|cBA|", "ab"]
+    rows = char_tokenizer(texts)["input_ids"]
+    ids, mask = domains.pad_ids(rows, char_tokenizer.pad_token_id)
+    assert [int(m.sum()) for m in mask] == [len(r) for r in rows]
+    for i, r in enumerate(rows):
+        assert ids[i, : len(r)].tolist() == r
+        assert (ids[i, len(r):] == char_tokenizer.pad_token_id).all()
+    from_texts = domains.encode_batch(char_tokenizer, texts)
+    assert torch.equal(ids, from_texts[0]) and torch.equal(mask, from_texts[1])
+    again = domains.pad_ids([torch.tensor(r) for r in rows], char_tokenizer.pad_token_id)
+    assert torch.equal(again[0], ids) and torch.equal(again[1], mask)
+    with pytest.raises(ValueError, match="at least one row"):
+        domains.pad_ids([], 0)

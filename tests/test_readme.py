@@ -10,8 +10,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 # instead of silently running the full 10-minute settings.
 TINY = {
     '"small"': "domains.GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=512)",
-    "domains.TrainConfig(cpu_minutes=10)": "domains.TrainConfig(max_steps=3, eval_every=3, warmup=1, batch_size=4)",
-    "rm.fit_store(store))": "rm.fit_store(store), cfg=rm.TrainConfig(steps=2, batch_size=4))",
+    "domains.GeneratorTrainConfig(cpu_minutes=10)": "domains.GeneratorTrainConfig(max_steps=3, eval_every=3, warmup=1, batch_size=4)",
+    "rm.fit_store(store))": "rm.fit_store(store), cfg=rm.RewardTrainConfig(steps=2, batch_size=4))",
     "gradopt.AscentConfig()": "gradopt.AscentConfig(steps=2, check_every=1, polish=gradopt.PolishConfig(rounds=1))",
 }
 

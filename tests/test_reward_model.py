@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewardmodels import (
-    RewardModel, TrainConfig, bradley_terry_loss, bt_regression_loss, fit_head, group_folds, train_pairwise,
+    RewardModel, RewardTrainConfig, bradley_terry_loss, bt_regression_loss, fit_head, group_folds, train_pairwise,
     train_reward_model,
 )
 from rewardmodels._train import lr_factor
@@ -159,7 +159,7 @@ def test_regression_training_changes_every_parameter_and_fits():
     m = _model()
     before = {k: v.clone() for k, v in m.named_parameters()}
     losses = train_reward_model(m, ids, mask, u.numpy(), np.ones(len(u)),
-                                TrainConfig(steps=80, batch_size=12, lr=5e-3, warmup=5))
+                                RewardTrainConfig(steps=80, batch_size=12, lr=5e-3, warmup=5))
     changed = [k for k, v in m.named_parameters() if not torch.equal(v, before[k])]
     assert len(changed) == len(before)
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
@@ -174,7 +174,7 @@ def test_pairwise_training_learns_order():
     keep = u[i] != u[j]
     pairs = np.where((u[i] > u[j]).numpy()[:, None], np.stack([i, j], 1), np.stack([j, i], 1))[keep.numpy()]
     m = _model()
-    losses = train_pairwise(m, ids, mask, pairs, cfg=TrainConfig(steps=80, batch_size=16, lr=5e-3, warmup=5))
+    losses = train_pairwise(m, ids, mask, pairs, cfg=RewardTrainConfig(steps=80, batch_size=16, lr=5e-3, warmup=5))
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     r = m.score(ids, mask).detach()
     assert np.mean((r[pairs[:, 0]] > r[pairs[:, 1]]).numpy()) > 0.75
@@ -182,20 +182,20 @@ def test_pairwise_training_learns_order():
 
 def test_train_config_validates():
     with pytest.raises(ValueError):
-        TrainConfig(steps=0)
+        RewardTrainConfig(steps=0)
     with pytest.raises(ValueError):
-        TrainConfig(lr=-1.0)
+        RewardTrainConfig(lr=-1.0)
     with pytest.raises(ValueError, match="schedule"):
-        TrainConfig(schedule="linear")
+        RewardTrainConfig(schedule="linear")
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    cfg = TrainConfig(steps=50, warmup=5, schedule="cosine")
+    cfg = RewardTrainConfig(steps=50, warmup=5, schedule="cosine")
     f = np.array([lr_factor(s, cfg) for s in range(cfg.steps + 1)])
     assert np.all(np.diff(f[:6]) > 0) and f[5] == pytest.approx(1.0)
     assert np.all(np.diff(f[5:]) <= 1e-12)
     assert f[-1] == pytest.approx(0.0, abs=1e-12)
-    const = TrainConfig(steps=50, warmup=5)
+    const = RewardTrainConfig(steps=50, warmup=5)
     assert [lr_factor(s, const) for s in range(5, 50)] == [1.0] * 45
 
 
@@ -254,7 +254,7 @@ def test_non_finite_targets_or_weights_are_named(route):
     ids, mask, u = _toy_data(n=8)
     y, w = u.double().numpy(), np.ones(8)
     fit = (lambda m, y, w: fit_head(m, ids, mask, y, w, l2=1.0)) if route == "fit_head" else (
-        lambda m, y, w: train_reward_model(m, ids, mask, y, w, TrainConfig(steps=2, batch_size=4)))
+        lambda m, y, w: train_reward_model(m, ids, mask, y, w, RewardTrainConfig(steps=2, batch_size=4)))
     bad_y = y.copy()
     bad_y[[2, 5]] = [np.nan, np.inf]
     m = _model(pooling="mean")

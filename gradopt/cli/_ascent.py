@@ -73,7 +73,9 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def _title(text: str) -> str:
-    return next((l[2:].strip() for l in text.splitlines() if l.startswith("T:")), "")[:24]
+    from domains import abc_title
+
+    return abc_title(text)[:24]
 
 
 def cmd_optimize(args) -> int:

@@ -74,7 +74,7 @@ def cmd_train_generator(args) -> int:
     tok = domains.load_tokenizer(work) if (work / "tokenizer.json").exists() else domains.build_tokenizer(
         train, args.tokenizer, args.vocab_size)
     model = domains.build_generator(args.preset, tok, seed=args.seed)
-    cfg = domains.TrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
+    cfg = domains.GeneratorTrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, eval_every=args.eval_every, seed=args.seed)
     summary = domains.train_generator(model, tok, train, val, cfg, work,
                                       normalisation=domains.NormaliseConfig(spaceless=args.spaceless))
@@ -114,7 +114,7 @@ def cmd_validate(args) -> int:
     for i, t in enumerate(tunes, 1):
         v = domains.validate_abc(t)
         n_ok += v.ok
-        title = next((l[2:].strip() for l in t.splitlines() if l.startswith("T:")), "")
+        title = domains.abc_title(t)
         print(f"{i:>4} {'ok ' if v.ok else 'BAD'} {title[:40]:<40} {v.reason}")
     print(f"{n_ok}/{len(tunes)} valid")
     return 0 if n_ok == len(tunes) else 1

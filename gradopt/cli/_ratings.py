@@ -174,7 +174,7 @@ def cmd_train_reward(args) -> int:
     generator = domains.load_generator(args.generator)
     tokenizer = domains.load_tokenizer(args.generator)
     scores = rm.load_scores(args.scores, store)[0] if args.scores else None
-    cfg = rm.TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    cfg = rm.RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     model, losses = rm.train_from_store(store, generator, tokenizer, scores, pairwise=args.pairwise,
                                         kinds=_kinds(args.kinds), cfg=cfg, progress=True,
                                         pooling=args.pooling, probe=args.probe, members=args.ensemble)
