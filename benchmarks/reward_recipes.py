@@ -35,6 +35,7 @@ import torch
 import domains
 import gradopt
 import rewardmodels
+from domains import char_edit, pitch_edit  # noqa: F401  (re-exported: reward_fidelity uses pitch_edit)
 
 FITS = ("finetune", "probe", "probe+finetune")
 TARGETS = ("bt", "utility")
@@ -87,28 +88,6 @@ def scaled(recipe: Recipe, factor: float) -> Recipe:
     return dataclasses.replace(recipe, corpus=n(recipe.corpus), samples=n(recipe.samples),
                                char_edited=min(n(recipe.char_edited), n(recipe.corpus)), train=train,
                                harvest_starts=n(recipe.harvest_starts))
-
-
-def char_edit(text: str, k: int, rng) -> str:
-    """`k` random single-character substitutions in the body (header lines untouched)."""
-    start = text.find("\n", text.find("\nK:") + 1) + 1
-    alphabet = sorted(set(text[start:]) | set("ABCDEFGabcdefg|2/ "))
-    chars = list(text)
-    for pos in rng.integers(start, max(len(text) - 1, start + 1), k):
-        if chars[pos] != "\n":
-            chars[pos] = alphabet[int(rng.integers(len(alphabet)))]
-    return "".join(chars)
-
-
-def pitch_edit(text: str, k: int, rng) -> str:
-    """`k` distinct note letters (`gradopt.note_letters`) changed to other note letters A-G a-g;
-    durations, accidentals, octave marks and bar lines are kept. Fewer when the tune has fewer."""
-    free = np.flatnonzero(gradopt.note_letters(text))
-    chars = list(text)
-    for pos in rng.choice(free, min(k, len(free)), replace=False):
-        others = [c for c in sorted(gradopt.NOTE_LETTERS) if c != chars[pos]]  # a set: sorted for reproducibility
-        chars[pos] = others[int(rng.integers(len(others)))]
-    return "".join(chars)
 
 
 @dataclass(frozen=True)
