@@ -46,7 +46,7 @@ import torch
 import domains
 import gradopt
 import rewardmodels
-from ascent import memo_validate
+from gradopt import memo_validate
 from reward_recipes import PRACTICAL, compare, cut_tune, edit_space, load_or_train_generator, make_pool, scaled, start_run
 
 RESULTS = Path(__file__).parent / "results"
