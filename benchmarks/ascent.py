@@ -80,7 +80,7 @@ def eval_starts(gen, tok, splits: dict[str, list[str]], split, slots: int, const
 def build_models(args, train: list[str], val: list[str], log, engine: gradopt.AscentConfig):
     """(tokenizer, generator, reward model, info): reuse --work if it holds them, else train.
 
-    The reward model follows `reward_recipes.PRACTICAL` (0.3x the items with --quick), the best
+    The reward model follows `rewardmodels.PRACTICAL` (0.3x the items with --quick), the best
     practical recipe in benchmarks/reward_fidelity.py: simulated ratings of corpus tunes, generator
     samples (drawn as the starts are) and pitch variants of both, Bradley-Terry, and a linear
     probe (ridge head on the frozen generator's mean-pooled features)."""
@@ -288,7 +288,7 @@ def main() -> None:
                     help="features the reward model's probe reads (with a new --work only)")
     ap.add_argument("--harvest-rounds", type=int, default=0,
                     help="before the comparison, rounds of: the engine edits fresh samples, they are rated, the "
-                         "reward model is refitted (reward_recipes.Recipe.harvest_rounds; with a new --work only)")
+                         "reward model is refitted (rewardmodels.Recipe.harvest_rounds; with a new --work only)")
     ap.add_argument("--max-chars", type=int, default=150,
                     help="tunes are cut to whole bars within this many characters (the generator's context is "
                          "this + 2; a --work directory must have been made with the same value)")

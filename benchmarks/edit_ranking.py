@@ -11,7 +11,7 @@ utility (`rewardmodels.SimulatedRater`). The starts are the first samples whose 
 rater's clip floor (valid, not clipped); the fraction of the 64 samples at the floor is reported,
 as ascent.py's engine spends its budget on those too.
 
-Reward models (all fitted here on one pool of simulated ratings, `reward_recipes.PRACTICAL` with
+Reward models (all fitted here on one pool of simulated ratings, `rewardmodels.PRACTICAL` with
 bar-aware samples, the recipe ascent.py uses):
 
   practical            Bradley-Terry posterior means, ridge probe on mean-pooled features
