@@ -60,25 +60,12 @@ import torch
 import domains
 import gradopt
 import rewardmodels
+from gradopt import exact_scores, memo_validate
 from provenance import write_result
 from reward_recipes import (PRACTICAL, build_reward_model, cut_corpus, edit_space, eval_corpus, eval_samples, eval_split,
                             load_or_train_generator, scaled, start_run)
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def memo_validate(screen=None):
-    """validate_abc, memoised; with `screen` (e.g. `ABCConstraint.accepts`, ~1 ms against ~50 ms for
-    the parse) a text the screen accepts counts as valid without the parse. The editing methods
-    keep outputs valid with the screen; the reported validity always comes from the parse."""
-    cache: dict[str, bool] = {}
-
-    def validate(text: str) -> bool:
-        if text not in cache:
-            cache[text] = bool((screen is not None and screen(text)) or domains.validate_abc(text))
-        return cache[text]
-
-    return validate
 
 
 def eval_starts(gen, tok, splits: dict[str, list[str]], split, slots: int, constraint=None, seed: int = 0,
@@ -93,7 +80,7 @@ def eval_starts(gen, tok, splits: dict[str, list[str]], split, slots: int, const
 def build_models(args, train: list[str], val: list[str], log, engine: gradopt.AscentConfig):
     """(tokenizer, generator, reward model, info): reuse --work if it holds them, else train.
 
-    The reward model follows `reward_recipes.PRACTICAL` (0.3x the items with --quick), the best
+    The reward model follows `rewardmodels.PRACTICAL` (0.3x the items with --quick), the best
     practical recipe in benchmarks/reward_fidelity.py: simulated ratings of corpus tunes, generator
     samples (drawn as the starts are) and pitch variants of both, Bradley-Terry, and a linear
     probe (ridge head on the frozen generator's mean-pooled features)."""
@@ -125,89 +112,16 @@ def build_models(args, train: list[str], val: list[str], log, engine: gradopt.As
     return tok, gen, rm.eval(), info
 
 
-@torch.no_grad()
-def exact(rm, gen, rows: list[list[int]], pad: int, lm_weight: float):
-    """(reward, total loglik, objective) of token rows, each (n,) numpy."""
-    ids, mask = gradopt.pad_batch(rows, pad)
-    out = []
-    shared = gradopt.shared_backbone(rm, gen)  # one pass for both when the reward model is a probe
-    for lo in range(0, len(rows), 64):
-        r, mean_ll, total = gradopt.score_sequences(rm, gen, ids[lo : lo + 64], mask[lo : lo + 64], shared)
-        r = r.double()
-        out.append(torch.stack([r, total.double(), r + lm_weight * mean_ll.double()], 1))
-    x = torch.cat(out).numpy()
-    return x[:, 0], x[:, 1], x[:, 2]
-
-
-def hill_climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int,
-               edit: str = "pitch", screen=None, objective=None):
-    """Random single-token mutation hill-climbing in the same edit space as the engine; snapshots
-    at equal evaluations and equal CPU time. objective: rows -> (n,) values to climb instead of
-    reward + lm_weight * mean log-lik (the oracle climbs the rater's hidden utility, which already
-    scores invalid tunes lowest)."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    validate = memo_validate(screen)
-    ids, mask = gradopt.pad_batch(starts, tok.pad_token_id)
-    b, t = ids.shape
-    special = [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id]
-    freeze, allowed_at = edit_space(starts, tok, edit)
-    free = ~torch.isin(ids, torch.tensor(special)) & mask.bool() & ~freeze
-    allowed = [i for i in range(len(tok)) if i not in special + [tok.unk_token_id]]
-    if allowed_at is not None:  # every free position allows the same set (the note letters)
-        allowed = allowed_at[free].any(0).nonzero()[:, 0].tolist() if bool(free.any()) else allowed
-    rng = np.random.default_rng(seed)
-    cur = [list(s) for s in starts]
-    value = objective or (lambda rows: exact(rm, gen, rows, tok.pad_token_id, lm_weight)[2])
-    val = value(cur)
-    start_ok = [validate(domains.decode(tok, s)) for s in cur] if objective is None else [False] * b
-    evals, snaps, it = b, {}, 0
-    while "evals" not in snaps or "time" not in snaps:
-        cand = [list(s) for s in cur]
-        for r in range(b):
-            pos = free[r].nonzero()[:, 0].tolist()
-            if pos:
-                cand[r][int(rng.choice(pos))] = int(rng.choice(allowed))
-        new = value(cand)
-        evals += b
-        it += 1
-        for r in range(b):
-            if new[r] > val[r] and (not start_ok[r] or validate(domains.decode(tok, cand[r]))):
-                cur[r], val[r] = cand[r], new[r]
-        state = ([list(s) for s in cur], time.process_time() - c0, time.perf_counter() - t0, evals)
-        if "evals" not in snaps and it + 1 >= evals_per_slot:
-            snaps["evals"] = state
-        if "time" not in snaps and state[1] >= cpu_budget:
-            snaps["time"] = state
-    return snaps
-
-
-def best_of_n_rounds(start_rows, rm, gen, tok, *, n_max: int, seed: int, temperature: float, constraint=None,
-                     stop=None) -> list[tuple[list, float, float, int]]:
-    """Best-of-N run as it would be used, round by round and timed: the start counts as sample 1;
-    round n draws one fresh sample per slot (as the starts were drawn, seed `seed + n`), the
-    reward model scores it and each slot keeps its favourite so far. Returns one snapshot per
-    N = 1, 2, ...: (picked rows, process CPU s, wall s, reward evaluations) since the call, the
-    CPU measured, not extrapolated. Stops at `n_max` or when `stop(n, cpu_s)` is true."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    slots = len(start_rows)
-
-    def score(rows):
-        ids, mask = gradopt.pad_batch(rows, tok.pad_token_id)
-        with torch.no_grad():
-            return rm.predict(ids, mask).double().numpy()
-
-    best, best_r = [list(r) for r in start_rows], score(start_rows)
-    snaps = [(list(best), time.process_time() - c0, time.perf_counter() - t0, slots)]
-    for n in range(2, n_max + 1):
-        if stop is not None and stop(n - 1, snaps[-1][1]):
-            break
-        fresh = gradopt.starts_from_generator(gen, tok, slots, seed=seed + n, temperature=temperature,
-                                              constraint=constraint)
-        r = score(fresh)
-        for i in np.flatnonzero(r > best_r):
-            best[i], best_r[i] = fresh[i], r[i]
-        snaps.append((list(best), time.process_time() - c0, time.perf_counter() - t0, n * slots))
-    return snaps
+def climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int,
+          edit: str = "pitch", screen=None, objective=None):
+    """`gradopt.hill_climb` in the benchmark's edit space (`edit_space`: header lines frozen, `edit`
+    masks), valid starts kept valid by `memo_validate(screen)`; snapshots at equal evaluations and
+    equal CPU time. objective: as in `gradopt.hill_climb` (the oracle climbs the rater's hidden
+    utility, which already scores invalid tunes lowest)."""
+    freeze, allowed = edit_space(starts, tok, edit)
+    return gradopt.hill_climb(starts, rm, gen, tok, evals_per_slot=evals_per_slot, cpu_budget=cpu_budget,
+                              lm_weight=lm_weight, seed=seed, freeze=freeze, allowed=allowed,
+                              validate=memo_validate(screen), objective=objective)
 
 
 def first_at_budget(cpu_s: list[float], budget: float) -> int:
@@ -284,8 +198,8 @@ def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=Non
     rm, gen, tok, rater, validate, lm_weight = ctx
     texts = [domains.decode(tok, r) for r in rows]
     starts = [domains.decode(tok, r) for r in start_rows]
-    r1, ll1, _ = exact(rm, gen, rows, tok.pad_token_id, lm_weight)
-    r0, ll0, _ = exact(rm, gen, start_rows, tok.pad_token_id, lm_weight)
+    r1, ll1, _ = exact_scores(rm, gen, rows, tok.pad_token_id, lm_weight)
+    r0, ll0, _ = exact_scores(rm, gen, start_rows, tok.pad_token_id, lm_weight)
     u1, u0 = rater.utility(texts), rater.utility(starts)
     n1 = np.array([max(len(r) - 1, 1) for r in rows])
     n0 = np.array([max(len(r) - 1, 1) for r in start_rows])
@@ -374,7 +288,7 @@ def main() -> None:
                     help="features the reward model's probe reads (with a new --work only)")
     ap.add_argument("--harvest-rounds", type=int, default=0,
                     help="before the comparison, rounds of: the engine edits fresh samples, they are rated, the "
-                         "reward model is refitted (reward_recipes.Recipe.harvest_rounds; with a new --work only)")
+                         "reward model is refitted (rewardmodels.Recipe.harvest_rounds; with a new --work only)")
     ap.add_argument("--max-chars", type=int, default=150,
                     help="tunes are cut to whole bars within this many characters (the generator's context is "
                          "this + 2; a --work directory must have been made with the same value)")
@@ -429,10 +343,10 @@ def main() -> None:
         alt, alt_flops, alt_gap = run_engine(starts, rm, gen, tok, cfg_logits, memo_validate(screen), args.edit)
         results[f"engine_logits/{origin}"] = summarise("engine_logits", [r.tokens for r in alt.rows], starts, ctx,
                                                        alt.cpu_seconds, alt.seconds, alt.reward_evals, alt_flops, alt_gap)
-        r0, _, _ = exact(rm, gen, starts, tok.pad_token_id, lm_weight)
+        r0, _, _ = exact_scores(rm, gen, starts, tok.pad_token_id, lm_weight)
         u0 = rater.utility([domains.decode(tok, s) for s in starts])
         results[f"engine/{origin}"]["start_corr_reward_utility"] = float(np.corrcoef(r0, u0)[0, 1])
-        snaps = hill_climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit, screen)
+        snaps = climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit, screen)
         t = float(np.mean([len(s) for s in starts]))
         for key, (rows, cpu, wall, evals) in snaps.items():
             fl = evals * (forward_flops(rm, t, t) + forward_flops(gen, t, t))
@@ -444,8 +358,8 @@ def main() -> None:
         # The edit space's ceiling: the same random mutations kept when the rater's hidden utility
         # rises (a perfect reward model), at the engine's evaluations per slot, on the first slots.
         k = args.oracle_slots
-        oracle = hill_climb(starts[:k], rm, gen, tok, per_slot, 0.0, lm_weight, args.seed, args.edit,
-                            objective=lambda rows: rater.utility([domains.decode(tok, x) for x in rows]))
+        oracle = climb(starts[:k], rm, gen, tok, per_slot, 0.0, lm_weight, args.seed, args.edit,
+                       objective=lambda rows: rater.utility([domains.decode(tok, x) for x in rows]))
         rows_o, _, wall_o, evals_o = oracle["evals"]
         s = summarise("oracle_hill_climb_equal_evals", rows_o, starts[:k], ctx, 0.0, wall_o, evals_o)
         s["note"] = ("climbs the hidden utility itself; a ceiling for editing in this edit space at this "
@@ -460,9 +374,9 @@ def main() -> None:
         # (or the cap) and twice the engine's CPU: equal evaluations, equal CPU time (the first N
         # whose measured CPU reaches the engine's) and the gain-against-CPU curve, all measured.
         n_cap = 48 if q else 128
-        snaps_b = best_of_n_rounds(starts, rm, gen, tok, n_max=n_cap, seed=split.baseline_seed + 1000 * args.seed,
-                                   temperature=args.temperature, constraint=constraint,
-                                   stop=lambda n, cpu: n >= per_slot and cpu >= 2 * res.cpu_seconds)
+        snaps_b = gradopt.best_of_n(starts, rm, gen, tok, n_max=n_cap, seed=split.baseline_seed + 1000 * args.seed,
+                                    temperature=args.temperature, constraint=constraint,
+                                    stop=lambda n, cpu: n >= per_slot and cpu >= 2 * res.cpu_seconds)
         n_time = first_at_budget([sn[1] for sn in snaps_b], res.cpu_seconds)
         for key, n, wanted in (("evals", min(per_slot, len(snaps_b)), per_slot), ("time", n_time, None)):
             pick, cpu, wall, evals = snaps_b[n - 1]

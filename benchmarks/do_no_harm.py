@@ -3,7 +3,7 @@
 Setting (what a new user does): a small char-level generator trained on two fiddle collections
 (ryansMammoth + oneills1850, train split, tunes cut to whole bars within --max-chars), a reward
 ensemble of K = 5 bootstrap ridge probes on its mean-pooled hidden states, fitted on simulated
-ratings (`reward_recipes.PRACTICAL`'s pool: corpus tunes, generator samples and pitch variants,
+ratings (`rewardmodels.PRACTICAL`'s pool: corpus tunes, generator samples and pitch variants,
 agreement 0.75, Bradley-Terry), then `gradopt.optimize` with pitch edits (note letters only,
 headers frozen), lm_weight 8, the default engine otherwise, on *whole* tunes (<= --max-chars) from
 
@@ -42,7 +42,7 @@ import torch
 import domains
 import gradopt
 import rewardmodels
-from ascent import memo_validate
+from gradopt import memo_validate
 from provenance import write_result
 from reward_recipes import PRACTICAL, compare, cut_tune, edit_space, load_or_train_generator, make_pool, scaled, start_run
 

@@ -11,7 +11,7 @@ utility (`rewardmodels.SimulatedRater`). The starts are the first samples whose 
 rater's clip floor (valid, not clipped); the fraction of the 64 samples at the floor is reported,
 as ascent.py's engine spends its budget on those too.
 
-Reward models (all fitted here on one pool of simulated ratings, `reward_recipes.PRACTICAL` with
+Reward models (all fitted here on one pool of simulated ratings, `rewardmodels.PRACTICAL` with
 bar-aware samples, the recipe ascent.py uses):
 
   practical            Bradley-Terry posterior means, ridge probe on mean-pooled features
@@ -49,7 +49,7 @@ from scipy.stats import spearmanr
 
 import domains
 import rewardmodels
-from ascent import exact
+from gradopt import exact_scores
 from provenance import write_result
 from reward_recipes import (PRACTICAL, cut_corpus, edit_space, eval_samples, eval_split, fit_model,
                             load_or_train_generator, make_pool, scaled, start_run)
@@ -123,7 +123,7 @@ def main() -> None:
     samples = eval_samples(gen, tok, 64, split, constraint, seed=args.seed)
     u_samples = rater.utility([domains.decode(tok, s) for s in samples])
     for name, rm in models.items():
-        fits[name]["start_corr_reward_utility"] = float(np.corrcoef(exact(rm, gen, samples, tok.pad_token_id, 0.0)[0],
+        fits[name]["start_corr_reward_utility"] = float(np.corrcoef(exact_scores(rm, gen, samples, tok.pad_token_id, 0.0)[0],
                                                                     u_samples)[0, 1])
     floor = rewardmodels.FLOOR  # the rater clips valid tunes' utilities here (invalid ones: INVALID, lower)
     above = [i for i in range(len(samples)) if u_samples[i] > floor + 1e-9][:n_starts]
@@ -138,8 +138,8 @@ def main() -> None:
         n_tok = max(len(start) - 1, 1)
         d_ll = None
         for name, rm in models.items():
-            r0, ll0, _ = exact(rm, gen, [list(start)], tok.pad_token_id, 0.0)
-            r1, ll1, _ = exact(rm, gen, rows, tok.pad_token_id, 0.0)
+            r0, ll0, _ = exact_scores(rm, gen, [list(start)], tok.pad_token_id, 0.0)
+            r1, ll1, _ = exact_scores(rm, gen, rows, tok.pad_token_id, 0.0)
             d_ll = (ll1 - ll0[0]) / n_tok
             for w in LM_WEIGHTS:
                 stats.setdefault(f"{name}/lm{w:g}", []).append(rank_stats(r1 - r0[0] + w * d_ll, d_util))

@@ -39,36 +39,6 @@ CACHE = HERE / ".cache"
 MAX_CHARS = 254  # + <bos>/<eos> = the reward model's 256-token context
 PRESET = domains.GeneratorPreset(n_layer=2, n_head=4, n_embd=64, n_positions=256)
 N_POOL = 1200  # items built once (cached generator); --quick rates a random subset of them
-NOTES = "".join(sorted(domains.NOTE_LETTERS))  # "ABCDEFGabcdefg": an ordered string for rng.choice
-
-
-def corrupt(text: str, rng: np.random.Generator, n_edits: int) -> str:
-    """Random musical damage to a tune's body (headers kept)."""
-    lines = text.splitlines(keepends=True)
-    n_head = next((i + 1 for i, l in enumerate(lines) if l.startswith("K:")), 0)
-    head, body = "".join(lines[:n_head]), list("".join(lines[n_head:]))
-    for _ in range(n_edits):
-        notes = [i for i, c in enumerate(body) if c in NOTES]
-        if not notes:
-            break
-        i = int(rng.choice(notes))
-        op = int(rng.integers(5))
-        if op == 0:
-            body[i] = str(rng.choice(list(NOTES)))
-        elif op == 1:
-            body.insert(i, str(rng.choice(["^", "_"])))
-        elif op == 2:
-            body[i] = body[i].swapcase()
-        elif op == 3:
-            del body[max(0, i - int(rng.integers(0, 3)))]
-        else:
-            s = "".join(body)
-            bars = [b for b in s.split("|") if b.strip()]
-            if bars:
-                bar = str(rng.choice(bars))
-                s = s.replace(bar + "|", (bar + "|") * int(rng.integers(2, 4)), 1)
-                body = list(s)
-    return head + "".join(body)
 
 
 def build_pool(n_items: int, seed: int = 0, progress=print, gen_minutes: float = 1.5):
@@ -95,7 +65,7 @@ def build_pool(n_items: int, seed: int = 0, progress=print, gen_minutes: float =
     origins = ["corpus"] * n_corpus
     k = n_corpus
     while len(texts) < n_corpus + n_bad:
-        t = corrupt(corpus[order[k]], rng, int(rng.geometric(0.3)))
+        t = domains.corrupt(corpus[order[k]], rng, int(rng.geometric(0.3)))
         k += 1
         if len(t) <= MAX_CHARS and t not in texts:
             texts.append(t)

@@ -58,6 +58,7 @@ from ._abc_edits import (
     token_edits,
 )
 from ._abc_moves import abc_moves, bar_moves, rhythm_moves
+from ._abc_variants import char_edit, corrupt, pitch_edit
 from ._abc_constraint import ABCConstraint
 from ._abc_corpus import (
     ALL_COLLECTIONS,
@@ -85,7 +86,7 @@ __all__ += [
     "ABCDomain", "ABCConstraint", "validate_abc", "Bar", "Body", "Item", "bar_durations", "length_spec",
     "length_value", "read_bars", "EDIT_KINDS", "HEADER_LINE", "NOTE_LETTERS", "abc_body", "abc_title", "TOKEN_EDITS", "EditSpace", "cadence_edits",
     "char_pieces", "class_masks", "edit_space", "ending_classes", "ending_edits", "note_letters", "pitch_edits",
-    "token_edits", "abc_moves", "bar_moves", "rhythm_moves", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError",
+    "token_edits", "abc_moves", "bar_moves", "rhythm_moves", "char_edit", "corrupt", "pitch_edit", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError",
     "CorpusReport", "NORMALISATION_FILE", "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file",
     "load_normalisation", "music_key", "normalise", "respace", "save_normalisation", "split_corpus",
     "split_of", "split_tunes", "RenderError", "abc_to_midi", "find_soundfont", "midi_to_wav",

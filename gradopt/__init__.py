@@ -4,10 +4,13 @@ The ascent engine: relaxations (`_relax`), objective terms (`_objective`), proje
 (`_projection`), the exact-swap polish (`_polish`), the optimizer adapter (`_optim`), frozen-position
 masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
 edits (`_edits`), exact search over domain-proposed whole sequences (`_moves`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
-likely reward-model blind spots (`_harvest`), and the do-no-harm guard on what it returns (`_trust`).
+likely reward-model blind spots (`_harvest`), the do-no-harm guard on what it returns (`_trust`), and the
+best-of-N and hill-climbing baselines it is measured against (`_baselines`); a reward-model
+recipe run with its harvest rounds (`_recipes`).
 """
 
 from ._ascent import AscentConfig, allowed_per_position, optimize, pad_batch, row_seed
+from ._baselines import Snapshot, best_of_n, exact_scores, hill_climb, memo_validate
 from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
 from ._edits import EDITS, NOTE_LETTERS, edit_masks, note_letters, pitch_edits
 from ._harvest import HarvestConfig, Suspect, harvest, queue_order, suspect_reasons
@@ -30,6 +33,7 @@ from ._objective import (
 from ._optim import Adam
 from ._polish import PolishConfig, polish, propose_swaps, sample_candidates
 from ._projection import project_argmax, project_nearest
+from ._recipes import build_reward_model, harvest_round, header_frozen_masks
 from ._relax import (
     RELAXATIONS,
     EmbeddingPEZ,
@@ -59,6 +63,8 @@ __all__ = [
     "RELAXATIONS", "EmbeddingPEZ", "GumbelSoftmax", "RelaxContext", "Relaxation", "Relaxed", "SimplexEntropy",
     "SimplexLogits", "StraightThrough", "make_relaxation",
     "AscentResult", "RowResult", "project_entropy", "project_simplex", "tsallis2_entropy",
+    "build_reward_model", "harvest_round", "header_frozen_masks",
+    "Snapshot", "best_of_n", "exact_scores", "hill_climb", "memo_validate",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",

@@ -1,11 +1,25 @@
 """Reward models: rating store, Bayesian Bradley-Terry, active pair selection, judges, simulated
-rater, and the reward model (regression on latent scores, or the pairwise baseline)."""
+rater, the reward model (regression on latent scores, or the pairwise baseline), and named recipes
+for making one from simulated ratings (`_recipes`)."""
 
 from ._active import STRATEGIES, next_pairs
 from ._bradley_terry import Scores, fit, win_probability
 from ._judges import JudgeConfig, abc_body, auto_compare, auto_winner, broken_reasons, compression_ratio
 from ._model import POOLINGS, RewardModel
 from ._ensemble import RewardEnsemble, bootstrap_heads, fit_ensemble, load_reward_model
+from ._recipes import (
+    BASELINE,
+    PRACTICAL,
+    PRACTICAL_BAR_AWARE,
+    RECIPES,
+    RatingPool,
+    Recipe,
+    fit_recipe,
+    make_pool,
+    root_groups,
+    scale_recipe,
+    simulate_comparisons,
+)
 from ._raters import VERDICTS, JudgeRater, Rater, judge_pairs
 from ._simulated import FLOOR, INVALID, TIE_RATE, SimulatedRater, music_features
 from ._train import (
@@ -55,7 +69,8 @@ __all__ = [
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "music_features",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
-    "training_rows",
+    "training_rows", "BASELINE", "PRACTICAL", "PRACTICAL_BAR_AWARE", "RECIPES", "RatingPool", "Recipe",
+    "fit_recipe", "make_pool", "root_groups", "scale_recipe", "simulate_comparisons",
 ]
 
 
