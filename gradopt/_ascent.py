@@ -22,6 +22,10 @@ edit budget, and an input's best row replaces it only when the reward model is c
 gain (an ensemble's lower bound on it, a single model's gain, above a margin); otherwise the input
 is returned unchanged with a status "kept the input: <why>". ``trust=None`` or
 ``TrustConfig(enabled=False)`` returns the engine's best accepted sequence as it is.
+
+`optimize` reads top to bottom over named steps: `_prepare` (batch, masks, restarts), `_ascend`
+(the gradient steps, verified by `_Best.check` through `_Scorer.exact`), `_polish_rows`,
+`_final_scores` and `_assemble` (the do-no-harm verdict per input).
 """
 
 from __future__ import annotations
@@ -181,6 +185,55 @@ def optimize(
     module docstring); "before" scores are the input's own exact scores.
     """
     t0, c0 = time.perf_counter(), time.process_time()
+    batch = _prepare(init, reward_model, generator, cfg, tokenizer, freeze, allowed, validate)
+    scorer = _Scorer(reward_model, generator, batch, cfg.objective, tokenizer, validate)
+    with frozen_models(reward_model, generator):
+        before = _score_inputs(batch, scorer)
+        best = _Best(batch, scorer, cfg, before)
+        _ascend(batch, scorer, best, cfg, progress)
+        accepted = torch.isfinite(best.val)  # (B,) rows holding an accepted sequence
+        if cfg.polish.rounds:
+            _polish_rows(batch, scorer, best, cfg)
+        final = _final_scores(batch, scorer, best, accepted)
+    rows = _assemble(batch, scorer, best, before, final, cfg)
+    return AscentResult(rows=rows, reward_evals=scorer.evals, generator_evals=scorer.gen_evals,
+                        seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+
+
+@dataclass(kw_only=True)
+class _Batch:
+    """The prepared batch: b inputs, each laid out as r restart rows (B = b*r rows, b-major)."""
+
+    ids0: torch.Tensor  # (b,t) the inputs, right-padded
+    mask0: torch.Tensor  # (b,t) their attention mask
+    r: int  # restarts per input
+    v: int  # vocabulary size
+    dtype: torch.dtype  # of the reward model's embeddings
+    allowed: torch.Tensor  # (v,) shared by all positions or (B,t,v) per position
+    ids_in: torch.Tensor  # (B,t) each row's input, what "changed" counts against
+    ids_start: torch.Tensor  # (B,t) each row's start (restarts > 0 perturbed)
+    mask: torch.Tensor  # (B,t)
+    free: torch.Tensor  # (B,t) True = the position may change
+    lengths: list[int]  # (B,) unpadded lengths
+    restart_of: list[int]  # (B,) each row's restart index
+    gens: list[torch.Generator]  # (B,) each row's random stream
+    budget: torch.Tensor  # (B,) most positions a kept sequence may change
+    ctx: RelaxContext
+    onehot0: torch.Tensor  # (B,t,v) the starts as one-hots
+    start: torch.Tensor  # (B,t,v) the smoothed inputs (KL anchor)
+    fixed_embeds: torch.Tensor  # (B,t,d) the starts' embeddings
+
+    @property
+    def b(self) -> int:
+        return self.ids0.shape[0]
+
+    @property
+    def B(self) -> int:  # noqa: N802 (the legend's name)
+        return self.b * self.r
+
+
+def _prepare(init, reward_model, generator, cfg, tokenizer, freeze, allowed, validate) -> _Batch:
+    """Pad and check the inputs, build the free/allowed masks and lay out (and perturb) the restarts."""
     specials = special_ids(generator, tokenizer)
     ids0, mask0 = pad_batch(init, specials["pad"])
     b, t = ids0.shape
@@ -196,6 +249,36 @@ def optimize(
     vocab_check(generator, v)
     if validate is not None and tokenizer is None:
         raise ValueError("validate needs a tokenizer to decode sequences")
+    allowed, frozen = _masks(ids0, mask0, specials, v, freeze, allowed, tokenizer)
+
+    r = cfg.restarts
+    allowed = allowed if allowed.dim() == 1 else allowed.repeat_interleave(r, 0)  # (v,) or (B,t,v)
+    ids_start = ids0.repeat_interleave(r, 0)  # (B,t)
+    mask = mask0.repeat_interleave(r, 0)
+    free = ~frozen.repeat_interleave(r, 0)
+    lengths = mask.sum(-1).tolist()
+    restart_of = [j for _ in range(b) for j in range(r)]
+    gens = [
+        torch.Generator().manual_seed(row_seed(cfg.seed, restart_of[k], ids_start[k, : lengths[k]].tolist()))
+        for k in range(b * r)
+    ]
+    ids_in = ids0.repeat_interleave(r, 0)
+    budget = edit_budget(free.sum(-1), cfg.trust)
+    noisy = torch.tensor([j > 0 for j in restart_of])
+    if cfg.restart_noise > 0 and bool(noisy.any()):
+        ids_start = torch.where(noisy[:, None], _perturb(ids_start, free, allowed, gens, cfg.restart_noise), ids_start)
+    ctx = RelaxContext(allowed=allowed, embedding=emb,
+                       noise=lambda: _uniform_noise(gens, lengths, t, v, dtype))
+    start = smoothed_start(F.one_hot(ids0.repeat_interleave(r, 0), v).to(dtype), allowed, cfg.objective.kl_smoothing)
+    return _Batch(ids0=ids0, mask0=mask0, r=r, v=v, dtype=dtype, allowed=allowed, ids_in=ids_in,
+                  ids_start=ids_start, mask=mask, free=free, lengths=lengths, restart_of=restart_of, gens=gens,
+                  budget=budget, ctx=ctx, onehot0=F.one_hot(ids_start, v).to(dtype), start=start,
+                  fixed_embeds=emb[ids_start])
+
+
+def _masks(ids0, mask0, specials, v, freeze, allowed, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (allowed: (v,) the non-special tokens, or (b,t,v) with the user's mask; frozen: (b,t))."""
+    b, t = ids0.shape
     base = torch.ones(v, dtype=torch.bool)  # (v,) tokens any free position may take
     for key in ("bos", "eos", "pad", "unk"):
         if specials.get(key) is not None:
@@ -206,184 +289,234 @@ def optimize(
         if tuple(freeze.shape) != (b, t):
             raise ValueError(f"freeze mask has shape {tuple(freeze.shape)}, expected {(b, t)} (padded batch)")
         frozen |= freeze.to(torch.bool)
-    if allowed is not None:
-        allowed, frozen = allowed_per_position(allowed, ids0, frozen, base, tokenizer)
+    if allowed is None:
+        return base, frozen
+    return allowed_per_position(allowed, ids0, frozen, base, tokenizer)
 
-    r = cfg.restarts
-    allowed = base if allowed is None else allowed.repeat_interleave(r, 0)  # (v,) or (B,t,v)
-    ids_start = ids0.repeat_interleave(r, 0)  # (B,t)
-    mask = mask0.repeat_interleave(r, 0)
-    free = ~frozen.repeat_interleave(r, 0)
-    lengths = mask.sum(-1).tolist()
-    restart_of = [j for _ in range(b) for j in range(r)]
-    gens = [
-        torch.Generator().manual_seed(row_seed(cfg.seed, restart_of[k], ids_start[k, : lengths[k]].tolist()))
-        for k in range(b * r)
-    ]
-    ids_in = ids0.repeat_interleave(r, 0)  # (B,t) each row's input, what "changed" counts against
-    budget = edit_budget(free.sum(-1), cfg.trust)  # (B,) most positions a kept sequence may change
-    noisy = torch.tensor([j > 0 for j in restart_of])
-    if cfg.restart_noise > 0 and bool(noisy.any()):
-        ids_start = torch.where(noisy[:, None], _perturb(ids_start, free, allowed, gens, cfg.restart_noise), ids_start)
-    ctx = RelaxContext(allowed=allowed, embedding=emb,
-                       noise=lambda: _uniform_noise(gens, lengths, t, v, dtype))
-    onehot0 = F.one_hot(ids_start, v).to(dtype)
-    start = smoothed_start(F.one_hot(ids0.repeat_interleave(r, 0), v).to(dtype), allowed, cfg.objective.kl_smoothing)
-    fixed_embeds = emb[ids_start]
-    w = cfg.objective
-    B = b * r
-    shared = shared_backbone(reward_model, generator)  # one forward pass serves both models
 
-    def decode_rows(rows_ids: torch.Tensor, rows_len: Sequence[int]) -> list[str | None]:
-        if tokenizer is None:
+class _Scorer:
+    """Scores rows of the batch (exactly on ids, or relaxed), decodes and validates them (validity
+    cached by text) and counts the reward-model and generator evaluations."""
+
+    def __init__(self, reward_model, generator, batch: _Batch, w: ObjectiveWeights, tokenizer, validate) -> None:
+        self.reward_model, self.generator, self.batch, self.w = reward_model, generator, batch, w
+        self.tokenizer, self.validate = tokenizer, validate
+        self.shared = shared_backbone(reward_model, generator)  # one forward pass serves both models
+        self.cache: dict[str, bool] = {}
+        self.evals = self.gen_evals = 0
+
+    def count(self, reward: int, gen: int | None = None) -> None:
+        self.evals += reward
+        self.gen_evals += reward if gen is None else gen
+
+    def exact(self, ids, rows) -> tuple[Terms, torch.Tensor, torch.Tensor]:
+        """Exact terms, total loglik and objective of `ids`, which hold the batch's `rows`."""
+        bt = self.batch
+        terms, total_ll = discrete_terms(self.reward_model, self.generator, ids, bt.mask[rows], bt.start[rows],
+                                         bt.free[rows], self.w, self.shared)
+        return terms, total_ll, terms.total(self.w, 1.0)
+
+    def relaxed(self, relaxed: Relaxed) -> Terms:
+        """Relaxed terms of all B rows."""
+        bt = self.batch
+        return relaxed_terms(self.reward_model, self.generator, relaxed, bt.mask, bt.start, bt.free, self.w,
+                             self.shared)
+
+    def decode(self, rows_ids: torch.Tensor, rows_len: Sequence[int]) -> list[str | None]:
+        if self.tokenizer is None:
             return [None] * len(rows_len)
         from domains import decode
-        return [decode(tokenizer, x[:n].tolist()) for x, n in zip(rows_ids, rows_len)]
+        return [decode(self.tokenizer, x[:n].tolist()) for x, n in zip(rows_ids, rows_len)]
 
-    cache: dict[str, bool] = {}
-
-    def is_valid(text: str | None) -> bool | None:
-        if validate is None or text is None:
+    def is_valid(self, text: str | None) -> bool | None:
+        if self.validate is None or text is None:
             return None
-        if text not in cache:
-            cache[text] = bool(validate(text))
-        return cache[text]
+        if text not in self.cache:
+            self.cache[text] = bool(self.validate(text))
+        return self.cache[text]
 
-    def exact(ids, rows) -> tuple[Terms, torch.Tensor, torch.Tensor]:
-        terms, total_ll = discrete_terms(reward_model, generator, ids, mask[rows], start[rows], free[rows], w, shared)
-        return terms, total_ll, terms.total(w, 1.0)
 
-    with frozen_models(reward_model, generator):
-        # "Before" is the input itself, scored exactly (its restart-0 rows; not a projection of
-        # the initial relaxation, which need not land on the input).
-        inputs = torch.arange(0, B, r)  # (b,) restart-0 rows
-        terms0, ll0, val0 = exact(ids0, inputs)
-        texts_in = decode_rows(ids0, lengths[::r])
-        valid_in = [is_valid(x) for x in texts_in]
-        before = {"reward": terms0.reward, "ll": ll0, "val": val0, "valid": valid_in}
-        needs_valid = [cfg.require_valid and valid_in[k // r] is not False for k in range(B)]
-        param = cfg.relaxation.init(onehot0, ctx)
-        opt_state = cfg.optimizer.init(param)
-        active = torch.ones(B, dtype=torch.bool)
-        status = ["ok"] * B
-        best_ids = ids_start.clone()
-        best_val = torch.full((B,), -torch.inf, dtype=dtype)  # -inf: nothing accepted yet
-        best_val[inputs] = torch.where(torch.isfinite(val0), val0, -torch.inf)  # restart 0 holds the input
-        gap = torch.full((B,), torch.nan, dtype=dtype)
-        traj: list[list[dict]] = [[] for _ in range(B)]
-        evals = gen_evals = b
-        all_rows = torch.arange(B)
+def _score_inputs(batch: _Batch, scorer: _Scorer) -> dict:
+    """The inputs' "before" scores: each input itself, scored exactly (its restart-0 rows; not a
+    projection of the initial relaxation, which need not land on the input), its text and validity."""
+    inputs = torch.arange(0, batch.B, batch.r)  # (b,) restart-0 rows
+    terms0, ll0, val0 = scorer.exact(batch.ids0, inputs)
+    scorer.count(batch.b)
+    texts = scorer.decode(batch.ids0, batch.lengths[:: batch.r])
+    valid = [scorer.is_valid(x) for x in texts]
+    return {"reward": terms0.reward, "ll": ll0, "val": val0, "valid": valid, "texts": texts}
 
-        def relaxed_at(p, frac):
-            rel = cfg.relaxation.relax(p, ctx, frac)
-            probs = torch.where(free[..., None], rel.probs, onehot0)
-            embeds = None if rel.embeds is None else torch.where(free[..., None], rel.embeds, fixed_embeds)
-            return relaxed_terms(reward_model, generator, Relaxed(probs=probs, embeds=embeds), mask, start, free, w, shared)
 
-        def check(step: int, p, soft: torch.Tensor, record_gap: bool = True) -> None:
-            nonlocal evals, gen_evals
-            ids = torch.where(free, cfg.relaxation.discretize(p.detach(), ctx), ids_start)
-            terms, total_ll, val = exact(ids, all_rows)
-            evals, gen_evals = evals + B, gen_evals + B
-            texts = decode_rows(ids, lengths)
-            g = soft - val
-            for k in range(B):
-                if not bool(active[k]):
-                    continue
-                if record_gap:
-                    gap[k] = g[k]
-                traj[k].append({"step": step, "soft": float(soft[k]), "discrete": float(val[k]),
-                                "reward": float(terms.reward[k]), "loglik": float(total_ll[k]), "gap": float(g[k])})
-                if not (torch.isfinite(val[k]) and val[k] > best_val[k]):
-                    continue
-                if int((ids[k] != ids_in[k]).sum()) > budget[k]:
-                    continue
-                # Validate only sequences that would be kept (the check can be slow, e.g. a parse).
-                if needs_valid[k] and is_valid(texts[k]) is False:
-                    continue
-                best_ids[k], best_val[k] = ids[k], val[k]
+class _Best:
+    """Each row's best verified discrete sequence (ids, val; -inf = nothing accepted yet), its gap,
+    trajectory and status, and whether its ascent is still active. Restart 0 holds the input."""
 
-        def measure_gap(p, soft: torch.Tensor) -> None:
-            """gap = soft objective at `p` minus the exact objective of its projection (active rows)."""
-            nonlocal evals, gen_evals
-            rows = active.nonzero()[:, 0]
-            ids = torch.where(free, cfg.relaxation.discretize(p.detach(), ctx), ids_start)[rows]
-            gap[rows] = soft[rows] - exact(ids, rows)[2]
-            evals, gen_evals = evals + len(rows), gen_evals + len(rows)
+    def __init__(self, batch: _Batch, scorer: _Scorer, cfg: AscentConfig, before: dict) -> None:
+        B, r = batch.B, batch.r
+        self.batch, self.scorer, self.relaxation = batch, scorer, cfg.relaxation
+        self.needs_valid = [cfg.require_valid and before["valid"][k // r] is not False for k in range(B)]
+        self.active = torch.ones(B, dtype=torch.bool)
+        self.status = ["ok"] * B
+        self.ids = batch.ids_start.clone()
+        self.val = torch.full((B,), -torch.inf, dtype=batch.dtype)
+        val0 = before["val"]
+        self.val[torch.arange(0, B, r)] = torch.where(torch.isfinite(val0), val0, -torch.inf)
+        self.gap = torch.full((B,), torch.nan, dtype=batch.dtype)
+        self.traj: list[list[dict]] = [[] for _ in range(B)]
 
-        steps = range(cfg.steps)
-        for step in tqdm(steps, desc="ascent", disable=not progress, leave=False):
-            frac = step / max(cfg.steps - 1, 1)
-            p = param.detach().requires_grad_(True)
-            total = relaxed_at(p, frac).total(w, frac)
-            evals, gen_evals = evals + B, gen_evals + (B if w.lm_weight else 0)
-            finite = torch.isfinite(total)
-            (grad,) = torch.autograd.grad(-torch.where(finite, total, 0.0).sum(), p)
-            finite &= torch.isfinite(grad).flatten(1).all(-1)
-            for k in (active & ~finite).nonzero()[:, 0].tolist():
-                status[k] = f"nonfinite objective or gradient at step {step}"
-            if step % cfg.check_every == 0:
-                check(step, p, total.detach())
-            elif step == cfg.steps - 1:  # the gap is measured at the last relaxed point, before the
-                measure_gap(p, total.detach())  # final update projects it (e.g. onto a vertex)
-            active &= finite
-            grad = torch.where(active[:, None, None] & _expand(free, grad), grad, 0.0)
-            new, opt_state = cfg.optimizer.update(param, grad, opt_state)
-            new = cfg.relaxation.constrain(new, ctx, frac)
-            param = torch.where(active[:, None, None], new, param)
+    def project(self, p) -> torch.Tensor:
+        """(B,t) the tokens of relaxed point `p` (frozen positions keep the start)."""
+        bt = self.batch
+        return torch.where(bt.free, self.relaxation.discretize(p.detach(), bt.ctx), bt.ids_start)
 
-        with torch.no_grad():
-            total = relaxed_at(param, 1.0).total(w, 1.0)
-        evals += B
-        active &= torch.isfinite(total)
-        check(cfg.steps, param, total, record_gap=cfg.steps == 0)
-        accepted = torch.isfinite(best_val)  # (B,) rows holding an accepted sequence
+    def check(self, step: int, p, soft: torch.Tensor, record_gap: bool = True) -> None:
+        """Project `p`, score it exactly, record each active row and keep what improves and is accepted."""
+        bt, sc = self.batch, self.scorer
+        ids = self.project(p)
+        terms, total_ll, val = sc.exact(ids, torch.arange(bt.B))
+        sc.count(bt.B)
+        texts = sc.decode(ids, bt.lengths)
+        g = soft - val
+        for k in range(bt.B):
+            if not bool(self.active[k]):
+                continue
+            if record_gap:
+                self.gap[k] = g[k]
+            self.traj[k].append({"step": step, "soft": float(soft[k]), "discrete": float(val[k]),
+                                 "reward": float(terms.reward[k]), "loglik": float(total_ll[k]), "gap": float(g[k])})
+            if not (torch.isfinite(val[k]) and val[k] > self.val[k]):
+                continue
+            if int((ids[k] != bt.ids_in[k]).sum()) > bt.budget[k]:
+                continue
+            # Validate only sequences that would be kept (the check can be slow, e.g. a parse).
+            if self.needs_valid[k] and sc.is_valid(texts[k]) is False:
+                continue
+            self.ids[k], self.val[k] = ids[k], val[k]
 
-        if cfg.polish.rounds:
-            def grad_fn(ids):
-                x = F.one_hot(ids, v).to(dtype).requires_grad_(True)
-                tot = relaxed_terms(reward_model, generator, Relaxed(probs=x), mask, start, free, w, shared).total(w, 1.0)
-                (gx,) = torch.autograd.grad(torch.where(torch.isfinite(tot), tot, 0.0).sum(), x)
-                return torch.nan_to_num(gx, nan=0.0, posinf=0.0, neginf=0.0)
+    def measure_gap(self, p, soft: torch.Tensor) -> None:
+        """gap = soft objective at `p` minus the exact objective of its projection (active rows)."""
+        rows = self.active.nonzero()[:, 0]
+        self.gap[rows] = soft[rows] - self.scorer.exact(self.project(p)[rows], rows)[2]
+        self.scorer.count(len(rows))
 
-            def score_fn(cand, rows):
-                out = [exact(cand[i : i + 256], rows[i : i + 256])[2] for i in range(0, len(rows), 256)]
-                return torch.cat(out)
+    def accept(self, cand: torch.Tensor, rows) -> torch.Tensor:
+        """(n,) which candidates (n,t) for one row keep to its edit budget and, if needed, validate."""
+        bt, k = self.batch, int(rows[0])
+        ok = (cand != bt.ids_in[k]).sum(-1) <= bt.budget[k]
+        if not self.needs_valid[k] or self.scorer.validate is None:
+            return ok
+        texts = self.scorer.decode(cand, [bt.lengths[k]] * len(rows))
+        return ok & torch.tensor([bool(self.scorer.is_valid(x)) for x in texts])
 
-            def accept_fn(cand, rows):
-                k = int(rows[0])
-                ok = (cand != ids_in[k]).sum(-1) <= budget[k]
-                if not needs_valid[k] or validate is None:
-                    return ok
-                return ok & torch.tensor([bool(is_valid(x)) for x in decode_rows(cand, [lengths[k]] * len(rows))])
 
-            best_val = torch.where(active, best_val, torch.full_like(best_val, -torch.inf))
-            best_ids, best_val, n = polish(best_ids.clone(), best_val, free, allowed, grad_fn, score_fn,
-                                           accept_fn, cfg.polish, gens)
-            evals, gen_evals = evals + n + B * cfg.polish.rounds, gen_evals + n + B * cfg.polish.rounds
+def _ascend(batch: _Batch, scorer: _Scorer, best: _Best, cfg: AscentConfig, progress: bool) -> None:
+    """The gradient steps, checking every `cfg.check_every` steps, then a last check at the end point."""
+    B, w, free, ctx = batch.B, cfg.objective, batch.free, batch.ctx
 
-        best_ids = torch.where(accepted[:, None], best_ids, ids_in)  # never a rejected start
-        final_terms, final_ll, final_val = exact(best_ids, all_rows)
-        members_in = member_scores(reward_model, ids0, mask0)  # (b,K) the guard's "before", per member
-        gain_mean, gain_sd = gain_stats(member_scores(reward_model, best_ids, mask) - members_in.repeat_interleave(r, 0))
-        evals, gen_evals = evals + 2 * B + b, gen_evals + B
-        texts = decode_rows(best_ids, lengths)
+    def relaxed_at(p, frac):
+        rel = cfg.relaxation.relax(p, ctx, frac)
+        probs = torch.where(free[..., None], rel.probs, batch.onehot0)
+        embeds = None if rel.embeds is None else torch.where(free[..., None], rel.embeds, batch.fixed_embeds)
+        return scorer.relaxed(Relaxed(probs=probs, embeds=embeds))
 
-    changed = (best_ids != ids_in).sum(-1)  # (B,)
-    n_free = free.sum(-1)
+    param = cfg.relaxation.init(batch.onehot0, ctx)
+    opt_state = cfg.optimizer.init(param)
+    active = best.active
+    for step in tqdm(range(cfg.steps), desc="ascent", disable=not progress, leave=False):
+        frac = step / max(cfg.steps - 1, 1)
+        p = param.detach().requires_grad_(True)
+        total = relaxed_at(p, frac).total(w, frac)
+        scorer.count(B, B if w.lm_weight else 0)
+        finite = torch.isfinite(total)
+        (grad,) = torch.autograd.grad(-torch.where(finite, total, 0.0).sum(), p)
+        finite &= torch.isfinite(grad).flatten(1).all(-1)
+        for k in (active & ~finite).nonzero()[:, 0].tolist():
+            best.status[k] = f"nonfinite objective or gradient at step {step}"
+        if step % cfg.check_every == 0:
+            best.check(step, p, total.detach())
+        elif step == cfg.steps - 1:  # the gap is measured at the last relaxed point, before the
+            best.measure_gap(p, total.detach())  # final update projects it (e.g. onto a vertex)
+        active &= finite
+        grad = torch.where(active[:, None, None] & _expand(free, grad), grad, 0.0)
+        new, opt_state = cfg.optimizer.update(param, grad, opt_state)
+        new = cfg.relaxation.constrain(new, ctx, frac)
+        param = torch.where(active[:, None, None], new, param)
+
+    with torch.no_grad():
+        total = relaxed_at(param, 1.0).total(w, 1.0)
+    scorer.count(B, 0)
+    active &= torch.isfinite(total)
+    best.check(cfg.steps, param, total, record_gap=cfg.steps == 0)
+
+
+def _polish_rows(batch: _Batch, scorer: _Scorer, best: _Best, cfg: AscentConfig) -> None:
+    """Exact single-token swaps from each active row's best sequence (see `_polish`)."""
+    w, v, dtype = cfg.objective, batch.v, batch.dtype
+
+    def grad_fn(ids):
+        x = F.one_hot(ids, v).to(dtype).requires_grad_(True)
+        tot = scorer.relaxed(Relaxed(probs=x)).total(w, 1.0)
+        (gx,) = torch.autograd.grad(torch.where(torch.isfinite(tot), tot, 0.0).sum(), x)
+        return torch.nan_to_num(gx, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def score_fn(cand, rows):
+        out = [scorer.exact(cand[i : i + 256], rows[i : i + 256])[2] for i in range(0, len(rows), 256)]
+        return torch.cat(out)
+
+    val = torch.where(best.active, best.val, torch.full_like(best.val, -torch.inf))
+    best.ids, best.val, n = polish(best.ids.clone(), val, batch.free, batch.allowed, grad_fn, score_fn,
+                                   best.accept, cfg.polish, batch.gens)
+    scorer.count(n + batch.B * cfg.polish.rounds)
+
+
+@dataclass(kw_only=True)
+class _Final:
+    """Each row's returned sequence (B,t), its exact scores, its gain over the input and its text."""
+
+    ids: torch.Tensor
+    accepted: torch.Tensor
+    terms: Terms
+    ll: torch.Tensor
+    val: torch.Tensor
+    gain_mean: torch.Tensor
+    gain_sd: torch.Tensor
+    texts: list[str | None]
+
+
+def _final_scores(batch: _Batch, scorer: _Scorer, best: _Best, accepted: torch.Tensor) -> _Final:
+    """Score each row's best sequence (its input when nothing was accepted) and its gain per member."""
+    ids = torch.where(accepted[:, None], best.ids, batch.ids_in)  # never a rejected start
+    terms, ll, val = scorer.exact(ids, torch.arange(batch.B))
+    members_in = member_scores(scorer.reward_model, batch.ids0, batch.mask0)  # (b,K) the guard's "before"
+    gain_mean, gain_sd = gain_stats(member_scores(scorer.reward_model, ids, batch.mask)
+                                    - members_in.repeat_interleave(batch.r, 0))
+    scorer.count(2 * batch.B + batch.b, batch.B)
+    return _Final(ids=ids, accepted=accepted, terms=terms, ll=ll, val=val, gain_mean=gain_mean, gain_sd=gain_sd,
+                  texts=scorer.decode(ids, batch.lengths))
+
+
+def _assemble(batch: _Batch, scorer: _Scorer, best: _Best, before: dict, final: _Final,
+              cfg: AscentConfig) -> list[RowResult]:
+    """Per input, its best kept row, or the input unchanged with a status saying why (the
+    do-no-harm verdict of `_trust`, or no accepted row)."""
+    r, status, lengths = batch.r, best.status, batch.lengths
+    changed = (final.ids != batch.ids_in).sum(-1)  # (B,)
+    n_free = batch.free.sum(-1)
+    gain_mean, gain_sd, final_val = final.gain_mean, final.gain_sd, final.val
     rows_out: list[RowResult] = []
-    for i in range(b):
+    for i in range(batch.b):
         ks = list(range(i * r, (i + 1) * r))
-        kept = [k for k in ks if bool(accepted[k]) and torch.isfinite(final_val[k])]
+        kept = [k for k in ks if bool(final.accepted[k]) and torch.isfinite(final_val[k])]
         failed = [status[j] for j in ks if status[j] != "ok"]
         if kept and trust_on(cfg.trust):
-            why = {k: verdict(float(gain_mean[k]), float(gain_sd[k]), int(changed[k]), int(budget[k]),
+            why = {k: verdict(float(gain_mean[k]), float(gain_sd[k]), int(changed[k]), int(batch.budget[k]),
                               int(n_free[k]), cfg.trust) for k in kept}
             trusted = [k for k in kept if why[k] is None]
             if not trusted:  # the input stands; report the best candidate and why it was not taken
                 k = max(kept, key=lambda k: float(final_val[k]))
-                rows_out.append(_kept_row(i, ids0, lengths[i * r], before, texts_in[i], traj[k], gap[k],
-                                          f"kept the input: {why[k]}", float(gain_mean[k]), float(gain_sd[k])))
+                rows_out.append(_kept_row(i, batch.ids0, lengths[i * r], before, before["texts"][i], best.traj[k],
+                                          best.gap[k], f"kept the input: {why[k]}", float(gain_mean[k]),
+                                          float(gain_sd[k])))
                 continue
             kept = trusted
         if kept:
@@ -394,16 +527,15 @@ def optimize(
             row_status = f"kept the input: no restart reached an accepted sequence ({failed[0] if failed else 'nonfinite score'})"
         n = lengths[k]
         rows_out.append(RowResult(
-            tokens=best_ids[k, :n].tolist(), text=texts[k], gain_mean=float(gain_mean[k]), gain_sd=float(gain_sd[k]),
-            reward_before=float(before["reward"][i]), reward_after=float(final_terms.reward[k]),
-            loglik_before=float(before["ll"][i]), loglik_after=float(final_ll[k]),
-            objective_before=float(before["val"][i]), objective_after=float(final_val[k]),
-            gap=float(gap[k]), valid_before=before["valid"][i], valid_after=is_valid(texts[k]),
-            status=row_status, restart=restart_of[k], changed=int(changed[k]), kept=row_status.startswith("kept the input"),
-            trajectory=traj[k],
+            tokens=final.ids[k, :n].tolist(), text=final.texts[k], gain_mean=float(gain_mean[k]),
+            gain_sd=float(gain_sd[k]), reward_before=float(before["reward"][i]),
+            reward_after=float(final.terms.reward[k]), loglik_before=float(before["ll"][i]),
+            loglik_after=float(final.ll[k]), objective_before=float(before["val"][i]),
+            objective_after=float(final_val[k]), gap=float(best.gap[k]), valid_before=before["valid"][i],
+            valid_after=scorer.is_valid(final.texts[k]), status=row_status, restart=batch.restart_of[k],
+            changed=int(changed[k]), kept=row_status.startswith("kept the input"), trajectory=best.traj[k],
         ))
-    return AscentResult(rows=rows_out, reward_evals=evals, generator_evals=gen_evals,
-                        seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+    return rows_out
 
 
 def _kept_row(i, ids0, n, before, text, traj, gap, status, gain_mean, gain_sd) -> RowResult:
