@@ -67,18 +67,11 @@ class RewardEnsemble(RewardModel):
 
     def members_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Member scores of token distributions p (b, t, v) via p @ E -> (b, K)."""
-        self._check(p, 3, attention_mask)
-        E = self.embedding_matrix()
-        if p.shape[-1] != E.shape[0]:
-            raise ValueError(f"p has {p.shape[-1]} token classes but the vocabulary has {E.shape[0]}")
-        return self.members_embeds(torch.einsum("btv,vd->btd", p.to(E.dtype), E), attention_mask)
+        return self.members_embeds(self.embed_probs(p, attention_mask), attention_mask)
 
     def score_members(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Member scores of token ids (b, t) -> (b, K)."""
-        self._check(ids, 2, attention_mask)
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
-            raise ValueError(f"token id out of range for vocabulary size {self.config.vocab_size}")
-        return self.members_embeds(self.transformer.wte(ids), attention_mask)
+        return self.members_embeds(self.embed_ids(ids, attention_mask), attention_mask)
 
     @staticmethod
     def mean_sd(members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,20 +115,28 @@ class RewardModel(nn.Module):
         raw = self.head(self.pool_hidden(h, attention_mask.long())).squeeze(-1)
         return (raw - self.norm_mean) / self.norm_std
 
-    def score_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Reward for token distributions p (b, t, v) (soft one-hots), via p @ E -> (b,)."""
+    def embed_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token distributions p (b, t, v), checked, as input embeddings p @ E -> (b, t, d)."""
         self._check(p, 3, attention_mask)
         E = self.embedding_matrix()
         if p.shape[-1] != E.shape[0]:
             raise ValueError(f"p has {p.shape[-1]} token classes but the vocabulary has {E.shape[0]}")
-        return self.score_embeds(torch.einsum("btv,vd->btd", p.to(E.dtype), E), attention_mask)
+        return torch.einsum("btv,vd->btd", p.to(E.dtype), E)
 
-    def score(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Reward for token ids (b, t) -> (b,); the embedding lookup equals one_hot(ids) @ E."""
+    def embed_ids(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids (b, t), checked, as input embeddings (the lookup equals one_hot(ids) @ E)."""
         self._check(ids, 2, attention_mask)
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"token id out of range for vocabulary size {self.config.vocab_size}")
-        return self.score_embeds(self.transformer.wte(ids), attention_mask)
+        return self.transformer.wte(ids)
+
+    def score_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward for token distributions p (b, t, v) (soft one-hots), via p @ E -> (b,)."""
+        return self.score_embeds(self.embed_probs(p, attention_mask), attention_mask)
+
+    def score(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward for token ids (b, t) -> (b,); the embedding lookup equals one_hot(ids) @ E."""
+        return self.score_embeds(self.embed_ids(ids, attention_mask), attention_mask)
 
     forward = score
 
