@@ -70,3 +70,76 @@ def test_sample_spaces_its_prefix_like_the_generator_corpus(tmp_path, capsys):
     domains.save_normalisation(domains.NormaliseConfig(), tmp_path)
     assert main(args) == 0
     assert capsys.readouterr().out.count(prefix) == 2
+
+
+_TUNES = "".join(
+    f"X:{i}\nT:Tune{i}\nM:6/8\nL:1/8\nK:G\n{body}\n\n"
+    for i, body in enumerate(["GAB cde|dBG A3|", "gfe dcB|AGF G3|", "DGB dBG|cAF D3|", "BAG AGE|GED E3|",
+                              "efg fed|cBA B3|", "GAB cde|dBG A3|"], 1))  # the last repeats the first
+_TRAIN_FAST = ["--preset", "tiny", "--steps", "2", "--eval-every", "2", "--batch-size", "2", "--minutes", "0"]
+
+
+def _sample_from(work, capsys, prefix: str) -> None:
+    """`gradopt sample` from the generator in `work`: its two samples, each starting with `prefix`."""
+    capsys.readouterr()
+    args = ["sample", "--work", str(work), "-n", "2", "--max-new-tokens", "5", "--prefix", prefix]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count(prefix) >= 2 and len(out) > 2 * len(prefix)
+
+
+def test_train_generator_on_a_user_abc_file_or_folder(tmp_path, capsys):
+    import domains
+
+    abc = tmp_path / "mine" / "tunes.abc"
+    abc.parent.mkdir()
+    abc.write_text(_TUNES)
+    (abc.parent / "notes.txt").write_text("not a tune")  # a folder's other files are ignored
+    for i, corpus in enumerate([abc, abc.parent]):
+        work = tmp_path / f"gen{i}"
+        assert main(["train-generator", "--corpus", str(corpus), "--work", str(work), "--spaceless", *_TRAIN_FAST]) == 0
+        summary = json.loads((work / "train_summary.json").read_text())
+        assert summary["corpus"]["pieces"] == 5 and summary["corpus"]["domain"] == "abc"  # the repeat is dropped
+        assert domains.load_normalisation(work).spaceless  # the command's normalisation is saved
+        tok = domains.load_tokenizer(work)
+        assert " " not in tok.get_vocab()  # trained on the spaceless tunes of the file (titles have no space)
+        _sample_from(work, capsys, prefix="X:1\nT:")
+
+
+def test_train_generator_on_a_user_text_file(tmp_path, capsys):
+    import domains
+
+    poems = tmp_path / "poems.txt"
+    lines = ["the sea is calm tonight", "the tide is full, the moon lies fair", "upon the straits; on the french coast",
+             "the light gleams and is gone", "come to the window, sweet is the night air", "the sea is calm tonight"]
+    poems.write_text("\n".join(lines) + "\n")
+    work = tmp_path / "gen"
+    assert main(["train-generator", "--corpus", str(poems), "--domain", "text", "--work", str(work), *_TRAIN_FAST]) == 0
+    summary = json.loads((work / "train_summary.json").read_text())
+    assert summary["corpus"]["pieces"] == 5 and summary["corpus"]["domain"] == "text"
+    assert domains.load_normalisation(work) == domains.NormaliseConfig()  # prefixes are taken as written
+    assert "X" not in domains.load_tokenizer(work).get_vocab()  # the text itself, no ABC headers added
+    _sample_from(work, capsys, prefix="the sea ")
+
+
+def test_train_generator_corpus_errors(tmp_path, capsys):
+    work = str(tmp_path / "gen")
+    with pytest.raises(SystemExit) as exc:  # one corpus or the other, never both
+        main(["train-generator", "--corpus", "x.abc", "--collections", "fiddle", "--work", work])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    empty = tmp_path / "empty.abc"
+    empty.write_text("\n")
+    assert main(["train-generator", "--corpus", str(empty), "--work", work, *_TRAIN_FAST]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "empty" in err and "K:" in err
+    assert main(["train-generator", "--corpus", str(tmp_path / "missing.abc"), "--work", work]) == 2
+    assert "missing.abc does not exist" in capsys.readouterr().err
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main(["train-generator", "--corpus", str(folder), "--work", work]) == 2
+    assert f"{folder} holds no .abc file" in capsys.readouterr().err
+    assert main(["train-generator", "--corpus", str(empty), "--domain", "text", "--work", work]) == 2
+    assert f"{empty} is empty" in capsys.readouterr().err
+    assert main(["train-generator", "--corpus", str(folder), "--domain", "midi", "--work", work]) == 2
+    assert "not supported yet" in capsys.readouterr().err
+    assert not (tmp_path / "gen").exists()  # nothing written for a corpus that cannot be used

@@ -11,13 +11,14 @@ from pathlib import Path
 def _collections(args) -> tuple[str, ...]:
     import domains
 
-    if args.collections == "fiddle":
+    name = args.collections or "fiddle"  # None: not given where --corpus could replace it
+    if name == "fiddle":
         return domains.FIDDLE
-    if args.collections == "all":
+    if name == "all":
         return domains.ALL_COLLECTIONS
-    if args.collections == "fiddle+essen":
+    if name == "fiddle+essen":
         return domains.FIDDLE + domains.ESSEN
-    return tuple(c.strip() for c in args.collections.split(","))
+    return tuple(c.strip() for c in name.split(","))
 
 
 def _corpus(args) -> tuple[list, object]:
@@ -28,6 +29,67 @@ def _corpus(args) -> tuple[list, object]:
     report = domains.CorpusReport()
     pieces = domains.load_abc_corpus(_collections(args), cfg, report)
     return pieces, report
+
+
+_EXAMPLE_TUNE = "X:1\nT:Name\nM:6/8\nL:1/8\nK:G\nGAB cde|"
+
+
+def _abc_files(path: Path) -> list[Path]:
+    """`path` itself if it is a file, else the .abc files under the folder `path`, sorted."""
+    from domains import CorpusError
+
+    if not path.exists():
+        raise CorpusError(f"--corpus {path} does not exist; give an .abc file or a folder of .abc files")
+    if path.is_file():
+        return [path]
+    files = sorted(f for f in path.rglob("*") if f.suffix.lower() == ".abc" and f.is_file())
+    if not files:
+        raise CorpusError(f"--corpus folder {path} holds no .abc file; put tunes in files named *.abc")
+    return files
+
+
+def _user_abc_corpus(path: Path, cfg) -> list:
+    """Distinct normalised tunes of a user's .abc file or folder of .abc files (by `music_key`,
+    the first copy kept), in file order; a file with no usable tune raises `CorpusError` naming it."""
+    import domains
+
+    seen: set[str] = set()
+    pieces = []
+    for f in _abc_files(path):
+        try:
+            tunes = domains.load_abc_file(f, cfg)
+        except domains.CorpusError as err:
+            raise domains.CorpusError(
+                f"{err}; --corpus needs tunes with a K: line and notes, e.g. {_EXAMPLE_TUNE!r}") from err
+        for i, text in enumerate(tunes):
+            key = domains.music_key(text)
+            if key not in seen:
+                seen.add(key)
+                pieces.append(domains.Piece(text=text, collection=f.stem, source=f"{f.name}#{i + 1}"))
+    return pieces
+
+
+def _training_corpus(args) -> tuple[list, object]:
+    """(pieces, normalisation) that `train-generator` trains on: the music21 collections, or the
+    user's `--corpus` read as `--domain`. Text pieces are used as written (one per line), so the
+    normalisation saved for them is the default one, under which sampling prefixes pass unchanged."""
+    import domains
+
+    if args.corpus is None:
+        if args.domain != "abc":
+            raise ValueError(f"--domain {args.domain} needs --corpus PATH (the bundled collections are ABC)")
+        return _corpus(args)[0], domains.NormaliseConfig(spaceless=args.spaceless)
+    path = Path(args.corpus).expanduser()
+    if args.domain == "midi":
+        raise ValueError("train-generator --domain midi is not supported yet; train on ABC or text, "
+                         "or use `gradopt ratings add --domain midi` to rate MIDI files")
+    if args.domain == "text":
+        if args.spaceless:
+            raise ValueError("--spaceless drops spaces from ABC tune bodies; leave it out with --domain text")
+        pieces = domains.load_text_corpus(path, domains.TextConfig(by="line"))
+        return pieces, domains.NormaliseConfig()
+    cfg = domains.NormaliseConfig(spaceless=args.spaceless)
+    return _user_abc_corpus(path, cfg), cfg
 
 
 def cmd_corpus_stats(args) -> int:
@@ -66,10 +128,13 @@ def cmd_corpus_export(args) -> int:
 def cmd_train_generator(args) -> int:
     import domains
 
-    pieces, _ = _corpus(args)
+    pieces, normalisation = _training_corpus(args)
     split = domains.split_corpus(pieces)
     train = [p.text for p in split["train"]]
     val = [p.text for p in split["val"]]
+    if not train:
+        raise ValueError(f"--corpus {args.corpus}: all {len(pieces)} piece(s) fell in the validation/test split; "
+                         "add more pieces (about 90% of them train the generator)")
     work = Path(args.work)
     tok = domains.load_tokenizer(work) if (work / "tokenizer.json").exists() else domains.build_tokenizer(
         train, args.tokenizer, args.vocab_size)
@@ -77,7 +142,9 @@ def cmd_train_generator(args) -> int:
     cfg = domains.GeneratorTrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, eval_every=args.eval_every, seed=args.seed)
     summary = domains.train_generator(model, tok, train, val, cfg, work,
-                                      normalisation=domains.NormaliseConfig(spaceless=args.spaceless))
+                                      normalisation=normalisation)
+    summary["corpus"] = {"source": args.corpus or args.collections or "fiddle", "domain": args.domain,
+                         "pieces": len(pieces), **{k: len(v) for k, v in split.items()}}
     (work / "train_summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
     return 0
@@ -131,8 +198,19 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _add_corpus_args(p: argparse.ArgumentParser, default: str = "fiddle") -> None:
-    p.add_argument("--collections", default=default,
+def _add_corpus_args(p: argparse.ArgumentParser, default: str = "fiddle", user_corpus: bool = False) -> None:
+    """--collections and --spaceless; with `user_corpus`, also --corpus (exclusive with
+    --collections) and --domain."""
+    where = p.add_mutually_exclusive_group() if user_corpus else p
+    if user_corpus:
+        where.add_argument("--corpus", metavar="PATH",
+                           help="train on your own pieces instead: an .abc file or a folder of .abc files "
+                                "(--domain abc), or a text file with one piece per line (--domain text)")
+        p.add_argument("--domain", choices=["abc", "text", "midi"], default="abc",
+                       help="what --corpus holds (default: abc; midi is not supported yet)")
+    # argparse lets an exclusive option through when its value is its default object, so with
+    # --corpus the default is None (read as `default` by _collections)
+    where.add_argument("--collections", default=None if user_corpus else default,
                    help=f"fiddle (ryansMammoth, oneills1850, airdsAirs, miscFolk), fiddle+essen, all, "
                         f"or a comma-separated list of music21 collections (default: {default})")
     p.add_argument("--spaceless", action="store_true", help="drop spaces from tune bodies")
@@ -151,8 +229,9 @@ def register(sub) -> None:
     p.add_argument("--split", choices=["all", "train", "val", "test"], default="all")
     p.set_defaults(func=cmd_corpus_export)
 
-    p = sub.add_parser("train-generator", help="train a GPT-2-style generator on the ABC corpus (resumable)")
-    _add_corpus_args(p)
+    p = sub.add_parser("train-generator", help="train a GPT-2-style generator on the ABC corpus or your own "
+                                               "--corpus (resumable)")
+    _add_corpus_args(p, user_corpus=True)
     p.add_argument("--work", required=True, help="directory for the model, tokenizer and checkpoints")
     p.add_argument("--preset", default="small", help="tiny | small | medium")
     p.add_argument("--tokenizer", default="char", choices=["char", "bpe"])
