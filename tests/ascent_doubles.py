@@ -82,3 +82,18 @@ def tiny_setup(n_positions: int = 64, seed: int = 0):
 
 def encode(tok, texts):
     return [tok(t)["input_ids"] for t in texts]
+
+
+def save_tiny_models(directory, tok, n_positions: int):
+    """A 1-layer generator (`directory/gen`, with its tokenizer) and a reward model initialised
+    from it (`directory/rm`, head seeded with 1), as the command-line tests load them -> generator."""
+    import domains
+    from rewardmodels import RewardModel
+
+    gen = domains.build_generator(domains.GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=n_positions),
+                                  tok, seed=0)
+    gen.save_pretrained(directory / "gen")
+    domains.save_tokenizer(tok, directory / "gen")
+    torch.manual_seed(1)
+    RewardModel.from_generator(gen).save_pretrained(directory / "rm")
+    return gen

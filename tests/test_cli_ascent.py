@@ -4,13 +4,12 @@ import shutil
 import pytest
 import torch
 
-from ascent_doubles import TEXTS
+from ascent_doubles import TEXTS, save_tiny_models
 from domains import (
-    NORMALISATION_FILE, GeneratorPreset, NormaliseConfig, build_char_tokenizer, build_generator, load_abc_file,
-    save_normalisation, save_tokenizer,
+    NORMALISATION_FILE, NormaliseConfig, build_char_tokenizer, load_abc_file, save_normalisation,
 )
 from gradopt.cli import main
-from rewardmodels import RewardEnsemble, RewardModel
+from rewardmodels import RewardEnsemble
 
 TUNE = "X:1\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|GABc dedB|cBAG G4|\n"
 
@@ -19,12 +18,8 @@ TUNE = "X:1\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|GABc dedB|cBAG G4|\n
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("ascent_cli")
     tok = build_char_tokenizer(TEXTS + [TUNE])
-    gen = build_generator(GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=96), tok, seed=0)
-    gen.save_pretrained(d / "gen")
-    save_tokenizer(tok, d / "gen")
+    gen = save_tiny_models(d, tok, n_positions=96)
     save_normalisation(NormaliseConfig(), d / "gen")  # a generator trained on tunes with spaces
-    torch.manual_seed(1)
-    RewardModel.from_generator(gen).save_pretrained(d / "rm")
     ens = RewardEnsemble.from_generator(gen, "mean", members=4)
     torch.nn.init.normal_(ens.head.weight, std=1.0)  # members that disagree about everything
     ens.save_pretrained(d / "ens")

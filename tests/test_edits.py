@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import domains
-from ascent_doubles import TEXTS, encode
+from ascent_doubles import TEXTS, encode, save_tiny_models
 from gradopt import NOTE_LETTERS, edit_masks, note_letters, pad_batch, pitch_edits
 from gradopt.cli import main
 
@@ -87,15 +87,7 @@ def test_edit_kinds_and_clear_errors():
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, valid_tunes):
     d = tmp_path_factory.mktemp("edits_cli")
-    from rewardmodels import RewardModel
-
-    tok = domains.build_char_tokenizer(TEXTS + valid_tunes)
-    gen = domains.build_generator(domains.GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=272), tok,
-                                  seed=0)
-    gen.save_pretrained(d / "gen")
-    domains.save_tokenizer(tok, d / "gen")
-    torch.manual_seed(1)
-    RewardModel.from_generator(gen).save_pretrained(d / "rm")
+    save_tiny_models(d, domains.build_char_tokenizer(TEXTS + valid_tunes), n_positions=272)
     return d
 
 

@@ -9,10 +9,9 @@ import torch
 import domains
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from ascent_doubles import TinyReward
+from ascent_doubles import TinyReward, save_tiny_models
 from gradopt import MoveConfig, ObjectiveWeights, move_search, score_texts
 from gradopt.cli import main
-from rewardmodels import RewardModel
 
 TUNES = ["X:1\nT:A\nM:2/4\nL:1/8\nK:G\nG2 AB|c2 BA|G2 B2|d4|\n", "X:2\nT:B\nM:2/4\nL:1/8\nK:D\nFA dc|B2 AG|FA d2|D4|\n"]
 
@@ -66,12 +65,7 @@ def test_move_search_respects_validate_and_bad_configs(tok):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, tok):
     d = tmp_path_factory.mktemp("moves_cli")
-    gen = domains.build_generator(domains.GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=96), tok,
-                                  seed=0)
-    gen.save_pretrained(d / "gen")
-    domains.save_tokenizer(tok, d / "gen")
-    torch.manual_seed(1)
-    RewardModel.from_generator(gen).save_pretrained(d / "rm")
+    save_tiny_models(d, tok, n_positions=96)
     (d / "in.abc").write_text("\n".join(TUNES))
     return d
 
