@@ -12,19 +12,32 @@ UV_VERSION := 0.13.9
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system lock demo test test-seeds quick-bench clean
+.PHONY: setup system abcjs lock demo test test-seeds quick-bench clean
 
 setup: $(STAMP)
 
-# Debian packages for rendering (abc2midi: ABC->MIDI; fluidsynth + soundfont: MIDI->WAV). Optional:
-# without them gradopt falls back to music21 for MIDI and says what to install for WAV.
+# Debian packages: abc2midi (ABC->MIDI), fluidsynth + soundfont (MIDI->WAV), chromium + chromedriver
+# (the browser tests of the report and the rating page). Optional: without them gradopt falls back
+# to music21 for MIDI, says what to install for WAV, and the browser tests skip with the reason.
+SYSTEM_PKGS := abcmidi fluidsynth timgm6mb-soundfont chromium chromium-driver
 system:
-	@if ! command -v abc2midi >/dev/null || ! command -v fluidsynth >/dev/null; then \
+	@if ! command -v abc2midi >/dev/null || ! command -v fluidsynth >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq abcmidi fluidsynth timgm6mb-soundfont >/dev/null) \
-	      || echo "warning: could not install abcmidi/fluidsynth; MIDI falls back to music21, WAV is unavailable"; \
-	  else echo "note: run 'sudo apt-get install abcmidi fluidsynth timgm6mb-soundfont' for MIDI/WAV rendering"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null) \
+	      || echo "warning: could not install $(SYSTEM_PKGS); MIDI falls back to music21, WAV and the browser tests are unavailable"; \
+	  else echo "note: run 'sudo apt-get install $(SYSTEM_PKGS)' for MIDI/WAV rendering and the browser tests"; fi; \
 	fi
+
+# abcjs (sheet music and playback in the HTML report and the rating page), from npm into the venv;
+# pages inline it, so nothing is fetched at view time. Optional: without npm, pages show ABC text.
+ABCJS_VERSION := 6.7.2
+ABCJS := $(VENV)/npm/node_modules/abcjs/dist/abcjs-basic-min.js
+abcjs: $(ABCJS)
+$(ABCJS):
+	@if command -v npm >/dev/null; then \
+	  npm install -s --no-audit --no-fund --prefix $(VENV)/npm abcjs@$(ABCJS_VERSION) \
+	    || echo "warning: npm could not install abcjs; pages will show ABC text instead of sheet music"; \
+	else echo "note: install Node.js/npm for sheet music in pages (abcjs)"; fi
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(MAKE) system
@@ -33,10 +46,14 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip install -q --require-hashes --find-links $(WHEELS) -r $(LOCK)
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -m pip check
+	-$(MAKE) abcjs
 	touch $(STAMP)
 
 # Re-resolve pyproject.toml's ranges (with the dev extra) to exact versions and hashes.
-lock: setup
+# Needs only a venv with uv (not the installed project: pyproject.toml may name packages the old
+# lock lacks).
+lock:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q uv==$(UV_VERSION)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --find-links $(WHEELS) \
 	  --override requirements/lock-overrides.txt --python-version 3.11 \
