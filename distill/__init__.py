@@ -1,5 +1,10 @@
-"""Moving the generator: the end-to-end job today; expert iteration, DPO, PPO and best-of-N later."""
+"""Moving the generator: the end-to-end job, and the methods that train the generator toward the
+reward model (expert iteration, DPO, PPO, RLOO/GRPO, REINFORCE, best-of-N) on one shared `Task`."""
 
 from ._demo import DemoConfig, run_demo
+from ._task import METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, model_reward, register, run_method
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = [
+    "DemoConfig", "run_demo",
+    "METHODS", "Budget", "Clock", "DistillRun", "Method", "RewardFn", "Task", "model_reward", "register", "run_method",
+]

@@ -64,3 +64,32 @@ def midi_to_wav(midi_path: str | Path, wav_path: str | Path, sample_rate: int = 
     if not wav_path.exists() or wav_path.stat().st_size == 0:
         raise RenderError(f"fluidsynth produced no audio for {midi_path}")
     return wav_path
+
+
+ABCJS_ENV = "GRADOPT_ABCJS"  # path of abcjs-basic-min.js, to use a copy installed elsewhere
+ABCJS_HINT = "run `make abcjs` (npm install abcjs into the venv) or set GRADOPT_ABCJS to abcjs-basic-min.js"
+
+
+def find_abcjs() -> Path | None:
+    """abcjs (sheet music and playback of ABC in the browser), installed by `make abcjs` into the
+    venv's npm folder, or the file named by $GRADOPT_ABCJS; None when neither exists. Pages inline
+    it, so nothing is fetched when they are viewed."""
+    import os
+    import sys
+
+    env = os.environ.get(ABCJS_ENV)
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(sys.prefix) / "npm" / "node_modules" / "abcjs" / "dist" / "abcjs-basic-min.js")
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def abcjs_script() -> str | None:
+    """The text of abcjs with its licence header, ready to inline in a <script> element (any
+    "</script" inside is escaped), or None when abcjs is not installed (see `find_abcjs`)."""
+    path = find_abcjs()
+    if path is None:
+        return None
+    licence = path.with_name(path.name + ".LICENSE")
+    text = licence.read_text().strip() if licence.is_file() else ""
+    head = (text if text.startswith("/*") and text.endswith("*/") else f"/*! {text.replace('*/', '* /')} */") + "\n" if text else ""
+    return (head + path.read_text(encoding="utf-8")).replace("</script", "<\\/script")
