@@ -2,9 +2,10 @@
 reward model (expert iteration, DPO, PPO, RLOO/GRPO, REINFORCE, best-of-N) on one shared `Task`."""
 
 from ._demo import DemoConfig, run_demo
+from ._loop import LoopConfig, remove_checkpoint, train_loop
 from ._task import METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, model_reward, register, run_method
 
 __all__ = [
-    "DemoConfig", "run_demo",
+    "DemoConfig", "run_demo", "LoopConfig", "remove_checkpoint", "train_loop",
     "METHODS", "Budget", "Clock", "DistillRun", "Method", "RewardFn", "Task", "model_reward", "register", "run_method",
 ]
