@@ -65,6 +65,9 @@ class Task:
     constraint_factory: optional zero-argument callable returning a sampling grammar
       (e.g. `domains.ABCConstraint`) for bar-aware samples; None = free sampling.
     validate: optional text -> bool (the domain's validity), used by judges and evaluation.
+    reward_model: optional differentiable model behind `reward` (a `rewardmodels.RewardModel` on
+      the generator's tokenizer), for methods that ascend it (expert iteration via
+      `gradopt.optimize`); blackbox methods use only `reward`.
     """
 
     generator: object
@@ -75,6 +78,7 @@ class Task:
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(max_new_tokens=128))
     constraint_factory: Callable[[], object] | None = None
     validate: Callable[[str], bool] | None = None
+    reward_model: object | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.reward):
@@ -101,12 +105,19 @@ class Task:
 @dataclass
 class DistillRun:
     """What a method returns: the trained policy and its history (one dict per step or round,
-    each with at least "step" and "cpu_s"; methods add "reward", "kl", "loss", ...)."""
+    each with at least "step" and "cpu_s"; methods add "reward", "kl", "loss", ...).
+
+    sample_fn: for methods whose output is a sampling procedure rather than new weights (best-of-N):
+      ``sample_fn(n, seed) -> n decoded texts``; evaluation then samples through it, not `policy`.
+    kl: the method's KL to the base generator when known analytically (best-of-N: log N - (N-1)/N);
+      None = estimate it from samples."""
 
     method: str
     policy: object
     history: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "round 3: no row passed the threshold"
+    sample_fn: Callable[[int, int], list[str]] | None = None
+    kl: float | None = None
 
 
 class Method(Protocol):
