@@ -29,6 +29,9 @@ def noop(task, workdir, budget, *, seed=0, progress=False, **options):
     return distill.DistillRun(method="noop", policy=task.generator)
 
 
+STEPS_RUN: list[int] = []  # every step lm_steps computed, in order (a resumed run adds only the new ones)
+
+
 def lm_steps(task, workdir, budget, *, seed=0, progress=False, **options):
     """A couple of language-model steps on the corpus through `distill.train_loop` (resumable)."""
     policy = task.policy_copy()
@@ -36,6 +39,7 @@ def lm_steps(task, workdir, budget, *, seed=0, progress=False, **options):
     torch.manual_seed(seed)
 
     def step_fn(step):
+        STEPS_RUN.append(step)
         lp = domains.token_log_probs(policy, ids, mask)
         return -lp.sum() / mask[:, 1:].sum(), {"reward": float(step), "kl": 0.1 * step}
 

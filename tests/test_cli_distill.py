@@ -7,6 +7,7 @@ import pytest
 import distill
 import domains
 from ascent_doubles import TEXTS, save_tiny_models
+import distill_doubles
 from distill_doubles import lm_steps, noop
 from gradopt.cli import main
 
@@ -37,6 +38,7 @@ def _args(work, method, *extra):
 
 
 def test_distill_trains_saves_evaluates_and_resumes(work, methods, capsys):
+    distill_doubles.STEPS_RUN.clear()
     assert main(_args(work, "lm_steps", "--max-steps", "2", "--bar-aware")) == 0
     out = work / "runs" / "lm_steps"
     rec = json.loads((out / "evaluation.json").read_text())
@@ -50,6 +52,7 @@ def test_distill_trains_saves_evaluates_and_resumes(work, methods, capsys):
     assert "utility" in printed and printed.strip().splitlines()[-1].startswith("distill lm_steps: 2 steps")
     # re-running continues from the checkpoint: two more steps, not four from scratch
     assert main(_args(work, "lm_steps", "--max-steps", "4")) == 0
+    assert distill_doubles.STEPS_RUN == [0, 1, 2, 3]  # steps 0 and 1 were not run again
     assert json.loads((out / "evaluation.json").read_text())["steps"] == 4
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in history] == [1, 2, 3, 4]
