@@ -2,10 +2,16 @@
 reward model (expert iteration, DPO, PPO, RLOO/GRPO, REINFORCE, best-of-N) on one shared `Task`."""
 
 from ._demo import DemoConfig, run_demo
+from ._evaluate import EVALUATION_KEYS, draw_samples, evaluate, plot_curves, plot_reward_kl, sampled_kl
 from ._loop import LoopConfig, remove_checkpoint, train_loop
+from ._metrics import (abc_notes, copied_fraction, distinct_ngrams, js_divergence, key_signature, music_histograms,
+                       pairwise_distance)
 from ._task import METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, model_reward, register, run_method
 
 __all__ = [
-    "DemoConfig", "run_demo", "LoopConfig", "remove_checkpoint", "train_loop",
+    "DemoConfig", "run_demo",
+    "EVALUATION_KEYS", "draw_samples", "evaluate", "plot_curves", "plot_reward_kl", "sampled_kl",
+    "abc_notes", "copied_fraction", "distinct_ngrams", "js_divergence", "key_signature", "music_histograms",
+    "pairwise_distance", "LoopConfig", "remove_checkpoint", "train_loop",
     "METHODS", "Budget", "Clock", "DistillRun", "Method", "RewardFn", "Task", "model_reward", "register", "run_method",
 ]
