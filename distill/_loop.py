@@ -101,7 +101,7 @@ def train_loop(modules: Mapping[str, torch.nn.Module], step_fn: StepFn, budget: 
         history.append({"step": step, "cpu_s": round(clock.spent, 3), "loss": float(loss.detach()), "lr": lr,
                         **{k: (float(v) if isinstance(v, (int, float, torch.Tensor)) else v) for k, v in stats.items()}})
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if step - last_saved >= cfg.checkpoint_every:
             _save(ckpt, modules, opt, step, clock.spent, history, extra)
             last_saved = step
