@@ -141,7 +141,8 @@ def test_train_generator_corpus_errors(tmp_path, capsys):
     assert main(["train-generator", "--corpus", str(empty), "--domain", "text", "--work", work]) == 2
     assert f"{empty} is empty" in capsys.readouterr().err
     assert main(["train-generator", "--corpus", str(folder), "--domain", "midi", "--work", work]) == 2
-    assert "not supported yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no .mid/.midi files" in err and str(folder) in err
     assert not (tmp_path / "gen").exists()  # nothing written for a corpus that cannot be used
 
 

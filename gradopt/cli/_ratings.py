@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 _FORMATS = ("openai", "trl", "pairs")
@@ -27,32 +26,16 @@ _DOMAINS = ("abc", "midi", "text")
 
 
 def read_pieces(path: str | Path, domain: str) -> tuple[list[str], list[str]]:
-    """(texts, notes) of the pieces in `path`, read by the domain's own loader: an ABC file split
-    at its ``X:`` lines and normalised like the corpus; a text file, one piece per line; a MIDI
-    file or a folder of them, as REMI text. `notes` say what was skipped and why."""
+    """(texts, notes) of the pieces in `path`, read by the domain's own reader (`Domain.read`): an
+    ABC file split at its ``X:`` lines and normalised like the corpus (or every .abc file of a
+    folder); a text file, one piece per line; a MIDI file or a folder of them, as REMI text.
+    `notes` say what was skipped and why."""
     import domains
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if domain == "abc":
-            if path.is_dir():
-                raise ValueError(f"{path} is a folder; --domain abc reads one .abc file (several tunes, split at X:)")
-            texts = domains.load_abc_file(path)
-            notes = []
-        elif domain == "text":
-            report = domains.CorpusReport()
-            texts = [p.text for p in domains.load_text_corpus(path, domains.TextConfig(by="line"), report)]
-            notes = [f"skipped {n} line(s): {reason}" for reason, n in report.skipped.items()]
-        elif domain == "midi":
-            report = domains.CorpusReport()
-            texts = [p.text for p in domains.load_midi_files([path], report=report, progress=False)]
-            notes = [f"skipped {n} file(s): {reason}" for reason, n in report.skipped.items()]
-        else:
-            raise ValueError(f"unknown domain {domain!r}; choose from {_DOMAINS}")
-    return texts, [str(w.message) for w in caught] + notes
+    from ._domains import read_user_pieces
+
+    pieces, notes = read_user_pieces(domains.domain_from_name(domain), path)
+    return [p.text for p in pieces], notes
 
 
 def cmd_add(args) -> int:
