@@ -19,7 +19,7 @@ from ._generator import (
     sequence_log_probs,
     token_log_probs,
 )
-from ._protocol import Domain, Piece, Validity
+from ._protocol import Domain, FreeTokenEdits, Piece, Validity
 from ._schedule import lr_schedule
 from ._tokenizer import (
     OutOfVocabularyError,
@@ -35,7 +35,7 @@ from ._tokenizer import (
 __all__ = [
     "FUSED_ACTIVATIONS", "PRESETS", "GeneratorPreset", "SampleConfig", "build_generator", "check_length", "context_length", "fuse_activation",
     "encode_batch", "load_generator", "log_likelihood", "pad_ids", "sample", "sample_ids", "score_texts",
-    "sequence_log_probs", "token_log_probs", "Domain", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
+    "sequence_log_probs", "token_log_probs", "Domain", "FreeTokenEdits", "Piece", "Validity", "OutOfVocabularyError", "build_bpe_tokenizer",
     "build_char_tokenizer", "build_tokenizer", "check_in_vocab", "decode", "load_tokenizer",
     "save_tokenizer",
 ]
@@ -120,6 +120,9 @@ __all__ += [
     "validate_remi", "TextConfig", "TextDomain", "load_text_corpus", "split_text", "validate_text",
 ]
 
+from ._registry import DOMAIN_FILE, DOMAIN_NAMES, domain_from_name, load_domain_name, save_domain_name
+
+__all__ += ["DOMAIN_FILE", "DOMAIN_NAMES", "domain_from_name", "load_domain_name", "save_domain_name"]
 
 from ._deprecation import deprecated_aliases
 

@@ -6,11 +6,14 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ._abc_corpus import FIDDLE, NormaliseConfig, load_abc_corpus
+from ._abc_corpus import FIDDLE, CorpusError, NormaliseConfig, load_abc_corpus, load_abc_file, music_key
+from ._abc_edits import KINDS as EDIT_KINDS
+from ._abc_moves import MOVES
 from ._abc_screen import screen_abc
 from ._protocol import Piece, Validity
 from ._render import abc_to_midi, midi_to_wav
 from ._timed_worker import TimedWorker, WorkerError
+from ._abc_text import abc_title
 from ._tokenizer import build_tokenizer, decode
 
 _KEY = re.compile(
@@ -21,6 +24,7 @@ _KEY = re.compile(
 _METER = re.compile(r"^(none|C\|?|\d+(\+\d+)*/\d+)$")
 PARSE_TIMEOUT = 10.0  # CPU seconds for one music21 parse; the slowest corpus tune takes 3.4 s
 _PARSER = TimedWorker(Path(__file__).with_name("_abc_parse.py"))
+_EXAMPLE_TUNE = "X:1\nT:Name\nM:6/8\nL:1/8\nK:G\nGAB cde|"
 
 
 def _header(text: str, tag: str) -> str | None:
@@ -72,9 +76,15 @@ def validate_abc(text: str, max_overlong_bars: int = 0, timeout: float = PARSE_T
 
 
 class ABCDomain:
-    """ABC tunes from music21's corpus; character tokenizer by default."""
+    """ABC tunes from music21's corpus; character tokenizer by default.
+
+    A user's tunes (`read`) are normalised with `normalise`, like the corpus a generator was
+    trained on (`load_normalisation`)."""
 
     name = "abc"
+    edit_kinds = EDIT_KINDS  # token masks of `domains.token_edits` (rhythm/bars freeze every token)
+    move_kinds = tuple(MOVES)  # kinds with whole-tune moves (`domains.abc_moves`)
+    has_bars = True
 
     def __init__(self, collections: Sequence[str] = FIDDLE, normalise: NormaliseConfig = NormaliseConfig()):
         self.collections = tuple(collections)
@@ -92,6 +102,41 @@ class ABCDomain:
     def validate(self, text: str) -> Validity:
         return validate_abc(text)
 
+    def read(self, path: str | Path, distinct: bool = False) -> list[Piece]:
+        """The normalised tunes of an .abc file, or of every .abc file under a folder (sorted), in
+        order; with `distinct`, tunes with the same music (`music_key`) after the first are dropped.
+        Tunes without a K: line or notes are skipped with a warning naming them (`load_abc_file`);
+        a file with none raises `CorpusError` naming it."""
+        seen: set[str] = set()
+        pieces = []
+        for f in _abc_files(Path(path).expanduser()):
+            try:
+                tunes = load_abc_file(f, self.normalise)
+            except CorpusError as err:
+                raise CorpusError(f"{err}; an ABC file needs tunes with a K: line and notes, e.g. {_EXAMPLE_TUNE!r}") from err
+            for i, text in enumerate(tunes):
+                key = music_key(text)
+                if not distinct or key not in seen:
+                    seen.add(key)
+                    pieces.append(Piece(text=text, collection=f.stem, source=f"{f.name}#{i + 1}"))
+        return pieces
+
+    def write(self, texts: Sequence[str], path: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+        """One .abc file, each tune ending in a newline and followed by a blank line but the last."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(t.rstrip("\n") + "\n" for t in texts))
+        return [path]
+
+    def title(self, text: str) -> str:
+        return abc_title(text)
+
+    def token_edits(self, kind: str, ids, tokenizer):
+        """Masks of an edit kind (see `domains.token_edits`); move-only kinds freeze every token."""
+        from ._abc_edits import token_edits
+
+        return token_edits(kind, ids, tokenizer)
+
     def edit_space(self, text: str, tokenizer, kind: str, limit: int | None = None, seed: int = 0):
         """Token masks and whole-tune moves of an edit kind (see `domains.edit_space`)."""
         from ._abc_edits import edit_space
@@ -103,6 +148,13 @@ class ABCDomain:
         from ._abc_moves import abc_moves
 
         return abc_moves(text, kind, limit, seed)
+
+    def constraint(self, tokenizer, texts: Sequence[str] = ()):
+        """`ABCConstraint`: bars never overrun the meter; header values from `texts` if given,
+        else its defaults."""
+        from ._abc_constraint import ABCConstraint
+
+        return ABCConstraint.from_texts(tokenizer, texts) if texts else ABCConstraint(tokenizer)
 
     def render(self, text: str, path: str | Path) -> Path:
         """MIDI (``.mid``) or, when fluidsynth is installed, WAV (``.wav``) by suffix."""
@@ -118,3 +170,16 @@ class ABCDomain:
         path = Path(path)
         mid = abc_to_midi(text, path.with_suffix(".mid"))
         return midi_to_wav(mid, path)
+
+
+def _abc_files(path: Path) -> list[Path]:
+    """`path` itself if it is a file, else the .abc files under the folder `path`, sorted."""
+    if not path.exists():
+        raise CorpusError(f"{path} does not exist; give an .abc file or a folder of .abc files")
+    if path.is_file():
+        return [path]
+    files = sorted(f for f in path.rglob("*") if f.suffix.lower() == ".abc" and f.is_file())
+    if not files:
+        raise CorpusError(f"{path} holds no .abc file (it is a folder: give an .abc file, or put tunes in "
+                          "files named *.abc in it)")
+    return files

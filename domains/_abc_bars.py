@@ -106,115 +106,160 @@ def body_start(text: str) -> int:
     return m.end() if m else len(text)
 
 
-def read_bars(text: str) -> Body | None:
-    """The tune's body as bars of timed items, or None when the reader cannot follow it (see the
-    module docstring)."""
+@dataclass
+class _Reading:
+    """What `read_bars` carries from one item to the next."""
+
+    unit: Fraction  # the L: length in whole notes
+    compound: bool  # 6/8, 9/8, 12/8: a tuplet's default ratio differs
+    bar: Bar  # the bar being read
+    bars: list[Bar] = field(default_factory=list)
+    tup_left: int = 0  # notes still inside the current tuplet
+    tup_ratio: Fraction = Fraction(1)
+    pending_broken: Fraction | None = None  # factor for the next timed item
+    tied: bool = False  # the next timed item is the end of a tie
+    decorated: bool = False  # the next timed item carries a decoration (music21 misreads some lengths then)
+
+    def last_timed(self, skip: tuple[str, ...] = ("inert",)) -> Item | None:
+        return next((it for it in reversed(self.bar.items) if it.kind not in skip), None)
+
+
+_FAIL = -1  # an item reader's answer when the body is one `read_bars` does not follow
+
+
+def _meter_and_unit(text: str) -> tuple[Fraction | None, Fraction] | None:
+    """(bar length, unit length) in whole notes from the M: and L: fields (L: defaults by the
+    meter, as in the ABC standard); None when L: is not 1/n."""
     meter_field = _header_value(text, "M")
     meter = meter_length(meter_field) if meter_field not in (None, "none") else None
     unit_field = _header_value(text, "L")
-    if unit_field is not None:
-        m = re.fullmatch(r"1/(\d+)", unit_field)
-        if not m or int(m.group(1)) == 0:
-            return None
-        unit = Fraction(1, int(m.group(1)))
-    else:
-        unit = Fraction(1, 16) if meter is not None and meter < Fraction(3, 4) else Fraction(1, 8)
+    if unit_field is None:
+        return meter, Fraction(1, 16) if meter is not None and meter < Fraction(3, 4) else Fraction(1, 8)
+    m = re.fullmatch(r"1/(\d+)", unit_field)
+    if not m or int(m.group(1)) == 0:
+        return None
+    return meter, Fraction(1, int(m.group(1)))
+
+
+def _read_tuplet(m: re.Match, r: _Reading) -> int:
+    """A tuplet mark ``(p:q:r``: the next r (default p) notes last q/p of their length."""
+    p = int(m.group(1))
+    q = int(m.group(2)) if m.group(2) else {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if r.compound else 2)
+    r.tup_left, r.tup_ratio = int(m.group(3)) if m.group(3) else p, Fraction(q, p)
+    r.bar.items.append(Item(m.start(), m.end(), "inert"))
+    return m.end()
+
+
+def _read_timed(chord: re.Match | None, note: re.Match | None, r: _Reading) -> int:
+    """A note, rest or chord with its duration (broken rhythm and tuplets applied)."""
+    m = chord or note
+    try:
+        if chord:
+            first = _NOTE.match(chord.group("notes"))
+            mult = length_value(first.group("len")) * length_value(chord.group("len"))
+            kind, pitch = "chord", ""
+        else:
+            mult = length_value(note.group("len"))
+            kind, pitch = ("rest" if note.group("pitch") == "z" else "note"), note.group("pitch")
+    except ValueError:
+        return _FAIL
+    dur = r.unit * mult
+    plain, r.tied, r.decorated = kind == "note" and not (r.tied or r.decorated), False, False
+    if r.pending_broken is not None:
+        dur, plain, r.pending_broken = dur * r.pending_broken, False, None
+    if r.tup_left:
+        dur, plain, r.tup_left = dur * r.tup_ratio, False, r.tup_left - 1
+    r.bar.items.append(Item(m.start(), m.end(), kind, dur, pitch, mult, plain))
+    return m.end()
+
+
+def _read_broken(text: str, i: int, r: _Reading) -> int:
+    """Broken rhythm ``>`` / ``<`` (up to three): the previous item lengthens (shortens) by k, the
+    next one the other way."""
+    ch, j = text[i], i
+    while j < len(text) and text[j] == ch:
+        j += 1
+    prev = r.last_timed()
+    if prev is None or prev.kind == "broken" or j - i > 3:
+        return _FAIL
+    k = Fraction(2 ** (j - i) - 1, 2 ** (j - i))  # > : 1/2, >> : 3/4, >>> : 7/8
+    prev.duration *= (1 + k) if ch == ">" else (1 - k)
+    prev.plain = False
+    r.pending_broken = (1 - k) if ch == ">" else (1 + k)
+    r.bar.items.append(Item(i, j, "broken"))
+    return j
+
+
+def _read_inert(ch: str, i: int, r: _Reading) -> int:
+    """A zero-length character: space, backquote, slur, tie or decoration."""
+    if ch == "-":  # a tie: the notes on either side keep their lengths
+        prev = r.last_timed(skip=("inert",))
+        if prev is not None:
+            prev.plain = False
+        r.tied = True
+    r.decorated = r.decorated or ch in _DECORATIONS
+    r.bar.items.append(Item(i, i + 1, "inert"))
+    return i + 1
+
+
+def _read_item(text: str, i: int, r: _Reading) -> int:
+    """Read the body item at `i` (not a line start) into `r` -> the index after it, or `_FAIL`."""
+    ch = text[i]
+    if ch == "\n":
+        r.bar.items.append(Item(i, i + 1, "inert"))
+        return i + 1
+    if m := _OPAQUE.match(text, i):
+        r.decorated = r.decorated or ch in "!+"
+        r.bar.items.append(Item(i, m.end(), "inert"))
+        return m.end()
+    if ch == "[" and _INLINE_FIELD.match(text, i):
+        return _FAIL  # inline field
+    if (m := _BAR.match(text, i)) and m.end() > i:
+        r.bar.end, r.bar.line = i, m.group()
+        r.bars.append(r.bar)
+        r.bar = Bar(start=m.end(), end=m.end())
+        return m.end()
+    if m := _TUPLET.match(text, i):
+        return _read_tuplet(m, r)
+    chord = _CHORD.match(text, i)
+    note = _NOTE.match(text, i) if chord is None else None
+    if chord or note:
+        return _read_timed(chord, note, r)
+    if ch in "<>":
+        return _read_broken(text, i, r)
+    if ch in _INERT:
+        return _read_inert(ch, i, r)
+    return _FAIL
+
+
+def read_bars(text: str) -> Body | None:
+    """The tune's body as bars of timed items, or None when the reader cannot follow it (see the
+    module docstring)."""
+    lengths = _meter_and_unit(text)
+    if lengths is None:
+        return None
+    meter, unit = lengths
     compound = meter is not None and meter.denominator == 8 and meter.numerator in (6, 9, 12)
     i = body_start(text)
-    bars: list[Bar] = []
-    bar = Bar(start=i, end=i)
-    tup_left, tup_ratio = 0, Fraction(1)
-    pending_broken: Fraction | None = None  # factor for the next timed item
-    tied = False  # the next timed item is the end of a tie
-    decorated = False  # the next timed item carries a decoration (music21 misreads some lengths then)
+    r = _Reading(unit=unit, compound=compound, bar=Bar(start=i, end=i))
     line_start = True
     while i < len(text):
-        ch = text[i]
         if line_start and HEADER_LINE.match(text, i):
             if text[i] in "MLVP":  # meter / unit / voice / parts change: not followed
                 return None
             j = text.find("\n", i)
             j = len(text) if j < 0 else j + 1
-            bar.items.append(Item(i, j, "inert"))
-            i, line_start = j, True
-            continue
-        line_start = False
-        if ch == "\n":
-            bar.items.append(Item(i, i + 1, "inert"))
-            i, line_start = i + 1, True
-            continue
-        if m := _OPAQUE.match(text, i):
-            decorated = decorated or ch in "!+"
-            bar.items.append(Item(i, m.end(), "inert"))
-            i = m.end()
-            continue
-        if ch == "[" and _INLINE_FIELD.match(text, i):
-            return None  # inline field
-        if (m := _BAR.match(text, i)) and m.end() > i:
-            bar.end, bar.line = i, m.group()
-            bars.append(bar)
-            bar = Bar(start=m.end(), end=m.end())
-            i = m.end()
-            continue
-        if (m := _TUPLET.match(text, i)):
-            p = int(m.group(1))
-            q = int(m.group(2)) if m.group(2) else {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
-            tup_left, tup_ratio = int(m.group(3)) if m.group(3) else p, Fraction(q, p)
-            bar.items.append(Item(i, m.end(), "inert"))
-            i = m.end()
-            continue
-        chord = _CHORD.match(text, i)
-        note = _NOTE.match(text, i) if chord is None else None
-        if chord or note:
-            m = chord or note
-            try:
-                if chord:
-                    first = _NOTE.match(chord.group("notes"))
-                    mult = length_value(first.group("len")) * length_value(chord.group("len"))
-                    kind, pitch = "chord", ""
-                else:
-                    mult = length_value(note.group("len"))
-                    kind, pitch = ("rest" if note.group("pitch") == "z" else "note"), note.group("pitch")
-            except ValueError:
-                return None
-            dur = unit * mult
-            plain, tied, decorated = kind == "note" and not (tied or decorated), False, False
-            if pending_broken is not None:
-                dur, plain, pending_broken = dur * pending_broken, False, None
-            if tup_left:
-                dur, plain, tup_left = dur * tup_ratio, False, tup_left - 1
-            bar.items.append(Item(i, m.end(), kind, dur, pitch, mult, plain))
-            i = m.end()
-            continue
-        if ch in "<>":
-            j = i
-            while j < len(text) and text[j] == ch:
-                j += 1
-            prev = next((it for it in reversed(bar.items) if it.kind not in ("inert",)), None)
-            if prev is None or prev.kind == "broken" or j - i > 3:
-                return None
-            k = Fraction(2 ** (j - i) - 1, 2 ** (j - i))  # > : 1/2, >> : 3/4, >>> : 7/8
-            prev.duration *= (1 + k) if ch == ">" else (1 - k)
-            prev.plain = False
-            pending_broken = (1 - k) if ch == ">" else (1 + k)
-            bar.items.append(Item(i, j, "broken"))
+            r.bar.items.append(Item(i, j, "inert"))
             i = j
             continue
-        if ch in _INERT:
-            if ch == "-":  # a tie: the notes on either side keep their lengths
-                prev = next((it for it in reversed(bar.items) if it.kind != "inert"), None)
-                if prev is not None:
-                    prev.plain = False
-                tied = True
-            decorated = decorated or ch in _DECORATIONS
-            bar.items.append(Item(i, i + 1, "inert"))
-            i += 1
-            continue
-        return None
-    if bar.items:
-        bar.end = len(text)
-        bars.append(bar)
-    return Body(bars=bars, meter=meter, unit=unit)
+        line_start = text[i] == "\n"
+        i = _read_item(text, i, r)
+        if i == _FAIL:
+            return None
+    if r.bar.items:
+        r.bar.end = len(text)
+        r.bars.append(r.bar)
+    return Body(bars=r.bars, meter=meter, unit=unit)
 
 
 def bar_durations(text: str) -> list[Fraction] | None:

@@ -7,18 +7,19 @@ REMI vocabulary, so ids map one-to-one to REMI events and every sequence is ``<b
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from ._abc_corpus import FIDDLE, CorpusReport, NormaliseConfig, load_abc_corpus
 from ._midi_corpus import default_cache_dir, load_midi_corpus, load_midi_files
-from ._protocol import Piece, Validity
-from ._remi import REMIConfig, build_remi_tokenizer, midi_to_remi, remi_to_midi, validate_remi
+from ._protocol import FreeTokenEdits, Piece, Validity
+from ._remi import REMIConfig, REMIError, build_remi_tokenizer, midi_to_remi, remi_to_midi, validate_remi
 from ._render import midi_to_wav
 from ._tokenizer import decode
 
 
-class MIDIDomain:
+class MIDIDomain(FreeTokenEdits):
     """MIDI as REMI text (miditok); word-level tokenizer over REMI names.
 
     `cache_dir` holds the rendered MIDI files and the REMI texts (default
@@ -76,6 +77,41 @@ class MIDIDomain:
 
     def validate(self, text: str) -> Validity:
         return validate_remi(text, self.remi)
+
+    def read(self, path: str | Path, distinct: bool = False) -> list[Piece]:
+        """A MIDI file, or the .mid/.midi files under a folder, as REMI pieces (`load_midi_files`;
+        copies are always dropped, `distinct` is accepted for the protocol). Unusable files are
+        counted in `self.report` and skipped; the REMI cache is not used for a user's files."""
+        self.report = CorpusReport()
+        return load_midi_files([path], self.remi, self.report, None, self.progress)
+
+    def write(self, texts: Sequence[str], path: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+        """One ``<name>.mid`` per piece in the folder `path` (names default to 001, 002, ...). A
+        text that does not decode (unknown token names) is written as ``<name>.remi.txt`` instead,
+        with a warning, so no piece is lost."""
+        path = Path(path)
+        if path.suffix.lower() in (".mid", ".midi") or path.is_file():
+            raise ValueError(f"{path}: MIDI pieces are written one file each into a folder; give a folder name")
+        if names is not None and len(names) != len(texts):
+            raise ValueError(f"{len(names)} names for {len(texts)} pieces")
+        names = names if names is not None else [f"{i + 1:03d}" for i in range(len(texts))]
+        path.mkdir(parents=True, exist_ok=True)
+        out = []
+        for name, text in zip(names, texts):
+            try:
+                out.append(remi_to_midi(text, path / f"{name}.mid", self.remi))
+            except REMIError as err:
+                warnings.warn(f"{name}: not written as MIDI ({err}); its REMI text is in {name}.remi.txt")
+                out.append(path / f"{name}.remi.txt")
+                out[-1].write_text(text + "\n", encoding="utf-8")
+        return out
+
+    def title(self, text: str) -> str:
+        """Meter and note count, e.g. ``"6/8, 24 notes"`` (REMI text has no title)."""
+        names = text.split()
+        meter = next((n.split("_", 1)[1] for n in names if n.startswith("TimeSig_")), "")
+        notes = sum(n.startswith("Pitch_") for n in names)
+        return f"{meter}, {notes} notes" if meter else f"{notes} notes"
 
     def from_midi(self, path: str | Path) -> str:
         """A MIDI file as REMI text (all tracks merged; drums dropped)."""

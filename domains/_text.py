@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._abc_corpus import CorpusError, CorpusReport
-from ._protocol import Piece, Validity
+from ._protocol import FreeTokenEdits, Piece, Validity
 from ._tokenizer import build_tokenizer, decode
 
 _COMPRESSION_MIN_CHARS = 128  # below this, zlib's header dominates and the ratio says nothing
@@ -95,9 +95,9 @@ def validate_text(text: str, cfg: TextConfig = TextConfig()) -> Validity:
 
 
 def load_text_corpus(
-    path: str | Path, cfg: TextConfig = TextConfig(), report: CorpusReport | None = None
+    path: str | Path, cfg: TextConfig = TextConfig(), report: CorpusReport | None = None, distinct: bool = True
 ) -> list[Piece]:
-    """Distinct valid pieces of the UTF-8 text file at `path`, in file order.
+    """Distinct (or, without `distinct`, all) valid pieces of the UTF-8 text file at `path`, in file order.
 
     Raises `CorpusError` naming the path if it is missing, not a file, not UTF-8, empty, or has
     no valid piece; invalid pieces are otherwise counted in `report.skipped` by reason.
@@ -127,29 +127,55 @@ def load_text_corpus(
         if not ok:
             report.skipped[re.sub(r"\d+", "N", ok.reason)] += 1  # group reasons by kind
             continue
-        if report.admit(seen, hashlib.sha256(text.encode()).hexdigest(), collection):
+        key = hashlib.sha256(text.encode()).hexdigest() if distinct else f"{line_no}"
+        if report.admit(seen, key, collection):
             pieces.append(Piece(text=text, collection=collection, source=f"{path.name}:{line_no}"))
     if not pieces:
         raise CorpusError(f"no usable piece in text corpus file {path}: {dict(report.skipped)}")
     return pieces
 
 
-class TextDomain:
+class TextDomain(FreeTokenEdits):
     """A plain-text corpus file; character tokenizer by default, BPE as an option.
 
-    After `corpus()`, `report` holds the counts and the reasons pieces were skipped.
+    After `corpus()` or `read()`, `report` holds the counts and the reasons pieces were skipped.
+    `path` may be None for a domain that only reads and writes a user's files (no corpus).
     """
 
     name = "text"
 
-    def __init__(self, path: str | Path, cfg: TextConfig = TextConfig()):
-        self.path = Path(path).expanduser()
+    def __init__(self, path: str | Path | None = None, cfg: TextConfig = TextConfig()):
+        self.path = None if path is None else Path(path).expanduser()
         self.cfg = cfg
         self.report = CorpusReport()
 
     def corpus(self) -> list[Piece]:
+        if self.path is None:
+            raise CorpusError("the text domain has no bundled corpus; give it a text file (one piece per "
+                              f"{self.cfg.by})")
+        return self.read(self.path, distinct=True)
+
+    def read(self, path: str | Path, distinct: bool = False) -> list[Piece]:
+        """The valid pieces of a UTF-8 text file (paragraphs or lines, by `cfg.by`); see
+        `load_text_corpus`."""
         self.report = CorpusReport()
-        return load_text_corpus(self.path, self.cfg, self.report)
+        return load_text_corpus(path, self.cfg, self.report, distinct)
+
+    def write(self, texts: Sequence[str], path: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+        """One UTF-8 file in the layout `read` reads: one piece per line (a piece's own line breaks
+        become spaces, since a line cannot hold them) or, by paragraph, pieces between blank lines."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.cfg.by == "line":
+            body = "".join(" ".join(t.splitlines()) + "\n" for t in texts)
+        else:
+            body = "\n".join(t.strip("\n") + "\n" for t in texts)
+        path.write_text(body, encoding="utf-8")
+        return [path]
+
+    def title(self, text: str) -> str:
+        """The first line."""
+        return text.strip().split("\n", 1)[0] if text.strip() else ""
 
     def build_tokenizer(self, texts: Sequence[str], kind: str = "char", vocab_size: int = 1024):
         """``kind="char"`` (one token per character) or ``"bpe"`` (trained on `texts`)."""

@@ -107,6 +107,61 @@ def _batch_indices(step: int, n: int, cfg: GeneratorTrainConfig) -> list[int]:
     return perm[k * cfg.batch_size : (k + 1) * cfg.batch_size].tolist()
 
 
+def _resume(model, opt, ckpt: Path, progress: bool) -> tuple[int, float, float]:
+    """Load the checkpoint in `ckpt` into `model` and `opt` if there is one -> (step, wall seconds,
+    CPU seconds) already trained; (0, 0, 0) for a fresh start."""
+    if not (ckpt / "state.pt").exists():
+        return 0, 0.0, 0.0
+    from transformers import GPT2LMHeadModel
+
+    model.load_state_dict(GPT2LMHeadModel.from_pretrained(str(ckpt)).state_dict())
+    state = torch.load(ckpt / "state.pt", weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    step, elapsed, cpu_before = state["step"], state["elapsed"], state.get("cpu", 0.0)
+    if progress:
+        print(f"resuming from step {step} ({elapsed / 60:.1f} min already trained)")
+    return step, elapsed, cpu_before
+
+
+def _save_checkpoint(model, opt, workdir: Path, step: int, elapsed: float, cpu: float) -> None:
+    """Model, optimizer, step and times into ``workdir/checkpoint``, written aside and then moved
+    into place, so a killed run leaves the previous checkpoint whole."""
+    ckpt = workdir / "checkpoint"
+    tmp = workdir / "checkpoint.tmp"
+    model.save_pretrained(str(tmp))
+    torch.save({"optimizer": opt.state_dict(), "step": step, "elapsed": elapsed, "cpu": cpu}, tmp / "state.pt")
+    if ckpt.exists():
+        import shutil
+
+        shutil.rmtree(ckpt)
+    tmp.rename(ckpt)
+
+
+def _train_batch(step: int, train: list[torch.Tensor], stream: torch.Tensor, n_ctx: int, cfg: GeneratorTrainConfig,
+                 pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) (b, t) of `step`, a function of the step alone (exact resume): context-length
+    windows of the concatenated corpus (`cfg.pack`), else whole pieces cropped to the context."""
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    if cfg.pack and len(stream) > n_ctx:
+        starts = torch.randint(0, len(stream) - n_ctx + 1, (cfg.batch_size,), generator=gen)
+        ids = torch.stack([stream[i : i + n_ctx] for i in starts.tolist()])
+        return ids, torch.ones_like(ids)
+    seqs = [_crop(train[i], n_ctx, gen) for i in _batch_indices(step, len(train), cfg)]
+    return pad_ids(seqs, pad_id)
+
+
+def _optimizer_step(model, opt, ids: torch.Tensor, mask: torch.Tensor, lr: float) -> tuple[torch.Tensor, int]:
+    """One AdamW step at learning rate `lr` with gradients clipped to norm 1 -> (loss, targets)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss, k = lm_loss(model, ids, mask)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.detach(), k
+
+
 def train_generator(
     model,
     tokenizer,
@@ -128,23 +183,13 @@ def train_generator(
     if not train_texts:
         raise ValueError("no training texts")
     workdir = Path(workdir)
-    ckpt = workdir / "checkpoint"
     workdir.mkdir(parents=True, exist_ok=True)
     train = encode_corpus(tokenizer, train_texts)
     val = encode_corpus(tokenizer, val_texts) if val_texts else train[: max(1, len(train) // 20)]
     n_ctx = context_length(model)
     stream = torch.cat(train)  # (n,) every tune as <bos> ... <eos>, back to back
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    step, elapsed, cpu_before = 0, 0.0, 0.0
-    if (ckpt / "state.pt").exists():
-        from transformers import GPT2LMHeadModel
-
-        model.load_state_dict(GPT2LMHeadModel.from_pretrained(str(ckpt)).state_dict())
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        step, elapsed, cpu_before = state["step"], state["elapsed"], state.get("cpu", 0.0)
-        if progress:
-            print(f"resuming from step {step} ({elapsed / 60:.1f} min already trained)")
+    step, elapsed, cpu_before = _resume(model, opt, workdir / "checkpoint", progress)
     tokenizer.save_pretrained(str(workdir))
     if normalisation is not None:
         save_normalisation(normalisation, workdir)
@@ -158,37 +203,11 @@ def train_generator(
         return (time.process_time() - c0) / 60
     val_ce = float("nan")
     tokens_seen = 0
-
-    def save_checkpoint() -> None:
-        tmp = workdir / "checkpoint.tmp"
-        model.save_pretrained(str(tmp))
-        torch.save({"optimizer": opt.state_dict(), "step": step, "elapsed": time.time() - t0, "cpu": cpu_minutes() * 60},
-                   tmp / "state.pt")
-        if ckpt.exists():
-            import shutil
-
-            shutil.rmtree(ckpt)
-        tmp.rename(ckpt)
-
     stopped_early = False
     while step < cfg.max_steps:
         model.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
-        if cfg.pack and len(stream) > n_ctx:
-            starts = torch.randint(0, len(stream) - n_ctx + 1, (cfg.batch_size,), generator=gen)
-            ids = torch.stack([stream[i : i + n_ctx] for i in starts.tolist()])
-            mask = torch.ones_like(ids)
-        else:
-            seqs = [_crop(train[i], n_ctx, gen) for i in _batch_indices(step, len(train), cfg)]
-            ids, mask = pad_ids(seqs, tokenizer.pad_token_id)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg, cpu_minutes())
-        loss, k = lm_loss(model, ids, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        loss = loss.detach()
+        ids, mask = _train_batch(step, train, stream, n_ctx, cfg, tokenizer.pad_token_id)
+        loss, k = _optimizer_step(model, opt, ids, mask, _lr_at(step, cfg, cpu_minutes()))
         step += 1
         tokens_seen += k
         bar.update(1)
@@ -201,7 +220,7 @@ def train_generator(
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.write(f"step {step}: train {float(loss):.3f}  val {val_ce:.3f} nats/token")
-            save_checkpoint()
+            _save_checkpoint(model, opt, workdir, step, time.time() - t0, cpu_minutes() * 60)
         if out_of_time:
             stopped_early = True
             break

@@ -141,5 +141,39 @@ def test_train_generator_corpus_errors(tmp_path, capsys):
     assert main(["train-generator", "--corpus", str(empty), "--domain", "text", "--work", work]) == 2
     assert f"{empty} is empty" in capsys.readouterr().err
     assert main(["train-generator", "--corpus", str(folder), "--domain", "midi", "--work", work]) == 2
-    assert "not supported yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no .mid/.midi files" in err and str(folder) in err
     assert not (tmp_path / "gen").exists()  # nothing written for a corpus that cannot be used
+
+
+def test_sample_decodes_escape_sequences_in_its_prefix(tmp_path, capsys):
+    """A shell passes --prefix 'X:1\\nT:' as backslash + n; the command reads it as a line break."""
+    import domains
+
+    tok = domains.build_char_tokenizer(["X:1\nT:A\nK:G\nGAB|"])
+    gen = domains.build_generator(domains.GeneratorPreset(n_layer=1, n_head=2, n_embd=16, n_positions=64), tok)
+    gen.save_pretrained(tmp_path)
+    domains.save_tokenizer(tok, tmp_path)
+    domains.save_normalisation(domains.NormaliseConfig(), tmp_path)
+    assert main(["sample", "--work", str(tmp_path), "-n", "2", "--max-new-tokens", "3", "--prefix", r"X:1\nT:"]) == 0
+    assert capsys.readouterr().out.count("X:1\nT:") == 2
+
+
+def test_sample_out_reports_the_validity_of_the_generators_domain(tmp_path, capsys):
+    """A text generator's samples are counted valid by the text domain's check, not by ABC's."""
+    import domains
+
+    poems = tmp_path / "poems.txt"
+    poems.write_text("".join(f"the {w} is calm tonight, {w} and stone\n" for w in
+                             ["sea", "sky", "bay", "moon", "road", "hill", "town", "wind"]))
+    work = tmp_path / "gen"
+    assert main(["train-generator", "--corpus", str(poems), "--domain", "text", "--work", str(work), *_TRAIN_FAST]) == 0
+    capsys.readouterr()
+    out = tmp_path / "samples.txt"
+    assert main(["sample", "--work", str(work), "-n", "4", "--max-new-tokens", "12", "--prefix", "the sea ",
+                 "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and all(line.startswith("the sea ") for line in lines)
+    n_text = sum(domains.validate_text(line).ok for line in lines)
+    assert n_text > 0 and not any(domains.validate_abc(line).ok for line in lines)
+    assert f"wrote 4 samples to {out} ({n_text} valid)" in capsys.readouterr().out

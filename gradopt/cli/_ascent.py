@@ -1,32 +1,82 @@
-"""Subcommands of the ascent engine: ``optimize`` (improve tunes) and ``harvest`` (queue blind spots)."""
+"""Subcommands of the ascent engine: ``optimize`` (improve pieces) and ``harvest`` (queue blind spots).
+
+Pieces are read, validated, edited and written through the generator's `domains.Domain` (ABC
+tunes, MIDI as REMI tokens, or text); an edit kind the domain lacks falls back to free token edits.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 
-MOVE_KINDS = ("rhythm", "bars", "any")  # edit kinds with whole-tune moves (domains.abc_moves)
-TOKEN_KINDS = ("any", "cadence", "ending", "pitch")  # edit kinds with free tokens
+TOKEN_KINDS = ("any", "cadence", "ending", "pitch")  # edit kinds with free tokens (ABC; others: any)
+_SIMULATED_DOMAINS = ("abc",)  # the simulated rater's utility and auto-judge read ABC music
 
 
 def _load_models(args):
-    """(tokenizer, generator, reward model, normalisation): the generator directory's tokenizer,
-    model and the normalisation its corpus had (user tunes are normalised the same way)."""
+    """(tokenizer, generator, reward model, domain): the generator directory's tokenizer, model
+    and domain, which reads a user's pieces the way its corpus was (ABC: normalised alike)."""
     import domains
     import torch
     from rewardmodels import load_reward_model
+
+    from ._domains import generator_domain
 
     if args.threads:
         torch.set_num_threads(args.threads)
 
     tok = domains.load_tokenizer(args.generator)
     gen = domains.load_generator(args.generator)
-    norm = domains.load_normalisation(args.generator)
+    domain = generator_domain(args.generator, args.domain, domains.load_normalisation(args.generator))
     rm = load_reward_model(args.reward)  # a single model or an ensemble
-    return tok, gen, rm, norm
+    return tok, gen, rm, domain
+
+
+def _read(domain, path) -> list:
+    """The pieces of a user's file or folder (`Domain.read`), notes on skipped ones to stderr."""
+    from ._domains import read_user_pieces
+
+    pieces, notes = read_user_pieces(domain, path)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return pieces
+
+
+def _edit_kind(domain, kind: str) -> str:
+    """`kind` if the domain has it, else free token edits ('any') with a note saying so."""
+    if kind in domain.edit_kinds:
+        return kind
+    print(f"note: --edit {kind} needs ABC structure; the {domain.name} domain edits any token instead",
+          file=sys.stderr)
+    return "any"
+
+
+def _freeze_spec(args, domain) -> str:
+    """The bars `--freeze` names, plus the header unless `--edit-header`; '' for a domain without
+    bars (where `--freeze` is refused rather than ignored)."""
+    if not domain.has_bars:
+        if args.freeze:
+            raise ValueError(f"--freeze names bars of ABC tunes; the {domain.name} domain has none, leave it out")
+        return ""
+    return ",".join(x for x in (args.freeze, None if args.edit_header else "header") if x)
+
+
+def _unique_names(pieces) -> list[str]:
+    """File stems for the outputs of domains with one file per piece: the input's stem, made unique."""
+    names, seen = [], set()
+    for p in pieces:
+        stem = Path(p.source.split("#")[0]).stem or "piece"
+        name, k = stem, 1
+        while name in seen:
+            k += 1
+            name = f"{stem}-{k}"
+        seen.add(name)
+        names.append(name)
+    return names
 
 
 def _config(args):
@@ -47,7 +97,9 @@ def _config(args):
     )
 
 
-def _utilities(texts: list[str]) -> list[float] | None:
+def _utilities(texts: list[str], domain) -> list[float] | None:
+    if domain.name not in _SIMULATED_DOMAINS:
+        return None
     try:
         from rewardmodels import SimulatedRater
     except ImportError:
@@ -72,10 +124,8 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
 
 
-def _title(text: str) -> str:
-    from domains import abc_title
-
-    return abc_title(text)[:24]
+def _title(domain, piece) -> str:
+    return (domain.title(piece.text) or piece.source)[:24]
 
 
 def cmd_optimize(args) -> int:
@@ -83,86 +133,99 @@ def cmd_optimize(args) -> int:
     from tqdm.auto import tqdm
 
     from .._ascent import optimize, pad_batch
-    from .._edits import edit_masks
     from .._masks import freeze_bars
     from .._moves import MoveConfig
     from .._starts import starts_from_texts
 
-    tok, gen, rm, norm = _load_models(args)
-    tunes = domains.load_abc_file(args.input, norm)
+    tok, gen, rm, domain = _load_models(args)
+    pieces = _read(domain, args.input)
+    tunes = [p.text for p in pieces]
+    kind = _edit_kind(domain, args.edit)
     cfg = _config(args)
     moves_cfg = MoveConfig(rounds=args.move_rounds, candidates=args.move_candidates, seed=args.seed)
-    if args.edit in ("rhythm", "bars"):  # no token is free: skip the ascent, only the moves search
+    if kind in domain.move_kinds and kind != "any":  # no token is free: skip the ascent, only the moves search
         cfg = replace(cfg, steps=0, polish=replace(cfg.polish, rounds=0))
-    for i, t in enumerate(tunes):
+    for i, (t, p) in enumerate(zip(tunes, pieces)):
         try:
             domains.check_in_vocab(tok, t)
         except domains.OutOfVocabularyError as err:
-            raise ValueError(f"tune {i + 1} of {args.input}: {err}") from err
+            raise ValueError(f"piece {i + 1} ({p.source}) of {args.input}: {err}") from err
     starts = starts_from_texts(tok, tunes, max_tokens=domains.context_length(gen))
-    validate = None if args.no_validate else domains.validate_abc
+    validate = None if args.no_validate else domain.validate
+    spec = _freeze_spec(args, domain)
     rows = []
     for lo in tqdm(range(0, len(starts), args.batch_size), desc="optimize", unit="batch"):
         batch = starts[lo : lo + args.batch_size]
         ids = pad_batch(batch, tok.pad_token_id)[0]
-        spec = ",".join(x for x in (args.freeze, None if args.edit_header else "header") if x)
         freeze = freeze_bars(ids, tok, spec) if spec else None
-        edit_freeze, allowed = edit_masks(args.edit, ids, tok)
+        edit_freeze, allowed = domain.token_edits(kind, ids, tok)
         if edit_freeze is not None:
             freeze = edit_freeze if freeze is None else freeze | edit_freeze
         res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate,
                        progress=True)
         rows.extend(res.rows)
-    rows = _search_moves(args, rows, starts, tok, gen, rm, cfg, moves_cfg, validate)
+    rows = _search_moves(args, domain, kind, spec, rows, starts, tok, gen, rm, cfg, moves_cfg, validate)
     out_texts = [r.text for r in rows]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(t.rstrip("\n") + "\n" for t in out_texts))
+    domain.write(out_texts, args.out, names=_unique_names(pieces))
+    _report(args, domain, pieces, rows, out_texts)
+    return 0
+
+
+def _report(args, domain, pieces, rows, out_texts) -> None:
+    """The before/after table, the do-no-harm guard's verdicts, a summary line, and --json."""
     table = []
-    for i, (t, r) in enumerate(zip(tunes, rows), 1):
-        table.append({"#": i, "title": _title(t), "reward": r.reward_before, "->reward": r.reward_after,
+    for i, (p, r) in enumerate(zip(pieces, rows), 1):
+        table.append({"#": i, "title": _title(domain, p), "reward": r.reward_before, "->reward": r.reward_after,
                       "loglik": r.loglik_before, "->loglik": r.loglik_after, "valid": r.valid_after,
                       "gain": f"{r.gain_mean:+.3f}" + ("" if math.isnan(r.gain_sd) else f"±{r.gain_sd:.3f}"),
                       "changed": r.changed, "status": "kept" if r.kept else r.status})
     if not args.no_utility:
-        before, after = _utilities(tunes), _utilities(out_texts)
+        before, after = _utilities([p.text for p in pieces], domain), _utilities(out_texts, domain)
         if before is not None:
             for row, u0, u1 in zip(table, before, after):
                 row["utility"], row["->utility"] = u0, u1
     cols = ["#", "title", "reward", "->reward", "gain", "utility", "->utility", "loglik", "->loglik", "valid",
             "changed", "status"]
     print_table(table, [c for c in cols if any(c in r for r in table)])
+    noun = "tune" if domain.name == "abc" else "piece"
     for i, r in enumerate(rows, 1):  # "gain" is the candidate edit's reward gain (± SD over ensemble members)
         if r.kept:
-            print(f"tune {i} ({_title(tunes[i - 1])}): {r.status}")
+            print(f"{noun} {i} ({_title(domain, pieces[i - 1])}): {r.status}")
     mean = lambda k: sum(r[k] for r in table) / len(table)  # noqa: E731
-    line = (f"{len(rows)} tunes -> {args.out} ({sum(r.kept for r in rows)} kept unchanged): "
+    line = (f"{len(rows)} {noun}s -> {args.out} ({sum(r.kept for r in rows)} kept unchanged): "
             f"reward {mean('reward'):+.3f} -> {mean('->reward'):+.3f}")
     if "utility" in table[0]:
         line += f", simulated utility {mean('utility'):+.3f} -> {mean('->utility'):+.3f}"
     print(line)
     if args.json:
         Path(args.json).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
-    return 0
 
 
-def _search_moves(args, rows, starts, tok, gen, rm, cfg, moves_cfg, validate):
-    """The whole-tune moves of the edit kind (`domains.abc_moves`), searched exactly from the ascent's
-    results (`move_search`); bars frozen by --freeze (and the header) keep their content, and the
-    do-no-harm guard judges each moved tune against its input (`vet_moves`)."""
-    import domains
-
+def _search_moves(args, domain, kind, spec, rows, starts, tok, gen, rm, cfg, moves_cfg, validate):
+    """The domain's whole-piece moves of the edit kind (`Domain.moves`, e.g. `domains.abc_moves`),
+    searched exactly from the ascent's results (`move_search`); bars frozen by --freeze (and the
+    header) keep their content, and the do-no-harm guard judges each moved piece against its input
+    (`vet_moves`)."""
     from .._masks import parse_bars
     from .._moves import apply_moves, keep_bars, move_search, vet_moves
 
-    if moves_cfg.rounds == 0 or args.edit not in MOVE_KINDS:
+    if moves_cfg.rounds == 0 or kind not in domain.move_kinds:
         return rows
-    propose = lambda text: domains.abc_moves(text, args.edit)  # noqa: E731
-    spec = ",".join(x for x in (args.freeze, None if args.edit_header else "header") if x)
+    propose = lambda text: domain.moves(text, kind)  # noqa: E731
     if spec:
         propose = keep_bars(propose, parse_bars(spec))
     moved = move_search([r.text for r in rows], propose, rm, gen, tok, moves_cfg, weights=cfg.objective,
                         validate=validate, progress=True)
     return apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.trust))
+
+
+def _validity_judge(domain):
+    """Harvest's judge for domains the auto-judge cannot read: broken = invalid by the domain."""
+    def judge(text: str) -> list[str]:
+        v = domain.validate(text)
+        return [] if v else [f"invalid: {v.reason}"]
+
+    return judge
 
 
 def cmd_harvest(args) -> int:
@@ -171,26 +234,37 @@ def cmd_harvest(args) -> int:
     import domains
 
     from .._ascent import pad_batch
-    from .._edits import edit_masks
     from .._harvest import HarvestConfig, harvest
     from .._starts import starts_from_generator, starts_from_texts
 
-    tok, gen, rm, norm = _load_models(args)
-    corpus_train = lambda: domains.split_corpus(domains.load_abc_corpus(domains.FIDDLE, norm))["train"]  # noqa: E731
-    train = cache(lambda: [p.text for p in corpus_train()])
+    tok, gen, rm, domain = _load_models(args)
+
+    @cache
+    def train() -> list[str]:
+        try:
+            return [p.text for p in domains.split_corpus(domain.corpus())["train"]]
+        except domains.CorpusError as err:
+            raise ValueError(f"{err}; give --corpus PATH to measure novelty against") from err
+
     if args.input:
-        starts = starts_from_texts(tok, domains.load_abc_file(args.input, norm), domains.context_length(gen))
+        starts = starts_from_texts(tok, [p.text for p in _read(domain, args.input)], domains.context_length(gen))
         origin = "corpus"
     else:
-        constraint = domains.ABCConstraint.from_texts(tok, train()) if args.bar_aware else None
+        constraint = None
+        if args.bar_aware and domain.constraint(tok) is None:
+            print(f"note: --bar-aware: the {domain.name} domain has no sampling grammar; sampling freely",
+                  file=sys.stderr)
+        elif args.bar_aware:
+            constraint = domain.constraint(tok, train())
         starts = starts_from_generator(gen, tok, args.n, seed=args.seed, constraint=constraint)
         origin = "sample"
-    corpus = domains.load_abc_file(args.corpus, norm) if args.corpus else train()
+    corpus = [p.text for p in _read(domain, args.corpus)] if args.corpus else train()
     cfg = HarvestConfig(ascent=_config(args), min_reward=args.min_reward, max_items=args.max_items,
                         strategy=args.strategy, iteration=args.iteration)
-    freeze, allowed = edit_masks(args.edit, pad_batch(starts, tok.pad_token_id)[0], tok)
+    freeze, allowed = domain.token_edits(_edit_kind(domain, args.edit), pad_batch(starts, tok.pad_token_id)[0], tok)
+    judge = None if domain.name in _SIMULATED_DOMAINS else _validity_judge(domain)
     suspects = harvest(starts, rm, gen, tok, args.store, corpus=corpus, cfg=cfg, start_origin=origin,
-                       freeze=freeze, allowed=allowed, progress=True)
+                       freeze=freeze, allowed=allowed, judge=judge, progress=True)
     table = [{"rank": s.rank, "reward": s.reward, "from": s.reward_before, "ll/tok": s.loglik_per_token,
               "novelty": s.novelty, "why": "; ".join(s.reasons)[:60]} for s in suspects]
     if table:
@@ -205,6 +279,9 @@ def _add_engine_args(p) -> None:
     from .._relax import RELAXATIONS
 
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
+    p.add_argument("--domain", choices=["abc", "text", "midi"], default=None,
+                   help="what the pieces are (default: as recorded by train-generator in the generator's "
+                        "domain.json, else abc)")
     p.add_argument("--reward", required=True, help="reward model or ensemble directory (save_pretrained)")
     p.add_argument("--steps", type=int, default=60, help="gradient steps")
     p.add_argument("--check-every", type=int, default=10, help="project and score exactly every k steps")
@@ -223,10 +300,14 @@ def _add_engine_args(p) -> None:
 def register(sub) -> None:
     from .._edits import EDITS
 
-    p = sub.add_parser("optimize", help="improve ABC tunes by gradient ascent on the reward model")
-    p.add_argument("--in", dest="input", required=True, help=".abc file with one or more tunes")
-    p.add_argument("--out", required=True, help="where to write the improved tunes (.abc)")
-    p.add_argument("--freeze", help="bars to keep fixed, e.g. '1-4' or 'header,1-2'")
+    p = sub.add_parser("optimize", help="improve ABC tunes (or MIDI, or text) by gradient ascent on the reward model")
+    p.add_argument("--in", dest="input", required=True,
+                   help="the pieces, read by the generator's domain: an .abc file with one or more tunes (or a "
+                        "folder of them), a text file with one piece per line, or a folder of .mid files")
+    p.add_argument("--out", required=True,
+                   help="where to write the improved pieces, in the same format: an .abc file, a text file, or a "
+                        "folder of .mid files named like the inputs")
+    p.add_argument("--freeze", help="ABC only: bars to keep fixed, e.g. '1-4' or 'header,1-2'")
     p.add_argument("--batch-size", type=int, default=16, help="tunes per batch")
     p.add_argument("--no-validate", action="store_true", help="do not require outputs to parse")
     p.add_argument("--no-utility", action="store_true", help="skip the simulated rater's utility")
@@ -238,7 +319,8 @@ def register(sub) -> None:
                         "marks stay as they are; 'ending' = pitch edits (letters, accidentals, octave marks) of the "
                         "last bar; 'cadence' = of the final note; 'rhythm' = split/merge/dot notes inside a bar, "
                         "'bars' = repeat/delete/swap full bars, each keeping every bar's duration (whole-tune moves "
-                        "scored exactly, see --move-rounds). Token kinds need a character tokenizer")
+                        "scored exactly, see --move-rounds). Token kinds need a character tokenizer. Every kind but 'any' is "
+                        "ABC-only: MIDI and text edit any token, with a note")
     p.add_argument("--move-rounds", type=int, default=2,
                    help="rounds of whole-tune moves searched exactly after the ascent for --edit rhythm, bars "
                         "and any (0 = off)")
@@ -260,9 +342,11 @@ def register(sub) -> None:
 
     p = sub.add_parser("harvest", help="find the reward model's likely blind spots and queue them for rating")
     p.add_argument("--store", required=True, help="rating store directory (items.jsonl, queue.jsonl)")
-    p.add_argument("--in", dest="input", help=".abc file of starts (default: generator samples)")
+    p.add_argument("--in", dest="input", help="pieces to start from, in the generator's domain's format "
+                                              "(default: generator samples)")
     p.add_argument("-n", type=int, default=32, help="generator samples to start from")
-    p.add_argument("--corpus", help=".abc file the novelty is measured against (default: corpus train split)")
+    p.add_argument("--corpus", help="pieces the novelty is measured against, in the domain's format (default: the "
+                                    "domain's corpus train split: the fiddle tunes for abc; text has none)")
     p.add_argument("--min-reward", type=float, default=0.0, help="reward a suspect must reach")
     p.add_argument("--max-items", type=int, default=64)
     p.add_argument("--strategy", default="racing", choices=["racing", "uncertainty", "random"])

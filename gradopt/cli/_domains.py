@@ -31,65 +31,65 @@ def _corpus(args) -> tuple[list, object]:
     return pieces, report
 
 
-_EXAMPLE_TUNE = "X:1\nT:Name\nM:6/8\nL:1/8\nK:G\nGAB cde|"
+def generator_domain(directory, name: str | None = None, normalise=None):
+    """The domain of the generator in `directory`: `name` (``--domain``) if given, else the one
+    its ``domain.json`` records (written by `train-generator`), else ABC. `normalise`: the
+    generator's normalisation (ABC tunes are read like its corpus). A `name` that contradicts
+    the recorded one is refused."""
+    import domains
+
+    saved = domains.load_domain_name(directory)
+    if name is not None and saved is not None and name != saved:
+        raise ValueError(f"--domain {name}: the generator in {directory} was trained on {saved} pieces "
+                         f"({domains.DOMAIN_FILE}); leave --domain out or pass --domain {saved}")
+    return domains.domain_from_name(name or saved or "abc", normalise=normalise, progress=True)
 
 
-def _abc_files(path: Path) -> list[Path]:
-    """`path` itself if it is a file, else the .abc files under the folder `path`, sorted."""
-    from domains import CorpusError
+def read_user_pieces(domain, path) -> tuple[list, list[str]]:
+    """(pieces, notes) of a user's file or folder, read by `domain.read`; `notes` say what was
+    skipped and why (the domain's warnings and its report's skip reasons)."""
+    import warnings
 
+    path = Path(path).expanduser()
     if not path.exists():
-        raise CorpusError(f"--corpus {path} does not exist; give an .abc file or a folder of .abc files")
-    if path.is_file():
-        return [path]
-    files = sorted(f for f in path.rglob("*") if f.suffix.lower() == ".abc" and f.is_file())
-    if not files:
-        raise CorpusError(f"--corpus folder {path} holds no .abc file; put tunes in files named *.abc")
-    return files
+        raise FileNotFoundError(f"{path} does not exist")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pieces = domain.read(path)
+    report = getattr(domain, "report", None)
+    skipped = report.skipped.items() if report is not None else ()
+    notes = [str(w.message) for w in caught] + [f"skipped {n}: {reason}" for reason, n in skipped]
+    return pieces, notes
 
 
-def _user_abc_corpus(path: Path, cfg) -> list:
-    """Distinct normalised tunes of a user's .abc file or folder of .abc files (by `music_key`,
-    the first copy kept), in file order; a file with no usable tune raises `CorpusError` naming it."""
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def decode_escapes(text: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` as a shell passes them (backslash + letter) -> line break, tab,
+    backslash; any other backslash is kept as written (ABC uses it to continue a line)."""
+    import re
+
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
+def _training_corpus(args) -> tuple[list, object, object]:
+    """(pieces, normalisation, domain) that `train-generator` trains on: the music21 collections,
+    or the user's `--corpus` read by the `--domain`'s own reader (ABC: an .abc file or folder;
+    text: one piece per line; MIDI: a folder of .mid files), copies dropped. Text and MIDI pieces
+    are used as written, so the normalisation saved for them is the default one, under which
+    sampling prefixes pass unchanged."""
     import domains
 
-    seen: set[str] = set()
-    pieces = []
-    for f in _abc_files(path):
-        try:
-            tunes = domains.load_abc_file(f, cfg)
-        except domains.CorpusError as err:
-            raise domains.CorpusError(
-                f"{err}; --corpus needs tunes with a K: line and notes, e.g. {_EXAMPLE_TUNE!r}") from err
-        for i, text in enumerate(tunes):
-            key = domains.music_key(text)
-            if key not in seen:
-                seen.add(key)
-                pieces.append(domains.Piece(text=text, collection=f.stem, source=f"{f.name}#{i + 1}"))
-    return pieces
-
-
-def _training_corpus(args) -> tuple[list, object]:
-    """(pieces, normalisation) that `train-generator` trains on: the music21 collections, or the
-    user's `--corpus` read as `--domain`. Text pieces are used as written (one per line), so the
-    normalisation saved for them is the default one, under which sampling prefixes pass unchanged."""
-    import domains
-
+    if args.spaceless and args.domain != "abc":
+        raise ValueError(f"--spaceless drops spaces from ABC tune bodies; leave it out with --domain {args.domain}")
+    normalisation = domains.NormaliseConfig(spaceless=args.spaceless)
+    domain = domains.domain_from_name(args.domain, normalise=normalisation, progress=True)
     if args.corpus is None:
         if args.domain != "abc":
             raise ValueError(f"--domain {args.domain} needs --corpus PATH (the bundled collections are ABC)")
-        return _corpus(args)[0], domains.NormaliseConfig(spaceless=args.spaceless)
-    path = Path(args.corpus).expanduser()
-    if args.domain == "midi":
-        raise ValueError("train-generator --domain midi is not supported yet; train on ABC or text, "
-                         "or use `gradopt ratings add --domain midi` to rate MIDI files")
-    if args.domain == "text":
-        if args.spaceless:
-            raise ValueError("--spaceless drops spaces from ABC tune bodies; leave it out with --domain text")
-        pieces = domains.load_text_corpus(path, domains.TextConfig(by="line"))
-        return pieces, domains.NormaliseConfig()
-    cfg = domains.NormaliseConfig(spaceless=args.spaceless)
-    return _user_abc_corpus(path, cfg), cfg
+        return _corpus(args)[0], normalisation, domain
+    return domain.read(Path(args.corpus).expanduser(), distinct=True), normalisation, domain
 
 
 def cmd_corpus_stats(args) -> int:
@@ -128,7 +128,7 @@ def cmd_corpus_export(args) -> int:
 def cmd_train_generator(args) -> int:
     import domains
 
-    pieces, normalisation = _training_corpus(args)
+    pieces, normalisation, domain = _training_corpus(args)
     split = domains.split_corpus(pieces)
     train = [p.text for p in split["train"]]
     val = [p.text for p in split["val"]]
@@ -136,11 +136,17 @@ def cmd_train_generator(args) -> int:
         raise ValueError(f"--corpus {args.corpus}: all {len(pieces)} piece(s) fell in the validation/test split; "
                          "add more pieces (about 90% of them train the generator)")
     work = Path(args.work)
-    tok = domains.load_tokenizer(work) if (work / "tokenizer.json").exists() else domains.build_tokenizer(
-        train, args.tokenizer, args.vocab_size)
+    saved = domains.load_domain_name(work)
+    if saved is not None and saved != domain.name:
+        raise ValueError(f"{work} holds a generator trained on {saved} pieces; train the {domain.name} one in "
+                         "another --work directory")
+    kind = {} if args.tokenizer is None else {"kind": args.tokenizer}
+    tok = domains.load_tokenizer(work) if (work / "tokenizer.json").exists() else domain.build_tokenizer(
+        train, vocab_size=args.vocab_size, **kind)
     model = domains.build_generator(args.preset, tok, seed=args.seed)
     cfg = domains.GeneratorTrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, eval_every=args.eval_every, seed=args.seed)
+    domains.save_domain_name(work, domain.name)  # sample, optimize and harvest read it
     summary = domains.train_generator(model, tok, train, val, cfg, work,
                                       normalisation=normalisation)
     summary["corpus"] = {"source": args.corpus or args.collections or "fiddle", "domain": args.domain,
@@ -155,20 +161,23 @@ def cmd_sample(args) -> int:
 
     model = domains.load_generator(args.work)
     tok = domains.load_tokenizer(args.work)
+    normalisation = domains.load_normalisation(args.work)
+    domain = generator_domain(args.work, args.domain, normalisation)
     # a prefix with tune body is spaced the way the generator's corpus was
-    prefix = domains.respace(args.prefix, domains.load_normalisation(args.work))
+    prefix = domains.respace(decode_escapes(args.prefix), normalisation)
     domains.check_in_vocab(tok, prefix)
     cfg = domains.SampleConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                max_new_tokens=args.max_new_tokens)
-    constraint = domains.ABCConstraint(tok) if args.bar_aware else None
+    constraint = domain.constraint(tok) if args.bar_aware else None
+    if args.bar_aware and constraint is None:
+        print(f"note: --bar-aware: the {domain.name} domain has no sampling grammar; sampling freely", file=sys.stderr)
     texts = domains.sample(model, tok, args.n, cfg, prefix=prefix, seed=args.seed, constraint=constraint)
-    out = "\n".join(texts)
     if args.out:
-        Path(args.out).write_text(out)
-        n_ok = sum(domains.validate_abc(t).ok for t in texts)
+        domain.write(texts, args.out)
+        n_ok = sum(domain.validate(t).ok for t in texts)
         print(f"wrote {len(texts)} samples to {args.out} ({n_ok} valid)")
     else:
-        sys.stdout.write(out)
+        sys.stdout.write("\n".join(texts))
     return 0
 
 
@@ -205,9 +214,11 @@ def _add_corpus_args(p: argparse.ArgumentParser, default: str = "fiddle", user_c
     if user_corpus:
         where.add_argument("--corpus", metavar="PATH",
                            help="train on your own pieces instead: an .abc file or a folder of .abc files "
-                                "(--domain abc), or a text file with one piece per line (--domain text)")
+                                "(--domain abc), a text file with one piece per line (--domain text), or a "
+                                "folder of .mid files (--domain midi, read as REMI tokens)")
         p.add_argument("--domain", choices=["abc", "text", "midi"], default="abc",
-                       help="what --corpus holds (default: abc; midi is not supported yet)")
+                       help="what --corpus holds (default: abc); saved in the --work directory's domain.json, "
+                            "so sample, optimize and harvest read pieces of the same kind")
     # argparse lets an exclusive option through when its value is its default object, so with
     # --corpus the default is None (read as `default` by _collections)
     where.add_argument("--collections", default=None if user_corpus else default,
@@ -234,7 +245,8 @@ def register(sub) -> None:
     _add_corpus_args(p, user_corpus=True)
     p.add_argument("--work", required=True, help="directory for the model, tokenizer and checkpoints")
     p.add_argument("--preset", default="small", help="tiny | small | medium")
-    p.add_argument("--tokenizer", default="char", choices=["char", "bpe"])
+    p.add_argument("--tokenizer", default=None, choices=["char", "bpe", "word"],
+                   help="default: the domain's own (char for abc and text; word, one token per REMI name, for midi)")
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--minutes", type=float, default=10.0, help="training budget in process CPU-minutes, all threads (0 = none)")
@@ -244,18 +256,23 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_generator)
 
-    p = sub.add_parser("sample", help="sample tunes from a trained generator")
+    p = sub.add_parser("sample", help="sample tunes (or MIDI, or text) from a trained generator")
     p.add_argument("--work", required=True, help="generator directory")
+    p.add_argument("--domain", choices=["abc", "text", "midi"], default=None,
+                   help="what the generator writes (default: as recorded by train-generator in domain.json, else abc)")
     p.add_argument("-n", type=int, default=10, help="number of samples")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=400)
-    p.add_argument("--prefix", default="", help="text every sample starts with, e.g. 'X:1\\nT:'")
+    p.add_argument("--prefix", default="",
+                   help="text every sample starts with, e.g. 'X:1\\nT:'; the escapes \\n (line break), \\t (tab) "
+                        "and \\\\ (backslash) are decoded, any other backslash is kept")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="write samples to this .abc file instead of stdout")
+    p.add_argument("--out", help="write samples here instead of stdout, in the domain's format: an .abc file, a "
+                                 "text file (one sample per line), or for midi a folder of .mid files")
     p.add_argument("--bar-aware", action="store_true",
-                   help="ABC only: mask tokens that would overrun a bar or leave a chord/annotation open "
+                   help="ABC only (other domains sample freely, with a note): mask tokens that would overrun a bar or leave a chord/annotation open "
                         "(domains.ABCConstraint with its default meters, unit lengths and keys)")
     p.set_defaults(func=cmd_sample)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 _FORMATS = ("openai", "trl", "pairs")
@@ -27,32 +26,16 @@ _DOMAINS = ("abc", "midi", "text")
 
 
 def read_pieces(path: str | Path, domain: str) -> tuple[list[str], list[str]]:
-    """(texts, notes) of the pieces in `path`, read by the domain's own loader: an ABC file split
-    at its ``X:`` lines and normalised like the corpus; a text file, one piece per line; a MIDI
-    file or a folder of them, as REMI text. `notes` say what was skipped and why."""
+    """(texts, notes) of the pieces in `path`, read by the domain's own reader (`Domain.read`): an
+    ABC file split at its ``X:`` lines and normalised like the corpus (or every .abc file of a
+    folder); a text file, one piece per line; a MIDI file or a folder of them, as REMI text.
+    `notes` say what was skipped and why."""
     import domains
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if domain == "abc":
-            if path.is_dir():
-                raise ValueError(f"{path} is a folder; --domain abc reads one .abc file (several tunes, split at X:)")
-            texts = domains.load_abc_file(path)
-            notes = []
-        elif domain == "text":
-            report = domains.CorpusReport()
-            texts = [p.text for p in domains.load_text_corpus(path, domains.TextConfig(by="line"), report)]
-            notes = [f"skipped {n} line(s): {reason}" for reason, n in report.skipped.items()]
-        elif domain == "midi":
-            report = domains.CorpusReport()
-            texts = [p.text for p in domains.load_midi_files([path], report=report, progress=False)]
-            notes = [f"skipped {n} file(s): {reason}" for reason, n in report.skipped.items()]
-        else:
-            raise ValueError(f"unknown domain {domain!r}; choose from {_DOMAINS}")
-    return texts, [str(w.message) for w in caught] + notes
+    from ._domains import read_user_pieces
+
+    pieces, notes = read_user_pieces(domains.domain_from_name(domain), path)
+    return [p.text for p in pieces], notes
 
 
 def cmd_add(args) -> int:
@@ -196,9 +179,20 @@ def cmd_train_reward(args) -> int:
 
 
 def register(subparsers) -> None:
-    from rewardmodels import ORIGINS, POOLINGS, STRATEGIES, TIE_RATE
+    _register_store(subparsers)
+    _register_scores(subparsers)
+    _register_simulate(subparsers)
+    _register_train_reward(subparsers)
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+_FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _register_store(subparsers) -> None:
+    """`ratings add|import|export|stats`: what goes in and out of a rating store."""
+    from rewardmodels import ORIGINS
+
+    fmt = _FMT
     ratings = subparsers.add_parser("ratings", help="add pieces to, import into, export or summarise a rating store",
                                     description="Manage a rating store (items.jsonl + comparisons.jsonl).")
     rsub = ratings.add_subparsers(dest="ratings_command", required=True, metavar="ACTION")
@@ -241,6 +235,12 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one-line JSON")
     p.set_defaults(func=cmd_stats)
 
+
+def _register_scores(subparsers) -> None:
+    """`fit-bt` and `next-pairs`: Bradley-Terry scores of a store and the pairs to rate next."""
+    from rewardmodels import STRATEGIES
+
+    fmt = _FMT
     p = subparsers.add_parser("fit-bt", help="fit Bayesian Bradley-Terry scores to a store", formatter_class=fmt,
                               description="MAP latent scores with a Gaussian prior and Laplace posterior SDs.")
     p.add_argument("--store", required=True, help="rating store directory")
@@ -259,6 +259,12 @@ def register(subparsers) -> None:
     p.add_argument("--allow-repeats", action="store_true", help="allow pairs that were already rated")
     p.set_defaults(func=cmd_next_pairs)
 
+
+def _register_simulate(subparsers) -> None:
+    """`simulate-ratings`: comparisons by the simulated rater (and the auto-checks)."""
+    from rewardmodels import STRATEGIES, TIE_RATE
+
+    fmt = _FMT
     p = subparsers.add_parser("simulate-ratings", help="rate pairs with the simulated rater", formatter_class=fmt,
                               description="Record comparisons by the simulated rater (hidden music21 utility "
                                           "+ Bradley-Terry noise), optionally after the auto-checks.")
@@ -278,6 +284,12 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=cmd_simulate)
 
+
+def _register_train_reward(subparsers) -> None:
+    """`train-reward`: a reward model (regression on BT scores, pairwise, probe, ensemble) from a store."""
+    from rewardmodels import POOLINGS
+
+    fmt = _FMT
     p = subparsers.add_parser("train-reward", help="train a reward model from a store", formatter_class=fmt,
                               description="Initialise from a generator and train by regression on Bradley-Terry "
                                           "scores (default) or on raw pairs (--pairwise baseline).")
