@@ -108,6 +108,7 @@ def harvest(
     cfg: HarvestConfig = HarvestConfig(),
     judge: Callable[[str], list[str]] | None = None,
     start_origin: str = "sample",
+    domain: str = "abc",
     freeze=None,
     allowed=None,
     progress: bool = False,
@@ -116,6 +117,7 @@ def harvest(
     `rewardmodels.RatingStore` or a directory) in rating-queue order, and return them ranked.
 
     judge: text -> reasons it is broken (default: `rewardmodels.broken_reasons`).
+    domain: the domain name stamped on the stored items ("abc", "midi", "text").
     freeze / allowed: as in `optimize` (e.g. `pitch_edits` to look for blind spots among
     rhythm-preserving edits only).
     The pairs to rate go to the store's rating queue (`RatingStore.enqueue`, strategy
@@ -151,11 +153,11 @@ def harvest(
     for rank, s in enumerate(suspects):
         s.rank = rank
     if store is not None:
-        _write(store, suspects, [(remap[int(a)], remap[int(b)]) for a, b in pairs], cfg, start_origin)
+        _write(store, suspects, [(remap[int(a)], remap[int(b)]) for a, b in pairs], cfg, start_origin, domain)
     return suspects
 
 
-def _write(store, suspects: list[Suspect], pairs, cfg: HarvestConfig, start_origin: str) -> None:
+def _write(store, suspects: list[Suspect], pairs, cfg: HarvestConfig, start_origin: str, domain: str) -> None:
     """Suspects and their starts as items (one durable batch), then the pairs to the rating queue."""
     from rewardmodels import Item, RatingStore
 
@@ -163,8 +165,8 @@ def _write(store, suspects: list[Suspect], pairs, cfg: HarvestConfig, start_orig
         store = RatingStore(store)
     items = []
     for s in suspects:
-        parent = Item.new(s.parent_text, origin=start_origin, iteration=cfg.iteration)
-        child = Item.new(s.text, origin="harvested", iteration=cfg.iteration, parent=parent.id)
+        parent = Item.new(s.parent_text, domain=domain, origin=start_origin, iteration=cfg.iteration)
+        child = Item.new(s.text, domain=domain, origin="harvested", iteration=cfg.iteration, parent=parent.id)
         items += [parent, child]
         s.id = child.id
     store.add_batch(items, [])

@@ -143,3 +143,7 @@ def test_abc_only_options_on_other_domains(tmp_path, capsys):
     assert suspects and {s["parent_text"] for s in suspects} <= set(LINES[:2])
     for s in suspects:  # broken means invalid by the text domain, not by the ABC auto-judge
         assert bool(s["broken"]) == (not domains.validate_text(s["text"]).ok)
+    from rewardmodels import RatingStore
+
+    stored = RatingStore(tmp_path / "store").items
+    assert stored and {it.domain for it in stored} == {"text"}  # harvested text is labelled text, not abc

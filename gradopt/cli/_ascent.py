@@ -264,7 +264,7 @@ def cmd_harvest(args) -> int:
     freeze, allowed = domain.token_edits(_edit_kind(domain, args.edit), pad_batch(starts, tok.pad_token_id)[0], tok)
     judge = None if domain.name in _SIMULATED_DOMAINS else _validity_judge(domain)
     suspects = harvest(starts, rm, gen, tok, args.store, corpus=corpus, cfg=cfg, start_origin=origin,
-                       freeze=freeze, allowed=allowed, judge=judge, progress=True)
+                       domain=domain.name, freeze=freeze, allowed=allowed, judge=judge, progress=True)
     table = [{"rank": s.rank, "reward": s.reward, "from": s.reward_before, "ll/tok": s.loglik_per_token,
               "novelty": s.novelty, "why": "; ".join(s.reasons)[:60]} for s in suspects]
     if table:
