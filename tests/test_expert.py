@@ -9,7 +9,7 @@ from ascent_doubles import TEXTS, tiny_setup
 
 import distill
 from distill import Budget, ExpertConfig, LoopConfig, Task, finetune, finetune_batch, nll, run_method
-from domains import SampleConfig
+from domains import SampleConfig, encode_batch, log_likelihood
 
 LOOP = LoopConfig(lr=1e-2, checkpoint_every=5)
 BIG = Budget(cpu_seconds=1e6, max_steps=10_000)  # the step caps bind, so runs are deterministic
@@ -45,15 +45,18 @@ def params(model):
 def test_finetune_changes_parameters_and_lowers_nll(tmp_path):
     task = make_task()
     policy = task.policy_copy()
-    rows = [task.tokenizer(t)["input_ids"] for t in TEXTS]
-    with torch.no_grad():
-        before_nll = float(nll(policy, rows, task.tokenizer.pad_token_id))
+    ids, mask = encode_batch(task.tokenizer, TEXTS)
+    before_ll = log_likelihood(policy, ids, mask)  # measured apart from the loss being trained
     before = params(policy)
     hist = finetune(policy, task.tokenizer, TEXTS, Budget(max_steps=30), tmp_path, cfg=LOOP, batch_size=4)
     assert len(hist) == 30
-    with torch.no_grad():
-        after_nll = float(nll(policy, rows, task.tokenizer.pad_token_id))
-    assert after_nll < before_nll - 0.5
+    after_ll = log_likelihood(policy, ids, mask)
+    assert (after_ll > before_ll + 10).all()
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    with torch.no_grad():  # the reported loss is the mean next-token NLL
+        rows = [task.tokenizer(t)["input_ids"] for t in TEXTS]
+        assert float(nll(policy, rows, task.tokenizer.pad_token_id)) == pytest.approx(
+            float(-after_ll.sum() / (mask[:, 1:].sum())), rel=1e-5)
     assert all(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
 
@@ -195,3 +198,23 @@ def test_bad_settings_raise(tmp_path):
     run_method("expert", make_task(), tmp_path / "w", BIG, loop=LOOP, rounds=1, n_per_round=2, k=1, finetune_steps=1)
     with pytest.raises(ValueError, match="other settings"):
         run_method("expert", make_task(), tmp_path / "w", BIG, loop=LOOP, rounds=1, n_per_round=3, k=1)
+
+
+def test_prev_mean_bar_is_the_previous_rounds_kept_mean(tmp_path):
+    run = run_method("expert", make_task(), tmp_path, BIG, loop=LOOP,
+                     cfg=ExpertConfig(rounds=2, n_per_round=6, k=2, finetune_steps=1))
+    first, second = run.history
+    assert first["n_kept"] > 0 and first["bar"] == pytest.approx(first["reward_before"])
+    assert second["bar"] == first["kept_mean"] > first["bar"]
+
+
+def test_cpu_budget_is_split_over_rounds_and_max_steps_caps_the_fine_tune(tmp_path):
+    cfg = ExpertConfig(rounds=2, n_per_round=4, k=2, threshold="top_fraction", finetune_steps=100_000)
+    run = run_method("expert", make_task(), tmp_path / "cpu", Budget(cpu_seconds=2.0), loop=LOOP, cfg=cfg)
+    first, second = run.history
+    assert 0 < first["finetune_steps"] < 100_000 and 0 < second["finetune_steps"] < 100_000  # CPU bound
+    assert 0.9 <= first["cpu_s"] < 1.5  # round 1 may use half of the budget
+    assert second["cpu_s"] < 2.5  # the whole run about within it (a step may run over)
+    capped = run_method("expert", make_task(), tmp_path / "steps", Budget(max_steps=5), loop=LOOP,
+                        cfg=ExpertConfig(rounds=2, n_per_round=4, k=1, threshold="top_fraction", finetune_steps=4))
+    assert [h["finetune_steps"] for h in capped.history] == [4, 1]
