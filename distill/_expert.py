@@ -252,7 +252,7 @@ class _Run:
     def spent(self) -> float:
         return self.spent_before + time.process_time() - self.t0
 
-    def improve(self, d: Path, k: int, allowance: float) -> list[dict]:
+    def improve(self, d: Path, k: int, allowance: float, notes: list[str]) -> list[dict]:
         """improved.jsonl of round k: start, improved text, verified rewards, validity per row.
         Starts are improved in chunks until the round's improvement share of CPU is used."""
         path = d / "improved.jsonl"
@@ -267,7 +267,9 @@ class _Run:
             improved += IMPROVE[cfg.improver](starts[lo:lo + chunk], prefixes[lo:lo + chunk], policy=self.policy,
                                               task=task, cfg=cfg, ascent=self.ascent,
                                               seed=_seed(self.seed, k, 3, lo), context=self.context)
-            if self.spent() - t_start >= (1.0 - cfg.finetune_share) * allowance:
+            if self.spent() - t_start >= (1.0 - cfg.finetune_share) * allowance and len(improved) < len(starts):
+                notes.append(f"round {k}: the improvement's CPU share was used after {len(improved)} of "
+                             f"{len(starts)} starts")
                 break
         start_texts = [decode(task.tokenizer, r) for r in starts[:len(improved)]]
         before = np.asarray(task.reward(start_texts), dtype=np.float64)
@@ -284,7 +286,7 @@ class _Run:
         d.mkdir(parents=True, exist_ok=True)
         t_round = self.spent()
         allowance = (self.budget.cpu_seconds - t_round) / (cfg.rounds - k + 1)
-        rows = self.improve(d, k, allowance)
+        rows = self.improve(d, k, allowance, notes)
         if self.bar is None:  # round 1 of "prev_mean": the starts are the previous corpus
             self.bar = _mean(r["before"] for r in rows)
         keep, bar = select(rows, cfg, self.bar)
@@ -388,4 +390,5 @@ def run_expert(task: Task, workdir: Path, budget: Budget, *, seed: int = 0, prog
                              f"rounds {k}..{cfg.rounds} not run")
             break
         run.history.append(state.round(k, run.notes))
+    state.policy.eval()
     return run
