@@ -1,14 +1,20 @@
 """Moving the generator: the end-to-end job, and the methods that train the generator toward the
 reward model (expert iteration, DPO, PPO, RLOO/GRPO, REINFORCE, best-of-N) on one shared `Task`."""
 
+from ._best_of_n import best_of_n_kl, best_of_n_sampler, run_base, run_best_of_n
 from ._demo import DemoConfig, run_demo
 from ._evaluate import EVALUATION_KEYS, draw_samples, evaluate, plot_curves, plot_reward_kl, sampled_kl
+from ._expert import ExpertConfig, prefix_fraction, run_expert, select
+from ._finetune import FINETUNE_LOOP, finetune, finetune_batch, nll
 from ._loop import LoopConfig, remove_checkpoint, train_loop
 from ._metrics import (abc_notes, copied_fraction, distinct_ngrams, js_divergence, key_signature, music_histograms,
                        pairwise_distance)
 from ._task import METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, model_reward, register, run_method
 
 __all__ = [
+    "best_of_n_kl", "best_of_n_sampler", "run_base", "run_best_of_n",
+    "ExpertConfig", "prefix_fraction", "run_expert", "select",
+    "FINETUNE_LOOP", "finetune", "finetune_batch", "nll",
     "DemoConfig", "run_demo",
     "EVALUATION_KEYS", "draw_samples", "evaluate", "plot_curves", "plot_reward_kl", "sampled_kl",
     "abc_notes", "copied_fraction", "distinct_ngrams", "js_divergence", "key_signature", "music_histograms",
