@@ -221,8 +221,12 @@ class RatingStore:
             comp = _parse(self.comparisons_path, no, Skip, {k: v for k, v in rec.items() if k != "skip"}) \
                 if is_skip else _parse(self.comparisons_path, no, Comparison, rec)
             self._known(self.comparisons_path, no, comp.a, comp.b)
-            if comp.id is not None and comp.id in self._by_id:
-                raise StoreError(f"{self.comparisons_path}:{no}: rating id {comp.id!r} is used twice")
+            if comp.id is not None and comp.id in self._by_id:  # written twice by writers without the lock
+                try:
+                    self._same(comp)
+                except ValueError as err:
+                    raise StoreError(f"{self.comparisons_path}:{no}: {err}") from None
+                continue
             self._remember(comp)
         for no, rec in read_jsonl(self.queue_path):
             if rec.get("rated") is True:

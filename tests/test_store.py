@@ -250,3 +250,15 @@ def test_retraction_of_unknown_id_names_line(tmp_path):
         s.retract("zzz", rater="ann")
     with pytest.raises(ValueError, match="rating id must be a non-empty string"):
         s.add_skip(a.id, b.id, rater="ann", id="")
+
+
+def test_a_rating_id_written_twice_is_read_once(tmp_path):
+    s, a, b, _ = _store(tmp_path)
+    s.add_comparison(a.id, b.id, "a", rater="ann", id="r1")
+    path = tmp_path / "r" / "comparisons.jsonl"
+    line = path.read_text()
+    path.write_text(line * 2)  # two writers without the lock both appended it
+    assert [c.id for c in RatingStore(tmp_path / "r").comparisons] == ["r1"]
+    path.write_text(line + line.replace('"winner": "a"', '"winner": "b"'))
+    with pytest.raises(StoreError, match=r"comparisons\.jsonl:2: rating id 'r1' is already used"):
+        RatingStore(tmp_path / "r")
