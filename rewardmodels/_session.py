@@ -185,7 +185,7 @@ class RatingSession:
         """Store this rater's verdict on `pair` (a `RatingPair`, its id, or (a, b) item ids) and return the
         record; it is fsynced to disk before this returns. `rating_id` (default: a fresh uuid) makes
         a retry safe: a verdict whose id is stored is returned as stored, not written again."""
-        if verdict not in SESSION_VERDICTS:
+        if not isinstance(verdict, str) or verdict not in SESSION_VERDICTS:
             raise ValueError(f"verdict must be one of {tuple(SESSION_VERDICTS)}, got {verdict!r}")
         if isinstance(pair, RatingPair):
             a, b = pair.a.id, pair.b.id
@@ -214,7 +214,7 @@ class RatingSession:
                     return None
                 target = history[-1]
             else:
-                target = store.rating(rating_id)
+                target = store.rating(rating_id) if isinstance(rating_id, str) else None
                 if target is None:
                     raise ValueError(f"no rating with id {rating_id!r} in {store.directory}")
             store.retract(target.id, rater=self.rater)

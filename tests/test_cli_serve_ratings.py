@@ -75,14 +75,19 @@ def test_verdict_flow_is_on_disk_fsynced_and_idempotent(tmp_path, monkeypatch):
     ({"rater": "ann", "pair": "nonsense", "verdict": "first", "rating_id": "x"}, 400, "pair id must be"),
     ({"rater": "", "pair": "P", "verdict": "first", "rating_id": "x"}, 400, "rater must be a name"),
     ({"rater": "ann", "pair": "P", "verdict": "first", "rating_id": ""}, 400, "rating id must be a non-empty"),
+    ({"rater": "ann", "pair": "P", "verdict": ["first"], "rating_id": "x"}, 400, "verdict must be one of"),
+    ({"rater": ["ann"], "pair": "P", "verdict": "first", "rating_id": "x"}, 400, "rater must be a name"),
     ([1, 2], 400, "must be a JSON object"),
+    ({"rating_id": "x"}, 400, "missing field 'rater'"),
+    ({"rater": "ann", "rating_id": ["x"]}, 400, "no rating with id ['x']"),
 ])
 def test_malformed_requests_get_a_4xx_with_a_message(tmp_path, body, status, message):
     store, ids = _store(tmp_path / "s")
     pair = f"{ids[0]}:{ids[1]}"
     if isinstance(body, dict):
         body = {k: (pair if v == "P" else f"{ids[0]}:{'0' * 64}" if v == "UNKNOWN" else v) for k, v in body.items()}
-    r = TestClient(build_app(store)).post("/api/verdict", json=body)
+    route = "/api/verdict" if isinstance(body, list) or "pair" in body else "/api/undo"
+    r = TestClient(build_app(store)).post(route, json=body)
     assert r.status_code == status and message in r.json()["error"]
     assert not (tmp_path / "s" / "comparisons.jsonl").exists()
 

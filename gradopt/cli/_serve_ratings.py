@@ -58,9 +58,8 @@ def build_app(store, *, token: str | None = None, strategy: str = "racing", seed
             name = rm.check_rater(rater)
         except ValueError as err:
             raise _BadRequest(400, str(err)) from None
-        if name not in sessions:  # all share one store object: one lock, one fit
-            shared = next(iter(sessions.values())).store if sessions else store
-            sessions[name] = rm.RatingSession(shared, name, strategy=strategy, seed=seed)
+        if name not in sessions:  # all on one store object: one lock, one fit
+            sessions[name] = rm.RatingSession(store, name, strategy=strategy, seed=seed)
         return sessions[name]
 
     def check_token(request) -> None:
