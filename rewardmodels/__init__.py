@@ -56,15 +56,18 @@ from ._store import (
     Item,
     QueueEntry,
     RatingStore,
+    Skip,
     StoreError,
     item_id,
     read_jsonl,
 )
+from ._session import SESSION_VERDICTS, RatingPair, RatingSession, check_rater, split_pair_id
 
 __all__ = [
     "STRATEGIES", "next_pairs", "VERDICTS", "JudgeRater", "Rater", "judge_pairs", "Scores", "fit", "win_probability", "export_index_pairs",
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
-    "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "QueueEntry", "RatingStore", "StoreError",
+    "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "QueueEntry", "RatingStore", "Skip", "StoreError",
+    "SESSION_VERDICTS", "RatingPair", "RatingSession", "check_rater", "split_pair_id",
     "item_id", "read_jsonl", "POOLINGS", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_head",
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "music_features",

@@ -6,6 +6,9 @@ A store is a directory holding ``items.jsonl``, ``comparisons.jsonl`` and ``queu
      "iteration": 0, "parent": null}
     {"a": id, "b": id, "winner": "a"|"b"|"tie", "rater": "gwern", "kind": "human|auto|simulated",
      "broken": [ids], "time": "2026-01-01T00:00:00+00:00", "source": "<sha256>"}   # source: imports only
+    {"a": id, "b": id, "winner": ..., "rater": ..., "id": "<rating id>", ...}   # id: rating sessions only
+    {"skip": true, "id": "<rating id>", "a": id, "b": id, "rater": ..., "time": ...}   # passed on a pair
+    {"retract": "<rating id>", "rater": ..., "time": ...}   # undoes that rating or skip
     {"a": id, "b": id, "rank": 0, "strategy": "racing", "time": ...}     # queue: a pair to rate
     {"a": id, "b": id, "rated": true, "time": ...}                        # queue: taken off by hand
 
@@ -20,6 +23,11 @@ Imported comparisons carry ``source``, the sha256 of the record they came from (
 (a, b, winner, rater, source): `add_batch` and `add_comparison` do not write one that is already
 stored, so importing a file twice stores its comparisons once. Comparisons without a source
 (live ratings) are never deduplicated: rating a pair twice is two judgements.
+
+Ratings made in a rating session carry a unique ``id`` (made up by the rater's client), and so do
+their skips: a record whose id is stored is not written again, so a retried request cannot rate
+twice. `retract` undoes one by appending a retraction record (nothing is rewritten): the rating
+leaves `comparisons` and `pairs`, the skip leaves `skips`, and the id stays used.
 
 The rating queue holds pairs waiting for a rater (harvested blind spots, actively selected
 pairs): `enqueue` appends, `pending` lists those not yet rated (no comparison of the pair in
@@ -98,8 +106,10 @@ class Comparison:
     broken: tuple[str, ...] = ()  # ids (of a and/or b) an auto-check found broken
     time: str = field(default_factory=_now)  # ISO 8601, UTC
     source: str | None = None  # imports: sha256 of the source record (see module docstring)
+    id: str | None = None  # rating sessions: a unique rating id (see module docstring)
 
     def __post_init__(self) -> None:
+        _check_id(self.id, optional=True)
         if self.a == self.b:
             raise ValueError(f"an item cannot be compared with itself ({self.a[:12]}...)")
         if self.winner not in WINNERS:
@@ -122,9 +132,36 @@ class Comparison:
     def as_json(self) -> dict:
         d = asdict(self)
         d["broken"] = list(self.broken)
-        if self.source is None:
-            del d["source"]  # live ratings keep the original record layout
+        for name in ("source", "id"):
+            if d[name] is None:
+                del d[name]  # other ratings keep the original record layout
         return d
+
+
+def _check_id(rating_id, optional: bool = False) -> None:
+    if rating_id is None and optional:
+        return
+    if not isinstance(rating_id, str) or not 0 < len(rating_id) <= 128:
+        raise ValueError(f"a rating id must be a non-empty string of at most 128 characters, got {rating_id!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Skip:
+    """A rater passed on a pair without judging it (so a rating session does not ask again)."""
+
+    id: str  # unique rating id, shared with comparisons
+    a: str  # id of the first item shown
+    b: str  # id of the second item shown
+    rater: str = "anonymous"  # who passed
+    time: str = field(default_factory=_now)  # ISO 8601, UTC
+
+    def __post_init__(self) -> None:
+        _check_id(self.id)
+        if self.a == self.b:
+            raise ValueError(f"an item cannot be compared with itself ({self.a[:12]}...)")
+
+    def as_json(self) -> dict:
+        return {"skip": True, **asdict(self)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,7 +187,7 @@ def _parse(path: Path, no: int, cls, rec: dict):
             rec = {**rec, "broken": tuple(rec.get("broken", ()))}
         return cls(**rec)
     except (TypeError, ValueError) as err:
-        name = {Item: "item", Comparison: "comparison", QueueEntry: "queue"}[cls]
+        name = {Item: "item", Comparison: "comparison", QueueEntry: "queue", Skip: "skip"}[cls]
         raise StoreError(f"{path}:{no}: bad {name} record: {err}") from None
 
 
@@ -169,17 +206,28 @@ class RatingStore:
         self._items: dict[str, Item] = {}
         self._comparisons: list[Comparison] = []
         self._by_key: dict[tuple, Comparison] = {}  # imported comparisons by identity
+        self._by_id: dict[str, Comparison | Skip] = {}  # every record with a rating id, retracted or not, in order
+        self._retracted: set[str] = set()
         self._queue: list[QueueEntry] = []
         self._marked: set[frozenset[str]] = set()  # pairs taken off the queue by `mark_rated`
         for no, rec in read_jsonl(self.items_path):
             item = _parse(self.items_path, no, Item, rec)
             self._items.setdefault(item.id, item)
         for no, rec in read_jsonl(self.comparisons_path):
-            comp = _parse(self.comparisons_path, no, Comparison, rec)
+            if "retract" in rec:
+                self._load_retraction(no, rec)
+                continue
+            is_skip = rec.get("skip") is True
+            comp = _parse(self.comparisons_path, no, Skip, {k: v for k, v in rec.items() if k != "skip"}) \
+                if is_skip else _parse(self.comparisons_path, no, Comparison, rec)
             self._known(self.comparisons_path, no, comp.a, comp.b)
-            self._comparisons.append(comp)
-            if comp.key is not None:
-                self._by_key.setdefault(comp.key, comp)
+            if comp.id is not None and comp.id in self._by_id:  # written twice by writers without the lock
+                try:
+                    self._same(comp)
+                except ValueError as err:
+                    raise StoreError(f"{self.comparisons_path}:{no}: {err}") from None
+                continue
+            self._remember(comp)
         for no, rec in read_jsonl(self.queue_path):
             if rec.get("rated") is True:
                 if not (isinstance(rec.get("a"), str) and isinstance(rec.get("b"), str)):
@@ -191,6 +239,16 @@ class RatingStore:
             self._known(self.queue_path, no, entry.a, entry.b)
             self._queue.append(entry)
         self._repaired = False
+
+    def _load_retraction(self, no: int, rec: dict) -> None:
+        key, rater = rec["retract"], rec.get("rater")
+        target = self._by_id.get(key) if isinstance(key, str) else None
+        if target is None:
+            raise StoreError(f"{self.comparisons_path}:{no}: retraction of unknown rating id {key!r}; "
+                             "a retraction must follow the rating it undoes")
+        if rater != target.rater:
+            raise StoreError(f"{self.comparisons_path}:{no}: {rater!r} retracts a rating by {target.rater!r}")
+        self._forget(key)
 
     def _known(self, path: Path, no: int, *keys: str) -> None:
         for key in keys:
@@ -262,15 +320,82 @@ class RatingStore:
         comp = Comparison(a=a, b=b, winner=winner, **meta)
         if comp.key in self._by_key:
             return self._by_key[comp.key]
+        if comp.id is not None and comp.id in self._by_id:
+            return self._same(comp)
         self._writable()
         _append(self.comparisons_path, comp.as_json())
         self._remember(comp)
         return comp
 
-    def _remember(self, comp: Comparison) -> None:
+    def _remember(self, comp: Comparison | Skip) -> None:
+        if comp.id is not None:
+            self._by_id[comp.id] = comp
+        if isinstance(comp, Skip):
+            return
         self._comparisons.append(comp)
         if comp.key is not None:
-            self._by_key[comp.key] = comp
+            self._by_key.setdefault(comp.key, comp)
+
+    def _same(self, record: Comparison | Skip) -> Comparison | Skip:
+        """The stored record with `record`'s id, which must say the same thing (a retried request)."""
+        old = self._by_id[record.id]
+        fields = lambda r: (type(r), r.a, r.b, r.rater, getattr(r, "winner", None))  # noqa: E731
+        if fields(old) != fields(record):
+            raise ValueError(f"rating id {record.id!r} is already used for another rating; make up a new id "
+                             "for each rating (and reuse it only to retry the same one)")
+        return old
+
+    def _forget(self, key: str) -> None:
+        self._retracted.add(key)
+        target = self._by_id[key]
+        if isinstance(target, Comparison):
+            self._comparisons = [c for c in self._comparisons if c is not target]
+
+    # --- rating sessions: ids, skips, retractions ------------------------------------------
+    def add_skip(self, a: str, b: str, *, id: str, rater: str = "anonymous") -> Skip:  # noqa: A002
+        """Record that `rater` passed on the pair (a, b); an id already stored is returned, not rewritten."""
+        for key in (a, b):
+            if key not in self._items:
+                raise ValueError(f"unknown item id {key[:16]}...; add the item first")
+        skip = Skip(id=id, a=a, b=b, rater=rater)
+        if skip.id in self._by_id:
+            return self._same(skip)
+        self._writable()
+        _append(self.comparisons_path, skip.as_json())
+        self._remember(skip)
+        return skip
+
+    @property
+    def skips(self) -> list[Skip]:
+        """Skips not retracted, in the order recorded."""
+        return [r for k, r in self._by_id.items() if isinstance(r, Skip) and k not in self._retracted]
+
+    def rating(self, rating_id: str) -> Comparison | Skip | None:
+        """The comparison or skip with this rating id (retracted or not), or None."""
+        return self._by_id.get(rating_id)
+
+    def is_retracted(self, rating_id: str) -> bool:
+        return rating_id in self._retracted
+
+    def history(self, rater: str) -> list[Comparison | Skip]:
+        """`rater`'s comparisons and skips that carry a rating id and are not retracted, oldest first."""
+        return [r for k, r in self._by_id.items() if r.rater == rater and k not in self._retracted]
+
+    def retract(self, rating_id: str, *, rater: str) -> bool:
+        """Undo `rater`'s rating or skip `rating_id` by appending a retraction record. Returns False
+        (and writes nothing) when it is already retracted, so a retried undo is harmless."""
+        target = self._by_id.get(rating_id)
+        if target is None:
+            raise ValueError(f"no rating with id {rating_id!r} in {self.directory}")
+        if target.rater != rater:
+            raise ValueError(f"rating {rating_id!r} is by {target.rater!r}, not {rater!r}; a rater can undo only "
+                             "their own ratings")
+        if rating_id in self._retracted:
+            return False
+        self._writable()
+        _append(self.comparisons_path, {"retract": rating_id, "rater": rater, "time": _now()})
+        self._forget(rating_id)
+        return True
 
     def add_batch(self, items: Sequence[Item], comparisons: Sequence[Comparison]) -> tuple[int, int]:
         """Check every record first, then write the new ones: all or nothing for bad input.
@@ -290,12 +415,19 @@ class RatingStore:
                 known.add(item.id)
         new_comps: list[Comparison] = []
         seen = set(self._by_key)
+        seen_ids: set[str] = set()
         for comp in comparisons:
             for key in (comp.a, comp.b):
                 if key not in known:
                     raise ValueError(f"comparison refers to unknown item id {key[:16]}...; "
                                      "add the item in the same batch or before")
-            if comp.key is None or comp.key not in seen:
+            if comp.id is not None:
+                if comp.id in self._by_id:
+                    self._same(comp)  # raises if the id is used for another rating
+                elif comp.id not in seen_ids:
+                    new_comps.append(comp)
+                    seen_ids.add(comp.id)
+            elif comp.key is None or comp.key not in seen:
                 new_comps.append(comp)
                 if comp.key is not None:
                     seen.add(comp.key)

@@ -207,3 +207,58 @@ def test_bad_queue_record_names_line(tmp_path):
     path.write_text(json.dumps({"a": a.id, "b": b.id, "rank": -1}) + "\n")
     with pytest.raises(StoreError, match=r"queue\.jsonl:1: bad queue record: rank"):
         RatingStore(tmp_path / "r")
+
+
+# --- rating ids, skips, retractions ------------------------------------------------------------
+
+def test_rating_id_is_stored_once_and_retraction_appends(tmp_path):
+    s, a, b, c = _store(tmp_path)
+    first = s.add_comparison(a.id, b.id, "a", rater="ann", id="r1")
+    assert s.add_comparison(a.id, b.id, "a", rater="ann", id="r1") is first  # a retried request
+    with pytest.raises(ValueError, match="'r1' is already used for another rating"):
+        s.add_comparison(a.id, b.id, "b", rater="ann", id="r1")
+    s.add_skip(b.id, c.id, rater="ann", id="r2")
+    s.add_comparison(a.id, c.id, "tie", rater="bob", id="r3")
+    path = tmp_path / "r" / "comparisons.jsonl"
+    before = path.read_text()
+    assert [r.id for r in s.history("ann")] == ["r1", "r2"]
+    with pytest.raises(ValueError, match="by 'bob', not 'ann'"):
+        s.retract("r3", rater="ann")
+    assert s.retract("r1", rater="ann") and not s.retract("r1", rater="ann")  # a retried undo writes nothing
+    assert path.read_text().startswith(before)  # history is appended to, never rewritten
+    assert len(path.read_text().splitlines()) == len(before.splitlines()) + 1
+    for store in (s, RatingStore(tmp_path / "r")):
+        assert [c.id for c in store.comparisons] == ["r3"]
+        assert [k.id for k in store.skips] == ["r2"] and [r.id for r in store.history("ann")] == ["r2"]
+        assert store.is_retracted("r1") and store.rating("r1").winner == "a"
+        np.testing.assert_array_equal(store.pairs()[0].reshape(-1), [])  # the retracted win is gone
+        # a retracted id stays used: retrying the request does not bring the rating back
+        assert store.add_comparison(a.id, b.id, "a", rater="ann", id="r1").id == "r1"
+        assert [c.id for c in store.comparisons] == ["r3"]
+    s.retract("r2", rater="ann")
+    assert RatingStore(tmp_path / "r").skips == []
+
+
+def test_retraction_of_unknown_id_names_line(tmp_path):
+    s, a, b, _ = _store(tmp_path)
+    s.add_comparison(a.id, b.id, "a", rater="ann", id="r1")
+    path = tmp_path / "r" / "comparisons.jsonl"
+    path.write_text(path.read_text() + json.dumps({"retract": "nope", "rater": "ann"}) + "\n")
+    with pytest.raises(StoreError, match=r"comparisons\.jsonl:2: retraction of unknown rating id 'nope'"):
+        RatingStore(tmp_path / "r")
+    with pytest.raises(ValueError, match="no rating with id 'zzz'"):
+        s.retract("zzz", rater="ann")
+    with pytest.raises(ValueError, match="rating id must be a non-empty string"):
+        s.add_skip(a.id, b.id, rater="ann", id="")
+
+
+def test_a_rating_id_written_twice_is_read_once(tmp_path):
+    s, a, b, _ = _store(tmp_path)
+    s.add_comparison(a.id, b.id, "a", rater="ann", id="r1")
+    path = tmp_path / "r" / "comparisons.jsonl"
+    line = path.read_text()
+    path.write_text(line * 2)  # two writers without the lock both appended it
+    assert [c.id for c in RatingStore(tmp_path / "r").comparisons] == ["r1"]
+    path.write_text(line + line.replace('"winner": "a"', '"winner": "b"'))
+    with pytest.raises(StoreError, match=r"comparisons\.jsonl:2: rating id 'r1' is already used"):
+        RatingStore(tmp_path / "r")

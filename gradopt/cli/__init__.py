@@ -14,7 +14,10 @@ import os
 import sys
 
 # Modules that add subcommands; each defines `register(subparsers) -> None`.
-_COMMAND_MODULES = ("gradopt.cli._domains", "gradopt.cli._ratings", "gradopt.cli._ascent", "gradopt.cli._distill")
+_COMMAND_MODULES = (
+    "gradopt.cli._domains", "gradopt.cli._ratings", "gradopt.cli._ascent", "gradopt.cli._distill",
+    "gradopt.cli._rate", "gradopt.cli._serve_ratings",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
