@@ -56,7 +56,9 @@ def _callback(clock: Clock, rows: list[dict]):
     from transformers import TrainerCallback
 
     class BudgetAndHistory(TrainerCallback):
-        """Stop at the CPU budget; keep one history row per training log."""
+        """Stop at the CPU budget; keep one history row per training log. TRL logs the mean KL per
+        token; "kl" is that times the mean completion length, a per-sequence KL like the other
+        methods' (approximate: the mean of a product is not the product of means)."""
 
         def on_step_end(self, args, state, control, **kwargs):
             if clock.out(state.global_step):
@@ -64,9 +66,11 @@ def _callback(clock: Clock, rows: list[dict]):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
+                kl_token = float(logs.get("kl", np.nan))
+                length = float(logs.get("completions/mean_length", np.nan))
                 rows.append({"step": state.global_step, "cpu_s": round(clock.spent, 3), "loss": float(logs["loss"]),
-                             "reward": float(logs.get("reward", np.nan)), "kl": float(logs.get("kl", np.nan)),
-                             "reward_std": float(logs.get("reward_std", np.nan))})
+                             "reward": float(logs.get("reward", np.nan)), "kl": kl_token * length,
+                             "kl_token": kl_token, "reward_std": float(logs.get("reward_std", np.nan))})
 
     return BudgetAndHistory()
 

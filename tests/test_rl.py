@@ -166,6 +166,12 @@ def test_one_step_changes_every_parameter_and_not_the_reference(method, tmp_path
             assert not torch.equal(head0[name], head1[name]), f"value head {name} did not change"
 
 
+def test_trl_methods_stop_at_the_cpu_budget(tmp_path):
+    # building the trainer alone spends more than 0.2 CPU-s, so the budget binds after the first step
+    run = run_method("grpo", _task(), tmp_path, Budget(cpu_seconds=0.2, max_steps=4), **OPTIONS["grpo"])
+    assert [r["step"] for r in run.history] == [1]
+
+
 def test_ppo_resume_restores_step_and_beta(tmp_path):
     opts = {"config": PPOConfig(batch_size=4, minibatch_size=4, epochs=1, init_kl=0.1, target_kl=1.0, horizon=8),
             "loop": LoopConfig(lr=1e-3)}
