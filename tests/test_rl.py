@@ -10,7 +10,7 @@ import torch
 import domains
 from distill import (AdaptiveKLController, Budget, GroupRLConfig, LoopConfig, PPOConfig, ReinforceConfig,
                      RunningMoments, Task, build_value_head, gae, kl_rewards, loo_baseline, ppo_losses,
-                     prompt_tokenizer, rollout, run_method)
+                     prompt_tokenizer, reinforce_loss, rollout, run_method)
 
 TEXTS = ["abc", "abd", "bca", "cab", "dab"]
 
@@ -104,6 +104,12 @@ def test_kl_rewards_penalise_each_token_and_score_the_last():
 def test_loo_baseline_is_mean_of_the_others():
     r = torch.tensor([1.0, 2.0, 6.0])
     assert torch.allclose(loo_baseline(r), torch.tensor([4.0, 3.5, 1.5]))
+
+
+def test_reinforce_loss_raises_log_prob_of_returns_above_baseline():
+    logp_sum = torch.zeros(2, requires_grad=True)
+    reinforce_loss(logp_sum, torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])).backward()
+    assert torch.allclose(logp_sum.grad, torch.tensor([-0.5, 0.5]))  # descent raises row 0, lowers row 1
 
 
 def test_rollout_marks_only_sampled_tokens_as_actions():
