@@ -83,15 +83,15 @@ def _train_group(kind: str, task: Task, workdir: Path, budget: Budget, seed: int
 
     clock = Clock(budget)
     Config, Trainer = (RLOOConfig, RLOOTrainer) if kind == "rloo" else (GRPOConfig, GRPOTrainer)
+    tok = prompt_tokenizer(task.tokenizer)
+    longest = max(len(tok(p)["input_ids"]) for p in task.prompts)
+    if longest >= context_length(task.generator):
+        raise ValueError(f"{kind}: a prompt of {longest} tokens leaves no room in the generator's context of "
+                         f"{context_length(task.generator)}; shorten task.prompts")
     ref_dir = Path(workdir) / "reference"
     task.reference().save_pretrained(str(ref_dir))
     policy = task.policy_copy()
     policy.config._name_or_path = str(ref_dir)
-    tok = prompt_tokenizer(task.tokenizer)
-    longest = max(len(tok(p)["input_ids"]) for p in task.prompts)
-    if longest >= context_length(policy):
-        raise ValueError(f"{kind}: a prompt of {longest} tokens leaves no room in the generator's context of "
-                         f"{context_length(policy)}; shorten task.prompts")
     prompts = [task.prompts[i % len(task.prompts)] for i in range(max(len(task.prompts), config.prompts_per_step))]
     s = task.sample
     args = Config(
