@@ -9,6 +9,10 @@ from ._finetune import FINETUNE_LOOP, finetune, finetune_batch, nll
 from ._loop import LoopConfig, remove_checkpoint, train_loop
 from ._metrics import (abc_notes, copied_fraction, distinct_ngrams, js_divergence, key_signature, music_histograms,
                        pairwise_distance)
+from ._ppo import PPOConfig, build_value_head, policy_and_values, ppo
+from ._rl import (AdaptiveKLController, ReinforceConfig, Rollout, RunningMoments, gae, kl_rewards, loo_baseline,
+                  masked_mean, ppo_losses, reinforce, reinforce_loss, rollout, whiten)
+from ._trl_rl import GroupRLConfig, grpo, prompt_tokenizer, rloo
 from ._task import METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, model_reward, register, run_method
 
 __all__ = [
@@ -20,4 +24,8 @@ __all__ = [
     "abc_notes", "copied_fraction", "distinct_ngrams", "js_divergence", "key_signature", "music_histograms",
     "pairwise_distance", "LoopConfig", "remove_checkpoint", "train_loop",
     "METHODS", "Budget", "Clock", "DistillRun", "Method", "RewardFn", "Task", "model_reward", "register", "run_method",
+    "PPOConfig", "build_value_head", "policy_and_values", "ppo",
+    "AdaptiveKLController", "ReinforceConfig", "Rollout", "RunningMoments", "gae", "kl_rewards", "loo_baseline",
+    "masked_mean", "ppo_losses", "reinforce", "reinforce_loss", "rollout", "whiten",
+    "GroupRLConfig", "grpo", "prompt_tokenizer", "rloo",
 ]
