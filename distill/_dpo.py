@@ -105,7 +105,7 @@ def dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: tor
     margin = beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))  # (b,)
     loss = -F.logsigmoid(margin).mean()
     m = margin.detach()
-    return loss, {"margin": float(m.mean()), "accuracy": float((m > 0).float().mean())}
+    return loss, {"margin": float(m.mean()), "accuracy": float((m > 0).to(m.dtype).mean())}
 
 
 def pairs_from_store(store, scores=None) -> list[Pair]:
@@ -118,11 +118,11 @@ def pairs_from_store(store, scores=None) -> list[Pair]:
     oriented by the scores instead of the single verdict, which smooths contradicting ratings,
     and pairs whose scores are equal are skipped.
     """
-    from rewardmodels import split_prefix
+    from rewardmodels import Scores, split_prefix
 
     values = None
     if scores is not None:
-        values = np.asarray(getattr(scores, "mean", scores), dtype=float)
+        values = np.asarray(scores.mean if isinstance(scores, Scores) else scores, dtype=float)
         if values.shape != (len(store),):
             raise ValueError(f"pairs_from_store: scores must hold one value per store item ({len(store)}); "
                              f"got shape {values.shape}; fit them on this store")
