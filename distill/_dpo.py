@@ -273,11 +273,15 @@ def dpo(task: Task, workdir: Path, budget: Budget, *, seed: int = 0, progress: b
             r = np.asarray(task.reward(flat), dtype=float).reshape(-1, 2)
             state["pairs"], state["rewards"] = given, [tuple(map(float, x)) for x in r]
 
+    def note() -> str:
+        n = len(state.get("pairs", ()))
+        return f"{n} pairs" if given is not None else f"{n} pairs from {cfg.n_pairs} prompts (equal rewards dropped)"
+
     if engine == "trl":
         build()
         history = _train_trl(policy, reference, task.tokenizer, state, cfg, budget, Path(workdir), seed, progress)
         return DistillRun(method="dpo", policy=policy.eval(), history=history,
-                          notes=[f"{len(state['pairs'])} pairs", "engine: trl DPOTrainer"])
+                          notes=[note(), "engine: trl DPOTrainer"])
 
     def step_fn(step: int):
         if "pairs" not in state:
@@ -291,7 +295,7 @@ def dpo(task: Task, workdir: Path, budget: Budget, *, seed: int = 0, progress: b
     history = train_loop({"policy": policy}, step_fn, budget, workdir, _loop_config(cfg), progress=progress,
                          desc="dpo", extra_state=state)
     return DistillRun(method="dpo", policy=policy.eval(), history=history,
-                      notes=[f"{len(state.get('pairs', ()))} pairs"])
+                      notes=[note()])
 
 
 def _loop_config(cfg: DPOConfig) -> LoopConfig:
