@@ -6,6 +6,7 @@ from ._demo import DemoConfig, run_demo
 from ._evaluate import EVALUATION_KEYS, draw_samples, evaluate, plot_curves, plot_reward_kl, sampled_kl
 from ._expert import ExpertConfig, prefix_fraction, run_expert, select
 from ._finetune import FINETUNE_LOOP, finetune, finetune_batch, nll
+from ._dpo import DPOConfig, completion_logps, dpo_loss, encode_pairs, pair_step, pairs_from_store
 from ._loop import LoopConfig, remove_checkpoint, train_loop
 from ._metrics import (abc_notes, copied_fraction, distinct_ngrams, js_divergence, key_signature, music_histograms,
                        pairwise_distance)
@@ -23,6 +24,8 @@ __all__ = [
     "EVALUATION_KEYS", "draw_samples", "evaluate", "plot_curves", "plot_reward_kl", "sampled_kl",
     "abc_notes", "copied_fraction", "distinct_ngrams", "js_divergence", "key_signature", "music_histograms",
     "pairwise_distance", "LoopConfig", "remove_checkpoint", "train_loop",
+    "DemoConfig", "run_demo",
+    "DPOConfig", "completion_logps", "dpo_loss", "encode_pairs", "pair_step", "pairs_from_store", "LoopConfig", "remove_checkpoint", "train_loop",
     "METHODS", "Budget", "Clock", "DistillRun", "Method", "RewardFn", "Task", "model_reward", "register", "run_method",
     "PPOConfig", "build_value_head", "policy_and_values", "ppo",
     "AdaptiveKLController", "ReinforceConfig", "Rollout", "RunningMoments", "gae", "kl_rewards", "loo_baseline",
