@@ -14,7 +14,7 @@ import os
 import sys
 
 # Modules that add subcommands; each defines `register(subparsers) -> None`.
-_COMMAND_MODULES = ("gradopt.cli._domains", "gradopt.cli._ratings", "gradopt.cli._ascent")
+_COMMAND_MODULES = ("gradopt.cli._domains", "gradopt.cli._ratings", "gradopt.cli._ascent", "gradopt.cli._batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
