@@ -105,7 +105,7 @@ def killed_run(cmd: list[str], job: Path, kills: int, rng: random.Random, log) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="60 tunes, shards of 10 (a few minutes)")
+    ap.add_argument("--quick", action="store_true", help="60 tunes, shards of 10 (about 15 min wall on a busy shared 2-core machine)")
     ap.add_argument("--tunes", type=int, default=1000)
     ap.add_argument("--shard-size", type=int, default=50)
     ap.add_argument("--max-chars", type=int, default=300, help="longest tune taken from the corpus")
