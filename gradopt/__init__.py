@@ -11,6 +11,20 @@ recipe run with its harvest rounds (`_recipes`).
 
 from ._ascent import AscentConfig, allowed_per_position, optimize, pad_batch, row_seed
 from ._baselines import Snapshot, best_of_n, exact_scores, hill_climb, memo_validate
+from ._corpus_job import (
+    CORPUS_DOMAINS,
+    CorpusDomain,
+    CorpusJobConfig,
+    ModelsSpec,
+    Shard,
+    atomic_write,
+    improve_shard,
+    plan_shards,
+    read_corpus,
+    read_shard,
+    run_corpus_job,
+    summarise,
+)
 from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
 from ._edits import EDITS, NOTE_LETTERS, edit_masks, note_letters, pitch_edits
 from ._harvest import HarvestConfig, Suspect, harvest, queue_order, suspect_reasons
@@ -65,6 +79,8 @@ __all__ = [
     "AscentResult", "RowResult", "project_entropy", "project_simplex", "tsallis2_entropy",
     "build_reward_model", "harvest_round", "header_frozen_masks",
     "Snapshot", "best_of_n", "exact_scores", "hill_climb", "memo_validate",
+    "CORPUS_DOMAINS", "CorpusDomain", "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "improve_shard",
+    "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",

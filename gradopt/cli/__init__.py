@@ -15,8 +15,8 @@ import sys
 
 # Modules that add subcommands; each defines `register(subparsers) -> None`.
 _COMMAND_MODULES = (
-    "gradopt.cli._domains", "gradopt.cli._ratings", "gradopt.cli._ascent", "gradopt.cli._distill",
-    "gradopt.cli._rate", "gradopt.cli._serve_ratings",
+    "gradopt.cli._domains", "gradopt.cli._ratings", "gradopt.cli._ascent", "gradopt.cli._batch",
+    "gradopt.cli._distill", "gradopt.cli._rate", "gradopt.cli._serve_ratings",
 )
 
 
