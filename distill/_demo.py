@@ -200,9 +200,8 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
     report = assemble_report(run, summary, parts)
     path = workdir / "report.json"
     path.write_text(json.dumps(report, indent=1, default=_jsonable))
-    html = write_report(workdir, report, audio=True)
+    write_report(workdir, report, audio=True)
     _print_summary(run, report)
-    run.say(f"report: {html}")
     return path
 
 
