@@ -1,45 +1,89 @@
-"""The main job on the bundled data: corpus -> generator -> samples -> report.
+"""The main job on the bundled data: the whole loop, with a simulated rater standing in for people.
 
-Every stage writes into one work directory and is skipped when its output is already there,
-so an interrupted run resumes where it stopped.
+    corpus -> generator -> samples -> ratings (simulated) -> Bradley-Terry -> reward model
+           -> gradient ascent on a batch -> harvest (rated) -> [expert iteration] -> report
+
+Every stage is one function below (`stage_*`) and writes its files into one work directory, its
+``<stage>.json`` last; a stage whose JSON is there is skipped and its output read back, so an
+interrupted run resumes where it stopped (the generator's marker is ``generator/train_summary.json``).
+Delete a stage's JSON (and the later ones) to redo it with other settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import platform
 import re
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 import domains
-from domains import ABCDomain, SampleConfig, GeneratorTrainConfig
+from domains import ABCDomain, GeneratorTrainConfig, SampleConfig
 
+from ._report import mean_ci, write_report
+from ._task import METHODS, Budget, Task, model_reward, run_method
 
 N_MIDI = 5  # valid samples written as MIDI
 BATCH_SIZE = 8  # generator training batch (windows of the context length)
+RATER_AGREEMENT = 0.75  # the simulated rater's agreement (people agree ~60-75%)
+PITCH_EDITS = (1, 6)  # a rated pitch variant changes between 1 and 6 note letters
+SHOWN_PAIRS = 4  # ascent rows whose tunes the report shows (before and after)
+HELDOUT = 60  # validation tunes the reward model is checked on against the utility
+EXPERT_METHOD = "expert"  # the distill method the expert-iteration stage runs
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoStages:
+    """How much each stage after the generator does; the defaults fit the demo's 15 minutes."""
+
+    rated_corpus: int = 200  # training-corpus tunes added to the rating store, each with one pitch variant
+    comparisons: int = 6  # random comparisons per item (each pitch variant also meets its tune twice)
+    active_rounds: int = 2  # rounds of racing pairs proposed from the current Bradley-Terry scores
+    active_pairs: int = 60  # pairs per active round
+    members: int = 5  # reward model: bootstrap ensemble of this many linear probes (0 = one probe)
+    ascent_tunes: int = 16  # valid bar-aware samples (a fresh seed) the engine improves
+    ascent_steps: int = 30  # gradient steps of the ascent (pitch edits, header lines frozen)
+    guard: bool = True  # the do-no-harm guard (gradopt.TrustConfig) on the ascent
+    harvest_starts: int = 16  # fresh samples the harvest edits (guard off) looking for blind spots
+    expert_cpu_s: float = 120.0  # CPU budget of the expert-iteration round
+
+    def __post_init__(self) -> None:
+        counts = (self.rated_corpus, self.comparisons, self.ascent_tunes, self.harvest_starts)
+        if min(counts) < 1 or min(self.active_rounds, self.active_pairs, self.ascent_steps) < 0:
+            raise ValueError(f"DemoStages: item, comparison, tune and start counts must be >= 1, rounds, pairs "
+                             f"and steps >= 0: {self}")
+        if self.members == 1 or self.members < 0:
+            raise ValueError(f"DemoStages.members is 0 (one probe) or an ensemble of >= 2, got {self.members}")
+        if not self.expert_cpu_s > 0:
+            raise ValueError(f"DemoStages.expert_cpu_s must be > 0, got {self.expert_cpu_s}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DemoConfig:
-    """What the demo trains and how much it samples."""
+    """What the demo trains and how much it samples; `stages` sizes the rest of the loop."""
 
     preset: str = "small"  # generator size (domains.PRESETS)
     tokenizer: str = "char"  # "char" or "bpe"
-    minutes: float = 10.0  # generator training budget in process CPU-minutes (all threads)
+    minutes: float = 4.0  # generator training budget in process CPU-minutes (all threads)
     max_steps: int = 4000  # step cap for generator training (LR schedule spans these or the minutes)
     lr: float = 5e-3  # generator peak learning rate
     spaceless: bool = True  # drop spaces from tune bodies (seed essay; parse rate 91% vs 76% with spaces)
-    n_samples: int = 100  # samples drawn at temperature 1.0 and validated
+    n_samples: int = 100  # samples drawn at temperature 1.0, validated and rated
     essen: bool = False  # add the Essen folk songs to the training corpus
     seed: int = 0  # everything random
     threads: int = 1  # torch threads (1 gives the most tokens per CPU-minute on 2 cores; 0 = torch default)
     bar_aware: bool = True  # sample under domains.ABCConstraint (bars never overrun); both rates are reported
+    stages: DemoStages = field(default_factory=DemoStages)  # ratings, reward model, ascent, harvest, distill
 
     def __post_init__(self) -> None:
         if self.preset not in domains.PRESETS:
@@ -50,61 +94,171 @@ class DemoConfig:
             raise ValueError("minutes, max_steps and n_samples must be positive, threads >= 0")
 
 
+@dataclass
+class DemoRun:
+    """What the stages share: work directory, settings, corpus, the models as they are made."""
+
+    workdir: Path
+    cfg: DemoConfig
+    progress: bool
+    corpus: dict  # CorpusReport.as_dict()
+    split: dict  # split name -> pieces
+    norm: domains.NormaliseConfig
+    domain: ABCDomain
+    tok: object = None
+    gen: object = None
+    constraint: object = None  # domains.ABCConstraint of the training corpus
+    reward: object = None  # the reward model once trained or loaded
+    rater: object = None  # rewardmodels.SimulatedRater, for utilities (cached by text)
+    times: dict = field(default_factory=dict)  # stage -> {"seconds", "cpu_seconds", "reused"}
+
+    @property
+    def train(self) -> list[str]:
+        return [p.text for p in self.split["train"]]
+
+    def say(self, *args) -> None:
+        if self.progress:
+            print(*args, flush=True)
+
+    def utility(self, texts: list[str]) -> np.ndarray:
+        """The simulated rater's hidden utility of each text (cached; a progress bar for many)."""
+        for t in tqdm(texts, desc="utility", unit="tune", disable=not self.progress or len(texts) < 20, leave=False):
+            self.rater.utility([t])
+        return self.rater.utility(list(texts))
+
+    def store(self):
+        from rewardmodels import RatingStore
+
+        return RatingStore(self.workdir / "ratings", create=False)
+
+    def reward_model(self):
+        if self.reward is None:
+            from rewardmodels import load_reward_model
+
+            self.reward = load_reward_model(self.workdir / "reward")
+        return self.reward
+
+
+def _jsonable(x):
+    if isinstance(x, (np.floating, np.integer, np.bool_)):
+        return x.item()
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    return str(x)
+
+
+def _stage(run: DemoRun, name: str, fn: Callable[[DemoRun], dict | None]) -> dict | None:
+    """Run ``fn(run)`` unless ``<name>.json`` exists (then read it back); the dict it returns is
+    written there last, with the stage's times and settings. None (nothing to do) writes nothing."""
+    path = run.workdir / f"{name}.json"
+    if path.exists():
+        out = json.loads(path.read_text())
+        run.times[name] = {**out.get("time", {}), "reused": True}
+        run.say(f"[{name}] done before: reusing {path.name}")
+        if out.get("settings") != json.loads(json.dumps(asdict(run.cfg))):
+            run.say(f"  (its settings differ from this run's; delete {path} and the later stages to redo it)")
+        return out
+    run.say(f"[{name}]")
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn(run)
+    if out is None:
+        return None
+    out["time"] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+    out["settings"] = asdict(run.cfg)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=1, default=_jsonable))
+    tmp.replace(path)
+    run.times[name] = {**out["time"], "reused": False}
+    return out
+
+
 def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool = True) -> Path:
-    """Run the pipeline; returns the path of ``report.json``."""
+    """Run the loop (see the module docstring); writes report.json and report.html, returns the
+    path of ``report.json``."""
+    from rewardmodels import SimulatedRater
+
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     collections = domains.FIDDLE + (domains.ESSEN if cfg.essen else ())
-    domain = ABCDomain(collections)
     report_c = domains.CorpusReport()
     norm = domains.NormaliseConfig(spaceless=cfg.spaceless)
     pieces = domains.load_abc_corpus(collections, norm, report=report_c)
-    split = domains.split_corpus(pieces)
-    train_texts = [p.text for p in split["train"]]
-    val_texts = [p.text for p in split["val"]]
-    gen_dir = workdir / "generator"
-    say = print if progress else (lambda *a, **k: None)
-    say(f"corpus: {len(pieces)} distinct tunes {dict(report_c.kept)}; "
-        f"train {len(train_texts)} / val {len(val_texts)} / test {len(split['test'])}")
+    run = DemoRun(workdir=workdir, cfg=cfg, progress=progress, corpus=report_c.as_dict(), norm=norm,
+                  split=domains.split_corpus(pieces), domain=ABCDomain(collections),
+                  rater=SimulatedRater(agreement=RATER_AGREEMENT, seed=cfg.seed))
+    run.say(f"corpus: {len(pieces)} distinct tunes {dict(report_c.kept)}; "
+            + " / ".join(f"{k} {len(v)}" for k, v in run.split.items()))
+    summary = stage_generator(run)
+    parts = {"samples": _stage(run, "samples", stage_samples)}
+    for name, fn in (("ratings", stage_ratings), ("bradley_terry", stage_bradley_terry),
+                     ("reward_model", stage_reward_model), ("ascent", stage_ascent), ("harvest", stage_harvest),
+                     ("distill", stage_expert_iteration)):
+        parts[name] = _stage(run, name, fn)
+    report = assemble_report(run, summary, parts)
+    path = workdir / "report.json"
+    path.write_text(json.dumps(report, indent=1, default=_jsonable))
+    write_report(workdir, report, audio=True)
+    _print_summary(run, report)
+    return path
 
-    if (gen_dir / "tokenizer.json").exists():
-        tok = domains.load_tokenizer(gen_dir)
-    else:
-        tok = domains.build_tokenizer(train_texts, cfg.tokenizer)
-    if (gen_dir / "train_summary.json").exists():  # written only after training finished
-        model = domains.load_generator(gen_dir)
+
+def stage_generator(run: DemoRun) -> dict:
+    """Train the generator on the training split (or load it: ``generator/train_summary.json`` is
+    written only after training finished) -> its training summary; sets run.tok, run.gen, run.constraint."""
+    cfg, gen_dir = run.cfg, run.workdir / "generator"
+    train, val = run.train, [p.text for p in run.split["val"]]
+    t0, c0 = time.perf_counter(), time.process_time()
+    run.tok = domains.load_tokenizer(gen_dir) if (gen_dir / "tokenizer.json").exists() else \
+        domains.build_tokenizer(train, cfg.tokenizer)
+    if (gen_dir / "train_summary.json").exists():
+        run.gen = domains.load_generator(gen_dir)
         summary = json.loads((gen_dir / "train_summary.json").read_text())
-        say(f"generator already trained in {gen_dir}")
+        run.say(f"[generator] already trained in {gen_dir}")
+        run.times["generator"] = {"seconds": 60 * summary.get("minutes", math.nan),
+                                  "cpu_seconds": 60 * summary.get("cpu_minutes", math.nan), "reused": True}
     else:
-        model = domains.build_generator(cfg.preset, tok, seed=cfg.seed)
+        run.say("[generator]")
+        run.gen = domains.build_generator(cfg.preset, run.tok, seed=cfg.seed)
         tcfg = GeneratorTrainConfig(max_steps=cfg.max_steps, cpu_minutes=cfg.minutes, batch_size=BATCH_SIZE,
-                           lr=cfg.lr, warmup=30, eval_every=250, seed=cfg.seed)
-        summary = domains.train_generator(model, tok, train_texts, val_texts, tcfg, gen_dir, progress=progress,
-                                          normalisation=norm)
+                                    lr=cfg.lr, warmup=30, eval_every=250, seed=cfg.seed)
+        summary = domains.train_generator(run.gen, run.tok, train, val, tcfg, gen_dir, progress=run.progress,
+                                          normalisation=run.norm)
         (gen_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        run.times["generator"] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                                  "reused": False}
+    run.constraint = domains.ABCConstraint.from_texts(run.tok, train)
+    return summary
 
-    train_ids = domains.encode_corpus(tok, train_texts)
-    val_ids = domains.encode_corpus(tok, val_texts)
-    val_ce = domains.evaluate(model, val_ids, tok.pad_token_id)
-    uni_ce = domains.unigram_cross_entropy(train_ids, val_ids, len(tok))
 
-    scfg = SampleConfig(temperature=1.0, max_new_tokens=domains.context_length(model) - 1)
-    constraint = domains.ABCConstraint.from_texts(tok, train_texts)
-    # Both ways, same seed: free sampling shows what the network alone has learnt.
-    t0 = time.time()
-    free = domains.sample(model, tok, cfg.n_samples, scfg, seed=cfg.seed)
-    free_s = time.time() - t0
-    t0 = time.time()
-    aware = domains.sample(model, tok, cfg.n_samples, scfg, seed=cfg.seed, constraint=constraint)
-    aware_s = time.time() - t0
-    free_verdicts = [domain.validate(s) for s in free]
-    aware_verdicts = [domain.validate(s) for s in aware]
-    free_valid = sum(v.ok for v in free_verdicts) / len(free)
-    aware_valid = sum(v.ok for v in aware_verdicts) / len(aware)
-    samples, sample_s, verdicts = (aware, aware_s, aware_verdicts) if cfg.bar_aware else (free, free_s, free_verdicts)
+def _sample(run: DemoRun, n: int, seed: int, constrained: bool, desc: str, temperature: float = 1.0) -> list[list[int]]:
+    """`n` samples as token ids (EOS appended where cut off), drawn in batches under a progress bar
+    (batch k from seed + k)."""
+    from gradopt import starts_from_generator
+
+    rows: list[list[int]] = []
+    size = SampleConfig().batch_size
+    for k, lo in enumerate(tqdm(range(0, n, size), desc=desc, unit="batch", disable=not run.progress)):
+        rows += starts_from_generator(run.gen, run.tok, min(size, n - lo), seed=seed + k, temperature=temperature,
+                                      constraint=run.constraint if constrained else None)
+    return rows
+
+
+def stage_samples(run: DemoRun) -> dict:
+    """Held-out cross-entropy, then `n_samples` tunes drawn twice with one seed — freely and
+    bar-aware — and validated; writes samples.abc (the reported way's samples) and MIDI of a few."""
+    cfg, tok = run.cfg, run.tok
+    val_ce = domains.evaluate(run.gen, domains.encode_corpus(tok, [p.text for p in run.split["val"]]), tok.pad_token_id)
+    uni_ce = domains.unigram_cross_entropy(domains.encode_corpus(tok, run.train),
+                                           domains.encode_corpus(tok, [p.text for p in run.split["val"]]), len(tok))
+    out: dict = {}
+    for way in ("free", "bar_aware"):
+        t0 = time.time()
+        texts = [domains.decode(tok, r) for r in _sample(run, cfg.n_samples, cfg.seed, way == "bar_aware", f"sample {way}")]
+        out[way] = (texts, time.time() - t0, [run.domain.validate(s) for s in texts])
+    samples, sample_s, verdicts = out["bar_aware" if cfg.bar_aware else "free"]
     valid = [s for s, v in zip(samples, verdicts) if v.ok]
     # Looser view for diagnosis only: parses, known key/meter, has notes, bar lengths ignored.
     lenient = sum(domains.validate_abc(s, max_overlong_bars=10**9).ok for s in samples)
@@ -113,50 +267,247 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
         if not v.ok:
             key = re.sub(r"\d+", "N", re.sub(r"'.*'", "'...'", v.reason.split(":")[0]))
             reasons[key] = reasons.get(key, 0) + 1
-    (workdir / "samples.abc").write_text("\n".join(samples))
-    midi_dir = workdir / "midi"
+    (run.workdir / "samples.abc").write_text("\n".join(samples))
     midi_files = []
-    for i, s in enumerate(valid[: N_MIDI]):
+    for i, s in enumerate(valid[:N_MIDI]):
         try:
-            midi_files.append(str(domain.to_midi(s, midi_dir / f"sample_{i:02d}.mid")))
+            midi_files.append(str(run.domain.to_midi(s, run.workdir / "midi" / f"sample_{i:02d}.mid")))
         except domains.RenderError as err:
-            say(f"could not render sample {i}: {err}")
-
-    report = {
-        "corpus": report_c.as_dict(),
-        "split": {k: len(v) for k, v in split.items()},
-        "generator": {"preset": cfg.preset, "tokenizer": cfg.tokenizer, "vocab_size": len(tok),
-                      "parameters": sum(p.numel() for p in model.parameters()), **summary},
-        "val_cross_entropy": val_ce,
-        "unigram_cross_entropy": uni_ce,
-        "ce_ratio_to_unigram": val_ce / uni_ce,
-        "val_perplexity": math.exp(val_ce),
-        "n_samples": len(samples),
+            run.say(f"could not render sample {i}: {err}")
+    frac = {way: sum(v.ok for v in out[way][2]) / len(out[way][0]) for way in out}
+    return {
+        "val_cross_entropy": val_ce, "unigram_cross_entropy": uni_ce, "ce_ratio_to_unigram": val_ce / uni_ce,
+        "val_perplexity": math.exp(val_ce), "n_samples": len(samples),
         "sampling": "bar-aware (domains.ABCConstraint)" if cfg.bar_aware else "free",
-        "valid_fraction": len(valid) / len(samples),
-        "valid_fraction_free_sampling": free_valid,
-        "valid_fraction_bar_aware_sampling": aware_valid,
-        "sampling_seconds_free": free_s,
-        "sampling_seconds_bar_aware": aware_s,
-        "valid_fraction_ignoring_bar_lengths": lenient / len(samples),
-        "invalid_reasons": reasons,
-        "sampling_seconds": sample_s,
-        "example_tunes": valid[:3],
-        "midi_files": midi_files,
-        "machine": {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
-        "config": asdict(cfg),
+        "valid_fraction": len(valid) / len(samples), "valid_fraction_free_sampling": frac["free"],
+        "valid_fraction_bar_aware_sampling": frac["bar_aware"], "sampling_seconds_free": out["free"][1],
+        "sampling_seconds_bar_aware": out["bar_aware"][1], "valid_fraction_ignoring_bar_lengths": lenient / len(samples),
+        "invalid_reasons": reasons, "sampling_seconds": sample_s, "example_tunes": valid[:3],
+        "midi_files": midi_files, "samples": samples,
     }
-    path = workdir / "report.json"
-    path.write_text(json.dumps(report, indent=1))
-    say(f"\nvalidation cross-entropy {val_ce:.3f} nats/token (unigram {uni_ce:.3f}; ratio {val_ce / uni_ce:.2f}), "
-        f"perplexity {math.exp(val_ce):.2f}")
-    say(f"valid samples: {len(valid)}/{len(samples)} ({100 * len(valid) / len(samples):.0f}%, "
-        f"{'bar-aware' if cfg.bar_aware else 'free'} sampling); {lenient} parse with known key/meter if bar "
-        f"lengths are not checked")
-    say(f"valid with free sampling {free_valid:.0%}, with bar-aware sampling {aware_valid:.0%} (same seed)")
-    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:8]:
-        say(f"  invalid: {n:>3}  {reason[:70]}")
-    for s in valid[:2]:
-        say("\n" + s)
-    say(f"MIDI: {midi_dir}")
-    return path
+
+
+def stage_ratings(run: DemoRun) -> dict:
+    """A rating store (``ratings/``) of `rated_corpus` training tunes, a pitch variant of each (its
+    parent recorded) and the demo's samples, rated by the simulated rater: `comparisons` random
+    partners per item, every variant against its tune twice, then `active_rounds` rounds of racing
+    pairs (Bradley-Terry refitted before each). Built in ``ratings.partial/`` and renamed when
+    complete, so a killed run never leaves half a store behind as finished."""
+    from rewardmodels import RatingStore, SimulatedRater, fit_store, propose_pairs, rate_pairs
+
+    s, seed = run.cfg.stages, run.cfg.seed
+    final, tmp = run.workdir / "ratings", run.workdir / "ratings.partial"
+    for d in (final, tmp):
+        if d.exists():
+            shutil.rmtree(d)
+    store = RatingStore(tmp)
+    rng = np.random.default_rng(seed)
+    train = run.train
+    tunes = store.add_items([train[i] for i in rng.choice(len(train), min(s.rated_corpus, len(train)), replace=False)],
+                            origin="corpus")
+    for it in tunes:
+        store.add_item(domains.pitch_edit(it.text, int(rng.integers(PITCH_EDITS[0], PITCH_EDITS[1] + 1)), rng),
+                       origin="corpus", parent=it.id)
+    samples = json.loads((run.workdir / "samples.json").read_text())["samples"]
+    store.add_items(samples, origin="sample")
+    rater = SimulatedRater(agreement=RATER_AGREEMENT, seed=seed)
+    rater.cache = run.rater.cache  # the same hidden utility; its own draws
+    run.utility([it.text for it in store.items])
+    ids = store.ids
+    pairs = [(ids[i], ids[(i + int(j)) % len(ids)]) for i in range(len(ids))
+             for j in rng.integers(1, len(ids), s.comparisons)]
+    pairs += [(it.parent, it.id) for it in store.items if it.parent for _ in range(2)]
+    rate_pairs(store, pairs, rater)
+    for r in tqdm(range(s.active_rounds), desc="active rounds", disable=not run.progress):
+        rate_pairs(store, propose_pairs(store, fit_store(store), s.active_pairs, "racing", seed=seed + r), rater)
+    tmp.rename(final)
+    stats = run.store().stats()
+    return {"items": len(store), "comparisons": len(store.comparisons),
+            "ties": sum(c.winner == "tie" for c in store.comparisons), "stats": stats,
+            "agreement": RATER_AGREEMENT}
+
+
+def stage_bradley_terry(run: DemoRun) -> dict:
+    """Bayesian Bradley-Terry on the store -> ``scores.json`` (MAP means, Laplace SDs; the format of
+    `gradopt fit-bt`) and, for the report, each item's score, SD, origin and hidden utility."""
+    from rewardmodels import fit_store, save_scores
+
+    store = run.store()
+    scores = fit_store(store)
+    save_scores(scores, store.ids, run.workdir / "scores.json")
+    utility = run.utility([it.text for it in store.items])
+    origin = ["pitch variant" if it.parent else it.origin for it in store.items]
+    return {"items": len(store), "converged": scores.converged, "corr_utility": float(np.corrcoef(scores.mean, utility)[0, 1]),
+            "mean": scores.mean.tolist(), "sd": scores.sd.tolist(), "origin": origin, "utility": utility.tolist()}
+
+
+def stage_reward_model(run: DemoRun) -> dict:
+    """The reward model (``reward/``): linear probes on the frozen generator's mean-pooled features
+    regressed on the Bradley-Terry scores (`rewardmodels.train_from_store`; a bootstrap ensemble
+    when `members` >= 2, so the do-no-harm guard can read the members' disagreement), checked
+    against the hidden utility on held-out validation tunes."""
+    from rewardmodels import load_scores, train_from_store
+
+    members = run.cfg.stages.members
+    store = run.store()
+    scores, _ = load_scores(run.workdir / "scores.json", store)
+    model, losses = train_from_store(store, run.gen, run.tok, scores, probe=True, pooling="mean", members=members,
+                                     progress=run.progress)
+    model.save_pretrained(run.workdir / "reward")
+    domains.save_tokenizer(run.tok, run.workdir / "reward")
+    run.reward = model.eval()
+    n_ctx = domains.context_length(run.gen)
+    held = [p.text for p in run.split["val"] if len(run.tok(p.text)["input_ids"]) <= n_ctx][:HELDOUT]
+    pred = model.predict(*domains.encode_batch(run.tok, held, run.gen)).numpy()
+    corr = float(np.corrcoef(pred, run.utility(held))[0, 1]) if len(held) > 2 else math.nan
+    kind = f"ensemble of {members} linear probes" if members else "linear probe"
+    return {"kind": f"{kind} (mean pooling, frozen generator)", "members": members,
+            "cv_loss": float(min(losses)), "heldout_corr_utility": corr, "heldout_n": len(held)}
+
+
+def _engine(cfg: DemoConfig, guard: bool):
+    """The ascent setting: `benchmarks/ascent.py`'s engine (lm weight 8, Adam on the simplex),
+    `ascent_steps` steps, the do-no-harm guard on or off."""
+    from gradopt import AscentConfig, ObjectiveWeights, TrustConfig
+
+    return AscentConfig(steps=cfg.stages.ascent_steps, check_every=max(cfg.stages.ascent_steps // 3, 1),
+                        seed=cfg.seed, objective=ObjectiveWeights(lm_weight=8.0),
+                        trust=TrustConfig() if guard else None)
+
+
+def stage_ascent(run: DemoRun) -> dict:
+    """Gradient ascent on a batch: `ascent_tunes` bar-aware samples of a fresh seed (valid ones
+    first), pitch edits only with the header lines frozen, verified by `ABCConstraint.accepts`;
+    per row the reward, the hidden utility and validity before and after, and the reward at each
+    check (the trajectory)."""
+    from gradopt import header_frozen_masks, optimize
+
+    s = run.cfg.stages
+    drawn = _sample(run, s.ascent_tunes + s.ascent_tunes // 2, run.cfg.seed + 1000, True, "ascent starts", 0.8)
+    ok = [bool(run.domain.validate(domains.decode(run.tok, r))) for r in drawn]
+    starts = ([r for r, v in zip(drawn, ok) if v] + [r for r, v in zip(drawn, ok) if not v])[: s.ascent_tunes]
+    freeze, allowed = header_frozen_masks(starts, run.tok, "pitch")
+    engine = _engine(run.cfg, s.guard)
+    res = optimize(starts, run.reward_model(), run.gen, engine, tokenizer=run.tok, freeze=freeze, allowed=allowed,
+                   validate=run.constraint.accepts, progress=run.progress)
+    before = [domains.decode(run.tok, r) for r in starts]
+    after = [r.text for r in res.rows]
+    u0, u1 = run.utility(before), run.utility(after)
+    rows = []
+    for b, a, r, x0, x1 in zip(before, after, res.rows, u0, u1):
+        rows.append({"before": b, "after": a, "reward_before": r.reward_before, "reward_after": r.reward_after,
+                     "utility_before": float(x0), "utility_after": float(x1), "valid_before": bool(run.domain.validate(b)),
+                     "valid_after": bool(run.domain.validate(a)), "changed": r.changed, "kept": r.kept,
+                     "status": r.status, "gain_mean": r.gain_mean, "gain_sd": r.gain_sd,
+                     "trajectory": [{"step": p["step"], "reward": p["reward"]} for p in r.trajectory]})
+    summary = {f"{k}_{w}": mean_ci([row[f"{k}_{w}"] for row in rows]) for k in ("reward", "utility") for w in ("before", "after")}
+    for k in ("reward", "utility"):
+        summary[f"{k}_gain"] = mean_ci([row[f"{k}_after"] - row[f"{k}_before"] for row in rows])
+    return {"engine": repr(engine), "rows": rows, "summary": summary, "kept": sum(r.kept for r in res.rows),
+            "engine_cpu_seconds": res.cpu_seconds}
+
+
+def stage_harvest(run: DemoRun) -> dict:
+    """Harvest: the engine edits `harvest_starts` fresh samples with the guard off; edits the reward
+    model likes but an auto-check, the generator or the distance to the corpus doubts go into the
+    rating store with their starts and their racing pairs are queued (`gradopt.harvest`). The
+    simulated rater then rates the queue and each edit against its start, so the store holds the
+    reward model's blind spots for the next fit."""
+    from gradopt import HarvestConfig, harvest, header_frozen_masks
+    from rewardmodels import SimulatedRater, rate_pairs
+
+    s = run.cfg.stages
+    store = run.store()
+    starts = _sample(run, s.harvest_starts, run.cfg.seed + 2000, True, "harvest starts", 0.8)
+    freeze, allowed = header_frozen_masks(starts, run.tok, "pitch")
+    hcfg = HarvestConfig(ascent=dataclasses.replace(_engine(run.cfg, False), require_valid=False), iteration=1)
+    suspects = harvest(starts, run.reward_model(), run.gen, run.tok, store, corpus=run.train, cfg=hcfg,
+                       freeze=freeze, allowed=allowed, progress=run.progress)
+    edits = [(store[x.id].parent, x.id) for x in suspects]
+    pairs = [(e.a, e.b) for e in store.pending()] + edits
+    rater = SimulatedRater(agreement=RATER_AGREEMENT, seed=run.cfg.seed + 2)
+    rated = rate_pairs(store, pairs, rater) if pairs else []
+    edit_verdicts = [c.winner for c in rated if (c.a, c.b) in set(edits)]
+    decisive = [w for w in edit_verdicts if w != "tie"]
+    reasons: dict[str, int] = {}
+    for x in suspects:
+        for why in x.reasons:
+            key = why.split(" (")[0].split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    gains = run.utility([x.text for x in suspects]) - run.utility([x.parent_text for x in suspects])
+    return {"starts": len(starts), "suspects": len(suspects), "rated": len(rated), "reasons": reasons,
+            "rater_preferred_edit": sum(w == "b" for w in decisive) / len(decisive) if decisive else None,
+            "utility_gain": mean_ci(gains.tolist()) if len(gains) else None,
+            "reward_gain": mean_ci([x.reward - x.reward_before for x in suspects]) if suspects else None}
+
+
+def stage_expert_iteration(run: DemoRun) -> dict | None:
+    """One round of expert iteration — the generator moves toward the reward model: sample, improve
+    the samples with the engine, fine-tune on the verified improvements — run by the distill method
+    registered as ``METHODS["expert"]`` (bar-aware samples, one round) within `expert_cpu_s` CPU
+    seconds, in ``expert/``. -> {"method", "history", "notes"}, the report's distillation section."""
+    rm = run.reward_model()
+    task = Task(generator=run.gen, tokenizer=run.tok, reward=model_reward(rm, run.tok, run.constraint.accepts),
+                corpus=run.train, sample=SampleConfig(max_new_tokens=domains.context_length(run.gen) - 2, temperature=0.8),
+                constraint_factory=lambda: run.constraint, validate=lambda t: bool(domains.validate_abc(t)),
+                reward_model=rm)
+    result = run_method(EXPERT_METHOD, task, run.workdir / "expert", Budget(cpu_seconds=run.cfg.stages.expert_cpu_s),
+                        seed=run.cfg.seed, progress=run.progress, rounds=1, source="bar_aware")
+    return {"method": EXPERT_METHOD, "history": list(result.history), "notes": list(result.notes)}
+
+
+def _shown_tunes(ascent: dict) -> list[dict]:
+    """The report's tunes: up to `SHOWN_PAIRS` ascent rows, changed ones first (largest reward gain
+    first), each before and after (once when the guard kept it unchanged)."""
+    rows = sorted(ascent["rows"], key=lambda r: (r["after"] == r["before"], -(r["reward_after"] - r["reward_before"])))
+    tunes = []
+    for i, r in enumerate(rows[:SHOWN_PAIRS], 1):
+        scores = lambda w: f"reward {r[f'reward_{w}']:+.2f}, utility {r[f'utility_{w}']:+.2f}"  # noqa: E731
+        if r["after"] == r["before"]:
+            tunes.append({"name": f"tune {i}: unchanged", "abc": r["before"], "caption": f"{scores('before')}; {r['status']}"})
+            continue
+        tunes.append({"name": f"tune {i}: before", "abc": r["before"], "caption": scores("before")})
+        tunes.append({"name": f"tune {i}: after", "abc": r["after"],
+                      "caption": f"{scores('after')}; {r['changed']} notes changed"})
+    return tunes
+
+
+def assemble_report(run: DemoRun, summary: dict, parts: dict) -> dict:
+    """report.json: the generator and sampling figures (the first demo's keys), then one key per
+    later stage, the tunes the page shows, stage times, machine and settings."""
+    samples = {k: v for k, v in parts["samples"].items() if k not in ("samples", "time", "settings")}
+    report = {
+        "corpus": run.corpus, "split": {k: len(v) for k, v in run.split.items()},
+        "generator": {"preset": run.cfg.preset, "tokenizer": run.cfg.tokenizer, "vocab_size": len(run.tok),
+                      "parameters": sum(p.numel() for p in run.gen.parameters()), **summary},
+        **samples,
+    }
+    for name in ("ratings", "bradley_terry", "reward_model", "ascent", "harvest", "distill"):
+        if parts.get(name) is not None:
+            report[name] = {k: v for k, v in parts[name].items() if k != "settings"}
+    report["tunes"] = _shown_tunes(parts["ascent"])
+    report["stages"] = run.times
+    report["machine"] = {"nproc": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                         "python": platform.python_version()}
+    report["config"] = asdict(run.cfg)
+    return report
+
+
+def _print_summary(run: DemoRun, r: dict) -> None:
+    run.say(f"\nvalidation cross-entropy {r['val_cross_entropy']:.3f} nats/token (unigram "
+            f"{r['unigram_cross_entropy']:.3f}; ratio {r['ce_ratio_to_unigram']:.2f}); valid samples "
+            f"{r['valid_fraction']:.0%} ({r['sampling']}), free {r['valid_fraction_free_sampling']:.0%}, "
+            f"bar-aware {r['valid_fraction_bar_aware_sampling']:.0%}")
+    for reason, n in sorted(r["invalid_reasons"].items(), key=lambda kv: -kv[1])[:8]:
+        run.say(f"  invalid: {n:>3}  {reason[:70]}")
+    run.say(f"ratings: {r['ratings']['comparisons']} comparisons of {r['ratings']['items']} items; Bradley-Terry "
+            f"vs utility r = {r['bradley_terry']['corr_utility']:.2f}; reward model vs utility on held-out tunes "
+            f"r = {r['reward_model']['heldout_corr_utility']:.2f}")
+    s = r["ascent"]["summary"]
+    run.say(f"ascent on {len(r['ascent']['rows'])} tunes ({r['ascent']['kept']} kept unchanged): reward gain "
+            f"{s['reward_gain']['mean']:+.3f} [{s['reward_gain']['lo']:+.3f}, {s['reward_gain']['hi']:+.3f}], "
+            f"utility gain {s['utility_gain']['mean']:+.3f} [{s['utility_gain']['lo']:+.3f}, {s['utility_gain']['hi']:+.3f}]")
+    run.say(f"harvest: {r['harvest']['suspects']} likely blind spots from {r['harvest']['starts']} starts, "
+            f"{r['harvest']['rated']} comparisons recorded")
+    run.say("stages: " + ", ".join(f"{k} {v['seconds']:.0f}s{' (reused)' if v['reused'] else ''}"
+                                   for k, v in r["stages"].items()))

@@ -203,7 +203,8 @@ def cmd_demo(args) -> int:
                              max_steps=args.steps, n_samples=args.n_samples, essen=args.essen, seed=args.seed,
                              threads=args.threads, spaceless=not args.keep_spaces, bar_aware=not args.free)
     path = distill.run_demo(args.work, cfg)
-    print(f"report: {path}")
+    print(f"data: {path}")
+    print(f"report: {path.with_name('report.html')}")
     return 0
 
 
@@ -280,17 +281,21 @@ def register(sub) -> None:
     p.add_argument("file", help=".abc file or - for stdin")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("demo", help="the main job: corpus -> generator -> samples -> report.json")
-    p.add_argument("--work", default="runs/demo", help="work directory (resumes if present)")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--tokenizer", default="char", choices=["char", "bpe"])
-    p.add_argument("--minutes", type=float, default=10.0, help="generator training budget in CPU-minutes")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--n-samples", type=int, default=100)
+    from distill import DemoConfig  # the defaults live in one place
+
+    d = DemoConfig()
+    p = sub.add_parser("demo", help="the main job: generator -> simulated ratings -> Bradley-Terry -> reward model "
+                                    "-> ascent -> harvest -> report.html")
+    p.add_argument("--work", default="runs/demo", help="work directory (finished stages are reused)")
+    p.add_argument("--preset", default=d.preset)
+    p.add_argument("--tokenizer", default=d.tokenizer, choices=["char", "bpe"])
+    p.add_argument("--minutes", type=float, default=d.minutes, help="generator training budget in CPU-minutes")
+    p.add_argument("--steps", type=int, default=d.max_steps)
+    p.add_argument("--n-samples", type=int, default=d.n_samples)
     p.add_argument("--essen", action="store_true", help="train on the Essen folk songs too")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0 = torch's default)")
     p.add_argument("--keep-spaces", action="store_true", help="keep spaces in tune bodies (default: spaceless)")
     p.add_argument("--free", action="store_true",
                    help="report free samples instead of bar-aware ones (both validity rates are always measured)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.set_defaults(func=cmd_demo)
