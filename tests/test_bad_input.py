@@ -285,6 +285,8 @@ OLD_CONFIGS = [  # files written by another version of the program
     Case("sample/normalisation-with-unknown-key", SAMPLE,
          write("gen/normalisation.json", '{"spaceless": false, "lowercase": true}'), "gen/normalisation.json",
          says=("lowercase",)),
+    Case("sample/normalisation-with-a-bad-value", SAMPLE, write("gen/normalisation.json", '{"max_chars": "2000"}'),
+         "gen/normalisation.json"),
     Case("sample/garbage-domain-file", SAMPLE, write("gen/domain.json", "abc"), "gen/domain.json"),
     Case("sample/normalisation-missing-keys-is-fine", SAMPLE, write("gen/normalisation.json", "{}"),
          "", code=0),
