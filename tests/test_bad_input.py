@@ -187,6 +187,19 @@ TORN_TAIL = [  # a torn LAST line: skipped with a warning naming it (reads), mov
          intact=()),
 ]
 
+BAD_IMPORTS = [  # the file a command reads comparisons or pairs from
+    Case("ratings-import/garbled-jsonl",
+         ["ratings", "import", "{w}/pairs.jsonl", "--store", "{w}/store", "--format", "openai"],
+         write("pairs.jsonl", '{"query": "X:1", "sample0": "a", "sample1": "b", "best": 0}\n{"query": \n'),
+         "pairs.jsonl:2"),
+    Case("ratings-import/missing-file",
+         ["ratings", "import", "{w}/nowhere.json", "--store", "{w}/store", "--format", "pairs"],
+         lambda w: None, "nowhere.json"),
+    Case("simulate-ratings/garbled-pairs",
+         ["simulate-ratings", "--store", "{w}/store", "--pairs", "{w}/next.jsonl"],
+         write("next.jsonl", '{"a": "x", \n{"a": "y", "b": "z"}\n'), "next.jsonl:1"),
+]
+
 BAD_SCORES = [  # scores.json from fit-bt: garbage, or keys missing (another version wrote it)
     Case("next-pairs/garbage-scores", ["next-pairs", "--store", "{w}/store", "--scores", "{w}/scores.json"],
          write("scores.json", "{not json"), "scores.json", says=("fit-bt",)),
@@ -296,7 +309,7 @@ OLD_CONFIGS = [  # files written by another version of the program
          "", code=0),
 ]
 
-CASES = BAD_STORE + TORN_TAIL + BAD_SCORES + BAD_MODELS + EMPTY_CORPUS + OLD_CONFIGS
+CASES = BAD_STORE + TORN_TAIL + BAD_IMPORTS + BAD_SCORES + BAD_MODELS + EMPTY_CORPUS + OLD_CONFIGS
 
 
 def _snapshot(w: Path, rels) -> dict[str, bytes | None]:
