@@ -10,6 +10,7 @@ from ._abc_corpus import FIDDLE, CorpusError, NormaliseConfig, load_abc_corpus, 
 from ._abc_edits import KINDS as EDIT_KINDS
 from ._abc_moves import MOVES
 from ._abc_screen import screen_abc
+from ._files import write_atomic
 from ._protocol import Piece, Validity
 from ._render import abc_to_midi, midi_to_wav
 from ._timed_worker import TimedWorker, WorkerError
@@ -122,11 +123,9 @@ class ABCDomain:
         return pieces
 
     def write(self, texts: Sequence[str], path: str | Path, names: Sequence[str] | None = None) -> list[Path]:
-        """One .abc file, each tune ending in a newline and followed by a blank line but the last."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(t.rstrip("\n") + "\n" for t in texts))
-        return [path]
+        """One .abc file, each tune ending in a newline and followed by a blank line but the last;
+        written atomically (`write_atomic`), so a failed write leaves the old file whole."""
+        return [write_atomic(path, "\n".join(t.rstrip("\n") + "\n" for t in texts))]
 
     def title(self, text: str) -> str:
         return abc_title(text)

@@ -76,7 +76,10 @@ def load_normalisation(directory: str | Path) -> NormaliseConfig:
     known = {f.name for f in fields(NormaliseConfig)}
     if not isinstance(data, dict) or set(data) - known:
         raise ValueError(f"{path} must be a JSON object with keys among {sorted(known)}, got {data!r}")
-    return NormaliseConfig(**data)
+    try:
+        return NormaliseConfig(**data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}; write e.g. {{\"spaceless\": true, \"max_chars\": 2000}} or delete it") from None
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from ._files import read_json_object
 from ._tokenizer import decode
 
 
@@ -82,11 +83,23 @@ def build_generator(
     return GPT2LMHeadModel(config)
 
 
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")  # what `save_pretrained` writes (either)
+
+
 def load_generator(directory: str | Path) -> GPT2LMHeadModel:
-    """Load a generator saved with `save_pretrained`, in eval mode."""
+    """Load a generator saved with `save_pretrained`, in eval mode. A directory without
+    config.json or weights raises FileNotFoundError; an unreadable config.json, or a reward
+    model's directory passed by mistake, a ValueError naming it."""
     path = Path(directory)
+    hint = "give a directory written by `gradopt train-generator --work DIR`"
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"no generator in {path} (config.json missing); run `gradopt train-generator`")
+    saved = read_json_object(path / "config.json", what="model config", hint=hint)
+    if "gradopt_reward_model" in saved:
+        raise ValueError(f"{path} holds a reward model, not a generator; {hint} (reward models go to --reward)")
+    if not any((path / name).exists() for name in _WEIGHTS):
+        raise FileNotFoundError(f"no generator weights in {path} (none of {', '.join(_WEIGHTS)}; an interrupted "
+                                f"save?); {hint}")
     config = fuse_activation(GPT2Config.from_pretrained(str(path)))
     return GPT2LMHeadModel.from_pretrained(str(path), config=config).eval()
 

@@ -19,6 +19,13 @@ class RenderError(RuntimeError):
     """A piece could not be rendered; the message says why and what to install."""
 
 
+class UnrenderableError(RenderError, ValueError):
+    """The piece itself is bad input: the renderer is there but cannot read it (also a ValueError)."""
+
+
+_CHECK_HINT = "check the tune with `gradopt validate` (it needs an X: line, a K: line and notes)"
+
+
 def abc_to_midi(text: str, path: str | Path) -> Path:
     """Write ABC `text` as a MIDI file at `path` (abc2midi if installed, else music21)."""
     path = Path(path)
@@ -32,14 +39,17 @@ def abc_to_midi(text: str, path: str | Path) -> Path:
             proc = subprocess.run([exe, str(src), "-o", str(path)], capture_output=True, text=True, timeout=60)
         if path.exists() and path.stat().st_size > 0:
             return path
-        raise RenderError(f"abc2midi could not render the tune: {proc.stdout[-300:]} {proc.stderr[-300:]}")
+        path.unlink(missing_ok=True)  # no empty MIDI file left behind
+        said = " ".join(f"{proc.stdout[-300:]} {proc.stderr[-300:]}".split())
+        raise UnrenderableError(f"abc2midi could not render the tune to {path}: {said}; {_CHECK_HINT}")
     import music21
 
     try:
         score = music21.converter.parse(text, format="abc")
         score.write("midi", fp=str(path))
     except Exception as err:  # music21 raises many exception types on bad ABC
-        raise RenderError(f"music21 could not render the tune: {err}") from err
+        path.unlink(missing_ok=True)
+        raise UnrenderableError(f"music21 could not render the tune to {path}: {err}; {_CHECK_HINT}") from err
     return path
 
 
@@ -51,7 +61,10 @@ def find_soundfont() -> Path | None:
 
 
 def midi_to_wav(midi_path: str | Path, wav_path: str | Path, sample_rate: int = 22050) -> Path:
-    """Render a MIDI file to WAV with fluidsynth; a clear `RenderError` if it is missing."""
+    """Render a MIDI file to WAV with fluidsynth; a clear `RenderError` if it is missing, a
+    FileNotFoundError if `midi_path` is, an `UnrenderableError` if fluidsynth cannot read it."""
+    if not Path(midi_path).is_file():
+        raise FileNotFoundError(f"no MIDI file at {midi_path}; render one first (e.g. domains.abc_to_midi)")
     exe, sf = shutil.which("fluidsynth"), find_soundfont()
     if not exe or sf is None:
         raise RenderError(f"WAV rendering needs fluidsynth and a General MIDI soundfont: {INSTALL_HINT}")
@@ -62,7 +75,8 @@ def midi_to_wav(midi_path: str | Path, wav_path: str | Path, sample_rate: int = 
         capture_output=True, timeout=300, check=False,
     )
     if not wav_path.exists() or wav_path.stat().st_size == 0:
-        raise RenderError(f"fluidsynth produced no audio for {midi_path}")
+        wav_path.unlink(missing_ok=True)
+        raise UnrenderableError(f"fluidsynth produced no audio for {midi_path}; is it a MIDI file with notes?")
     return wav_path
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ._abc_corpus import CorpusError, CorpusReport
+from ._files import write_atomic
 from ._protocol import FreeTokenEdits, Piece, Validity
 from ._tokenizer import build_tokenizer, decode
 
@@ -163,15 +164,13 @@ class TextDomain(FreeTokenEdits):
 
     def write(self, texts: Sequence[str], path: str | Path, names: Sequence[str] | None = None) -> list[Path]:
         """One UTF-8 file in the layout `read` reads: one piece per line (a piece's own line breaks
-        become spaces, since a line cannot hold them) or, by paragraph, pieces between blank lines."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        become spaces, since a line cannot hold them) or, by paragraph, pieces between blank lines;
+        written atomically (`write_atomic`), so a failed write leaves the old file whole."""
         if self.cfg.by == "line":
             body = "".join(" ".join(t.splitlines()) + "\n" for t in texts)
         else:
             body = "\n".join(t.strip("\n") + "\n" for t in texts)
-        path.write_text(body, encoding="utf-8")
-        return [path]
+        return [write_atomic(path, body)]
 
     def title(self, text: str) -> str:
         """The first line."""

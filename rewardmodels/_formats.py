@@ -26,6 +26,8 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
+from domains import write_atomic
+
 from ._store import Comparison, Item, RatingStore, StoreError
 
 
@@ -54,12 +56,12 @@ def _load_records(path: str | Path) -> list[dict]:
 
 
 def _write_records(path: str | Path, records: list, jsonl: bool) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        if jsonl:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        else:
-            json.dump(records, f, ensure_ascii=False, indent=1)
+    """All records at once (`domains.write_atomic`): a failed export leaves the old file whole."""
+    if jsonl:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = json.dumps(records, ensure_ascii=False, indent=1)
+    write_atomic(path, text)
 
 
 def split_prefix(a: str, b: str) -> tuple[str, str, str]:

@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from domains import read_json_object, write_atomic
+
 from ._active import next_pairs
 from ._bradley_terry import Scores, fit
 from ._judges import JudgeConfig
@@ -32,10 +34,11 @@ def fit_store(store: RatingStore, kinds: Sequence[str] = KINDS, prior_sd: float 
 
 
 def save_scores(scores: Scores, ids: Sequence[str], path: str | Path) -> None:
-    """Write ``{"ids", "mean", "sd", "coef", "tie", "converged", "n_iter", "reason"}`` as JSON."""
+    """Write ``{"ids", "mean", "sd", "coef", "tie", "converged", "n_iter", "reason"}`` as JSON
+    (atomically: an interrupted write leaves the previous file)."""
     if len(ids) != len(scores):
         raise ValueError(f"{len(ids)} ids for {len(scores)} scores")
-    Path(path).write_text(json.dumps({
+    write_atomic(path, json.dumps({
         "ids": list(ids), "mean": scores.mean.tolist(), "sd": scores.sd.tolist(),
         "coef": scores.coef.tolist(), "tie": scores.tie, "converged": scores.converged,
         "n_iter": scores.n_iter, "reason": scores.reason,
@@ -44,12 +47,21 @@ def save_scores(scores: Scores, ids: Sequence[str], path: str | Path) -> None:
 
 def load_scores(path: str | Path, store: RatingStore | None = None) -> tuple[Scores, list[str]]:
     """Scores written by `save_scores`; with `store`, reordered to the store's items
-    (items added since get the prior N(0, 1))."""
+    (items added since get the prior N(0, 1)).
+
+    ``ids``, ``mean`` and ``sd`` are required; the other keys default as before they existed
+    (no ties, converged), and keys this version does not know are ignored. A file that cannot be
+    used raises a ValueError naming it and saying to fit again."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no scores at {path}; run `gradopt fit-bt` first")
-    d = json.loads(path.read_text())
-    ids, mean, sd = d["ids"], np.asarray(d["mean"], float), np.asarray(d["sd"], float)
+    hint = "run `gradopt fit-bt --out FILE` to write it afresh"
+    d = read_json_object(path, required=("ids", "mean", "sd"), what="scores file", hint=hint)
+    try:
+        ids, mean, sd = [str(k) for k in d["ids"]], np.asarray(d["mean"], float), np.asarray(d["sd"], float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: 'ids', 'mean' and 'sd' must be lists (of ids and numbers): {err}; {hint}") from None
+    if not (mean.ndim == sd.ndim == 1 and len(ids) == len(mean) == len(sd)):
+        raise ValueError(f"{path}: 'ids', 'mean' and 'sd' must be lists of one length, got {len(ids)}, "
+                         f"{mean.size} and {sd.size}; {hint}")
     if store is not None:
         pos = {k: i for i, k in enumerate(ids)}
         idx = np.array([pos.get(k, -1) for k in store.ids])

@@ -173,6 +173,8 @@ def cmd_optimize(args) -> int:
 
 def _report(args, domain, pieces, rows, out_texts) -> None:
     """The before/after table, the do-no-harm guard's verdicts, a summary line, and --json."""
+    import domains
+
     table = []
     for i, (p, r) in enumerate(zip(pieces, rows), 1):
         table.append({"#": i, "title": _title(domain, p), "reward": r.reward_before, "->reward": r.reward_after,
@@ -198,7 +200,7 @@ def _report(args, domain, pieces, rows, out_texts) -> None:
         line += f", simulated utility {mean('utility'):+.3f} -> {mean('->utility'):+.3f}"
     print(line)
     if args.json:
-        Path(args.json).write_text(json.dumps([r.as_dict() for r in rows], indent=1))
+        domains.write_atomic(args.json, json.dumps([r.as_dict() for r in rows], indent=1))
 
 
 def _search_moves(args, domain, kind, spec, rows, starts, tok, gen, rm, cfg, moves_cfg, validate):
@@ -236,7 +238,9 @@ def cmd_harvest(args) -> int:
     from .._ascent import pad_batch
     from .._harvest import HarvestConfig, harvest
     from .._starts import starts_from_generator, starts_from_texts
+    from rewardmodels import RatingStore
 
+    store = RatingStore(args.store)  # a corrupt store fails here, not after the ascent
     tok, gen, rm, domain = _load_models(args)
 
     @cache
@@ -263,7 +267,7 @@ def cmd_harvest(args) -> int:
                         strategy=args.strategy, iteration=args.iteration)
     freeze, allowed = domain.token_edits(_edit_kind(domain, args.edit), pad_batch(starts, tok.pad_token_id)[0], tok)
     judge = None if domain.name in _SIMULATED_DOMAINS else _validity_judge(domain)
-    suspects = harvest(starts, rm, gen, tok, args.store, corpus=corpus, cfg=cfg, start_origin=origin,
+    suspects = harvest(starts, rm, gen, tok, store, corpus=corpus, cfg=cfg, start_origin=origin,
                        domain=domain.name, freeze=freeze, allowed=allowed, judge=judge, progress=True)
     table = [{"rank": s.rank, "reward": s.reward, "from": s.reward_before, "ll/tok": s.loglik_per_token,
               "novelty": s.novelty, "why": "; ".join(s.reasons)[:60]} for s in suspects]
@@ -271,7 +275,7 @@ def cmd_harvest(args) -> int:
         print_table(table, ["rank", "reward", "from", "ll/tok", "novelty", "why"])
     print(f"{len(suspects)} likely blind spots from {len(starts)} starts queued in {args.store}")
     if args.json:
-        Path(args.json).write_text(json.dumps([asdict(s) for s in suspects], indent=1))
+        domains.write_atomic(args.json, json.dumps([asdict(s) for s in suspects], indent=1))
     return 0
 
 

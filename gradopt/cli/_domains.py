@@ -118,9 +118,7 @@ def cmd_corpus_export(args) -> int:
     pieces, _ = _corpus(args)
     if args.split != "all":
         pieces = domains.split_corpus(pieces)[args.split]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(p.text for p in pieces))
+    out = domains.write_atomic(args.out, "\n".join(p.text for p in pieces))
     print(f"wrote {len(pieces)} tunes to {out}")
     return 0
 
@@ -151,7 +149,7 @@ def cmd_train_generator(args) -> int:
                                       normalisation=normalisation)
     summary["corpus"] = {"source": args.corpus or args.collections or "fiddle", "domain": args.domain,
                          "pieces": len(pieces), **{k: len(v) for k, v in split.items()}}
-    (work / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    domains.write_atomic(work / "train_summary.json", json.dumps(summary, indent=1))
     print(json.dumps(summary))
     return 0
 
@@ -185,6 +183,9 @@ def cmd_validate(args) -> int:
     import domains
 
     raw = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
+    if not raw.strip():
+        where = "standard input" if args.file == "-" else f"{args.file}"
+        raise ValueError(f"{where} is empty: no tunes to validate; give an .abc file with one or more tunes")
     tunes = domains.split_tunes(raw) or [raw]
     n_ok = 0
     for i, t in enumerate(tunes, 1):
