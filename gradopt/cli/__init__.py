@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input, a missing file, a full disk: a message, not a traceback
         print(f"gradopt {args.command}: error: {err}", file=sys.stderr)
         return 2
 
