@@ -98,11 +98,14 @@ PRACTICAL_ENDING = dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="bars")
 """`PRACTICAL_BAR_AWARE` with per-bar pooling ([mean over bars, last bar, first bar]), so the probe
 can weigh how a tune ends apart from its average bar: row "practical_ending" of
 benchmarks/reward_fidelity.py (benchmarks/results/reward_fidelity*.json), against
-"practical_bar_aware"."""
+"practical_bar_aware". In a --quick run (0.3x pools, report split) it tracked bar-aware samples
+better (r 0.18 vs 0.03) but ordered pitch edits worse (0.42 vs 0.57), so it is not the default."""
 
 PRACTICAL_ATTENTION = dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="attention")
 """`PRACTICAL_BAR_AWARE` with attention pooling (a learned query over the hidden states, trained with
-the probe's head by `fit_head`): row "practical_attention" of benchmarks/reward_fidelity.py."""
+the probe's head by `fit_head`): row "practical_attention" of benchmarks/reward_fidelity.py. In a
+--quick run (0.3x pools, report split) it ordered pitch edits better than "practical_bar_aware"
+(0.62 vs 0.57) and held-out corpus tunes worse (r 0.34 vs 0.42): a candidate, not yet the default."""
 
 RECIPES = {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
            "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION}
