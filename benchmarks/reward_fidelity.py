@@ -79,11 +79,20 @@ def recipes(quick: bool) -> dict[str, tuple[Recipe, str]]:
                                 "practical with bar-aware generator samples in the pool"),
         "practical_bar_aware_mean_last": (dataclasses.replace(PRACTICAL, sampling="bar-aware", pooling="mean+last"),
                                           "practical_bar_aware, the probe reading mean and last-token features"),
+        "practical_attention": (rewardmodels.PRACTICAL_ATTENTION,
+                                "practical_bar_aware, attention pooling (query trained with the probe's head)"),
+        "practical_ending": (rewardmodels.PRACTICAL_ENDING,
+                             "practical_bar_aware, per-bar pooling: [mean over bars, last bar, first bar]"),
+        "practical_bar_aware_mean_last_bars": (dataclasses.replace(PRACTICAL, sampling="bar-aware",
+                                                                   pooling="mean+last+bars"),
+                                               "practical_bar_aware, mean + last-token + per-bar features"),
         "ceiling_baseline": (Recipe(targets="utility"), "CEILING: baseline trained on the hidden utility"),
         "ceiling_practical": (dataclasses.replace(PRACTICAL, targets="utility"),
                               "CEILING: practical fitted to the hidden utility"),
         "ceiling_practical_mean_last": (dataclasses.replace(PRACTICAL, targets="utility", pooling="mean+last"),
                                         "CEILING: practical with mean+last features fitted to the hidden utility"),
+        "ceiling_practical_ending": (dataclasses.replace(rewardmodels.PRACTICAL_ENDING, targets="utility"),
+                                     "CEILING: practical_ending fitted to the hidden utility"),
     }
     if quick:  # the slowest recipe, and no better than `practical` in full runs
         del out["practical_finetune"]

@@ -5,20 +5,24 @@ for making one from simulated ratings (`_recipes`)."""
 from ._active import STRATEGIES, next_pairs
 from ._bradley_terry import Scores, fit, win_probability
 from ._judges import JudgeConfig, abc_body, auto_compare, auto_winner, broken_reasons, compression_ratio
-from ._model import POOLINGS, RewardModel
+from ._model import BAR_POOLINGS, POOLINGS, RewardModel, bar_pool, bar_token_ids
 from ._ensemble import RewardEnsemble, bootstrap_heads, fit_ensemble, load_reward_model
 from ._recipes import (
     BASELINE,
     PRACTICAL,
+    PRACTICAL_ATTENTION,
     PRACTICAL_BAR_AWARE,
+    PRACTICAL_ENDING,
     RECIPES,
     RatingPool,
     Recipe,
+    fit_model,
     fit_recipe,
     make_pool,
     root_groups,
     scale_recipe,
     simulate_comparisons,
+    train_recipe,
 )
 from ._raters import VERDICTS, JudgeRater, Rater, judge_pairs
 from ._simulated import FLOOR, INVALID, TIE_RATE, SimulatedRater, music_features
@@ -26,6 +30,7 @@ from ._train import (
     RewardTrainConfig,
     bradley_terry_loss,
     bt_regression_loss,
+    fit_attention_query,
     fit_head,
     group_folds,
     train_pairwise,
@@ -68,12 +73,13 @@ __all__ = [
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
     "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "QueueEntry", "RatingStore", "Skip", "StoreError",
     "SESSION_VERDICTS", "RatingPair", "RatingSession", "check_rater", "split_pair_id",
-    "item_id", "read_jsonl", "POOLINGS", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_head",
+    "item_id", "read_jsonl", "POOLINGS", "BAR_POOLINGS", "bar_pool", "bar_token_ids", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_attention_query", "fit_head",
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "music_features",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
-    "training_rows", "BASELINE", "PRACTICAL", "PRACTICAL_BAR_AWARE", "RECIPES", "RatingPool", "Recipe",
-    "fit_recipe", "make_pool", "root_groups", "scale_recipe", "simulate_comparisons",
+    "training_rows", "BASELINE", "PRACTICAL", "PRACTICAL_BAR_AWARE", "PRACTICAL_ENDING", "PRACTICAL_ATTENTION",
+    "RECIPES", "RatingPool", "Recipe", "fit_model", "fit_recipe", "make_pool", "root_groups", "scale_recipe",
+    "simulate_comparisons", "train_recipe",
 ]
 
 

@@ -29,16 +29,17 @@ from torch import nn
 from transformers import GPT2Config
 
 from ._model import CONFIG_NAME, RewardModel
-from ._train import DEFAULT_L2, _ridge, check_probe_inputs, choose_l2, standardise
+from ._train import DEFAULT_L2, _ridge, check_probe_inputs, probe_features
 
 
 class RewardEnsemble(RewardModel):
     """`members` linear heads on one GPT-2 backbone; scores are mean - pessimism * sd over members."""
 
-    def __init__(self, config: GPT2Config, pooling: str = "mean", members: int = 5, pessimism: float = 0.0) -> None:
+    def __init__(self, config: GPT2Config, pooling: str = "mean", members: int = 5, pessimism: float = 0.0,
+                 bar_ids=None) -> None:
         if members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {members}")
-        super().__init__(config, pooling)
+        super().__init__(config, pooling, bar_ids=bar_ids)
         self.members = members
         self.pessimism = _check_pessimism(pessimism)
         self.head = nn.Linear(self.head.in_features, members)
@@ -49,29 +50,31 @@ class RewardEnsemble(RewardModel):
 
     @classmethod
     def from_generator(cls, generator, pooling: str = "mean", members: int = 5,
-                       pessimism: float = 0.0) -> "RewardEnsemble":
-        """An ensemble whose backbone is a copy of `generator`'s transformer (a GPT2LMHeadModel)."""
+                       pessimism: float = 0.0, bar_ids=None) -> "RewardEnsemble":
+        """An ensemble whose backbone is a copy of `generator`'s transformer (a GPT2LMHeadModel);
+        `bar_ids` as in `RewardModel.from_generator`."""
         config = GPT2Config.from_dict(generator.config.to_dict())
-        model = cls(config, pooling, members, pessimism)
+        model = cls(config, pooling, members, pessimism, bar_ids=bar_ids)
         model.transformer.load_state_dict(generator.transformer.state_dict())
         return model.to(next(generator.parameters()).dtype)
 
     # -- members ---------------------------------------------------------------------------------
-    def members_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Normalised member scores from final hidden states h (b, t, d) -> (b, K)."""
-        return (self.head(self.pool_hidden(h, attention_mask.long())) - self.norm_mean) / self.norm_std
+    def members_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor, bars=None) -> torch.Tensor:
+        """Normalised member scores from final hidden states h (b, t, d) -> (b, K); `bars` (b, t)
+        as in `pool_hidden` (the bar poolings need them)."""
+        return (self.head(self.pool_hidden(h, attention_mask.long(), bars)) - self.norm_mean) / self.norm_std
 
-    def members_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def members_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None, bars=None) -> torch.Tensor:
         """Normalised member scores of input embeddings e (b, t, d) -> (b, K)."""
-        return (self.head(self.pool_embeds(e, attention_mask)) - self.norm_mean) / self.norm_std
+        return (self.head(self.pool_embeds(e, attention_mask, bars)) - self.norm_mean) / self.norm_std
 
     def members_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Member scores of token distributions p (b, t, v) via p @ E -> (b, K)."""
-        return self.members_embeds(self.embed_probs(p, attention_mask), attention_mask)
+        return self.members_embeds(self.embed_probs(p, attention_mask), attention_mask, self.bars_from_probs(p))
 
     def score_members(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Member scores of token ids (b, t) -> (b, K)."""
-        return self.members_embeds(self.embed_ids(ids, attention_mask), attention_mask)
+        return self.members_embeds(self.embed_ids(ids, attention_mask), attention_mask, self.bars_from_ids(ids))
 
     @staticmethod
     def mean_sd(members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,14 +88,15 @@ class RewardEnsemble(RewardModel):
         return mean if k == 0 else mean - k * sd
 
     # -- the RewardModel interface (score_probs and score route through score_embeds) -------------
-    def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                         bars=None) -> torch.Tensor:
         """Unnormalised member outputs (b, K) (what `calibrate` centres and scales per member)."""
-        return self.head(self.pool_embeds(e, attention_mask))
+        return self.head(self.pool_embeds(e, attention_mask, bars))
 
-    def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.aggregate(self.members_embeds(e, attention_mask))
+    def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None, bars=None) -> torch.Tensor:
+        return self.aggregate(self.members_embeds(e, attention_mask, bars))
 
-    def score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.aggregate(self.members_hidden(h, attention_mask))
 
     @torch.no_grad()
@@ -132,7 +136,8 @@ class RewardEnsemble(RewardModel):
         if "members" not in marker:
             raise ValueError("this directory holds a single reward model, not an ensemble; load it with "
                              "RewardModel.from_pretrained or rewardmodels.load_reward_model")
-        return cls(config, marker.get("pooling", "mean"), int(marker["members"]), float(marker.get("pessimism", 0.0)))
+        return cls(config, marker.get("pooling", "mean"), int(marker["members"]), float(marker.get("pessimism", 0.0)),
+                   bar_ids=marker.get("bar_ids"))
 
 
 def _check_pessimism(k: float) -> float:
@@ -168,15 +173,15 @@ def fit_ensemble(model: RewardEnsemble, ids: torch.Tensor, attention_mask: torch
 
     ids, attention_mask (n, t); targets, weights (n,) as in `fit_head`, which this mirrors: features
     standardised, λ chosen once by cross-validation on all items (`choose_l2`), then member k fitted
-    on bootstrap resample k of the items (`bootstrap_heads`; `groups` as in `fit_head`). Calibrates
+    on bootstrap resample k of the items (`bootstrap_heads`; `groups` as in `fit_head`); an
+    "attention" query is trained once on all items first (`probe_features`). Calibrates
     every member on these items. Returns {"l2": λ, "cv_loss": {λ: loss}}.
     """
     if not isinstance(model, RewardEnsemble):
         raise ValueError(f"fit_ensemble needs a RewardEnsemble, got {type(model).__name__}; use fit_head for one model")
     y, w, grid = check_probe_inputs(ids.shape[0], targets, weights, l2, groups)
-    X = model.features(ids, attention_mask).double().numpy()  # (n, d) one pass serves every member
-    Z, sd = standardise(X, w)
-    best, cv = choose_l2(Z, y, w, grid, folds, seed, groups)
+    # one pass serves every member; an "attention" query is trained once, on all items
+    Z, sd, best, cv = probe_features(model, ids, attention_mask, y, w, grid, folds, seed, groups)
     betas, intercepts = bootstrap_heads(Z, y, w, best, model.members, seed, groups)
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(betas / sd, dtype=model.head.weight.dtype))

@@ -17,6 +17,26 @@ set by `calibrate` so reference items score mean 0 / SD 1. Gradients reach `p` a
             suits rewards that are averages of local features (steps, leaps, key fit);
     "mean+last"  both, concatenated (b, 2d): local averages and what the end of the tune sees
             (e.g. whether it closes on the tonic).
+    "attention"  Σ_t α_t h_t with α = softmax_t(h_t · q) over non-padded positions, q (d,) a learned
+            query (a parameter, 0 at construction, where attention pooling equals "mean"): the head
+            decides which positions matter. The fine-tune trains q with everything else;
+            `fit_head` trains it by a few Adam steps on the frozen hidden states.
+    "bars"  per-bar pooling (b, 3d): [mean over bars of each bar's mean, the last bar's mean, the
+            first bar's mean], so the head can weigh the ending on its own. Bars are found from the
+            tokens, tokenizer-free: a token in `bar_ids` (fixed at construction, saved in the marker;
+            `bar_token_ids(tokenizer)` lists the tokens containing '|') closes the bar it ends;
+            whatever follows the last bar line (the newline and EOS) joins the last bar; a sequence
+            without bar lines is one bar.
+    "mean+last+bars"  "mean+last" and "bars" concatenated (b, 5d).
+
+Bar positions per input kind (c (b, t): "this position closes a bar"): ids -> c_t = [id_t ∈ bar_ids]
+exactly; probs -> c_t = Σ_{v ∈ bar_ids} p_tv, soft and differentiable (moving mass onto '|' moves
+the boundaries); embeds -> c_t = [nearest token of e_t ∈ bar_ids], piecewise constant (the gradient
+reaches e through the hidden states only). On one-hots and exact token embeddings all three agree.
+With soft c, position t's bar index k_t = min(Σ_{s<t} c_s, max(Σ c, 1) - 1) is fractional and its
+hidden state is shared between bars ⌊k_t⌋ and ⌈k_t⌉ by linear interpolation, so features are
+piecewise linear in c. The bar poolings have no `score_hidden` (hidden states alone do not say
+where the bars are): the engine then scores through `score_probs` / `score_embeds`.
 """
 
 from __future__ import annotations
@@ -33,32 +53,75 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-POOLINGS = ("last", "mean", "mean+last")
+POOLINGS = ("last", "mean", "mean+last", "attention", "bars", "mean+last+bars")
+POOLING_WIDTH = {"last": 1, "mean": 1, "mean+last": 2, "attention": 1, "bars": 3, "mean+last+bars": 5}  # × d
+BAR_POOLINGS = ("bars", "mean+last+bars")  # poolings that need bar positions (and `bar_ids`)
+
+
+def bar_token_ids(tokenizer) -> list[int]:
+    """Ids of the tokenizer's non-special tokens whose text contains '|' (an ABC bar line, alone
+    or in ':|', '|]', '||'): the `bar_ids` of a "bars" reward model."""
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    return [i for i in range(len(tokenizer)) if i not in special and "|" in tokenizer.decode([i])]
+
+
+def bar_pool(h: torch.Tensor, mask: torch.Tensor, closes: torch.Tensor) -> torch.Tensor:
+    """[mean over bars, last bar, first bar] of hidden states h (b, t, d) -> (b, 3d).
+
+    mask (b, t) marks non-padded positions; closes (b, t) in [0, 1] says how much position t closes
+    a bar (the module docstring's c). A bar's vector is the mean of its positions' hidden states."""
+    m = mask.to(h.dtype)
+    c = closes.to(h.dtype) * m
+    count = c.sum(1, keepdim=True).clamp_min(1.0)  # (b, 1) bars; the trailing segment joins the last
+    k = torch.minimum(torch.cumsum(c, 1) - c, count - 1)  # (b, t) bar index of each position
+    j = torch.arange(int(count.detach().max().ceil()), dtype=h.dtype, device=h.device)  # (j,)
+    a = torch.relu(1 - (k[..., None] - j).abs()) * m[..., None]  # (b, t, j) position-to-bar weights
+    bars = torch.einsum("btj,btd->bjd", a, h) / a.sum(1)[..., None].clamp_min(1e-12)  # (b, j, d)
+    exists = (count - j).clamp(0, 1)  # (b, j) 1 for each whole bar, fractional for a soft last one
+    over_bars = torch.einsum("bj,bjd->bd", exists, bars) / exists.sum(1, keepdim=True)
+
+    def slot(w):  # (b, t) weights -> weighted mean (b, d)
+        return torch.einsum("bt,btd->bd", w, h) / w.sum(1, keepdim=True).clamp_min(1e-12)
+
+    last = slot(torch.relu(1 - (k - (count - 1)).abs()) * m)
+    first = slot(torch.relu(1 - k) * m)
+    return torch.cat([over_bars, last, first], -1)
 
 
 class RewardModel(nn.Module):
     """GPT-2 backbone + linear head scoring whole sequences; `pooling` in `POOLINGS`."""
 
-    def __init__(self, config: GPT2Config, pooling: str = "last") -> None:
+    def __init__(self, config: GPT2Config, pooling: str = "last", bar_ids=None) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
+        bar_ids = sorted({int(i) for i in bar_ids}) if bar_ids is not None else []
+        if pooling in BAR_POOLINGS and not bar_ids:
+            raise ValueError(f"pooling {pooling!r} needs the ids of the bar-line tokens: pass "
+                             "bar_ids=rewardmodels.bar_token_ids(tokenizer)")
+        if bar_ids and not 0 <= min(bar_ids) <= max(bar_ids) < config.vocab_size:
+            raise ValueError(f"bar_ids {bar_ids} out of range for vocabulary size {config.vocab_size}")
         from domains import fuse_activation
 
         self.config = fuse_activation(config)
         self.pooling = pooling
         self.transformer = GPT2Model(config)
-        self.head = nn.Linear(config.n_embd * (2 if pooling == "mean+last" else 1), 1)
+        self.bar_ids = bar_ids if pooling in BAR_POOLINGS else []
+        self.register_buffer("_bar_ids", torch.tensor(self.bar_ids, dtype=torch.long), persistent=False)
+        if pooling == "attention":
+            self.query = nn.Parameter(torch.zeros(config.n_embd))  # q = 0: attention equals "mean"
+        self.head = nn.Linear(config.n_embd * POOLING_WIDTH[pooling], 1)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         self.register_buffer("norm_mean", torch.zeros(()))
         self.register_buffer("norm_std", torch.ones(()))
 
     @classmethod
-    def from_generator(cls, generator, pooling: str = "last") -> "RewardModel":
-        """A reward model whose transformer starts as a copy of `generator`'s (a GPT2LMHeadModel)."""
+    def from_generator(cls, generator, pooling: str = "last", bar_ids=None) -> "RewardModel":
+        """A reward model whose transformer starts as a copy of `generator`'s (a GPT2LMHeadModel);
+        `bar_ids` (the bar poolings need them): `bar_token_ids(tokenizer)`."""
         config = GPT2Config.from_dict(generator.config.to_dict())
-        model = cls(config, pooling)
+        model = cls(config, pooling, bar_ids=bar_ids)
         model.transformer.load_state_dict(generator.transformer.state_dict())
         return model.to(next(generator.parameters()).dtype)
 
@@ -83,31 +146,79 @@ class RewardModel(nn.Module):
             raise ValueError("every sequence needs at least one unmasked token")
         return attention_mask.long()
 
-    def pool_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Pooled final hidden state for embeddings e (b, t, d) -> (b, d); the head's input."""
+    def pool_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                    bars: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled final hidden state for embeddings e (b, t, d) -> (b, w·d); the head's input.
+        bars (b, t): bar closings for the bar poolings (default: from e's nearest tokens)."""
         mask = self._check(e, 3, attention_mask)
+        if self.pooling in BAR_POOLINGS and bars is None:
+            bars = self.bars_from_embeds(e)
         h = self.transformer(inputs_embeds=e, attention_mask=mask).last_hidden_state  # (b, t, d)
-        return self.pool_hidden(h, mask)
+        return self.pool_hidden(h, mask, bars)
 
-    def pool_hidden(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Pool final hidden states h (b, t, d) under `mask` (b, t) -> (b, d), or (b, 2d) for "mean+last"."""
+    def pool_hidden(self, h: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor | None = None) -> torch.Tensor:
+        """Pool final hidden states h (b, t, d) under `mask` (b, t) -> (b, w·d), w = POOLING_WIDTH;
+        `bars` (b, t) (the bar poolings need them): how much each position closes a bar."""
         m = mask.to(h.dtype)
+        if self.pooling == "attention":
+            scores = (h @ self.query.to(h.dtype)).masked_fill(mask == 0, float("-inf"))  # (b, t)
+            return torch.einsum("btd,bt->bd", h, torch.softmax(scores, 1))
+        if self.pooling in BAR_POOLINGS and bars is None:
+            raise ValueError(f"pooling {self.pooling!r} needs the bar positions: score ids, probabilities or "
+                             "embeddings (score, score_probs, score_embeds), or pass bars=")
+        if self.pooling == "bars":
+            return bar_pool(h, mask, bars)
         mean = torch.einsum("btd,bt->bd", h, m) / m.sum(1, keepdim=True)
         if self.pooling == "mean":
             return mean
         positions = torch.arange(mask.shape[1], device=mask.device)
         last = h[torch.arange(h.shape[0], device=h.device), (mask * (positions + 1)).argmax(1)]  # last non-padded
+        if self.pooling == "mean+last+bars":
+            return torch.cat([mean, last, bar_pool(h, mask, bars)], -1)
         return last if self.pooling == "last" else torch.cat([mean, last], -1)
 
-    def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    # -- bar positions of each input kind (None for poolings that do not read them) ---------------
+    def bars_from_ids(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """(b, t) 1.0 where ids (b, t) is a bar-line token, exactly."""
+        if self.pooling not in BAR_POOLINGS:
+            return None
+        return torch.isin(ids, self._bar_ids).to(self.embedding_matrix().dtype)
+
+    def bars_from_probs(self, p: torch.Tensor) -> torch.Tensor | None:
+        """(b, t) probability of a bar-line token under p (b, t, v): soft, differentiable in p."""
+        if self.pooling not in BAR_POOLINGS:
+            return None
+        return p[..., self._bar_ids].sum(-1)
+
+    def bars_from_embeds(self, e: torch.Tensor) -> torch.Tensor | None:
+        """(b, t) 1.0 where the nearest token embedding of e (b, t, d) is a bar-line token."""
+        if self.pooling not in BAR_POOLINGS:
+            return None
+        E = self.embedding_matrix().detach().to(e.dtype)
+        e = e.detach()
+        dist2 = (e * e).sum(-1, keepdim=True) - 2 * e @ E.T + (E * E).sum(-1)  # (b, t, v)
+        return torch.isin(dist2.argmin(-1), self._bar_ids).to(e.dtype)
+
+    def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                         bars: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised head output for embeddings e (b, t, d) -> (b,)."""
-        return self.head(self.pool_embeds(e, attention_mask)).squeeze(-1)
+        return self.head(self.pool_embeds(e, attention_mask, bars)).squeeze(-1)
 
-    def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     bars: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised reward for input embeddings e (b, t, d) -> (b,)."""
-        return (self.raw_score_embeds(e, attention_mask) - self.norm_mean) / self.norm_std
+        return (self.raw_score_embeds(e, attention_mask, bars) - self.norm_mean) / self.norm_std
 
-    def score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    @property
+    def score_hidden(self):
+        """`_score_hidden`, for poolings that read only the hidden states; the bar poolings have no
+        such route (an AttributeError, so `hasattr(model, "score_hidden")` is False for them)."""
+        if self.pooling in BAR_POOLINGS:
+            raise AttributeError(f"a {self.pooling!r} reward model has no score_hidden: hidden states do not say "
+                                 "where the bars are; use score, score_probs or score_embeds")
+        return self._score_hidden
+
+    def _score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Normalised reward from final hidden states h (b, t, d) computed elsewhere -> (b,).
 
         For callers that already ran this model's transformer (or one with identical weights, such
@@ -132,18 +243,18 @@ class RewardModel(nn.Module):
 
     def score_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Reward for token distributions p (b, t, v) (soft one-hots), via p @ E -> (b,)."""
-        return self.score_embeds(self.embed_probs(p, attention_mask), attention_mask)
+        return self.score_embeds(self.embed_probs(p, attention_mask), attention_mask, self.bars_from_probs(p))
 
     def score(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Reward for token ids (b, t) -> (b,); the embedding lookup equals one_hot(ids) @ E."""
-        return self.score_embeds(self.embed_ids(ids, attention_mask), attention_mask)
+        return self.score_embeds(self.embed_ids(ids, attention_mask), attention_mask, self.bars_from_ids(ids))
 
     forward = score
 
     @torch.no_grad()
     def features(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  batch_size: int = 64) -> torch.Tensor:
-        """Batched, gradient-free pooled features (the head's input) of token ids (b, t) -> (b, d)."""
+        """Batched, gradient-free pooled features (the head's input) of token ids (b, t) -> (b, w·d)."""
         return self._batched(ids, attention_mask, batch_size, self.pool_embeds)
 
     @torch.no_grad()
@@ -162,7 +273,8 @@ class RewardModel(nn.Module):
         for i in range(0, ids.shape[0], batch_size):
             m = attention_mask[i : i + batch_size]
             t = int(m.sum(1).max())
-            out.append(fn(self.transformer.wte(ids[i : i + batch_size, :t]), m[:, :t]))
+            x = ids[i : i + batch_size, :t]
+            out.append(fn(self.transformer.wte(x), m[:, :t], self.bars_from_ids(x)))
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 
@@ -186,6 +298,8 @@ class RewardModel(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         cfg = self.config.to_dict()
         cfg["gradopt_reward_model"] = {"version": 1, "head": "linear", "pooling": self.pooling}
+        if self.bar_ids:
+            cfg["gradopt_reward_model"]["bar_ids"] = list(self.bar_ids)
         (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=1, default=str))
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path / WEIGHTS_NAME))
@@ -196,7 +310,7 @@ class RewardModel(nn.Module):
         if "members" in marker:
             raise ValueError("this directory holds a reward ensemble; load it with RewardEnsemble.from_pretrained "
                              "or rewardmodels.load_reward_model")
-        return cls(config, marker.get("pooling", "last"))
+        return cls(config, marker.get("pooling", "last"), bar_ids=marker.get("bar_ids"))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "RewardModel":

@@ -14,10 +14,15 @@ compare random pairs and every edited copy with its original, fits Bradley-Terry
 ``targets="utility"`` regresses on the rater's hidden utility instead of θ: a ceiling for the
 benchmarks, not usable in practice (a person cannot state a tune's utility).
 
-The named presets (`BASELINE`, `PRACTICAL`, `PRACTICAL_BAR_AWARE`, all in `RECIPES`) are the
-recipes benchmarks/reward_fidelity.py compares; each docstring says which result backs it.
-Harvest rounds (the engine edits samples against the model, they are rated, the model is
-refitted) need the ascent engine: `gradopt.build_reward_model` runs them.
+The named presets (`BASELINE`, `PRACTICAL`, `PRACTICAL_BAR_AWARE`, `PRACTICAL_ENDING`,
+`PRACTICAL_ATTENTION`, all in `RECIPES`) are the recipes benchmarks/reward_fidelity.py compares;
+each docstring says which result backs it. Harvest rounds (the engine edits samples against the
+model, they are rated, the model is refitted) need the ascent engine: `gradopt.build_reward_model`
+runs them.
+
+A recipe's model part (pooling, fit, fine-tune config) also applies to real ratings in a store:
+``train_recipe(store, generator, tokenizer, scores, RECIPES["practical_ending"])`` (what
+``gradopt train-reward --recipe practical_ending`` runs); the pool part is then the store's.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import numpy as np
 import torch
 
 from ._bradley_terry import fit
-from ._model import POOLINGS, RewardModel
+from ._ensemble import RewardEnsemble, fit_ensemble
+from ._model import BAR_POOLINGS, POOLINGS, RewardModel, bar_token_ids
 from ._train import RewardTrainConfig, fit_head, train_reward_model
 
 FITS = ("finetune", "probe", "probe+finetune")
@@ -88,7 +94,21 @@ PRACTICAL_BAR_AWARE = dataclasses.replace(PRACTICAL, sampling="bar-aware")
 benchmarks/ascent.py builds its reward model with, reward_fidelity's chosen recipe
 ("chosen_recipe": "practical_bar_aware" in benchmarks/results/reward_fidelity*.json)."""
 
-RECIPES = {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE}
+PRACTICAL_ENDING = dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="bars")
+"""`PRACTICAL_BAR_AWARE` with per-bar pooling ([mean over bars, last bar, first bar]), so the probe
+can weigh how a tune ends apart from its average bar: row "practical_ending" of
+benchmarks/reward_fidelity.py (benchmarks/results/reward_fidelity*.json), against
+"practical_bar_aware". In a --quick run (0.3x pools, report split) it tracked bar-aware samples
+better (r 0.18 vs 0.03) but ordered pitch edits worse (0.42 vs 0.57), so it is not the default."""
+
+PRACTICAL_ATTENTION = dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="attention")
+"""`PRACTICAL_BAR_AWARE` with attention pooling (a learned query over the hidden states, trained with
+the probe's head by `fit_head`): row "practical_attention" of benchmarks/reward_fidelity.py. In a
+--quick run (0.3x pools, report split) it ordered pitch edits better than "practical_bar_aware"
+(0.62 vs 0.57) and held-out corpus tunes worse (r 0.34 vs 0.42): a candidate, not yet the default."""
+
+RECIPES = {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
+           "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION}
 
 
 def scale_recipe(recipe: Recipe, factor: float) -> Recipe:
@@ -198,18 +218,61 @@ def fit_recipe(recipe: Recipe, pool: RatingPool, utility: np.ndarray, gen, tok, 
     scores = fit(wins, len(pool.texts), ties=ties if len(ties) else None)
     c1 = time.process_time()
     ids, mask = domains.encode_batch(tok, pool.texts, gen)
-    torch.manual_seed(seed)  # the head's initial weights: recipes do not depend on the order they run in
-    rm = RewardModel.from_generator(gen, pooling=recipe.pooling)
     target, weight = (utility, None) if recipe.targets == "utility" else (scores.mean, 1.0 / scores.sd ** 2)
-    info: dict = {}
-    if recipe.fit in ("probe", "probe+finetune"):
-        info["probe_l2"] = fit_head(rm, ids, mask, target, weight, seed=seed,
-                                    groups=root_groups(len(pool.texts), pool.edits))["l2"]
-    if recipe.fit in ("finetune", "probe+finetune"):
-        losses = train_reward_model(rm, ids, mask, target, weight, recipe.train)
-        info["final_loss"] = float(np.mean(losses[-10:]))
+    rm, info = fit_model(recipe, gen, tok, ids, mask, target, weight, root_groups(len(pool.texts), pool.edits), seed)
+    info.pop("cv_loss", None), info.pop("losses", None)  # per-step detail: the benchmarks record summaries
     info.update({"items": len(pool.texts), "comparisons": int(len(wins) + len(ties)),
                  "bt_corr_utility": float(np.corrcoef(scores.mean, utility)[0, 1]),
                  "origins": {o: pool.origin.count(o) for o in dict.fromkeys(pool.origin)},
                  "bt_cpu_s": c1 - c0, "fit_cpu_s": time.process_time() - c1})
     return rm.eval(), info
+
+
+def fit_model(recipe: Recipe, gen, tok, ids: torch.Tensor, mask: torch.Tensor, target, weight, groups,
+              seed: int = 0, members: int = 0, folds: int = 5, progress: bool = False):
+    """(model, info): a reward model initialised from `gen`, fitted the recipe's way (its pooling,
+    fit and fine-tune config) to target, weight (n,) on ids, mask (n, t); groups (n,) keep an item
+    and its edits in one cross-validation fold. ``members = K >= 2`` fits a `RewardEnsemble` of K
+    bootstrap probes (needs a "probe" fit). The bar poolings read their bar tokens from `tok`."""
+    if members and (members < 2 or recipe.fit != "probe"):
+        raise ValueError(f"an ensemble needs a 'probe' recipe and at least 2 members; got members={members} "
+                         f"with fit {recipe.fit!r}")
+    bar_ids = bar_token_ids(tok) if recipe.pooling in BAR_POOLINGS else None
+    torch.manual_seed(seed)  # the head's initial weights: recipes do not depend on the order they run in
+    rm = (RewardEnsemble.from_generator(gen, recipe.pooling, members, bar_ids=bar_ids) if members
+          else RewardModel.from_generator(gen, pooling=recipe.pooling, bar_ids=bar_ids))
+    info: dict = {}
+    if recipe.fit in ("probe", "probe+finetune"):
+        probe = fit_ensemble if members else fit_head
+        res = probe(rm, ids, mask, target, weight, seed=seed, groups=groups, folds=folds)
+        info.update({"probe_l2": res["l2"], "cv_loss": res["cv_loss"]})
+    if recipe.fit in ("finetune", "probe+finetune"):
+        losses = train_reward_model(rm, ids, mask, target, weight, recipe.train, progress)
+        info.update({"final_loss": float(np.mean(losses[-10:])), "losses": losses})
+    return rm.eval(), info
+
+
+def train_recipe(store, generator, tokenizer, scores, recipe: Recipe, *, members: int = 0, seed: int = 0,
+                 progress: bool = False):
+    """(model, info): a reward model fitted the recipe's way (pooling, fit, fine-tune config) to a
+    rating store's Bradley-Terry `scores` (`fit_store`/`load_scores`), precision-weighted, items
+    longer than the generator's context left out, cross-validation folds grouped by root parent.
+    The recipe's pool settings do not apply (the store is the pool). `members` as in `fit_model`.
+    What ``gradopt train-reward --recipe NAME`` runs."""
+    from domains import context_length, encode_batch
+
+    from ._store import item_id
+    from ._workflow import _fits_context, training_rows
+
+    if recipe.targets != "bt":
+        raise ValueError(f"recipe targets {recipe.targets!r}: a store has only ratings, so its recipe must "
+                         "regress on Bradley-Terry scores (targets='bt')")
+    if scores is None:
+        raise ValueError("a recipe fit needs Bradley-Terry scores; run `gradopt fit-bt` first")
+    texts, targets, weights = training_rows(store, scores, keep=_fits_context(store, tokenizer,
+                                                                              context_length(generator)))
+    ids, mask = encode_batch(tokenizer, texts, generator)
+    roots = [store.root(item_id(t)) for t in texts]
+    with torch.random.fork_rng():  # the head's initial weights, without touching the caller's RNG
+        return fit_model(recipe, generator, tokenizer, ids, mask, targets, weights, roots, seed, members,
+                         folds=min(5, len(set(roots))), progress=progress)

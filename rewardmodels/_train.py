@@ -282,6 +282,70 @@ def check_probe_inputs(n: int, targets, weights, l2, groups) -> tuple[np.ndarray
     return y, w / w.mean(), grid
 
 
+QUERY_STEPS = 100  # Adam steps on the attention query (and head) in a probe fit
+QUERY_LR = 0.02  # their learning rate
+
+
+def fit_attention_query(model: RewardModel, ids: torch.Tensor, attention_mask: torch.Tensor, y: np.ndarray,
+                        w: np.ndarray, l2: float, sd: np.ndarray, steps: int = QUERY_STEPS,
+                        lr: float = QUERY_LR, batch_size: int = 64) -> list[float]:
+    """Train an "attention" model's query q, with a head, on the frozen backbone's hidden states.
+
+    Minimises the probe's objective jointly in q and the head (β, b), by full-batch Adam from the
+    ridge solution at the current q:  Σ_i w_i (y_i - b - z_i(q)ᵀβ)² + λ|β|²  over Σ_i w_i, with
+    z_i(q) = attention-pooled features of item i divided by `sd` (d,), y, w (n,) as in `fit_head`.
+    The hidden states are computed once (no gradient reaches the backbone). Sets `model.query`
+    (the head is left to the caller, who refits it in closed form at the new q). Returns the losses.
+    """
+    if model.pooling != "attention":
+        raise ValueError(f"fit_attention_query needs an 'attention' model, got pooling {model.pooling!r}")
+    was_training = model.training
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, ids.shape[0], batch_size):
+            m = attention_mask[i : i + batch_size]
+            t = int(m.sum(1).max())
+            h = model.transformer(input_ids=ids[i : i + batch_size, :t], attention_mask=m[:, :t]).last_hidden_state
+            chunks.append((h, m[:, :t]))
+    dtype = model.query.dtype
+    scale = torch.as_tensor(sd, dtype=dtype)
+    yt, wt = torch.as_tensor(y, dtype=dtype), torch.as_tensor(w, dtype=dtype)
+    with torch.no_grad():
+        Z = (torch.cat([model.pool_hidden(h, m) for h, m in chunks]) / scale).double().numpy()
+    beta0, b0 = _ridge(Z, y, w, l2)
+    beta = torch.nn.Parameter(torch.as_tensor(beta0, dtype=dtype))
+    bias = torch.nn.Parameter(torch.tensor(b0, dtype=dtype))
+    opt = torch.optim.Adam([model.query, beta, bias], lr=lr)
+    losses = []
+    for _ in range(steps):
+        z = torch.cat([model.pool_hidden(h, m) for h, m in chunks]) / scale  # (n, d)
+        loss = ((wt * (yt - bias - z @ beta) ** 2).sum() + l2 * (beta ** 2).sum()) / wt.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.query.grad = None
+    model.train(was_training)
+    return losses
+
+
+def probe_features(model: RewardModel, ids: torch.Tensor, attention_mask: torch.Tensor, y: np.ndarray,
+                   w: np.ndarray, grid: tuple[float, ...], folds: int, seed: int, groups=None,
+                   query_steps: int = QUERY_STEPS) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """(Z (n, d') standardised features, sd (d',), λ, {λ: cv loss}) of a probe fit: features of the
+    frozen backbone, λ by cross-validation (`choose_l2`). For "attention" pooling the query is then
+    trained (`fit_attention_query`, `query_steps` Adam steps at that λ) and the features recomputed
+    at the new query, so that the closed-form head that follows reads the attended vector."""
+    X = model.features(ids, attention_mask).double().numpy()  # (n, d')
+    Z, sd = standardise(X, w)
+    best, cv = choose_l2(Z, y, w, grid, folds, seed, groups)
+    if model.pooling == "attention" and query_steps:
+        fit_attention_query(model, ids, attention_mask, y, w, best, sd, query_steps)
+        Z = model.features(ids, attention_mask).double().numpy() / sd
+    return Z, sd, best, cv
+
+
 def fit_head(
     model: RewardModel,
     ids: torch.Tensor,
@@ -292,6 +356,7 @@ def fit_head(
     folds: int = 5,
     seed: int = 0,
     groups=None,
+    query_steps: int = QUERY_STEPS,
 ) -> dict:
     """Linear probe: set the head by weighted ridge regression on the frozen backbone's features.
 
@@ -304,12 +369,11 @@ def fit_head(
     folds while the item itself is held out; None = every item its own group. Features are
     standardised (scale folded back into the head), weights rescaled to mean 1. Re-calibrates on
     these items. NaN or infinite targets or weights raise a ValueError naming the items.
-    Returns {"l2": λ, "cv_loss": {λ: loss}}.
+    With "attention" pooling the query is trained too (`probe_features`, `query_steps`), the head
+    then refitted in closed form at the learned query. Returns {"l2": λ, "cv_loss": {λ: loss}}.
     """
     y, w, grid = check_probe_inputs(ids.shape[0], targets, weights, l2, groups)
-    X = model.features(ids, attention_mask).double().numpy()  # (n, d)
-    Z, sd = standardise(X, w)
-    best, cv = choose_l2(Z, y, w, grid, folds, seed, groups)
+    Z, sd, best, cv = probe_features(model, ids, attention_mask, y, w, grid, folds, seed, groups, query_steps)
     beta, b = _ridge(Z, y, w, best)
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(beta / sd, dtype=model.head.weight.dtype)[None])

@@ -277,3 +277,35 @@ def rm_id(text: str) -> str:
     from rewardmodels import item_id
 
     return item_id(text)
+
+
+def test_train_reward_recipe(store, tmp_path, generator_and_scores, capsys):
+    """--recipe fits the named recipe's way: practical_ending is a probe with per-bar pooling whose
+    bar tokens come from the generator's tokenizer; the saved model ranks the store as BT does."""
+    from rewardmodels import PRACTICAL_ENDING, RECIPES, load_reward_model
+
+    gen, tok = generator_and_scores
+    common = ["--store", str(store / "s"), "--generator", str(tmp_path / "gen"), "--scores", str(tmp_path / "sc.json")]
+    assert main(["train-reward", *common, "--recipe", "practical_ending", "--out", str(tmp_path / "end")]) == 0
+    assert "fitted recipe practical_ending (bars pooling, fit probe" in capsys.readouterr().out
+    model = load_reward_model(tmp_path / "end")
+    assert model.pooling == PRACTICAL_ENDING.pooling == "bars"
+    assert [tok.decode([i]) for i in model.bar_ids] == ["|"]
+    good, other, broken = _train_scores(tmp_path / "end", tok, gen)
+    assert good > other > broken
+    for name, w in gen.transformer.state_dict().items():  # a probe: the backbone is the generator's
+        assert torch.equal(model.transformer.state_dict()[name], w), name
+    # a fine-tune recipe, shortened by --steps
+    assert main(["train-reward", *common, "--recipe", "baseline", "--steps", "3", "--batch-size", "2",
+                 "--out", str(tmp_path / "base")]) == 0
+    assert "3 fine-tune steps" in capsys.readouterr().out
+    assert load_reward_model(tmp_path / "base").pooling == RECIPES["baseline"].pooling
+    # unknown recipe, and --recipe with a low-level flag: exit 2 with the reason, nothing written
+    assert main(["train-reward", *common, "--recipe", "nope", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown recipe 'nope'" in err and all(name in err for name in RECIPES)
+    assert main(["train-reward", *common, "--recipe", "practical", "--probe", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --probe" in capsys.readouterr().err
+    assert main(["train-reward", *common, "--recipe", "practical", "--pooling", "mean",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

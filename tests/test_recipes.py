@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import domains
-from rewardmodels import (BASELINE, PRACTICAL, PRACTICAL_BAR_AWARE, RECIPES, Recipe, RewardModel, SimulatedRater,
+from rewardmodels import (BASELINE, PRACTICAL, PRACTICAL_ATTENTION, PRACTICAL_BAR_AWARE, PRACTICAL_ENDING, RECIPES, Recipe, RewardModel, SimulatedRater,
                           fit_recipe, make_pool, root_groups, scale_recipe, simulate_comparisons)
 
 TINY = Recipe(corpus=8, samples=4, char_edited=3, pitch_variants=2, comparisons=3, pooling="mean", fit="probe")
@@ -22,10 +22,13 @@ def setup():
 
 
 def test_presets_are_the_named_recipes():
-    assert RECIPES == {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE}
+    assert RECIPES == {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
+                       "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION}
     assert BASELINE == Recipe()
     assert PRACTICAL.fit == "probe" and PRACTICAL.pitch_variants == 1 and PRACTICAL.char_edited == 0
     assert PRACTICAL_BAR_AWARE == dataclasses.replace(PRACTICAL, sampling="bar-aware")
+    assert PRACTICAL_ENDING == dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="bars")
+    assert PRACTICAL_ATTENTION == dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="attention")
 
 
 def test_recipe_refuses_bad_settings():

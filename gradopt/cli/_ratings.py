@@ -1,5 +1,5 @@
 """Subcommands for ratings and reward models: ratings add|import|export|stats, fit-bt, next-pairs,
-simulate-ratings, train-reward. Each is a thin shell over `rewardmodels` (and, for `ratings add`,
+simulate-ratings, train-reward (low-level flags or --recipe NAME). Each is a thin shell over `rewardmodels` (and, for `ratings add`,
 the domains' own loaders)."""
 
 from __future__ import annotations
@@ -149,6 +149,33 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _train_reward_recipe(args, store, generator, tokenizer, scores) -> int:
+    """train-reward --recipe NAME: the named recipe's pooling, fit and fine-tune config on the store."""
+    import dataclasses
+
+    import domains
+    import rewardmodels as rm
+
+    if args.recipe not in rm.RECIPES:
+        raise ValueError(f"unknown recipe {args.recipe!r}; choose from {', '.join(rm.RECIPES)}")
+    given = [flag for flag, on in (("--pairwise", args.pairwise), ("--probe", args.probe),
+                                   ("--pooling", args.pooling is not None), ("--ensemble", args.ensemble)) if on]
+    if given:
+        raise ValueError(f"--recipe sets the pooling and the fit; drop {', '.join(given)} (or drop --recipe)")
+    recipe = rm.RECIPES[args.recipe]
+    overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
+    recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, seed=args.seed, **overrides))
+    model, info = rm.train_recipe(store, generator, tokenizer, scores, recipe, seed=args.seed, progress=True)
+    model.save_pretrained(args.out)
+    domains.save_tokenizer(tokenizer, args.out)
+    done = [f"probe λ={info['probe_l2']:g}"] if "probe_l2" in info else []
+    if "losses" in info:
+        done.append(f"{len(info['losses'])} fine-tune steps, final loss {info['final_loss']:.4f}")
+    print(f"fitted recipe {args.recipe} ({recipe.pooling} pooling, fit {recipe.fit}: {'; '.join(done)}); "
+          f"saved to {args.out}")
+    return 0
+
+
 def cmd_train_reward(args) -> int:
     import domains
     import rewardmodels as rm
@@ -157,7 +184,12 @@ def cmd_train_reward(args) -> int:
     generator = domains.load_generator(args.generator)
     tokenizer = domains.load_tokenizer(args.generator)
     scores = rm.load_scores(args.scores, store)[0] if args.scores else None
-    cfg = rm.RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.recipe is not None:
+        return _train_reward_recipe(args, store, generator, tokenizer, scores)
+    args.pooling = args.pooling or "last"
+    unset = lambda value, default: default if value is None else value  # noqa: E731
+    cfg = rm.RewardTrainConfig(steps=unset(args.steps, 300), batch_size=unset(args.batch_size, 32),
+                               lr=unset(args.lr, 3e-4), seed=args.seed)
     model, losses = rm.train_from_store(store, generator, tokenizer, scores, pairwise=args.pairwise,
                                         kinds=_kinds(args.kinds), cfg=cfg, progress=True,
                                         pooling=args.pooling, probe=args.probe, members=args.ensemble)
@@ -287,17 +319,24 @@ def _register_simulate(subparsers) -> None:
 
 def _register_train_reward(subparsers) -> None:
     """`train-reward`: a reward model (regression on BT scores, pairwise, probe, ensemble) from a store."""
-    from rewardmodels import POOLINGS
+    from rewardmodels import BAR_POOLINGS, POOLINGS, RECIPES
 
     fmt = _FMT
     p = subparsers.add_parser("train-reward", help="train a reward model from a store", formatter_class=fmt,
                               description="Initialise from a generator and train by regression on Bradley-Terry "
-                                          "scores (default) or on raw pairs (--pairwise baseline).")
+                                          "scores (default) or on raw pairs (--pairwise baseline); or fit it "
+                                          "the way a named recipe does (--recipe).")
     p.add_argument("--store", required=True, help="rating store directory")
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer)")
     p.add_argument("--scores", help="scores JSON from fit-bt (required unless --pairwise)")
-    p.add_argument("--pooling", choices=list(POOLINGS), default="last",
-                   help="features the head reads: the EOS position's, the mean over all positions, or both")
+    p.add_argument("--recipe", metavar="NAME",
+                   help="take pooling, fit (probe / fine-tune / both) and fine-tune config from a named recipe "
+                        f"(rewardmodels.RECIPES: {', '.join(RECIPES)}; practical_ending reads each bar and the "
+                        "last bar apart); excludes --pairwise/--probe/--pooling/--ensemble, --steps/--batch-size/"
+                        "--lr override the recipe's fine-tune when given")
+    p.add_argument("--pooling", choices=[k for k in POOLINGS if k not in BAR_POOLINGS],
+                   help="features the head reads (unset: last): the EOS position's, the mean over all positions, "
+                        "both, or an attention-weighted mean; per-bar poolings come with --recipe")
     p.add_argument("--probe", action="store_true",
                    help="fit only the linear head in closed form on the frozen generator (ridge, λ by "
                         "cross-validation); with --pooling mean the best recipe in benchmarks/reward_fidelity.py")
@@ -307,9 +346,9 @@ def _register_train_reward(subparsers) -> None:
     p.add_argument("--out", required=True, help="directory to save the reward model and tokenizer")
     p.add_argument("--pairwise", action="store_true", help="train the pairwise baseline instead")
     p.add_argument("--kinds", default="human,auto,simulated", help="comparison kinds for --pairwise")
-    p.add_argument("--steps", type=int, default=300, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per step")
-    p.add_argument("--lr", type=float, default=3e-4, help="learning rate")
+    p.add_argument("--steps", type=int, help="optimizer steps (unset: 300, or the recipe's)")
+    p.add_argument("--batch-size", type=int, help="sequences per step (unset: 32, or the recipe's)")
+    p.add_argument("--lr", type=float, help="learning rate (unset: 3e-4, or the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=cmd_train_reward)
 
