@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config
 
-from ._model import CONFIG_NAME, RewardModel
+from ._model import CONFIG_NAME, RewardModel, reward_config
 from ._train import DEFAULT_L2, _ridge, check_probe_inputs, probe_features
 
 
@@ -194,7 +194,6 @@ def fit_ensemble(model: RewardEnsemble, ids: torch.Tensor, attention_mask: torch
 def load_reward_model(directory: str | Path) -> RewardModel:
     """A `RewardModel` or `RewardEnsemble` written by `save_pretrained`, whichever the directory holds."""
     path = Path(directory)
-    cfg_path = path / CONFIG_NAME
-    if cfg_path.exists() and "members" in json.loads(cfg_path.read_text()).get("gradopt_reward_model", {}):
+    if (path / CONFIG_NAME).exists() and "members" in reward_config(path)["gradopt_reward_model"]:
         return RewardEnsemble.from_pretrained(path)
     return RewardModel.from_pretrained(path)

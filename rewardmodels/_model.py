@@ -88,6 +88,22 @@ def bar_pool(h: torch.Tensor, mask: torch.Tensor, closes: torch.Tensor) -> torch
     return torch.cat([over_bars, last, first], -1)
 
 
+def reward_config(directory: str | Path) -> dict:
+    """The config.json of a reward-model directory, checked: a JSON object whose
+    "gradopt_reward_model" marker is an object (else a ValueError naming the file)."""
+    from domains import read_json_object
+
+    path = Path(directory) / CONFIG_NAME
+    cfg = read_json_object(path, what="reward model config",
+                           hint="train the reward model again with `gradopt train-reward`")
+    if "gradopt_reward_model" not in cfg:
+        raise ValueError(f"{Path(directory)} holds a model that is not a gradopt reward model (a generator?)")
+    if not isinstance(cfg["gradopt_reward_model"], dict):
+        raise ValueError(f"{path}: its 'gradopt_reward_model' entry is not an object (written by an older version?); "
+                         "train the reward model again with `gradopt train-reward`")
+    return cfg
+
+
 class RewardModel(nn.Module):
     """GPT-2 backbone + linear head scoring whole sequences; `pooling` in `POOLINGS`."""
 
@@ -318,9 +334,7 @@ class RewardModel(nn.Module):
         path = Path(directory)
         if not (path / CONFIG_NAME).exists() or not (path / WEIGHTS_NAME).exists():
             raise FileNotFoundError(f"no reward model in {path}; train one with `gradopt train-reward`")
-        cfg = json.loads((path / CONFIG_NAME).read_text())
-        if "gradopt_reward_model" not in cfg:
-            raise ValueError(f"{path} holds a model that is not a gradopt reward model (a generator?)")
+        cfg = reward_config(path)
         marker = cfg.pop("gradopt_reward_model")
         model = cls._from_marker(GPT2Config.from_dict(cfg), marker)
         state = load_file(str(path / WEIGHTS_NAME))

@@ -179,8 +179,11 @@ def train_from_store(store: RatingStore, generator, tokenizer, scores: Scores | 
                          + ("" if probe else " without --probe"))
     with torch.random.fork_rng():  # the head's initial weights, without touching the caller's RNG
         torch.manual_seed(cfg.seed)
-        model = (RewardEnsemble.from_generator(generator, pooling, members) if members
-                 else RewardModel.from_generator(generator, pooling=pooling))
+        from ._model import BAR_POOLINGS, bar_token_ids
+
+        bar_ids = bar_token_ids(tokenizer) if pooling in BAR_POOLINGS else None  # the bar poolings read bar lines
+        model = (RewardEnsemble.from_generator(generator, pooling, members, bar_ids=bar_ids) if members
+                 else RewardModel.from_generator(generator, pooling=pooling, bar_ids=bar_ids))
     fits = _fits_context(store, tokenizer, context_length(generator))
     if pairwise:
         wins, ties = store.pairs(kinds)

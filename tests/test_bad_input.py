@@ -237,14 +237,10 @@ BAD_MODELS = [  # a missing, incomplete or wrong model directory
     Case("optimize/no-reward-dir", [*OPTIMIZE, "--generator", "{w}/gen", "--reward", "{w}/nowhere"],
          lambda w: None, "nowhere", absent=("out.abc",)),
     Case("optimize/garbage-reward-config", [*OPTIMIZE, *MODELS], write("rm/config.json", "{not json"),
-         "rm/config.json", absent=("out.abc",),
-         marks=(pytest.mark.xfail(strict=True, reason="rewardmodels/_model.py and _ensemble.py parse config.json "
-                                                      "without naming it"),)),
+         "rm/config.json", absent=("out.abc",)),
     Case("optimize/old-reward-marker-not-an-object", [*OPTIMIZE, *MODELS],
          edit_json("rm/config.json", lambda d: {**d, "gradopt_reward_model": 1}), "rm/config.json",
-         absent=("out.abc",),
-         marks=(pytest.mark.xfail(strict=True, reason="RewardModel.from_pretrained reads the marker without "
-                                                      "checking it is an object"),)),
+         absent=("out.abc",)),
     Case("harvest/generator-as-reward",
          ["harvest", "--store", "{w}/store", "--in", "{w}/in.abc", "--generator", "{w}/gen", "--reward", "{w}/gen",
           *FAST], lambda w: None, "gen", says=("not a gradopt reward model",)),

@@ -197,3 +197,20 @@ def test_probe_trains_the_attention_query():
     ens = RewardEnsemble(_config(), "attention", members=3).eval()
     fit_ensemble(ens, ids, mask, y, l2=1.0)
     assert ens.query.abs().sum() > 0
+
+
+@pytest.mark.parametrize("members", [0, 3])
+def test_train_from_store_gives_bar_poolings_their_bar_ids(tmp_path, members):
+    """The store-level trainer builds bar-pooled models (single and ensemble) with the tokenizer's
+    bar-line ids; without them the bar poolings cannot be built at all."""
+    import domains
+    import rewardmodels as rm
+    from ascent_doubles import TEXTS, save_tiny_models
+
+    tok = domains.build_char_tokenizer(TEXTS)
+    gen = save_tiny_models(tmp_path, tok, 64)
+    store = rm.RatingStore(tmp_path / "store")
+    items = store.add_items(TEXTS + ["X:3\nM:4/4\nK:G\nGABc|dedB|\n"], origin="corpus")
+    rm.rate_pairs(store, [(items[0].id, items[1].id), (items[1].id, items[2].id)], rm.SimulatedRater())
+    model, _ = rm.train_from_store(store, gen, tok, rm.fit_store(store), probe=True, pooling="bars", members=members)
+    assert model.pooling == "bars" and list(model.bar_ids) == rm.bar_token_ids(tok)

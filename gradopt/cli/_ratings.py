@@ -319,7 +319,7 @@ def _register_simulate(subparsers) -> None:
 
 def _register_train_reward(subparsers) -> None:
     """`train-reward`: a reward model (regression on BT scores, pairwise, probe, ensemble) from a store."""
-    from rewardmodels import BAR_POOLINGS, POOLINGS, RECIPES
+    from rewardmodels import POOLINGS, RECIPES
 
     fmt = _FMT
     p = subparsers.add_parser("train-reward", help="train a reward model from a store", formatter_class=fmt,
@@ -334,9 +334,9 @@ def _register_train_reward(subparsers) -> None:
                         f"(rewardmodels.RECIPES: {', '.join(RECIPES)}; practical_ending reads each bar and the "
                         "last bar apart); excludes --pairwise/--probe/--pooling/--ensemble, --steps/--batch-size/"
                         "--lr override the recipe's fine-tune when given")
-    p.add_argument("--pooling", choices=[k for k in POOLINGS if k not in BAR_POOLINGS],
+    p.add_argument("--pooling", choices=list(POOLINGS),
                    help="features the head reads (unset: last): the EOS position's, the mean over all positions, "
-                        "both, or an attention-weighted mean; per-bar poolings come with --recipe")
+                        "both, an attention-weighted mean, or per bar (bars: mean over bars, last bar, first bar)")
     p.add_argument("--probe", action="store_true",
                    help="fit only the linear head in closed form on the frozen generator (ridge, λ by "
                         "cross-validation); with --pooling mean the best recipe in benchmarks/reward_fidelity.py")
