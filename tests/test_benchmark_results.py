@@ -27,7 +27,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT / "benchmarks"))
+# Appended, not prepended: benchmarks/distill.py must not shadow the distill package in later tests.
+sys.path.append(str(ROOT / "benchmarks"))
 
 FIGURE = re.compile(r"^([+-]?\d+(?:\.\d+)?)(%|x)?$")
 NUMBER = re.compile(r"(?<![\w./])[+-]?\d+\.\d+(?![\w.])|(?<![\w./])\d+%")
