@@ -1,7 +1,8 @@
 """gradopt: improve sequences by gradient ascent through a learned reward model.
 
 The ascent engine: relaxations (`_relax`), objective terms (`_objective`), projections
-(`_projection`), the exact-swap polish (`_polish`), first-order edit estimates (`_first_order`), the optimizer adapter (`_optim`), frozen-position
+(`_projection`), the exact-swap polish (`_polish`), first-order edit estimates (`_first_order`),
+gradient-informed samplers (`_gwg`: Gibbs-with-gradients, discrete Langevin), the optimizer adapter (`_optim`), frozen-position
 masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
 edits (`_edits`), exact search over domain-proposed whole sequences (`_moves`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
 likely reward-model blind spots (`_harvest`), the do-no-harm guard on what it returns (`_trust`), and the
@@ -14,6 +15,7 @@ from ._baselines import Snapshot, best_of_n, exact_scores, hill_climb, memo_vali
 from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
 from ._first_order import Agreement, Sites, edit_sites, exact_deltas, first_order_deltas, rank_agreement
 from ._edits import EDITS, NOTE_LETTERS, edit_masks, note_letters, pitch_edits
+from ._gwg import GWGConfig, SamplerRun, gibbs_with_gradients, run_sampler
 from ._harvest import HarvestConfig, Suspect, harvest, queue_order, suspect_reasons
 from ._moves import MoveConfig, MoveResult, apply_moves, keep_bars, move_search, score_texts
 from ._masks import bar_of_chars, freeze_bars, freeze_positions, freeze_prefix, freeze_special, parse_bars
@@ -68,6 +70,7 @@ __all__ = [
     "build_reward_model", "harvest_round", "header_frozen_masks",
     "Snapshot", "best_of_n", "exact_scores", "hill_climb", "memo_validate",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
+    "GWGConfig", "SamplerRun", "gibbs_with_gradients", "run_sampler",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",
     "TrustConfig", "edit_budget", "gain_stats", "member_scores", "verdict",
