@@ -167,3 +167,33 @@ def test_validate_keeps_a_valid_start_valid_and_bad_configs_raise():
                 {"acceptance": "always"}, {"steps": -1}):
         with pytest.raises(ValueError, match="GWGConfig"):
             GWGConfig(**bad)
+
+
+def test_the_engine_polish_runs_the_sampler_when_asked_and_keeps_frozen_positions():
+    from gradopt import AscentConfig, PolishConfig, optimize
+
+    tok, gen, _ = tiny_setup()
+    rm = LinearReward(len(tok), seed=2)
+    w = ObjectiveWeights(lm_weight=0.0)
+    ids = encode(tok, [TEXTS[0][:10], TEXTS[1][:7]])
+    freeze = torch.zeros(2, len(ids[0]), dtype=torch.bool)
+    freeze[:, 2] = True
+    sites = edit_sites(ids, rm, gen, w, freeze, tokenizer=tok)
+    per_token = (rm.emb @ rm.w).detach()
+    optimum = torch.where(sites.free, per_token.masked_fill(~sites.allowed, -torch.inf).argmax(-1), sites.ids)
+    n_free = int(sites.free.sum(-1).max())
+    # one gradient-ranked swap per gcg round at a random position: it cannot reach the optimum in n_free rounds
+    polish = PolishConfig(rounds=n_free, top_k=1, candidates=1, combine=1, proposal="gwg",
+                          sampler=GWGConfig(acceptance="greedy", temperature=1e-4))
+    res = optimize(ids, rm, gen, AscentConfig(steps=0, objective=w, polish=polish, trust=None), tokenizer=tok,
+                   freeze=freeze)
+    for r, row in enumerate(res.rows):
+        assert row.tokens == optimum[r, : len(ids[r])].tolist()
+        assert row.tokens[2] == ids[r][2]
+        assert row.objective_after == pytest.approx(float(rm.score(optimum[r:r + 1], sites.mask[r:r + 1]).detach()))
+    with pytest.raises(ValueError, match="proposal"):
+        PolishConfig(proposal="langevin")
+    mh = optimize(ids, rm, gen, AscentConfig(steps=0, objective=w, trust=None, polish=PolishConfig(
+        rounds=3, proposal="dlp", sampler=GWGConfig(temperature=0.5))), tokenizer=tok, freeze=freeze)
+    assert all(row.objective_after >= row.objective_before for row in mh.rows)
+    assert all(row.tokens[2] == ids[r][2] for r, row in enumerate(mh.rows))
