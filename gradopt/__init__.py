@@ -2,8 +2,8 @@
 
 The ascent engine: relaxations (`_relax`), objective terms (`_objective`), projections
 (`_projection`), the exact-swap polish (`_polish`), first-order edit estimates (`_first_order`),
-gradient-informed samplers (`_gwg`: Gibbs-with-gradients, discrete Langevin), the optimizer adapter (`_optim`), frozen-position
-masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
+gradient-informed samplers (`_gwg`: Gibbs-with-gradients, discrete Langevin), the optimizer adapter
+(`_optim`), frozen-position masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
 edits (`_edits`), exact search over domain-proposed whole sequences (`_moves`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
 likely reward-model blind spots (`_harvest`), the do-no-harm guard on what it returns (`_trust`), and the
 best-of-N and hill-climbing baselines it is measured against (`_baselines`); a reward-model

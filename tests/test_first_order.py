@@ -40,7 +40,8 @@ def test_first_order_is_exact_when_the_objective_is_linear_in_the_one_hots(linea
     tok, gen, rm = linear
     w = ObjectiveWeights(lm_weight=0.0)
     # distinct tokens per row: no two edits change J by exactly the same amount (ties rank arbitrarily)
-    body = [i for i in range(len(tok)) if i not in {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}]
+    specials = {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}
+    body = [i for i in range(len(tok)) if i not in specials]
     ids = [[tok.bos_token_id, *body[:10], tok.eos_token_id], [tok.bos_token_id, *body[-7:], tok.eos_token_id]]
     est = first_order_deltas(ids, rm, gen, w, tokenizer=tok)
     agree = rank_agreement(ids, rm, gen, w, max_exact=None, tokenizer=tok)
@@ -85,7 +86,8 @@ def test_exact_delta_of_the_current_token_is_zero_and_of_an_edit_matches_a_resco
     from gradopt import discrete_terms
     edited = sites.ids.clone()
     edited[1, 4] = other
-    j = [discrete_terms(rm, gen, x, sites.mask, sites.start, sites.free, w)[0].total(w, 1.0) for x in (sites.ids, edited)]
+    j = [discrete_terms(rm, gen, x, sites.mask, sites.start, sites.free, w)[0].total(w, 1.0)
+         for x in (sites.ids, edited)]
     assert float(d[2]) == pytest.approx(float(j[1][1] - j[0][1]), abs=1e-12)
 
 
