@@ -1,8 +1,9 @@
 """gradopt: improve sequences by gradient ascent through a learned reward model.
 
 The ascent engine: relaxations (`_relax`), objective terms (`_objective`), projections
-(`_projection`), the exact-swap polish (`_polish`), the optimizer adapter (`_optim`), frozen-position
-masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
+(`_projection`), the exact-swap polish (`_polish`), first-order edit estimates (`_first_order`),
+gradient-informed samplers (`_gwg`: Gibbs-with-gradients, discrete Langevin), the optimizer adapter
+(`_optim`), frozen-position masks (`_masks`), per-position allowed tokens for edit kinds such as rhythm-preserving ABC pitch
 edits (`_edits`), exact search over domain-proposed whole sequences (`_moves`), start sequences (`_starts`), the batched driver (`_ascent`) and harvesting of
 likely reward-model blind spots (`_harvest`), the do-no-harm guard on what it returns (`_trust`), and the
 best-of-N and hill-climbing baselines it is measured against (`_baselines`); a reward-model
@@ -26,7 +27,9 @@ from ._corpus_job import (
     summarise,
 )
 from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
+from ._first_order import Agreement, Sites, edit_sites, exact_deltas, first_order_deltas, rank_agreement
 from ._edits import EDITS, NOTE_LETTERS, edit_masks, note_letters, pitch_edits
+from ._gwg import GWGConfig, SamplerRun, gibbs_with_gradients, run_sampler
 from ._harvest import HarvestConfig, Suspect, harvest, queue_order, suspect_reasons
 from ._moves import MoveConfig, MoveResult, apply_moves, keep_bars, move_search, score_texts
 from ._masks import bar_of_chars, freeze_bars, freeze_positions, freeze_prefix, freeze_special, parse_bars
@@ -67,6 +70,7 @@ from ._trust import TrustConfig, edit_budget, gain_stats, member_scores, verdict
 
 __all__ = [
     "AscentConfig", "allowed_per_position", "optimize", "pad_batch", "row_seed",
+    "Agreement", "Sites", "edit_sites", "exact_deltas", "first_order_deltas", "rank_agreement",
     "EDITS", "NOTE_LETTERS", "edit_masks", "note_letters", "pitch_edits",
     "MoveConfig", "MoveResult", "apply_moves", "keep_bars", "move_search", "score_texts",
     "bar_of_chars", "freeze_bars", "freeze_positions", "freeze_prefix", "freeze_special", "parse_bars",
@@ -82,6 +86,7 @@ __all__ = [
     "CORPUS_DOMAINS", "CorpusDomain", "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "improve_shard",
     "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
+    "GWGConfig", "SamplerRun", "gibbs_with_gradients", "run_sampler",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",
     "TrustConfig", "edit_budget", "gain_stats", "member_scores", "verdict",

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from domains import pad_ids
 
+from ._gwg import run_sampler
 from ._models import frozen_models, model_context, special_ids, vocab_check
 from ._objective import ObjectiveWeights, Terms, discrete_terms, relaxed_terms, shared_backbone, smoothed_start
 from ._optim import Adam
@@ -450,12 +451,15 @@ def _ascend(batch: _Batch, scorer: _Scorer, best: _Best, cfg: AscentConfig, prog
 
 
 def _polish_rows(batch: _Batch, scorer: _Scorer, best: _Best, cfg: AscentConfig) -> None:
-    """Exact single-token swaps from each active row's best sequence (see `_polish`)."""
+    """Exact single-token swaps (or a gradient-informed sampler, `cfg.polish.proposal`) from each
+    active row's best sequence (see `_polish`, `_gwg`)."""
     w, v, dtype = cfg.objective, batch.v, batch.dtype
+    sampling = cfg.polish.proposal != "gcg"
+    frac = 0.0 if sampling else 1.0  # samplers: no entropy term, 0 at every vertex but not its gradient
 
     def grad_fn(ids):
         x = F.one_hot(ids, v).to(dtype).requires_grad_(True)
-        tot = scorer.relaxed(Relaxed(probs=x)).total(w, 1.0)
+        tot = scorer.relaxed(Relaxed(probs=x)).total(w, frac)
         (gx,) = torch.autograd.grad(torch.where(torch.isfinite(tot), tot, 0.0).sum(), x)
         return torch.nan_to_num(gx, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -464,6 +468,12 @@ def _polish_rows(batch: _Batch, scorer: _Scorer, best: _Best, cfg: AscentConfig)
         return torch.cat(out)
 
     val = torch.where(best.active, best.val, torch.full_like(best.val, -torch.inf))
+    if sampling:
+        run = run_sampler(best.ids.clone(), val, batch.free, batch.allowed, grad_fn, score_fn, best.accept,
+                          cfg.polish.sampler_config(), batch.gens)
+        best.ids, best.val = run.ids, run.value
+        scorer.count(run.exact_evals + run.grad_evals)
+        return
     best.ids, best.val, n = polish(best.ids.clone(), val, batch.free, batch.allowed, grad_fn, score_fn,
                                    best.accept, cfg.polish, batch.gens)
     scorer.count(n + batch.B * cfg.polish.rounds)

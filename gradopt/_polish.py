@@ -9,14 +9,21 @@ the best one replaces the row's sequence if it beats it (Zou et al. 2023). With 
 the round also merges the row's best improving swaps at up to m distinct positions into one
 candidate and scores it exactly (one more sequence per row): when the merged sequence beats the
 best single swap it is kept instead, so a round can make several verified edits.
+
+``proposal="gwg"`` or ``"dlp"`` replaces the swap rounds by as many steps of a gradient-informed
+sampler (`_gwg`: Gibbs-with-gradients, discrete Langevin) with the settings of `sampler`, each step
+one proposal per row scored exactly; the engine runs it (`_gwg.run_sampler`) with the same
+gradient, exact score and veto.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
+
+from ._gwg import GWGConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,10 +34,21 @@ class PolishConfig:
     top_k: int = 8  # tokens proposed per position by the gradient
     candidates: int = 16  # candidates scored exactly per row and round
     combine: int = 4  # merge up to this many improving swaps per round into one more candidate; 1 = off
+    proposal: str = "gcg"  # "gcg" (the swap rounds above) | "gwg" | "dlp" (`rounds` sampler steps, `_gwg`)
+    sampler: GWGConfig = field(default_factory=GWGConfig)  # gwg/dlp: sites, temperature, step size, acceptance
 
     def __post_init__(self) -> None:
         if self.rounds < 0 or self.top_k <= 0 or self.candidates <= 0 or self.combine <= 0:
             raise ValueError(f"rounds must be >= 0 and top_k, candidates, combine > 0: {self}")
+        if self.proposal not in ("gcg", "gwg", "dlp"):
+            raise ValueError(f"PolishConfig.proposal must be 'gcg', 'gwg' or 'dlp', got {self.proposal!r}")
+        if not isinstance(self.sampler, GWGConfig):
+            raise ValueError(f"PolishConfig.sampler must be a GWGConfig, got {type(self.sampler).__name__}")
+
+    def sampler_config(self) -> GWGConfig:
+        """The sampler run by proposal "gwg"/"dlp": `sampler` with `rounds` steps and this proposal
+        (its own `steps`, `proposal` and `seed` are for `gibbs_with_gradients`; the engine seeds it)."""
+        return replace(self.sampler, steps=self.rounds, proposal=self.proposal)
 
 
 def propose_swaps(
