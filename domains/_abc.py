@@ -86,6 +86,7 @@ class ABCDomain:
     edit_kinds = EDIT_KINDS  # token masks of `domains.token_edits` (rhythm/bars freeze every token)
     move_kinds = tuple(MOVES)  # kinds with whole-tune moves (`domains.abc_moves`)
     has_bars = True
+    suffixes = (".abc",)
 
     def __init__(self, collections: Sequence[str] = FIDDLE, normalise: NormaliseConfig = NormaliseConfig()):
         self.collections = tuple(collections)

@@ -29,6 +29,7 @@ class MIDIDomain(FreeTokenEdits):
     """
 
     name = "midi"
+    suffixes = (".mid", ".midi")
 
     def __init__(
         self,

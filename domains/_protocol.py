@@ -4,7 +4,8 @@ Besides corpus, tokenizer, decode, validity and rendering, a domain offers the h
 need, so the command line and the engine never branch on a domain's name:
 
 - `read(path)` / `write(texts, path)`: a user's pieces in and out, in the domain's own files
-  (an ``.abc`` file; a ``.mid`` folder; a text file with one piece per line);
+  (an ``.abc`` file; a ``.mid`` folder; a text file with one piece per line), whose `suffixes`
+  say which files of a folder are pieces;
 - `title(text)`: a short label for tables;
 - the edit space: `edit_kinds` (token masks, `token_edits`), `move_kinds` (whole-piece moves,
   `moves`) and `has_bars` (header lines and bar lines that ``--freeze`` can name);
@@ -48,6 +49,7 @@ class Domain(Protocol):
     edit_kinds: tuple[str, ...]  # token edit kinds `token_edits` knows; "any" (every token free) always
     move_kinds: tuple[str, ...]  # edit kinds that come with whole-piece moves (`moves`); () for none
     has_bars: bool  # header lines and "|" bar lines: bars can be frozen by number, the header kept
+    suffixes: tuple[str, ...]  # file suffixes `read` takes from a folder (lower case); the first names `write`'s file
 
     def corpus(self) -> list[Piece]:
         """The default training corpus, normalised and deduplicated."""

@@ -144,6 +144,7 @@ class TextDomain(FreeTokenEdits):
     """
 
     name = "text"
+    suffixes = (".txt",)
 
     def __init__(self, path: str | Path | None = None, cfg: TextConfig = TextConfig()):
         self.path = None if path is None else Path(path).expanduser()

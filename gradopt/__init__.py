@@ -13,13 +13,12 @@ recipe run with its harvest rounds (`_recipes`).
 from ._ascent import AscentConfig, allowed_per_position, optimize, pad_batch, row_seed
 from ._baselines import Snapshot, best_of_n, exact_scores, hill_climb, memo_validate
 from ._corpus_job import (
-    CORPUS_DOMAINS,
-    CorpusDomain,
     CorpusJobConfig,
     ModelsSpec,
     Shard,
     atomic_write,
     improve_shard,
+    job_domain,
     plan_shards,
     read_corpus,
     read_shard,
@@ -83,11 +82,17 @@ __all__ = [
     "AscentResult", "RowResult", "project_entropy", "project_simplex", "tsallis2_entropy",
     "build_reward_model", "harvest_round", "header_frozen_masks",
     "Snapshot", "best_of_n", "exact_scores", "hill_climb", "memo_validate",
-    "CORPUS_DOMAINS", "CorpusDomain", "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "improve_shard",
-    "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
+    "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "improve_shard", "job_domain", "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
     "GWGConfig", "SamplerRun", "gibbs_with_gradients", "run_sampler",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",
     "TrustConfig", "edit_budget", "gain_stats", "member_scores", "verdict",
 ]
+
+from domains import DOMAIN_NAMES as _DOMAIN_NAMES  # noqa: E402
+from domains._deprecation import deprecated_aliases  # noqa: E402
+
+# the corpus job's old registry of domains: its keys (domain names) are what `read_corpus` and
+# `CorpusJobConfig.domain` take now, built by `job_domain` through the `domains.Domain` hooks
+__getattr__ = deprecated_aliases(__name__, {"CORPUS_DOMAINS": ("job_domain", {n: n for n in _DOMAIN_NAMES})})

@@ -20,8 +20,10 @@ key (config + models + the shard's pieces) matches the manifest, and refuses whe
 models or inputs changed. The improved pieces are assembled in input order into one output file;
 a piece the do-no-harm guard (`TrustConfig`) did not trust is written exactly as it was read.
 
-Domains plug in through `CorpusDomain` (how to read, validate, mask, move and rate pieces);
-`CORPUS_DOMAINS["abc"]` is the one shipped.
+Pieces are read, validated, masked, moved and written through the generator's `domains.Domain`
+hooks (`job_domain`: the config's domain, else the one the generator directory records, else ABC),
+so ABC tunes, and text with one piece per line, run the same job; the simulated rater's utility
+(summary gains) exists for ABC only.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ import math
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
+
+from domains import DOMAIN_NAMES
 
 from ._ascent import AscentConfig, row_seed
 from ._moves import MoveConfig
@@ -45,57 +49,8 @@ SUMMARY = "summary.json"
 FORMAT = 1  # version of the manifest and shard files
 
 
-@dataclass(frozen=True)
-class CorpusDomain:
-    """What a corpus job needs to know about a kind of piece (ABC is the one shipped)."""
-
-    name: str
-    suffix: str  # the files a folder input is made of, and the output file's suffix
-    read: Callable[[Path, Path], list[str]]  # (file, generator dir) -> its pieces, normalised as the generator's corpus
-    validate: Callable[[str], object] | None  # text -> truthy if usable; None = no check
-    masks: Callable  # (ids (b,t), tokenizer, edit_header) -> (freeze (b,t) | None, allowed (b,t,v) | None)
-    propose: Callable | None  # (text, edit_header) -> whole-piece moves, or None: no move search
-    utility: Callable[[list[str]], list[float]] | None  # the simulated rater's utility, or None
-
-
-def _abc_read(path: Path, generator_dir: Path) -> list[str]:
-    import domains
-
-    return domains.load_abc_file(path, domains.load_normalisation(generator_dir))
-
-
-def _abc_masks(ids, tok, edit_header: bool):
-    from ._masks import freeze_bars
-
-    return (None if edit_header else freeze_bars(ids, tok, "header")), None
-
-
-def _abc_propose(text: str, edit_header: bool) -> list[str]:
-    import domains
-
-    from ._masks import parse_bars
-    from ._moves import keep_bars
-
-    propose = lambda t: domains.abc_moves(t, "any")  # noqa: E731
-    return (propose if edit_header else keep_bars(propose, parse_bars("header")))(text)
-
-
-def _abc_utility(texts: list[str]) -> list[float]:
-    from rewardmodels import SimulatedRater
-
-    return [float(u) for u in SimulatedRater(seed=0).utility(list(texts))]
-
-
-def _abc_validate(text: str):
-    from domains import validate_abc
-
-    return validate_abc(text)
-
-
-CORPUS_DOMAINS: dict[str, CorpusDomain] = {
-    "abc": CorpusDomain(name="abc", suffix=".abc", read=_abc_read, validate=_abc_validate, masks=_abc_masks,
-                        propose=_abc_propose, utility=_abc_utility),
-}
+_SIMULATED_DOMAINS = ("abc",)  # the simulated rater reads ABC music; other domains get no utility
+_ONE_FILE_DOMAINS = ("abc", "text")  # domains whose `write` makes one file (MIDI writes a folder: unsupported)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,14 +62,15 @@ class CorpusJobConfig:
     shard_size: int = 50  # pieces per shard: the unit of work, of output files and of resumption
     batch_size: int = 16  # pieces per `optimize` call inside a shard
     edit_header: bool = False  # let the ascent change header lines (ABC: T:, M:, K: ...)
-    domain: str = "abc"  # key of CORPUS_DOMAINS
-    utility: bool = True  # rate inputs and outputs with the domain's simulated rater (summary gains)
+    domain: str | None = None  # "abc" or "text"; None = the generator's (its domain.json, else abc)
+    utility: bool = True  # rate inputs and outputs with the simulated rater (summary gains; ABC only)
 
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.batch_size < 1:
             raise ValueError(f"shard_size and batch_size must be >= 1, got {self.shard_size}, {self.batch_size}")
-        if self.domain not in CORPUS_DOMAINS:
-            raise ValueError(f"unknown domain {self.domain!r}; known: {sorted(CORPUS_DOMAINS)}")
+        if self.domain is not None and self.domain not in DOMAIN_NAMES:
+            raise ValueError(f"unknown domain {self.domain!r}; choose from {', '.join(DOMAIN_NAMES)} "
+                             "(or None: the generator's)")
         if " at 0x" in repr(self):
             raise ValueError("the config holds an object without a stable repr; its hash would change every run")
 
@@ -161,24 +117,62 @@ def dir_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def input_files(inputs: str | Path, domain: CorpusDomain) -> list[Path]:
-    """The files of `inputs`: itself, or a folder's `*<suffix>` files (recursively, sorted by path)."""
+def job_domain(generator_dir: str | Path, name: str | None = None):
+    """The `domains.Domain` a job on the generator in `generator_dir` reads and writes pieces with:
+    `name` if given, else the domain its ``domain.json`` records (`train-generator` writes it), else
+    ABC; ABC tunes are normalised like the generator's corpus (`load_normalisation`). A `name` that
+    contradicts the recorded one is refused, and so is a domain whose pieces are not one file."""
+    import domains
+
+    saved = domains.load_domain_name(generator_dir)
+    if name is not None and saved is not None and name != saved:
+        raise ValueError(f"domain {name!r}: the generator in {generator_dir} was trained on {saved} pieces "
+                         f"({domains.DOMAIN_FILE}); leave the domain out or choose {saved!r}")
+    name = name or saved or "abc"
+    if name not in _ONE_FILE_DOMAINS:
+        raise ValueError(f"improve-corpus writes the improved pieces to one file, and the {name} domain writes "
+                         f"one file per piece; improve-corpus supports {', '.join(_ONE_FILE_DOMAINS)}. Improve "
+                         f"{name} pieces with `gradopt optimize --in FOLDER --out FOLDER`")
+    return domains.domain_from_name(name, normalise=domains.load_normalisation(generator_dir))
+
+
+@lru_cache(maxsize=2)
+def _job_domain(generator_dir: str, name: str):
+    """`job_domain`, built once per worker process."""
+    return job_domain(generator_dir, name)
+
+
+def input_files(inputs: str | Path, domain) -> list[Path]:
+    """The files of `inputs`: itself, or the folder's files with one of the domain's `suffixes`
+    (recursively, sorted by path)."""
     inputs = Path(inputs)
     if not inputs.exists():
         raise FileNotFoundError(f"input {inputs} does not exist")
     if inputs.is_file():
         return [inputs]
-    files = sorted(p for p in inputs.rglob(f"*{domain.suffix}") if p.is_file())
+    files = sorted(p for p in inputs.rglob("*") if p.suffix.lower() in domain.suffixes and p.is_file())
     if not files:
-        raise ValueError(f"input folder {inputs} holds no {domain.suffix} file")
+        raise ValueError(f"input folder {inputs} holds no {' or '.join(domain.suffixes)} file of {domain.name} pieces")
     return files
 
 
-def read_corpus(files: Sequence[Path], domain: CorpusDomain, generator_dir: Path) -> tuple[list[str], list[str]]:
-    """(texts, sources) of every piece of `files` in order; sources are "file#k" (k from 1)."""
+def read_corpus(files: Sequence[Path], domain, generator_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
+    """(texts, sources) of every piece of `files` in order, read by `domain.read` (a `domains.Domain`,
+    or a domain name built for the generator in `generator_dir` by `job_domain`); sources are
+    "file#k" (k from 1). Pieces a domain skips (an ABC tune without notes, an invalid text line) are
+    named in a warning, so the output's pieces are the ones read."""
+    if isinstance(domain, str):
+        if generator_dir is None:
+            raise ValueError(f"read_corpus: the domain name {domain!r} needs the generator_dir it is built for")
+        domain = job_domain(generator_dir, domain)
     texts, sources = [], []
     for f in files:
-        pieces = domain.read(f, generator_dir)
+        pieces = [p.text for p in domain.read(f)]
+        skipped = dict(getattr(getattr(domain, "report", None), "skipped", {}) or {})
+        if skipped:
+            warnings.warn(f"{f}: skipped {sum(skipped.values())} piece(s) the {domain.name} domain cannot use "
+                          f"({', '.join(f'{n} {why}' for why, n in skipped.items())}); the output holds the "
+                          f"{len(pieces)} read")
         texts += pieces
         sources += [f"{f}#{k}" for k in range(1, len(pieces) + 1)]
     if not texts:
@@ -209,6 +203,45 @@ def _finite(x):
     return x if isinstance(x, (bool, int, str)) or x is None or math.isfinite(x) else None
 
 
+MOVE_KIND = "any"  # the job's edit kind: any unfrozen token, then the domain's whole-piece moves of this kind
+
+
+def _header(domain, edit_header: bool) -> str:
+    """The bars `freeze_bars` keeps: the header lines, for a domain with bars, unless `edit_header`."""
+    return "header" if domain.has_bars and not edit_header else ""
+
+
+def token_masks(domain, ids, tokenizer, edit_header: bool):
+    """(freeze (b,t) | None, allowed (b,t,v) | None) of a padded batch: the domain's token edits of
+    `MOVE_KIND`, with the header frozen for a domain with bars unless `edit_header`."""
+    from ._masks import freeze_bars
+
+    spec = _header(domain, edit_header)
+    freeze = freeze_bars(ids, tokenizer, spec) if spec else None
+    edit_freeze, allowed = domain.token_edits(MOVE_KIND, ids, tokenizer)
+    if edit_freeze is not None:
+        freeze = edit_freeze if freeze is None else freeze | edit_freeze
+    return freeze, allowed
+
+
+def move_proposer(domain, edit_header: bool):
+    """text -> the domain's whole-piece moves of `MOVE_KIND`, the header kept as it was unless
+    `edit_header` (for a domain with bars)."""
+    from ._masks import parse_bars
+    from ._moves import keep_bars
+
+    propose = lambda text: domain.moves(text, MOVE_KIND)  # noqa: E731
+    spec = _header(domain, edit_header)
+    return keep_bars(propose, parse_bars(spec)) if spec else propose
+
+
+def _utility(texts: list[str]) -> list[float]:
+    """The simulated rater's utility of ABC tunes (`_SIMULATED_DOMAINS`)."""
+    from rewardmodels import SimulatedRater
+
+    return [float(u) for u in SimulatedRater(seed=0).utility(list(texts))]
+
+
 def improve_shard(shard: Shard, models: ModelsSpec, cfg: CorpusJobConfig) -> list[dict]:
     """One row per piece of `shard`: its input, the improved text (the input itself, exactly, when
     kept), scores before/after and why a piece was kept. A pure function of its arguments."""
@@ -219,24 +252,24 @@ def improve_shard(shard: Shard, models: ModelsSpec, cfg: CorpusJobConfig) -> lis
     from ._moves import apply_moves, move_search, vet_moves
     from ._starts import starts_from_texts
 
-    dom = CORPUS_DOMAINS[cfg.domain]
+    dom = _job_domain(models.generator, cfg.domain)
     tok, gen, rm = _models(models.generator, models.reward)
     starts = starts_from_texts(tok, shard.texts, domains.context_length(gen))
     rows = []
     for lo in range(0, len(starts), cfg.batch_size):
         batch = starts[lo : lo + cfg.batch_size]
         torch.manual_seed(row_seed(cfg.ascent.seed, 0, [t for s in batch for t in s]))  # by content, not order
-        freeze, allowed = dom.masks(pad_batch(batch, tok.pad_token_id)[0], tok, cfg.edit_header)
+        freeze, allowed = token_masks(dom, pad_batch(batch, tok.pad_token_id)[0], tok, cfg.edit_header)
         rows += optimize(batch, rm, gen, cfg.ascent, tokenizer=tok, freeze=freeze, allowed=allowed,
                          validate=dom.validate).rows
-    if cfg.moves is not None and cfg.moves.rounds and dom.propose is not None:
-        propose = lambda text: dom.propose(text, cfg.edit_header)  # noqa: E731
-        moved = move_search([r.text for r in rows], propose, rm, gen, tok, cfg.moves, weights=cfg.ascent.objective,
-                            validate=dom.validate)
+    if cfg.moves is not None and cfg.moves.rounds and MOVE_KIND in dom.move_kinds:
+        moved = move_search([r.text for r in rows], move_proposer(dom, cfg.edit_header), rm, gen, tok, cfg.moves,
+                            weights=cfg.ascent.objective, validate=dom.validate)
         rows = apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.ascent.trust))
     texts = [src if r.kept else r.text for src, r in zip(shard.texts, rows)]
-    u0 = dom.utility(list(shard.texts)) if cfg.utility and dom.utility else [None] * len(rows)
-    u1 = dom.utility(texts) if cfg.utility and dom.utility else [None] * len(rows)
+    rated = cfg.utility and dom.name in _SIMULATED_DOMAINS
+    u0 = _utility(list(shard.texts)) if rated else [None] * len(rows)
+    u1 = _utility(texts) if rated else [None] * len(rows)
     return [{"n": shard.first + k, "source": shard.sources[k], "input": shard.texts[k], "text": texts[k],
              "kept": r.kept, "status": r.status, "changed": r.changed,
              **{f: _finite(getattr(r, f)) for f in ("reward_before", "reward_after", "gain_mean", "gain_sd",
@@ -256,16 +289,19 @@ def _shard_task(shard: Shard, models: ModelsSpec, cfg: CorpusJobConfig) -> list[
     return improve_shard(shard, models, cfg)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader (or a resumed job) sees the old file or the whole new
-    one, never a torn one: a temporary file in the same folder, fsync, rename, fsync the folder."""
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Make the file `path` with `write(tmp)` so that a reader (or a resumed job) sees the old file or
+    the whole new one, never a torn one: a temporary file in the same folder, fsync, rename, fsync
+    the folder."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -275,6 +311,24 @@ def atomic_write(path: Path, text: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically (see `_atomic`)."""
+    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_pieces(domain, texts: Sequence[str], path: str | Path) -> None:
+    """Write `texts` to the file `path` with `domain.write` (its own format), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        written = domain.write(texts, tmp)
+        if [Path(w) for w in written] != [tmp]:
+            raise ValueError(f"the {domain.name} domain wrote {written}, not the one file {tmp}")
+
+    _atomic(path, write)
 
 
 def _shard_key(job_digest: str, shard: Shard) -> str:
@@ -319,22 +373,24 @@ def run_corpus_job(inputs: str | Path, out_dir: str | Path, cfg: CorpusJobConfig
                    out_file: str | Path | None = None, backend: str = "local", workers: int = 1,
                    address: str | None = None, resume: bool = False, progress: bool = True) -> dict:
     """Improve every piece of `inputs` (a file or folder, see `input_files`) into `out_file`
-    (default out_dir/improved<suffix>) with the job files of the module docstring; returns the summary."""
+    (default out_dir/improved<suffix>, in the domain's format: `job_domain` of `cfg.domain`) with the
+    job files of the module docstring; returns the summary."""
     from tqdm.auto import tqdm
 
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    dom = CORPUS_DOMAINS[cfg.domain]
     for role, d in (("generator", models.generator), ("reward model", models.reward)):
         if not (Path(d) / "config.json").is_file():
             raise FileNotFoundError(f"no {role} in {d} (config.json missing)")
+    dom = job_domain(models.generator, cfg.domain)
+    cfg = replace(cfg, domain=dom.name)  # the manifest and the workers see the domain the job runs on
     files = input_files(inputs, dom)
-    texts, sources = read_corpus(files, dom, Path(models.generator))
+    texts, sources = read_corpus(files, dom)
     _check_fits(texts, sources, models)
     out_dir = Path(out_dir)
-    out_file = Path(out_file) if out_file is not None else out_dir / f"improved{dom.suffix}"
+    out_file = Path(out_file) if out_file is not None else out_dir / f"improved{dom.suffixes[0]}"
     manifest = {"format": FORMAT, "config": json.loads(json.dumps(asdict(cfg), default=str)),
                 "config_hash": cfg.digest(),
                 "models": {r: {"path": str(Path(d).resolve()), "sha256": dir_digest(d)}
@@ -378,8 +434,7 @@ def run_corpus_job(inputs: str | Path, out_dir: str | Path, cfg: CorpusJobConfig
     finally:
         bar.close()
     rows = [r for s in shards for r in results[s.index]]
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_file, "\n".join(r["text"].rstrip("\n") + "\n" for r in rows))
+    write_pieces(dom, [r["text"] for r in rows], out_file)
     summary = summarise(rows)
     atomic_write(out_dir / SUMMARY, json.dumps(summary, indent=1))
     return summary
@@ -472,5 +527,6 @@ def summarise(rows: Sequence[dict]) -> dict:
             "validity_kept": sum(bool(r["valid_after"]) for r in was_valid)}
 
 
-__all__ = ["CORPUS_DOMAINS", "CorpusDomain", "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "dir_digest",
-           "improve_shard", "input_files", "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise"]
+__all__ = ["CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "dir_digest", "improve_shard", "input_files",
+           "job_domain", "move_proposer", "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
+           "token_masks", "write_pieces"]

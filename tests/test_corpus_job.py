@@ -196,3 +196,58 @@ def test_read_shard_rejects_torn_and_foreign_files(tmp_path):
     path.write_text(path.read_text()[:-9])  # a torn last line
     assert read_shard(path, "k", 2) is None
     assert read_shard(tmp_path / "missing.jsonl", "k", 2) is None
+
+
+LINES = [f"the {w} is calm tonight, {w} and stone" for w in ["sea", "sky", "bay", "moon", "road", "hill"]]
+
+
+@pytest.fixture(scope="module")
+def text_work(tmp_path_factory):
+    """A tiny text generator (`train-generator --domain text`, so its domain.json says text) and a
+    reward model on its backbone."""
+    import torch
+
+    import domains
+    from rewardmodels import RewardModel
+
+    d = tmp_path_factory.mktemp("text_job")
+    (d / "lines.txt").write_text("\n".join(LINES) + "\n")
+    assert main(["train-generator", "--corpus", str(d / "lines.txt"), "--domain", "text", "--work", str(d / "gen"),
+                 "--preset", "tiny", "--steps", "2", "--eval-every", "2", "--batch-size", "2", "--minutes", "0"]) == 0
+    torch.manual_seed(0)
+    rm = RewardModel.from_generator(domains.load_generator(d / "gen"))
+    torch.nn.init.normal_(rm.head.weight, std=1.0)  # rewards that differ between pieces, so some edits pass the guard
+    rm.save_pretrained(d / "rm")
+    return d
+
+
+def test_a_text_corpus_is_read_and_written_one_piece_per_line_without_utility(text_work, capsys):
+    d = text_work
+    capsys.readouterr()
+    assert main(["improve-corpus", str(d / "lines.txt"), str(d / "out.txt"), "--generator", str(d / "gen"),
+                 "--reward-model", str(d / "rm"), *FAST, "--workers", "1"]) == 0  # the domain from domain.json
+    printed = capsys.readouterr().out
+    rows = [json.loads(x) for f in sorted((d / "out.job" / "shards").glob("*.jsonl"))
+            for x in f.read_text().splitlines()[1:]]
+    assert [r["input"] for r in rows] == LINES
+    assert (d / "out.txt").read_text().splitlines() == [r["text"] for r in rows]  # one piece per line, in order
+    assert all(r["text"] == r["input"] for r in rows if r["kept"]) and any(not r["kept"] for r in rows)
+    assert all(r["valid_before"] for r in rows)  # validated as text, not as ABC
+    summary = json.loads((d / "out.job" / "summary.json").read_text())
+    assert summary["tunes"] == 6 and summary["utility_gain"]["n"] == 0 and summary["reward_gain"]["n"] == 6
+    assert all(r["utility_before"] is None and r["utility_after"] is None for r in rows)
+    assert json.loads((d / "out.job" / "manifest.json").read_text())["config"]["domain"] == "text"
+    assert printed.startswith("6 pieces -> ") and "utility" not in printed
+
+
+def test_a_domain_the_job_cannot_run_or_that_contradicts_the_generator_exits_2(text_work, work, tmp_path, capsys):
+    d = text_work
+    args = ["improve-corpus", str(d / "lines.txt"), str(tmp_path / "o.txt"), "--generator", str(d / "gen"),
+            "--reward-model", str(d / "rm"), *FAST]
+    capsys.readouterr()
+    assert main([*args, "--domain", "abc"]) == 2
+    assert "trained on text pieces" in capsys.readouterr().err
+    args[4] = str(work / "gen")  # an ABC generator (no domain.json): MIDI would be one file per piece
+    assert main([*args, "--domain", "midi"]) == 2
+    assert "the midi domain writes one file per piece" in capsys.readouterr().err
+    assert not (tmp_path / "o.job").exists() and not (tmp_path / "o.txt").exists()

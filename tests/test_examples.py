@@ -41,7 +41,7 @@ def run(script: str, *args: str, cwd: Path) -> str:
 
 
 def test_every_example_is_tested():
-    tested = {"optimize_one_tune.py", "rate_and_fit.py", "harvest_blind_spots.py"}
+    tested = {"optimize_one_tune.py", "rate_and_fit.py", "harvest_blind_spots.py", "improve_corpus.py"}
     assert set(EXAMPLES) == tested, f"examples without a test: {set(EXAMPLES) - tested}"
 
 
@@ -77,3 +77,18 @@ def test_harvest_blind_spots(models, tmp_path):
     assert n > 0 and len(harvested) == n  # what it says it queued is in the store
     queued = {k for q in store.queue for k in (q.a, q.b)}
     assert queued and queued <= set(store.ids)  # pairs to rate, over stored items
+
+
+def test_improve_corpus(models, tmp_path):
+    d, _ = models
+    out = run("improve_corpus.py", "--generator", str(d / "gen"), "--reward", str(d / "rm"), "--tunes", "3",
+              "--shard-size", "2", "--steps", "2", "--out", str(tmp_path / "corpus"), cwd=tmp_path)
+    import json
+
+    summary = json.loads((tmp_path / "corpus" / "job" / "summary.json").read_text())
+    tunes = domains.load_abc_file(tmp_path / "corpus" / "tunes.abc")
+    improved = domains.load_abc_file(tmp_path / "corpus" / "improved.abc")
+    assert summary["tunes"] == len(tunes) == len(improved) == 3
+    assert f"3 tunes -> {tmp_path / 'corpus' / 'improved.abc'}: {summary['changed']} changed" in out
+    assert "reward gain" in out and "utility gain" in out
+    assert "resumed: 0 of 2 shards redone; same summary: True" in out  # resume=True redid nothing

@@ -1,6 +1,9 @@
-"""Subcommand ``improve-corpus``: improve a whole corpus of tunes, sharded over workers, resumable.
+"""Subcommand ``improve-corpus``: improve a whole corpus of tunes (or text), sharded over workers, resumable.
 
     gradopt improve-corpus tunes/ improved.abc --generator gen --reward-model rm --workers 2
+
+Pieces are read and written in the generator's domain (its ``domain.json``, else ABC; ``--domain``
+to say it): an .abc file or folder of them, or a text file with one piece per line.
 
 The job's files (manifest, one JSONL file per shard, summary.json) go to ``--job-dir`` (default: OUT
 with the suffix ``.job``); after a crash or a kill, the same command with ``--resume`` finishes it
@@ -20,7 +23,7 @@ def _ci(stat: dict) -> str:
 
 
 def cmd_improve_corpus(args) -> int:
-    from .._corpus_job import CorpusJobConfig, ModelsSpec, run_corpus_job
+    from .._corpus_job import CorpusJobConfig, ModelsSpec, job_domain, run_corpus_job
     from .._moves import MoveConfig
     from ._ascent import _config
 
@@ -29,15 +32,17 @@ def cmd_improve_corpus(args) -> int:
             raise FileNotFoundError(f"{role} directory {d} does not exist")
     moves = MoveConfig(rounds=args.move_rounds, candidates=args.move_candidates, seed=args.seed) if args.move_rounds else None
     cfg = CorpusJobConfig(ascent=_config(args), moves=moves, shard_size=args.shard_size, batch_size=args.batch_size,
-                          edit_header=args.edit_header, utility=not args.no_utility)
+                          edit_header=args.edit_header, domain=args.domain, utility=not args.no_utility)
     out = Path(args.out)
     job_dir = Path(args.job_dir) if args.job_dir else out.with_suffix(".job")
     summary = run_corpus_job(args.input, job_dir, cfg, ModelsSpec(generator=args.generator, reward=args.reward),
                              out_file=out, backend=args.backend, workers=args.workers, address=args.ray_address,
                              resume=args.resume, progress=not args.no_progress)
     why = ", ".join(f"{n} {k}" for k, n in summary["kept_why"].items())
-    print(f"{summary['tunes']} tunes -> {out} ({summary['kept']} kept unchanged{': ' + why if why else ''}); "
-          f"reward gain {_ci(summary['reward_gain'])}, simulated utility gain {_ci(summary['utility_gain'])}, "
+    utility = f"simulated utility gain {_ci(summary['utility_gain'])}, " if summary["utility_gain"]["n"] else ""
+    noun = "tunes" if job_domain(args.generator, args.domain).name == "abc" else "pieces"
+    print(f"{summary['tunes']} {noun} -> {out} ({summary['kept']} "
+          f"kept unchanged{': ' + why if why else ''}); reward gain {_ci(summary['reward_gain'])}, {utility}"
           f"valid {summary['valid_before']} -> {summary['valid_after']}; job files in {job_dir}")
     return 0
 
@@ -46,10 +51,16 @@ def register(sub) -> None:
     from .._relax import RELAXATIONS
     from .._trust import TrustConfig
 
-    p = sub.add_parser("improve-corpus", help="improve every tune of a file or folder (sharded, parallel, resumable)")
-    p.add_argument("input", metavar="IN", help=".abc file with one or more tunes, or a folder of .abc files")
-    p.add_argument("out", metavar="OUT", help="the improved tunes, in input order (.abc); kept tunes unchanged")
+    p = sub.add_parser("improve-corpus", help="improve every tune (or text piece) of a file or folder (sharded, "
+                                              "parallel, resumable)")
+    p.add_argument("input", metavar="IN", help=".abc file with one or more tunes, or a folder of .abc files; for the "
+                                               "text domain a text file with one piece per line (or a folder of .txt)")
+    p.add_argument("out", metavar="OUT", help="the improved pieces, in input order, in the domain's format (.abc; "
+                                              "text: one per line); kept pieces unchanged")
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
+    p.add_argument("--domain", choices=["abc", "text", "midi"], default=None,
+                   help="what the pieces are (default: as recorded by train-generator in the generator's "
+                        "domain.json, else abc); midi is not supported (one file per piece): use optimize")
     p.add_argument("--reward-model", "--reward", dest="reward", required=True,
                    help="reward model or ensemble directory (save_pretrained)")
     p.add_argument("--job-dir", help="manifest, shard files and summary.json (default: OUT with suffix .job)")
