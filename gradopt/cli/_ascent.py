@@ -279,14 +279,10 @@ def cmd_harvest(args) -> int:
     return 0
 
 
-def _add_engine_args(p) -> None:
+def add_ascent_args(p) -> None:
+    """The ascent's options (`_config` reads them), shared by optimize, harvest and improve-corpus."""
     from .._relax import RELAXATIONS
 
-    p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
-    p.add_argument("--domain", choices=["abc", "text", "midi"], default=None,
-                   help="what the pieces are (default: as recorded by train-generator in the generator's "
-                        "domain.json, else abc)")
-    p.add_argument("--reward", required=True, help="reward model or ensemble directory (save_pretrained)")
     p.add_argument("--steps", type=int, default=60, help="gradient steps")
     p.add_argument("--check-every", type=int, default=10, help="project and score exactly every k steps")
     p.add_argument("--restarts", type=int, default=1, help="random restarts per tune")
@@ -296,6 +292,15 @@ def _add_engine_args(p) -> None:
     p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
     p.add_argument("--polish-combine", type=int, default=4,
                    help="merge up to this many improving swaps per polish round into one more verified candidate (1 = off)")
+
+
+def _add_engine_args(p) -> None:
+    p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
+    p.add_argument("--domain", choices=["abc", "text", "midi"], default=None,
+                   help="what the pieces are (default: as recorded by train-generator in the generator's "
+                        "domain.json, else abc)")
+    p.add_argument("--reward", required=True, help="reward model or ensemble directory (save_pretrained)")
+    add_ascent_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write per-row results as JSON here")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")

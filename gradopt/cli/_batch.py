@@ -48,8 +48,8 @@ def cmd_improve_corpus(args) -> int:
 
 
 def register(sub) -> None:
-    from .._relax import RELAXATIONS
     from .._trust import TrustConfig
+    from ._ascent import add_ascent_args
 
     p = sub.add_parser("improve-corpus", help="improve every tune (or text piece) of a file or folder (sharded, "
                                               "parallel, resumable)")
@@ -71,14 +71,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default="local", choices=["local", "ray"],
                    help="local = a process pool on this machine; ray = Ray tasks")
     p.add_argument("--ray-address", help="Ray cluster to join (default: start a local one with --workers CPUs)")
-    p.add_argument("--steps", type=int, default=60, help="gradient steps")
-    p.add_argument("--check-every", type=int, default=10, help="project and score exactly every k steps")
-    p.add_argument("--restarts", type=int, default=1, help="random restarts per tune")
-    p.add_argument("--relaxation", default="simplex", choices=sorted(RELAXATIONS))
-    p.add_argument("--lm-weight", type=float, default=1.0, help="weight of the generator log-likelihood")
-    p.add_argument("--lr", type=float, default=0.5, help="Adam step size")
-    p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
-    p.add_argument("--polish-combine", type=int, default=4, help="merge up to this many improving swaps (1 = off)")
+    add_ascent_args(p)
     p.add_argument("--move-rounds", type=int, default=2, help="rounds of whole-tune moves after the ascent (0 = off)")
     p.add_argument("--move-candidates", type=int, default=64, help="moves scored per tune and round")
     p.add_argument("--seed", type=int, default=0, help="run seed; each tune's randomness derives from it and the tune")
