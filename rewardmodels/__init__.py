@@ -54,18 +54,9 @@ from ._workflow import (
     train_from_store,
     training_rows,
 )
-from ._store import (
-    KINDS,
-    ORIGINS,
-    Comparison,
-    Item,
-    QueueEntry,
-    RatingStore,
-    Skip,
-    StoreError,
-    item_id,
-    read_jsonl,
-)
+from ._jsonl import StoreError, read_jsonl
+from ._records import KINDS, ORIGINS, Comparison, Item, QueueEntry, Skip, item_id
+from ._store import RatingStore
 from ._session import SESSION_VERDICTS, RatingPair, RatingSession, check_rater, split_pair_id
 
 __all__ = [

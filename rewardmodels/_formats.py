@@ -28,7 +28,9 @@ from typing import Callable, Sequence
 
 from domains import write_atomic
 
-from ._store import Comparison, Item, RatingStore, StoreError
+from ._jsonl import StoreError
+from ._records import Comparison, Item
+from ._store import RatingStore
 
 
 def _load_records(path: str | Path) -> list[dict]:

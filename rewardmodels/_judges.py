@@ -16,7 +16,8 @@ from typing import Callable
 
 from domains import NOTE_LETTERS, abc_body
 
-from ._store import Comparison, RatingStore
+from ._records import Comparison
+from ._store import RatingStore
 
 AUTO_RATER = "autocheck"  # the rater name recorded with auto-check verdicts
 

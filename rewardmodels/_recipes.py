@@ -261,7 +261,7 @@ def train_recipe(store, generator, tokenizer, scores, recipe: Recipe, *, members
     What ``gradopt train-reward --recipe NAME`` runs."""
     from domains import context_length, encode_batch
 
-    from ._store import item_id
+    from ._records import item_id
     from ._workflow import _fits_context, training_rows
 
     if recipe.targets != "bt":

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from ._active import STRATEGIES, next_pairs
-from ._store import Comparison, Item, RatingStore, Skip
+from ._records import Comparison, Item, Skip
+from ._store import RatingStore
 from ._workflow import fit_store
 
 try:  # POSIX; elsewhere the in-process lock alone guards the store

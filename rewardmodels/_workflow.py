@@ -21,7 +21,8 @@ from ._bradley_terry import Scores, fit
 from ._judges import JudgeConfig
 from ._raters import JudgeRater, Rater, judge_pairs
 from ._simulated import SimulatedRater
-from ._store import KINDS, Comparison, RatingStore, item_id
+from ._records import KINDS, Comparison, item_id
+from ._store import RatingStore
 
 
 def fit_store(store: RatingStore, kinds: Sequence[str] = KINDS, prior_sd: float = 1.0,
