@@ -6,7 +6,8 @@ from ._loop import LoopConfig, remove_checkpoint, train_loop
 from ._best_of_n import best_of_n_kl, best_of_n_sampler, run_base, run_best_of_n
 from ._expert import ExpertConfig, prefix_fraction, run_expert, select
 from ._finetune import FINETUNE_LOOP, finetune, finetune_batch, nll
-from ._dpo import DPOConfig, completion_logps, dpo_loss, encode_pairs, pair_step, pairs_from_store
+from ._dpo import DPOConfig, completion_logps, dpo_loss, pair_step
+from ._dpo_pairs import encode_pairs, pairs_from_store
 from ._ppo import PPOConfig, build_value_head, policy_and_values, ppo
 from ._rl import (AdaptiveKLController, ReinforceConfig, Rollout, RunningMoments, gae, kl_rewards, loo_baseline,
                   masked_mean, ppo_losses, reinforce, reinforce_loss, rollout, whiten)

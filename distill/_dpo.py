@@ -17,7 +17,8 @@ where the pairs come from:
   (MultiOnlineDPO, seed 000).
 
 Every step runs inside `train_loop` (budget, checkpoint, exact resume); sampling happens inside
-the step, so it counts against the CPU budget.
+the step, so it counts against the CPU budget. The pairs' loading and encoding are in `_dpo_pairs`,
+the ``engine="trl"`` route through TRL's `DPOTrainer` in `_dpo_trl`.
 
 Shapes: b pairs (or sequences), t tokens.
 """
@@ -33,13 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domains import check_in_vocab, decode, pad_ids, sample_ids, token_log_probs
+from domains import decode, pad_ids, sample_ids, token_log_probs
 
+from ._dpo_pairs import Pair, Row, check_pairs, encode_pairs
+from ._dpo_trl import train_trl
 from ._loop import LoopConfig, train_loop
 from ._task import Budget, DistillRun, Task, register
-
-Pair = tuple[str, str, str]  # (prompt, chosen completion, rejected completion)
-Row = list[int]  # token ids: BOS, prompt, completion (EOS when reached)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,69 +106,6 @@ def dpo_loss(pi_chosen: torch.Tensor, pi_rejected: torch.Tensor, ref_chosen: tor
     loss = -F.logsigmoid(margin).mean()
     m = margin.detach()
     return loss, {"margin": float(m.mean()), "accuracy": float((m > 0).to(m.dtype).mean())}
-
-
-def pairs_from_store(store, scores=None) -> list[Pair]:
-    """Preference pairs from the rated comparisons of a `rewardmodels.RatingStore`.
-
-    Each comparison with a winner gives (shared prefix, winner's rest, loser's rest), the prefix
-    being the texts' common start up to a newline (`rewardmodels.split_prefix`; for ABC the shared
-    header). Ties are skipped. scores: optional per-item scores in the store's item order (a
-    `rewardmodels.Scores` or an array, e.g. a Bradley-Terry fit): then each compared pair is
-    oriented by the scores instead of the single verdict, which smooths contradicting ratings,
-    and pairs whose scores are equal are skipped.
-    """
-    from rewardmodels import Scores, split_prefix
-
-    values = None
-    if scores is not None:
-        values = np.asarray(scores.mean if isinstance(scores, Scores) else scores, dtype=float)
-        if values.shape != (len(store),):
-            raise ValueError(f"pairs_from_store: scores must hold one value per store item ({len(store)}); "
-                             f"got shape {values.shape}; fit them on this store")
-    pos = store.index()
-    out = []
-    for c in store.comparisons:
-        if c.winner == "tie":
-            continue
-        win, lose = (c.a, c.b) if c.winner == "a" else (c.b, c.a)
-        if values is not None:
-            if values[pos[win]] == values[pos[lose]]:
-                continue
-            if values[pos[win]] < values[pos[lose]]:
-                win, lose = lose, win
-        out.append(split_prefix(store[win].text, store[lose].text))
-    return out
-
-
-def _check_pairs(pairs, tokenizer) -> list[Pair]:
-    out = []
-    for i, p in enumerate(pairs):
-        if isinstance(p, dict):
-            p = (p.get("prompt", ""), p.get("chosen"), p.get("rejected"))
-        if len(p) != 3 or not all(isinstance(x, str) for x in p):
-            raise ValueError(f"pairs[{i}] must be (prompt, chosen, rejected) strings or a dict with those keys; got {p!r}")
-        if p[1] == p[2]:
-            raise ValueError(f"pairs[{i}]: chosen and rejected are the same text; drop the pair")
-        for x in p:
-            check_in_vocab(tokenizer, x)
-        out.append(tuple(p))
-    if not out:
-        raise ValueError("dpo: pairs= is empty; pass at least one (prompt, chosen, rejected) triple")
-    return out
-
-
-def encode_pairs(tokenizer, pairs: Sequence[Pair]) -> tuple[list[Row], list[Row], list[int]]:
-    """Text pairs -> (chosen rows, rejected rows, prompt lengths): each row BOS, prompt,
-    completion, EOS (the completion includes stopping), prompt length counting BOS."""
-    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    chosen, rejected, plens = [], [], []
-    for prompt, c, r in pairs:
-        head = [tokenizer.bos_token_id] + enc(prompt)
-        chosen.append(head + enc(c) + [tokenizer.eos_token_id])
-        rejected.append(head + enc(r) + [tokenizer.eos_token_id])
-        plens.append(len(head))
-    return chosen, rejected, plens
 
 
 def pair_step(policy, reference, chosen: Sequence[Row], rejected: Sequence[Row], prompt_lens: Sequence[int],
@@ -261,7 +198,7 @@ def dpo(task: Task, workdir: Path, budget: Budget, *, seed: int = 0, progress: b
     cfg = _config("dpo", options)
     if engine not in ("compact", "trl"):
         raise ValueError(f"dpo: unknown engine {engine!r}; use 'compact' or 'trl'")
-    given = None if pairs is None else _check_pairs(pairs, task.tokenizer)
+    given = None if pairs is None else check_pairs(pairs, task.tokenizer)
     policy, reference = task.policy_copy(), task.reference()
     state: dict = {}
 
@@ -279,7 +216,7 @@ def dpo(task: Task, workdir: Path, budget: Budget, *, seed: int = 0, progress: b
 
     if engine == "trl":
         build()
-        history = _train_trl(policy, reference, task.tokenizer, state, cfg, budget, Path(workdir), seed, progress)
+        history = train_trl(policy, reference, task.tokenizer, state, cfg, budget, Path(workdir), seed, progress)
         return DistillRun(method="dpo", policy=policy.eval(), history=history,
                           notes=[note(), "engine: trl DPOTrainer"])
 
@@ -418,55 +355,3 @@ def multi_dpo(task: Task, workdir: Path, budget: Budget, *, seed: int = 0, progr
     note = (f"returned the {('policy', 'partner')[pick]}: mean reward of the last {cfg.last_k} samples "
             f"policy {means[0]:.4g}, partner {means[1]:.4g}")
     return DistillRun(method="multi_dpo", policy=(policy, other)[pick].eval(), history=history, notes=[note])
-
-
-def _bos_only(tokenizer):
-    """A copy of `tokenizer` that adds BOS but not EOS: TRL appends the EOS text itself, and the
-    library's tokenizers would add a second one."""
-    from tokenizers import processors
-
-    tok = copy.deepcopy(tokenizer)
-    tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{tok.bos_token} $A", special_tokens=[(tok.bos_token, tok.bos_token_id)])
-    return tok
-
-
-def _train_trl(policy, reference, tokenizer, state: dict, cfg: DPOConfig, budget: Budget, workdir: Path,
-               seed: int, progress: bool) -> list[dict]:
-    """The same pairs and loss through TRL's `DPOTrainer` (CPU, constant lr, batches of `cfg.batch`
-    pairs), stopped by `budget` (steps, and CPU seconds by a callback). Sequences are BOS, prompt,
-    completion, EOS as in the compact engine. Not resumable: the compact engine is. History rows:
-    step, cpu_s, loss, margin, accuracy, and reward = mean task reward of all pairs (TRL does not
-    expose a step's batch)."""
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import DPOConfig as TRLConfig
-    from trl import DPOTrainer
-
-    from ._task import Clock
-
-    clock = Clock(budget)
-    reward = float(np.mean(state["rewards"]))
-    history: list[dict] = []
-
-    class Budgeted(TrainerCallback):
-        def on_step_end(self, args, st, control, **kw):
-            if clock.out(st.global_step):
-                control.should_training_stop = True
-
-        def on_log(self, args, st, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                history.append({"step": st.global_step, "cpu_s": round(clock.spent, 3), "loss": float(logs["loss"]),
-                                "lr": float(logs.get("learning_rate", cfg.lr)),
-                                "margin": float(logs.get("rewards/margins", float("nan"))),
-                                "accuracy": float(logs.get("rewards/accuracies", float("nan"))), "reward": reward})
-
-    args = TRLConfig(output_dir=str(workdir / "trl"), max_steps=budget.max_steps, per_device_train_batch_size=cfg.batch,
-                     learning_rate=cfg.lr, lr_scheduler_type="constant", beta=cfg.beta, max_grad_norm=1.0,
-                     max_length=int(policy.config.n_positions), use_cpu=True, bf16=False, report_to="none",
-                     logging_steps=1, save_strategy="no", seed=seed, disable_tqdm=not progress)
-    data = Dataset.from_list([{"prompt": p, "chosen": c, "rejected": r} for p, c, r in state["pairs"]])
-    trainer = DPOTrainer(model=policy, ref_model=copy.deepcopy(reference), args=args, train_dataset=data,
-                         processing_class=_bos_only(tokenizer), callbacks=[Budgeted()])
-    trainer.train()
-    return history
