@@ -10,7 +10,8 @@ best-of-N and hill-climbing baselines it is measured against (`_baselines`); a r
 recipe run with its harvest rounds (`_recipes`).
 """
 
-from ._ascent import AscentConfig, allowed_per_position, optimize, pad_batch, row_seed
+from ._ascent import AscentConfig, optimize
+from ._ascent_batch import allowed_per_position, pad_batch, row_seed
 from ._baselines import Snapshot, best_of_n, exact_scores, hill_climb, memo_validate
 from ._corpus_job import (
     CorpusJobConfig,

@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from ._ascent import pad_batch
+from ._ascent_batch import pad_batch
 from ._objective import score_sequences, shared_backbone
 
 

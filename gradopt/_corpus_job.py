@@ -41,7 +41,8 @@ from typing import Callable, Sequence
 
 from domains import DOMAIN_NAMES
 
-from ._ascent import AscentConfig, row_seed
+from ._ascent import AscentConfig
+from ._ascent_batch import row_seed
 from ._moves import MoveConfig
 
 MANIFEST = "manifest.json"
@@ -248,7 +249,8 @@ def improve_shard(shard: Shard, models: ModelsSpec, cfg: CorpusJobConfig) -> lis
     import domains
     import torch
 
-    from ._ascent import optimize, pad_batch
+    from ._ascent import optimize
+    from ._ascent_batch import pad_batch
     from ._moves import apply_moves, move_search, vet_moves
     from ._starts import starts_from_texts
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._ascent_batch import _masks, pad_batch
 from ._models import frozen_models
 from ._objective import ObjectiveWeights, discrete_terms, relaxed_terms, shared_backbone, smoothed_start
 from ._relax import Relaxed
@@ -43,7 +44,6 @@ def edit_sites(ids, reward_model, generator, weights: ObjectiveWeights, freeze=N
     As in `optimize`: BOS/EOS/PAD and padded positions are frozen, so is `freeze` (b,t) (True =
     keep); a free position takes the non-special tokens (BOS/EOS/PAD/UNK excluded) ANDed with
     `allowed` (b,t,v) when given (see `allowed_per_position`)."""
-    from ._ascent import _masks, pad_batch  # the driver imports the samplers: import it late
     from ._models import special_ids, vocab_check
 
     specials = special_ids(generator, tokenizer)

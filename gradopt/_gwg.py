@@ -248,7 +248,7 @@ def gibbs_with_gradients(ids, reward_model, generator, cfg: GWGConfig = GWGConfi
     (needs `tokenizer`). Each row draws from its own stream, seeded by `cfg.seed` and its tokens,
     so a row's run does not depend on the rest of the batch.
     """
-    from ._ascent import row_seed  # the driver imports the samplers: import it late
+    from ._ascent_batch import row_seed
     from ._first_order import edit_sites, objective_gradient
     from ._models import frozen_models
     from ._objective import ObjectiveWeights, discrete_terms, shared_backbone

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ._ascent import pad_batch, row_seed
+from ._ascent_batch import pad_batch, row_seed
 from ._distance import edit_distance
 from ._models import frozen_models, model_context
 from ._objective import ObjectiveWeights, score_sequences, shared_backbone

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from ._ascent import AscentConfig, optimize, pad_batch
+from ._ascent import AscentConfig, optimize
+from ._ascent_batch import pad_batch
 from ._edits import edit_masks
 from ._masks import freeze_bars
 from ._starts import starts_from_generator
