@@ -121,9 +121,11 @@ __all__ += [
     "validate_remi", "TextConfig", "TextDomain", "load_text_corpus", "split_text", "validate_text",
 ]
 
-from ._registry import DOMAIN_FILE, DOMAIN_NAMES, domain_from_name, load_domain_name, save_domain_name
+from ._registry import (DOMAIN_FILE, DOMAIN_NAMES, domain_from_name, load_domain_name, resolve_domain_name,
+                        save_domain_name)
 
-__all__ += ["DOMAIN_FILE", "DOMAIN_NAMES", "domain_from_name", "load_domain_name", "save_domain_name"]
+__all__ += ["DOMAIN_FILE", "DOMAIN_NAMES", "domain_from_name", "load_domain_name", "resolve_domain_name",
+            "save_domain_name"]
 
 from ._deprecation import deprecated_aliases
 

@@ -64,3 +64,15 @@ def load_domain_name(directory: str | Path) -> str | None:
     if name not in DOMAIN_NAMES:
         raise ValueError(f"{path} names domain {name!r}; it must be one of {', '.join(DOMAIN_NAMES)}")
     return name
+
+
+def resolve_domain_name(directory: str | Path, name: str | None = None) -> str:
+    """The domain of the generator in `directory`: `name` if given, else the one its ``domain.json``
+    records (`save_domain_name`), else ``"abc"`` (generators saved before the file existed). A
+    `name` that contradicts the recorded one raises a ValueError: the generator cannot read pieces
+    of another domain."""
+    saved = load_domain_name(directory)
+    if name is not None and saved is not None and name != saved:
+        raise ValueError(f"domain {name!r}: the generator in {directory} was trained on {saved} pieces "
+                         f"({DOMAIN_FILE}); leave the domain (--domain) out or choose {saved!r}")
+    return name or saved or "abc"

@@ -125,11 +125,7 @@ def job_domain(generator_dir: str | Path, name: str | None = None):
     contradicts the recorded one is refused, and so is a domain whose pieces are not one file."""
     import domains
 
-    saved = domains.load_domain_name(generator_dir)
-    if name is not None and saved is not None and name != saved:
-        raise ValueError(f"domain {name!r}: the generator in {generator_dir} was trained on {saved} pieces "
-                         f"({domains.DOMAIN_FILE}); leave the domain out or choose {saved!r}")
-    name = name or saved or "abc"
+    name = domains.resolve_domain_name(generator_dir, name)
     if name not in _ONE_FILE_DOMAINS:
         raise ValueError(f"improve-corpus writes the improved pieces to one file, and the {name} domain writes "
                          f"one file per piece; improve-corpus supports {', '.join(_ONE_FILE_DOMAINS)}. Improve "

@@ -38,11 +38,7 @@ def generator_domain(directory, name: str | None = None, normalise=None):
     the recorded one is refused."""
     import domains
 
-    saved = domains.load_domain_name(directory)
-    if name is not None and saved is not None and name != saved:
-        raise ValueError(f"--domain {name}: the generator in {directory} was trained on {saved} pieces "
-                         f"({domains.DOMAIN_FILE}); leave --domain out or pass --domain {saved}")
-    return domains.domain_from_name(name or saved or "abc", normalise=normalise, progress=True)
+    return domains.domain_from_name(domains.resolve_domain_name(directory, name), normalise=normalise, progress=True)
 
 
 def read_user_pieces(domain, path) -> tuple[list, list[str]]:
