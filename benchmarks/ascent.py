@@ -268,7 +268,8 @@ def plot(results: dict, curve: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line, plus the sizes --quick sets (slots, generator minutes, rating pool)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes)")
     ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
@@ -299,103 +300,124 @@ def main() -> None:
                          "(test tunes, sample seed 1001) for the figures quoted")
     args = ap.parse_args()
     q = args.quick
-    split = eval_split(args.split)
     args.slots = 24 if q else 64
     args.oracle_slots = 6 if q else 16  # the oracle parses every candidate (~50 ms each)
     args.gen_minutes = 0.75 if q else 4.0
     args.temperature = 0.8  # generator sampling temperature (starts, best-of-N draws, rating pool)
     args.rm_samples, args.rm_corpus, args.rm_steps = (30, 60, 80) if q else (100, 200, 300)
-    wall0 = time.perf_counter()
-    log = start_run(args.threads)
-    splits = cut_corpus(args.max_chars)
-    train, val, test = splits["train"], splits["val"], splits["test"]
-    log(f"corpus: {len(train)} train / {len(val)} val / {len(test)} test tunes (cut to <= {args.max_chars} chars)")
-    lm_weight = args.lm_weight
+    return args
+
+
+def engine_configs(args) -> tuple[gradopt.AscentConfig, gradopt.AscentConfig]:
+    """The engine's setting and the same engine with the logits relaxation."""
     cfg = gradopt.AscentConfig(
         steps=args.steps, check_every=4, seed=args.seed,
         relaxation=gradopt.SimplexEntropy(entropy_start=0.5, entropy_end=0.0),
-        objective=gradopt.ObjectiveWeights(lm_weight=lm_weight),
+        objective=gradopt.ObjectiveWeights(lm_weight=args.lm_weight),
         optimizer=gradopt.Adam(lr=0.5),
-        polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if q else 8), top_k=8, candidates=args.candidates,
-                                    combine=args.combine),
+        polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if args.quick else 8), top_k=8,
+                                    candidates=args.candidates, combine=args.combine),
         trust=None)  # the raw engine against the baselines; the do-no-harm guard is measured in do_no_harm.py
     # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
     cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))
-    tok, gen, rm, info = build_models(args, train, val, log, cfg)
-    flops_peak = matmul_flops()
-    log(f"models ready; matmul {flops_peak / 1e9:.1f} GFLOP/s")
-    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
-    metric_validate = memo_validate()
-    ctx = (rm, gen, tok, rater, metric_validate, lm_weight)
-    grammar = domains.ABCConstraint.from_texts(tok, train)
-    constraint = None if args.free_sampling else grammar  # bar-aware starts and best-of-N draws
-    screen = grammar.accepts  # fast validity screen for the editors
-    starts_of = eval_starts(gen, tok, splits, split, args.slots, constraint, args.seed, args.temperature)
-    results: dict = {}
-    curve: list[dict] = []  # best-of-N utility gain against its CPU time, N = 2, 4, ...
-    for origin, starts in starts_of.items():
-        res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate(screen), args.edit)
-        eng_rows = [r.tokens for r in res.rows]
-        results[f"engine/{origin}"] = summarise("engine", eng_rows, starts, ctx, res.cpu_seconds, res.seconds,
-                                                res.reward_evals, flops, gap)
-        per_slot = res.reward_evals // len(starts)
-        log(f"engine/{origin}: {res.reward_evals} evals, {res.cpu_seconds:.1f} CPU s")
-        alt, alt_flops, alt_gap = run_engine(starts, rm, gen, tok, cfg_logits, memo_validate(screen), args.edit)
-        results[f"engine_logits/{origin}"] = summarise("engine_logits", [r.tokens for r in alt.rows], starts, ctx,
-                                                       alt.cpu_seconds, alt.seconds, alt.reward_evals, alt_flops, alt_gap)
-        r0, _, _ = exact_scores(rm, gen, starts, tok.pad_token_id, lm_weight)
-        u0 = rater.utility([domains.decode(tok, s) for s in starts])
-        results[f"engine/{origin}"]["start_corr_reward_utility"] = float(np.corrcoef(r0, u0)[0, 1])
-        snaps = climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit, screen)
-        t = float(np.mean([len(s) for s in starts]))
-        for key, (rows, cpu, wall, evals) in snaps.items():
-            fl = evals * (forward_flops(rm, t, t) + forward_flops(gen, t, t))
-            results[f"hill_climb_equal_{key}/{origin}"] = summarise(f"hill_climb_equal_{key}", rows, starts, ctx,
-                                                                    cpu, wall, evals, fl)
-        log(f"hill-climbing/{origin} done")
-        if origin != "samples":
-            continue
-        # The edit space's ceiling: the same random mutations kept when the rater's hidden utility
-        # rises (a perfect reward model), at the engine's evaluations per slot, on the first slots.
-        k = args.oracle_slots
-        oracle = climb(starts[:k], rm, gen, tok, per_slot, 0.0, lm_weight, args.seed, args.edit,
-                       objective=lambda rows: rater.utility([domains.decode(tok, x) for x in rows]))
-        rows_o, _, wall_o, evals_o = oracle["evals"]
-        s = summarise("oracle_hill_climb_equal_evals", rows_o, starts[:k], ctx, 0.0, wall_o, evals_o)
-        s["note"] = ("climbs the hidden utility itself; a ceiling for editing in this edit space at this "
-                     "budget, not a method (its CPU time is the rater's parse, so no per-CPU-s figure)")
-        s["engine_utility_gain_same_slots"] = float(np.mean(
-            rater.utility([domains.decode(tok, x) for x in eng_rows[:k]])
-            - rater.utility([domains.decode(tok, x) for x in starts[:k]])))
-        results["oracle_hill_climb_equal_evals/samples"] = s
-        log(f"oracle on {k} slots: utility {s['utility_gain']:+.3f} (engine on the same slots "
-            f"{s['engine_utility_gain_same_slots']:+.3f})")
-        # Best-of-N run round by round and timed, until it has the engine's evaluations per slot
-        # (or the cap) and twice the engine's CPU: equal evaluations, equal CPU time (the first N
-        # whose measured CPU reaches the engine's) and the gain-against-CPU curve, all measured.
-        n_cap = 48 if q else 128
-        snaps_b = gradopt.best_of_n(starts, rm, gen, tok, n_max=n_cap, seed=split.baseline_seed + 1000 * args.seed,
-                                    temperature=args.temperature, constraint=constraint,
-                                    stop=lambda n, cpu: n >= per_slot and cpu >= 2 * res.cpu_seconds)
-        n_time = first_at_budget([sn[1] for sn in snaps_b], res.cpu_seconds)
-        for key, n, wanted in (("evals", min(per_slot, len(snaps_b)), per_slot), ("time", n_time, None)):
-            pick, cpu, wall, evals = snaps_b[n - 1]
-            fl = n * len(starts) * (t * forward_flops(gen, 1, t) + forward_flops(rm, t, t))
-            s = summarise(f"best_of_n_equal_{key}", pick, starts, ctx, cpu, wall, evals, fl)
-            s.update({"n": n, "n_wanted": wanted,
-                      "n_capped": n < per_slot if key == "evals" else bool(cpu < res.cpu_seconds),
-                      "cpu_note": "measured: process CPU of the rounds that drew and scored these samples"})
-            results[f"best_of_n_equal_{key}/samples"] = s
-        u_start = rater.utility([domains.decode(tok, x) for x in starts])
-        for n in sorted({2 ** i for i in range(1, 8) if 2 ** i <= len(snaps_b)} | {len(snaps_b)}):
-            d = rater.utility([domains.decode(tok, x) for x in snaps_b[n - 1][0]]) - u_start
-            curve.append({"n": n, "cpu_s": snaps_b[n - 1][1], "utility_gain": float(d.mean()),
-                          "utility_gain_se": float(d.std(ddof=1) / np.sqrt(len(d)))})
-        log("best-of-N done")
+    return cfg, cfg_logits
 
-    for r in results.values():
-        if r.get("flops_per_s"):
-            r["flops_fraction_of_matmul"] = r["flops_per_s"] / flops_peak
+
+def measure_editors(results, origin, starts, args, ctx, cfg, cfg_logits, screen, log):
+    """The engine (both relaxations) and hill-climbing at the engine's evaluations and CPU on `starts`,
+    into `results`; returns the engine's result, its rows, its evaluations per slot and the mean length."""
+    rm, gen, tok, rater, _, lm_weight = ctx
+    res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate(screen), args.edit)
+    eng_rows = [r.tokens for r in res.rows]
+    results[f"engine/{origin}"] = summarise("engine", eng_rows, starts, ctx, res.cpu_seconds, res.seconds,
+                                            res.reward_evals, flops, gap)
+    per_slot = res.reward_evals // len(starts)
+    log(f"engine/{origin}: {res.reward_evals} evals, {res.cpu_seconds:.1f} CPU s")
+    alt, alt_flops, alt_gap = run_engine(starts, rm, gen, tok, cfg_logits, memo_validate(screen), args.edit)
+    results[f"engine_logits/{origin}"] = summarise("engine_logits", [r.tokens for r in alt.rows], starts, ctx,
+                                                   alt.cpu_seconds, alt.seconds, alt.reward_evals, alt_flops, alt_gap)
+    r0, _, _ = exact_scores(rm, gen, starts, tok.pad_token_id, lm_weight)
+    u0 = rater.utility([domains.decode(tok, s) for s in starts])
+    results[f"engine/{origin}"]["start_corr_reward_utility"] = float(np.corrcoef(r0, u0)[0, 1])
+    snaps = climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit, screen)
+    t = float(np.mean([len(s) for s in starts]))
+    for key, (rows, cpu, wall, evals) in snaps.items():
+        fl = evals * (forward_flops(rm, t, t) + forward_flops(gen, t, t))
+        results[f"hill_climb_equal_{key}/{origin}"] = summarise(f"hill_climb_equal_{key}", rows, starts, ctx,
+                                                                cpu, wall, evals, fl)
+    log(f"hill-climbing/{origin} done")
+    return res, eng_rows, per_slot, t
+
+
+def measure_oracle(results, starts, eng_rows, per_slot, args, ctx, log) -> None:
+    """The edit space's ceiling: the same random mutations kept when the rater's hidden utility
+    rises (a perfect reward model), at the engine's evaluations per slot, on the first slots."""
+    rm, gen, tok, rater, _, lm_weight = ctx
+    k = args.oracle_slots
+    oracle = climb(starts[:k], rm, gen, tok, per_slot, 0.0, lm_weight, args.seed, args.edit,
+                   objective=lambda rows: rater.utility([domains.decode(tok, x) for x in rows]))
+    rows_o, _, wall_o, evals_o = oracle["evals"]
+    s = summarise("oracle_hill_climb_equal_evals", rows_o, starts[:k], ctx, 0.0, wall_o, evals_o)
+    s["note"] = ("climbs the hidden utility itself; a ceiling for editing in this edit space at this "
+                 "budget, not a method (its CPU time is the rater's parse, so no per-CPU-s figure)")
+    s["engine_utility_gain_same_slots"] = float(np.mean(
+        rater.utility([domains.decode(tok, x) for x in eng_rows[:k]])
+        - rater.utility([domains.decode(tok, x) for x in starts[:k]])))
+    results["oracle_hill_climb_equal_evals/samples"] = s
+    log(f"oracle on {k} slots: utility {s['utility_gain']:+.3f} (engine on the same slots "
+        f"{s['engine_utility_gain_same_slots']:+.3f})")
+
+
+def measure_best_of_n(results, curve, starts, res, per_slot, t, args, split, ctx, constraint, log) -> None:
+    """Best-of-N run round by round and timed, until it has the engine's evaluations per slot
+    (or the cap) and twice the engine's CPU: equal evaluations, equal CPU time (the first N
+    whose measured CPU reaches the engine's) and the gain-against-CPU curve, all measured."""
+    rm, gen, tok, rater, _, _ = ctx
+    n_cap = 48 if args.quick else 128
+    snaps_b = gradopt.best_of_n(starts, rm, gen, tok, n_max=n_cap, seed=split.baseline_seed + 1000 * args.seed,
+                                temperature=args.temperature, constraint=constraint,
+                                stop=lambda n, cpu: n >= per_slot and cpu >= 2 * res.cpu_seconds)
+    n_time = first_at_budget([sn[1] for sn in snaps_b], res.cpu_seconds)
+    for key, n, wanted in (("evals", min(per_slot, len(snaps_b)), per_slot), ("time", n_time, None)):
+        pick, cpu, wall, evals = snaps_b[n - 1]
+        fl = n * len(starts) * (t * forward_flops(gen, 1, t) + forward_flops(rm, t, t))
+        s = summarise(f"best_of_n_equal_{key}", pick, starts, ctx, cpu, wall, evals, fl)
+        s.update({"n": n, "n_wanted": wanted,
+                  "n_capped": n < per_slot if key == "evals" else bool(cpu < res.cpu_seconds),
+                  "cpu_note": "measured: process CPU of the rounds that drew and scored these samples"})
+        results[f"best_of_n_equal_{key}/samples"] = s
+    u_start = rater.utility([domains.decode(tok, x) for x in starts])
+    for n in sorted({2 ** i for i in range(1, 8) if 2 ** i <= len(snaps_b)} | {len(snaps_b)}):
+        d = rater.utility([domains.decode(tok, x) for x in snaps_b[n - 1][0]]) - u_start
+        curve.append({"n": n, "cpu_s": snaps_b[n - 1][1], "utility_gain": float(d.mean()),
+                      "utility_gain_se": float(d.std(ddof=1) / np.sqrt(len(d)))})
+    log("best-of-N done")
+
+
+def oracle_same_slots(results) -> dict:
+    """The oracle, the engine and best-of-N compared on the oracle's slots at equal evaluations."""
+    de = results["engine/samples"]["utility_gain_per_slot"]
+    db = results["best_of_n_equal_time/samples"]["utility_gain_per_slot"]
+    bon_e = results["best_of_n_equal_evals/samples"]
+    orc = results["oracle_hill_climb_equal_evals/samples"]
+    k = orc["slots"]  # the oracle ran on the first k slots: every comparison with it uses those k
+    do = orc["utility_gain_per_slot"]
+    return {
+        "slots": k,
+        "note": "all on the oracle's slots, at equal reward-model evaluations per slot (the oracle's CPU is the "
+                "rater's parse, so no per-CPU-s ratio is formed with it)",
+        "oracle_utility_gain": float(np.mean(do)),
+        "engine_utility_gain": float(np.mean(de[:k])),
+        "best_of_n_equal_evals_utility_gain": float(np.mean(bon_e["utility_gain_per_slot"][:k])),
+        "best_of_n_equal_time_utility_gain": float(np.mean(db[:k])),
+        "oracle_gain_ratio_vs_best_of_n_equal_evals": json_number(same_slots_ratio(do, bon_e["utility_gain_per_slot"][:k])),
+        "engine_gain_ratio_vs_best_of_n_equal_evals": json_number(same_slots_ratio(de[:k], bon_e["utility_gain_per_slot"][:k])),
+        "oracle_gain_ratio_vs_engine": json_number(same_slots_ratio(do, de[:k])),
+    }
+
+
+def goal_of(results, q: bool):
+    """The goal block and the ratio and interval quoted in the summary line."""
     eng = results["engine/samples"]
     bon = results["best_of_n_equal_time/samples"]
     # The goal ratio compares gains per measured CPU second over the same slots:
@@ -408,21 +430,6 @@ def main() -> None:
     boot = bootstrap_ratio(de, db, scale=scale, seed=0)
     ci = boot["ci95"]
     bon_e = results["best_of_n_equal_evals/samples"]
-    orc = results["oracle_hill_climb_equal_evals/samples"]
-    k = orc["slots"]  # the oracle ran on the first k slots: every comparison with it uses those k
-    do = orc["utility_gain_per_slot"]
-    oracle = {
-        "slots": k,
-        "note": "all on the oracle's slots, at equal reward-model evaluations per slot (the oracle's CPU is the "
-                "rater's parse, so no per-CPU-s ratio is formed with it)",
-        "oracle_utility_gain": float(np.mean(do)),
-        "engine_utility_gain": float(np.mean(de[:k])),
-        "best_of_n_equal_evals_utility_gain": float(np.mean(bon_e["utility_gain_per_slot"][:k])),
-        "best_of_n_equal_time_utility_gain": float(np.mean(db[:k])),
-        "oracle_gain_ratio_vs_best_of_n_equal_evals": json_number(same_slots_ratio(do, bon_e["utility_gain_per_slot"][:k])),
-        "engine_gain_ratio_vs_best_of_n_equal_evals": json_number(same_slots_ratio(de[:k], bon_e["utility_gain_per_slot"][:k])),
-        "oracle_gain_ratio_vs_engine": json_number(same_slots_ratio(do, de[:k])),
-    }
     goal = {"ratio_vs_best_of_n_equal_time": json_number(ratio),
             "ratio_95ci_bootstrap_over_slots": [json_number(x) for x in ci] if ci else None,
             "ratio_bootstrap": {**boot, "ci95": [json_number(x) for x in ci] if ci else None,
@@ -432,13 +439,65 @@ def main() -> None:
             "engine_valid_fraction": eng["valid_fraction"],
             "engine_valid_fraction_of_starts": eng["valid_fraction_start"],
             "engine_valid_kept_fraction": eng["valid_kept_fraction"],
-            "oracle_same_slots": oracle,
+            "oracle_same_slots": oracle_same_slots(results),
             "note": "valid_fraction counts all outputs (invalid generator samples stay invalid unless an edit "
                     "fixes them); valid_kept_fraction counts outputs whose start was valid",
             # A --quick run (weak models, 24 slots, gains near zero) is a smoke test: its ratio of two
             # tiny gains means nothing, so the goal is judged on the full run only.
             "met": None if q else bool(ratio is not None and ratio >= 3 and eng["valid_fraction"] >= 0.9
                                        and bon["utility_gain"] > 0)}
+    return goal, ratio, ci
+
+
+def print_summary(results, goal, ratio, ci, q: bool, path) -> None:
+    """The table of methods and the one summary line."""
+    eng = results["engine/samples"]
+    bon = results["best_of_n_equal_time/samples"]
+    oracle, k = goal["oracle_same_slots"], goal["oracle_same_slots"]["slots"]
+    print(f"{'method':<38}{'reward+':>9}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
+    for name, r in results.items():
+        rate = "" if r["utility_gain_per_cpu_s"] is None else f"{r['utility_gain_per_cpu_s']:.4f}"
+        print(f"{name:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
+              f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
+    print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
+          f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {json_number(ratio if ratio is None else round(ratio, 2))} "
+          f"(95% CI {ci if ci is None else [json_number(round(x, 2)) for x in ci]}); oracle on {k} slots "
+          f"{oracle['oracle_gain_ratio_vs_best_of_n_equal_evals']}x best-of-N at equal evaluations, "
+          f"engine valid {eng['valid_fraction']:.0%} (starts {eng['valid_fraction_start']:.0%}), reward gain {eng['reward_gain']:+.3f}, "
+          f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'judged on the full run only' if q else ('met' if goal['met'] else 'NOT met')}; {path}")
+
+
+def main() -> None:
+    args = parse_args()
+    q = args.quick
+    split = eval_split(args.split)
+    wall0 = time.perf_counter()
+    log = start_run(args.threads)
+    splits = cut_corpus(args.max_chars)
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    log(f"corpus: {len(train)} train / {len(val)} val / {len(test)} test tunes (cut to <= {args.max_chars} chars)")
+    cfg, cfg_logits = engine_configs(args)
+    tok, gen, rm, info = build_models(args, train, val, log, cfg)
+    flops_peak = matmul_flops()
+    log(f"models ready; matmul {flops_peak / 1e9:.1f} GFLOP/s")
+    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
+    ctx = (rm, gen, tok, rater, memo_validate(), args.lm_weight)
+    grammar = domains.ABCConstraint.from_texts(tok, train)
+    constraint = None if args.free_sampling else grammar  # bar-aware starts and best-of-N draws
+    screen = grammar.accepts  # fast validity screen for the editors
+    starts_of = eval_starts(gen, tok, splits, split, args.slots, constraint, args.seed, args.temperature)
+    results: dict = {}
+    curve: list[dict] = []  # best-of-N utility gain against its CPU time, N = 2, 4, ...
+    for origin, starts in starts_of.items():
+        res, eng_rows, per_slot, t = measure_editors(results, origin, starts, args, ctx, cfg, cfg_logits, screen, log)
+        if origin != "samples":
+            continue
+        measure_oracle(results, starts, eng_rows, per_slot, args, ctx, log)
+        measure_best_of_n(results, curve, starts, res, per_slot, t, args, split, ctx, constraint, log)
+    for r in results.values():
+        if r.get("flops_per_s"):
+            r["flops_fraction_of_matmul"] = r["flops_per_s"] / flops_peak
+    goal, ratio, ci = goal_of(results, q)
     config = {**{k_: v for k_, v in vars(args).items()}, "split": dataclasses.asdict(split),
               "engine": repr(cfg), "engine_logits": repr(cfg_logits), "best_of_n_cap": 48 if q else 128,
               "rater_agreement": rater.agreement, "sampling": "free" if args.free_sampling else "bar-aware"}
@@ -456,17 +515,7 @@ def main() -> None:
               + ("_select" if split.name == "select" else ""))
     path = write_result(RESULTS / f"ascent{suffix}.json", out, config)
     plot(results, curve, path.with_suffix(".png"))
-    print(f"{'method':<38}{'reward+':>9}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
-    for name, r in results.items():
-        rate = "" if r["utility_gain_per_cpu_s"] is None else f"{r['utility_gain_per_cpu_s']:.4f}"
-        print(f"{name:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
-              f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
-    print(f"ascent{' (quick)' if q else ''}: engine utility gain/CPU-s {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
-          f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {json_number(ratio if ratio is None else round(ratio, 2))} "
-          f"(95% CI {ci if ci is None else [json_number(round(x, 2)) for x in ci]}); oracle on {k} slots "
-          f"{oracle['oracle_gain_ratio_vs_best_of_n_equal_evals']}x best-of-N at equal evaluations, "
-          f"engine valid {eng['valid_fraction']:.0%} (starts {eng['valid_fraction_start']:.0%}), reward gain {eng['reward_gain']:+.3f}, "
-          f"gap {eng.get('soft_discrete_gap')}, goal (>=3x, >=90% valid) {'judged on the full run only' if q else ('met' if goal['met'] else 'NOT met')}; {path}")
+    print_summary(results, goal, ratio, ci, q, path)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def choose(table: list[dict]) -> dict:
     return min(table, key=lambda g: (g["frac_worse"], -g["mean_du"]))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer tunes and a smaller rating pool (< 10 min)")
     ap.add_argument("--work", default=str(Path(__file__).resolve().parent.parent / "work" / "do_no_harm"),
@@ -146,7 +146,66 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gen-minutes", type=float, default=3.0,
                     help="CPU-minutes to train the generator (once; --quick and full runs share the cached one)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def run_grid(sets, engine, ens, gen, tok, validate, rater, log):
+    """The engine at every edit budget (1.0: unguarded) on both splits' tune sets; returns the runs and their CPU."""
+    open_guard = lambda b: gradopt.TrustConfig(max_changed=b, pessimism=0.0, margin=-1e9)  # noqa: E731
+    cpu_engine = 0.0
+    runs: dict = {}
+    for split in ("select", "report"):
+        runs[split] = {}
+        for b in BUDGETS:
+            cfg = dataclasses.replace(engine, trust=None if b == 1.0 else open_guard(b))
+            runs[split][b] = {}
+            for name, texts in sets[split].items():
+                runs[split][b][name], cpu = run(texts, ens, gen, tok, cfg, validate, rater)
+                cpu_engine += cpu
+            log(f"{split}: budget {b:.0%} done")
+    return runs, cpu_engine
+
+
+def report_chosen(sets, runs, best, chosen, engine, ens, gen, tok, validate, rater, cpu_engine: float):
+    """The chosen guard run on the report split, next to the unguarded run and the offline rule's
+    prediction; returns the report and `cpu_engine` plus the guarded runs' CPU."""
+    report = {}
+    for name, texts in sets["report"].items():
+        on, cpu = run(texts, ens, gen, tok, dataclasses.replace(engine, trust=chosen), validate, rater)
+        cpu_engine += cpu
+        off = runs["report"][1.0][name]
+        predicted = runs["report"][best["max_changed"]][name]
+        accept = apply_rule(predicted, chosen.pessimism, chosen.margin)
+        expected = [t if a else s for t, a, s in zip(predicted["texts"], accept, texts)]
+        report[name] = {
+            "off": metrics(off["du"], off["d_reward"], off["changed"], np.ones(len(texts), bool)),
+            "on": metrics(on["du"], on["d_reward"], on["changed"], ~on["kept"]),
+            "on_matches_offline_rule": expected == on["texts"],
+            "off_gain_sd_mean": float(np.nanmean(off["gain_sd"])),
+            "off_corr_gain_mean_du": float(np.corrcoef(off["gain_mean"], off["du"])[0, 1]),
+        }
+    return report, cpu_engine
+
+
+def print_summary(report, chosen, out, q: bool, path) -> None:
+    print(f"{'set':<10}{'guard':<6}{'mean Δu':>9}{'±se':>7}{'worse':>7}{'better':>7}{'kept':>6}{'Δreward':>9}{'changed':>8}")
+    for name, r in report.items():
+        for g in ("off", "on"):
+            m = r[g]
+            print(f"{name:<10}{g:<6}{m['mean_du']:>+9.3f}{m['se_du']:>7.3f}{m['frac_worse']:>7.0%}{m['frac_better']:>7.0%}"
+                  f"{m['frac_kept']:>6.0%}{m['mean_d_reward']:>+9.3f}{m['mean_changed']:>8.1f}")
+    c, h = report["corpus"], report["held-out"]
+    print(f"do_no_harm{' (quick)' if q else ''}: guard (budget {chosen.max_changed:.0%}, k={chosen.pessimism:g}, "
+          f"margin {chosen.margin:g}, chosen on {CORPUS_SPLIT['select']}+{HELD_OUT['select']}) on "
+          f"{CORPUS_SPLIT['report']} corpus / {HELD_OUT['report']}: mean Δu off {c['off']['mean_du']:+.3f} / "
+          f"{h['off']['mean_du']:+.3f} -> on {c['on']['mean_du']:+.3f} / {h['on']['mean_du']:+.3f}, worse "
+          f"{c['off']['frac_worse']:.0%} / {h['off']['frac_worse']:.0%} -> {c['on']['frac_worse']:.0%} / "
+          f"{h['on']['frac_worse']:.0%}, kept {c['on']['frac_kept']:.0%} / {h['on']['frac_kept']:.0%}; "
+          f"{out['cpu_s']['total']:.0f} CPU s; {path}")
+
+
+def main() -> None:
+    args = parse_args()
     q = args.quick
     n = 16 if q else 40
     c_start, wall0 = time.process_time(), time.perf_counter()
@@ -163,37 +222,12 @@ def main() -> None:
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
     validate = memo_validate(domains.ABCConstraint.from_texts(tok, train).accepts)
     engine = gradopt.AscentConfig(steps=60, check_every=10, objective=gradopt.ObjectiveWeights(lm_weight=8.0))
-    open_guard = lambda b: gradopt.TrustConfig(max_changed=b, pessimism=0.0, margin=-1e9)  # noqa: E731
-    cpu_engine = 0.0
-    runs: dict = {}
-    for split in ("select", "report"):
-        runs[split] = {}
-        for b in BUDGETS:
-            cfg = dataclasses.replace(engine, trust=None if b == 1.0 else open_guard(b))
-            runs[split][b] = {}
-            for name, texts in sets[split].items():
-                runs[split][b][name], cpu = run(texts, ens, gen, tok, cfg, validate, rater)
-                cpu_engine += cpu
-            log(f"{split}: budget {b:.0%} done")
+    runs, cpu_engine = run_grid(sets, engine, ens, gen, tok, validate, rater, log)
     tables = {split: grid(runs[split]) for split in runs}
     best = choose(tables["select"])
     chosen = gradopt.TrustConfig(max_changed=best["max_changed"], pessimism=best["pessimism"], margin=best["margin"])
     log(f"chosen on the selection split: {chosen}")
-    report = {}
-    for name, texts in sets["report"].items():
-        on, cpu = run(texts, ens, gen, tok, dataclasses.replace(engine, trust=chosen), validate, rater)
-        cpu_engine += cpu
-        off = runs["report"][1.0][name]
-        predicted = runs["report"][best["max_changed"]][name]
-        accept = apply_rule(predicted, chosen.pessimism, chosen.margin)
-        expected = [t if a else s for t, a, s in zip(predicted["texts"], accept, texts)]
-        report[name] = {
-            "off": metrics(off["du"], off["d_reward"], off["changed"], np.ones(len(texts), bool)),
-            "on": metrics(on["du"], on["d_reward"], on["changed"], ~on["kept"]),
-            "on_matches_offline_rule": expected == on["texts"],
-            "off_gain_sd_mean": float(np.nanmean(off["gain_sd"])),
-            "off_corr_gain_mean_du": float(np.corrcoef(off["gain_mean"], off["du"])[0, 1]),
-        }
+    report, cpu_engine = report_chosen(sets, runs, best, chosen, engine, ens, gen, tok, validate, rater, cpu_engine)
     config = {"args": vars(args), "train_collections": TRAIN_COLLECTIONS, "held_out": HELD_OUT,
               "corpus_split": CORPUS_SPLIT, "tunes_per_set": n, "max_chars": args.max_chars, "engine": repr(engine),
               "edit": "pitch", "budgets": BUDGETS, "pessimism": PESSIMISM, "margins": MARGINS,
@@ -210,20 +244,7 @@ def main() -> None:
         "wall_s": time.perf_counter() - wall0,
     }
     path = write_result(RESULTS / f"do_no_harm{'_quick' if q else ''}.json", out, config)
-    print(f"{'set':<10}{'guard':<6}{'mean Δu':>9}{'±se':>7}{'worse':>7}{'better':>7}{'kept':>6}{'Δreward':>9}{'changed':>8}")
-    for name, r in report.items():
-        for g in ("off", "on"):
-            m = r[g]
-            print(f"{name:<10}{g:<6}{m['mean_du']:>+9.3f}{m['se_du']:>7.3f}{m['frac_worse']:>7.0%}{m['frac_better']:>7.0%}"
-                  f"{m['frac_kept']:>6.0%}{m['mean_d_reward']:>+9.3f}{m['mean_changed']:>8.1f}")
-    c, h = report["corpus"], report["held-out"]
-    print(f"do_no_harm{' (quick)' if q else ''}: guard (budget {chosen.max_changed:.0%}, k={chosen.pessimism:g}, "
-          f"margin {chosen.margin:g}, chosen on {CORPUS_SPLIT['select']}+{HELD_OUT['select']}) on "
-          f"{CORPUS_SPLIT['report']} corpus / {HELD_OUT['report']}: mean Δu off {c['off']['mean_du']:+.3f} / "
-          f"{h['off']['mean_du']:+.3f} -> on {c['on']['mean_du']:+.3f} / {h['on']['mean_du']:+.3f}, worse "
-          f"{c['off']['frac_worse']:.0%} / {h['off']['frac_worse']:.0%} -> {c['on']['frac_worse']:.0%} / "
-          f"{h['on']['frac_worse']:.0%}, kept {c['on']['frac_kept']:.0%} / {h['on']['frac_kept']:.0%}; "
-          f"{out['cpu_s']['total']:.0f} CPU s; {path}")
+    print_summary(report, chosen, out, q, path)
 
 
 if __name__ == "__main__":

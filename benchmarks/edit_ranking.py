@@ -82,7 +82,7 @@ def rank_stats(d_obj: np.ndarray, d_util: np.ndarray) -> dict:
             "spearman": float(rho)}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes): 3 starts, 0.3x rating pool")
     ap.add_argument("--work", help="directory with generator/ to reuse (written if absent), as benchmarks/ascent.py")
@@ -91,21 +91,24 @@ def main() -> None:
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="starts drawn as benchmarks/ascent.py draws them for this split (reward_recipes.SPLITS)")
     ap.add_argument("--starts", type=int, default=0, help="generator samples whose edits are ranked (0: 12, 3 with --quick)")
-    args = ap.parse_args()
-    q = args.quick
-    n_starts = args.starts or (3 if q else 12)
-    wall0 = time.perf_counter()
-    log = start_run(args.threads)
-    splits = cut_corpus(MAX_CHARS)
-    train, val = splits["train"], splits["val"]
+    return ap.parse_args()
+
+
+def setup_generator(args, train, val, log):
+    """The generator of --work (trained there, or in a fresh temporary directory, when absent)."""
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="edit_ranking_"))
-    tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if q else 4.0)
+    tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if args.quick else 4.0)
     if domains.context_length(gen) != MAX_CHARS + 2:
         raise SystemExit(f"{work / 'generator'} has context {domains.context_length(gen)}, not {MAX_CHARS + 2}")
     setup["work"] = str(work)
     log(f"generator ready ({setup['generator_cpu_s']:.0f} CPU s)")
+    return tok, gen, setup
 
-    recipe = dataclasses.replace(scaled(PRACTICAL, 0.3) if q else PRACTICAL, sampling="bar-aware")
+
+def fit_reward_models(args, gen, tok, train, log):
+    """The three reward models (practical, its mean+last pooling, the utility ceiling) fitted on one
+    rated pool; returns them, what each fit reports, and the rater."""
+    recipe = dataclasses.replace(scaled(PRACTICAL, 0.3) if args.quick else PRACTICAL, sampling="bar-aware")
     pool = make_pool(recipe, gen, tok, train, args.seed)
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=args.seed)
     utility = rater.utility(pool.texts)
@@ -117,6 +120,68 @@ def main() -> None:
         fits[name] = {"recipe": repr(rec), "probe_l2": info.get("probe_l2"), "items": info["items"],
                       "comparisons": info["comparisons"]}
     log(f"reward models fitted on {len(pool.texts)} rated items")
+    return models, fits, rater
+
+
+def rank_start(i, start, u_start, models, gen, tok, rater, stats) -> dict:
+    """Every single pitch edit of `start` ranked by each objective (rank statistics appended to
+    `stats`); returns the start's own line."""
+    rows, where = single_pitch_edits(list(start), tok)
+    d_util = rater.utility([domains.decode(tok, r) for r in rows]) - u_start
+    n_tok = max(len(start) - 1, 1)
+    d_ll = None
+    for name, rm in models.items():
+        r0, ll0, _ = exact_scores(rm, gen, [list(start)], tok.pad_token_id, 0.0)
+        r1, ll1, _ = exact_scores(rm, gen, rows, tok.pad_token_id, 0.0)
+        d_ll = (ll1 - ll0[0]) / n_tok
+        for w in LM_WEIGHTS:
+            stats.setdefault(f"{name}/lm{w:g}", []).append(rank_stats(r1 - r0[0] + w * d_ll, d_util))
+    stats.setdefault("loglik_only", []).append(rank_stats(d_ll, d_util))
+    best = int(np.argmax(d_util))
+    return {"sample": i, "utility": float(u_start), "edits": len(rows),
+            "edits_changing_utility": int((np.abs(d_util) > 1e-9).sum()),
+            "best_gain": float(d_util[best]),
+            "best_edit_is_last_note": bool(where[best] == max(where)) if d_util[best] > 0 else None}
+
+
+def rankings(stats: dict[str, list[dict]]) -> dict:
+    """Each objective's rank statistics averaged over starts."""
+    rows_out = {}
+    for key, s in stats.items():
+        top1 = float(np.mean([x["top1_gain"] for x in s]))
+        best = float(np.mean([x["best_gain"] for x in s]))
+        rows_out[key] = {"top1_gain": top1, "top5_best_gain": float(np.mean([x["top5_best_gain"] for x in s])),
+                         "best_gain": best, "capture": top1 / best if best > 0 else None,
+                         "rank_of_best": float(np.median([x["rank_of_best"] for x in s])),
+                         "spearman": float(np.nanmean([x["spearman"] for x in s]))
+                         if any(np.isfinite(x["spearman"]) for x in s) else None}
+    return rows_out
+
+
+def print_summary(rows_out, out, n_starts: int, plateau: float, q: bool, path) -> None:
+    print(f"{'objective':<32}{'top1 gain':>10}{'top5 best':>10}{'best':>7}{'capture':>9}{'rank best':>10}{'spearman':>9}")
+    for key, r in rows_out.items():
+        cap = "-" if r["capture"] is None else f"{r['capture']:.2f}"
+        rho = "-" if r["spearman"] is None else f"{r['spearman']:.2f}"
+        print(f"{key:<32}{r['top1_gain']:>10.3f}{r['top5_best_gain']:>10.3f}{r['best_gain']:>7.3f}{cap:>9}"
+              f"{r['rank_of_best']:>10.0f}{rho:>9}")
+    p8, c8 = rows_out["practical/lm8"], rows_out["ceiling_utility/lm8"]
+    print(f"edit_ranking{' (quick)' if q else ''}: {n_starts} starts, best single pitch edit {p8['best_gain']:+.3f} "
+          f"utility; the objective's first pick {p8['top1_gain']:+.3f} (practical, lm 8), "
+          f"{c8['top1_gain']:+.3f} (ceiling fitted to the utility); plateau starts {plateau:.0%}, samples at the "
+          f"utility floor {out['samples_at_floor_fraction']:.0%}; {path}")
+
+
+def main() -> None:
+    args = parse_args()
+    q = args.quick
+    n_starts = args.starts or (3 if q else 12)
+    wall0 = time.perf_counter()
+    log = start_run(args.threads)
+    splits = cut_corpus(MAX_CHARS)
+    train, val = splits["train"], splits["val"]
+    tok, gen, setup = setup_generator(args, train, val, log)
+    models, fits, rater = fit_reward_models(args, gen, tok, train, log)
 
     constraint = domains.ABCConstraint.from_texts(tok, train)
     split = eval_split(args.split)
@@ -132,34 +197,11 @@ def main() -> None:
     per_start: list[dict] = []
     stats: dict[str, list[dict]] = {}
     for k, i in enumerate(above):
-        start = samples[i]
-        rows, where = single_pitch_edits(list(start), tok)
-        d_util = rater.utility([domains.decode(tok, r) for r in rows]) - u_samples[i]
-        n_tok = max(len(start) - 1, 1)
-        d_ll = None
-        for name, rm in models.items():
-            r0, ll0, _ = exact_scores(rm, gen, [list(start)], tok.pad_token_id, 0.0)
-            r1, ll1, _ = exact_scores(rm, gen, rows, tok.pad_token_id, 0.0)
-            d_ll = (ll1 - ll0[0]) / n_tok
-            for w in LM_WEIGHTS:
-                stats.setdefault(f"{name}/lm{w:g}", []).append(rank_stats(r1 - r0[0] + w * d_ll, d_util))
-        stats.setdefault("loglik_only", []).append(rank_stats(d_ll, d_util))
-        best = int(np.argmax(d_util))
-        per_start.append({"sample": i, "utility": float(u_samples[i]), "edits": len(rows),
-                          "edits_changing_utility": int((np.abs(d_util) > 1e-9).sum()),
-                          "best_gain": float(d_util[best]),
-                          "best_edit_is_last_note": bool(where[best] == max(where)) if d_util[best] > 0 else None})
-        log(f"start {k + 1}/{len(above)} (sample {i}): {len(rows)} edits, best single edit {d_util[best]:+.2f}")
+        per_start.append(rank_start(i, samples[i], u_samples[i], models, gen, tok, rater, stats))
+        log(f"start {k + 1}/{len(above)} (sample {i}): {per_start[-1]['edits']} edits, best single edit "
+            f"{per_start[-1]['best_gain']:+.2f}")
 
-    rows_out = {}
-    for key, s in stats.items():
-        top1 = float(np.mean([x["top1_gain"] for x in s]))
-        best = float(np.mean([x["best_gain"] for x in s]))
-        rows_out[key] = {"top1_gain": top1, "top5_best_gain": float(np.mean([x["top5_best_gain"] for x in s])),
-                         "best_gain": best, "capture": top1 / best if best > 0 else None,
-                         "rank_of_best": float(np.median([x["rank_of_best"] for x in s])),
-                         "spearman": float(np.nanmean([x["spearman"] for x in s]))
-                         if any(np.isfinite(x["spearman"]) for x in s) else None}
+    rows_out = rankings(stats)
     plateau = float(np.mean([p["edits_changing_utility"] == 0 for p in per_start]))
     improvable = [p for p in per_start if p["best_gain"] > 0]
     out = {
@@ -176,17 +218,7 @@ def main() -> None:
               "lm_weights": list(LM_WEIGHTS), "gen_minutes": 0.75 if q else 4.0,
               "reward_models": {k: v["recipe"] for k, v in fits.items()}}
     write_result(path, out, config)
-    print(f"{'objective':<32}{'top1 gain':>10}{'top5 best':>10}{'best':>7}{'capture':>9}{'rank best':>10}{'spearman':>9}")
-    for key, r in rows_out.items():
-        cap = "-" if r["capture"] is None else f"{r['capture']:.2f}"
-        rho = "-" if r["spearman"] is None else f"{r['spearman']:.2f}"
-        print(f"{key:<32}{r['top1_gain']:>10.3f}{r['top5_best_gain']:>10.3f}{r['best_gain']:>7.3f}{cap:>9}"
-              f"{r['rank_of_best']:>10.0f}{rho:>9}")
-    p8, c8 = rows_out["practical/lm8"], rows_out["ceiling_utility/lm8"]
-    print(f"edit_ranking{' (quick)' if q else ''}: {len(above)} starts, best single pitch edit {p8['best_gain']:+.3f} "
-          f"utility; the objective's first pick {p8['top1_gain']:+.3f} (practical, lm 8), "
-          f"{c8['top1_gain']:+.3f} (ceiling fitted to the utility); plateau starts {plateau:.0%}, samples at the "
-          f"utility floor {out['samples_at_floor_fraction']:.0%}; {path}")
+    print_summary(rows_out, out, len(above), plateau, q, path)
 
 
 if __name__ == "__main__":

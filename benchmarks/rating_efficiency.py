@@ -156,12 +156,82 @@ def accuracy(scores: np.ndarray, pairs: np.ndarray, winners: list[str]) -> float
     return float(np.mean(pred_a[keep] == (w[keep] == "a")))
 
 
-def main() -> None:
+METHODS = ("bt_racing", "bt_random", "pairwise")
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer sizes, 1 seed, smaller pools (< 5 min)")
     ap.add_argument("--agreement", type=float, default=0.75, help="simulated rater agreement")
     ap.add_argument("--steps", type=int, default=0, help="reward-model training steps (0 = default)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def load_pool(quick: bool, n_train: int, n_test: int, log):
+    """The rated items (a fixed random subset of the cached pool), encoded, with their hidden utilities."""
+    texts, origins, gen, tok = build_pool(N_POOL, progress=log, gen_minutes=0.75 if quick else 1.5)
+    keep = np.random.default_rng(123).permutation(len(texts))[: n_train + n_test]
+    texts, origins = [texts[i] for i in keep], [origins[i] for i in keep]
+    ids, mask = domains.encode_batch(tok, texts, gen)
+    u = utilities(rm.SimulatedRater(), texts)
+    log(f"pool: {len(texts)} items ({', '.join(f'{o}={origins.count(o)}' for o in sorted(set(origins)))}), "
+        f"{np.mean(u == rm.INVALID):.0%} invalid")
+    return texts, origins, gen, ids, mask, u
+
+
+def measure_size(n, seed, args, cfg, pool, record, tally, log) -> None:
+    """The three methods trained on `n` simulated ratings of the training items with rater `seed`."""
+    gen, ids, mask, tr, tr_texts, n_train = pool
+    rater = rm.SimulatedRater(args.agreement, seed=seed)
+    utilities(rater, tr_texts)
+    cfg_s = rm.RewardTrainConfig(**{**cfg.__dict__, "seed": seed})
+    # random pairs, shared by bt_random and pairwise
+    pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_train), sd=np.ones(n_train), coef=np.zeros(0)), n,
+                          "random", seed=1000 * seed + n)
+    winners = rater.simulate(tr_texts, pairs)
+    t0 = time.perf_counter()
+    model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s)
+    tally["train_seconds"]["bt_random"] += time.perf_counter() - t0
+    record("bt_random", n, model)
+    wins, ties = split_outcomes(pairs, winners)
+    t0 = time.perf_counter()
+    model = train_model(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
+    tally["train_seconds"]["pairwise"] += time.perf_counter() - t0
+    record("pairwise", n, model)
+    r_pairs, r_win, cov, extra_s = racing_ratings(gen, ids[tr], mask[tr], tr_texts, rater, n, cfg_s, seed)
+    t0 = time.perf_counter()
+    model = fit_and_regress(gen, ids[tr], mask[tr], r_pairs, r_win, cfg_s, cov)
+    tally["train_seconds"]["bt_racing"] += time.perf_counter() - t0
+    tally["extra"][str(n)].append(extra_s)
+    record("bt_racing", n, model)
+    log(f"seed {seed} n={n}: " + ", ".join(f"{m}={tally['per_seed'][m][str(n)][-1]:.3f}" for m in METHODS)
+        + f" (ceiling {tally['ceiling'][-1]:.3f}; racing rated {len(np.unique(r_pairs))} items, random "
+        f"{len(np.unique(pairs))})")
+
+
+def measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log) -> None:
+    """One seed: fresh held-out comparisons, the ceiling on them, then every size."""
+    gen, ids, mask = pool[:3]
+    n_test = len(te)
+    eval_rater = rm.SimulatedRater(args.agreement, seed=10_000 + seed)
+    utilities(eval_rater, te_texts)
+    ev_pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_test), sd=np.ones(n_test), coef=np.zeros(0)),
+                             3000, "random", seed=50 + seed)
+    ev_win = eval_rater.simulate(te_texts, ev_pairs)
+    tally["ceiling"].append(accuracy(u[te], ev_pairs, ev_win))
+    true_win = ["tie" if u[te][a] == u[te][b] else ("a" if u[te][a] > u[te][b] else "b") for a, b in ev_pairs]
+
+    def record(method, n, model):
+        pred = model.predict(ids[te], mask[te]).numpy()
+        tally["per_seed"][method][str(n)].append(accuracy(pred, ev_pairs, ev_win))
+        tally["true_acc"][method][str(n)].append(accuracy(pred, ev_pairs, true_win))
+
+    for n in sizes:
+        measure_size(n, seed, args, cfg, pool, record, tally, log)
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     t_start = time.time()
     sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
@@ -171,70 +241,26 @@ def main() -> None:
     cfg = rm.RewardTrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
     log = lambda msg: print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
 
-    texts, origins, gen, tok = build_pool(N_POOL, progress=log, gen_minutes=0.75 if args.quick else 1.5)
-    keep = np.random.default_rng(123).permutation(len(texts))[: n_train + n_test]
-    texts, origins = [texts[i] for i in keep], [origins[i] for i in keep]
-    ids, mask = domains.encode_batch(tok, texts, gen)
-    u = utilities(rm.SimulatedRater(), texts)
-    log(f"pool: {len(texts)} items ({', '.join(f'{o}={origins.count(o)}' for o in sorted(set(origins)))}), "
-        f"{np.mean(u == rm.INVALID):.0%} invalid")
+    texts, origins, gen, ids, mask, u = load_pool(args.quick, n_train, n_test, log)
     tr, te = np.arange(n_train), np.arange(n_train, n_train + n_test)
     tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
-
-    methods = ("bt_racing", "bt_random", "pairwise")
-    per_seed = {m: {str(n): [] for n in sizes} for m in methods}
-    true_acc = {m: {str(n): [] for n in sizes} for m in methods}  # vs the noiseless utility order
-    extra = {str(n): [] for n in sizes}
-    ceiling = []
-    train_seconds = {m: 0.0 for m in methods}
+    tally = {"per_seed": {m: {str(n): [] for n in sizes} for m in METHODS},
+             "true_acc": {m: {str(n): [] for n in sizes} for m in METHODS},  # vs the noiseless utility order
+             "extra": {str(n): [] for n in sizes}, "ceiling": [],
+             "train_seconds": {m: 0.0 for m in METHODS}}
+    pool = (gen, ids, mask, tr, tr_texts, n_train)
     for seed in seeds:
-        eval_rater = rm.SimulatedRater(args.agreement, seed=10_000 + seed)
-        utilities(eval_rater, te_texts)
-        ev_pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_test), sd=np.ones(n_test), coef=np.zeros(0)),
-                                 3000, "random", seed=50 + seed)
-        ev_win = eval_rater.simulate(te_texts, ev_pairs)
-        ceiling.append(accuracy(u[te], ev_pairs, ev_win))
-        def record(method, n, model):
-            pred = model.predict(ids[te], mask[te]).numpy()
-            per_seed[method][str(n)].append(accuracy(pred, ev_pairs, ev_win))
-            true_acc[method][str(n)].append(accuracy(pred, ev_pairs, true_win))
+        measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log)
+    per_seed, true_acc, ceiling = tally["per_seed"], tally["true_acc"], tally["ceiling"]
 
-        true_win = ["tie" if u[te][a] == u[te][b] else ("a" if u[te][a] > u[te][b] else "b") for a, b in ev_pairs]
-        for n in sizes:
-            rater = rm.SimulatedRater(args.agreement, seed=seed)
-            utilities(rater, tr_texts)
-            cfg_s = rm.RewardTrainConfig(**{**cfg.__dict__, "seed": seed})
-            # random pairs, shared by bt_random and pairwise
-            pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_train), sd=np.ones(n_train), coef=np.zeros(0)), n,
-                                  "random", seed=1000 * seed + n)
-            winners = rater.simulate(tr_texts, pairs)
-            t0 = time.perf_counter()
-            model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s)
-            train_seconds["bt_random"] += time.perf_counter() - t0
-            record("bt_random", n, model)
-            wins, ties = split_outcomes(pairs, winners)
-            t0 = time.perf_counter()
-            model = train_model(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
-            train_seconds["pairwise"] += time.perf_counter() - t0
-            record("pairwise", n, model)
-            r_pairs, r_win, cov, extra_s = racing_ratings(gen, ids[tr], mask[tr], tr_texts, rater, n, cfg_s, seed)
-            t0 = time.perf_counter()
-            model = fit_and_regress(gen, ids[tr], mask[tr], r_pairs, r_win, cfg_s, cov)
-            train_seconds["bt_racing"] += time.perf_counter() - t0
-            extra[str(n)].append(extra_s)
-            record("bt_racing", n, model)
-            log(f"seed {seed} n={n}: " + ", ".join(f"{m}={per_seed[m][str(n)][-1]:.3f}" for m in methods)
-                + f" (ceiling {ceiling[-1]:.3f}; racing rated {len(np.unique(r_pairs))} items, random "
-                f"{len(np.unique(pairs))})")
-
-    mean = {m: {n: float(np.mean(v)) for n, v in per_seed[m].items()} for m in methods}
+    mean = {m: {n: float(np.mean(v)) for n, v in per_seed[m].items()} for m in METHODS}
     out = {
         "benchmark": "rating_efficiency", "quick": args.quick, "metric": "held-out pairwise accuracy vs fresh "
         "simulated comparisons (ties excluded)",
         **mean, "per_seed": per_seed,
-        "true_order_accuracy": {m: {n: float(np.mean(v)) for n, v in true_acc[m].items()} for m in methods},
+        "true_order_accuracy": {m: {n: float(np.mean(v)) for n, v in true_acc[m].items()} for m in METHODS},
         "true_order_accuracy_per_seed": true_acc, "ceiling_true_utility": {"mean": float(np.mean(ceiling)), "per_seed": ceiling},
-        "racing_extra_seconds_for_covariates": extra, "final_training_seconds_total": train_seconds,
+        "racing_extra_seconds_for_covariates": tally["extra"], "final_training_seconds_total": tally["train_seconds"],
         "setup": {"sizes": sizes, "seeds": seeds, "n_train_pool": n_train, "n_test_pool": n_test,
                   "eval_pairs": 3000, "agreement": args.agreement, "train_config": cfg.__dict__,
                   "network": PRESET.__dict__, "pool_origins": {o: origins.count(o) for o in set(origins)},

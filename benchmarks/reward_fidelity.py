@@ -174,7 +174,7 @@ def measure(rm, gen, tok, sets: dict) -> dict:
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="reduced run (< 4 minutes): 0.3x pools and steps")
     ap.add_argument("--work", help="directory with generator/ to reuse (written if absent), as benchmarks/ascent.py")
@@ -184,7 +184,56 @@ def main() -> None:
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="held-out items: 'select' (val tunes, sample seed 1) to choose a recipe, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def chosen_recipes(args) -> dict:
+    """The recipes to run: all of `recipes(quick)`, or the --recipes subset (an unknown name stops the run)."""
+    todo = recipes(args.quick)
+    if args.recipes:
+        unknown = set(args.recipes.split(",")) - set(todo)
+        if unknown:
+            raise SystemExit(f"unknown recipes {sorted(unknown)}; choose from {sorted(todo)}")
+        todo = {k: v for k, v in todo.items() if k in args.recipes.split(",")}
+    return todo
+
+
+def run_recipe(recipe, note: str, gen, tok, train, utility, rater, sets, seed: int) -> dict:
+    """One recipe: its rating pool, its fit, its CPU parts and its held-out measures."""
+    pool = make_pool(recipe, gen, tok, train, seed)
+    u, rating_cpu = utility(pool.texts)
+    rm, info = fit_model(recipe, pool, u, gen, tok, rater, seed)
+    cpu = {"pool": pool.cpu_s, "ratings": rating_cpu, "bradley_terry": info.pop("bt_cpu_s"),
+           "fit": info.pop("fit_cpu_s")}
+    return {"note": note, "recipe": repr(recipe), "ceiling": recipe.targets == "utility",
+            **info, "cpu_s": sum(cpu.values()), "cpu_s_parts": cpu, **measure(rm, gen, tok, sets)}
+
+
+def print_summary(results, sets, split, shown, best_here, q: bool, wall0: float, path) -> None:
+    bar = "samples_bar" in sets
+    print(f"{'recipe':<20}{'samples r/rho':>15}{'bar-aware r/rho':>17}{'corpus r/rho':>15}{'pitch acc':>10}"
+          f"{'cpu_s':>7}{'compar.':>9}")
+    for k, r in results.items():
+        sb = f"{r['samples_bar']['pearson']:.3f}/{r['samples_bar']['spearman']:.3f}" if bar else "-"
+        print(f"{k:<20}{r['samples']['pearson']:>8.3f}/{r['samples']['spearman']:.3f}{sb:>17}"
+              f"{r['corpus']['pearson']:>8.3f}/{r['corpus']['spearman']:.3f}{r['pitch']['accuracy']:>10.3f}"
+              f"{r['cpu_s']:>7.0f}{r['comparisons']:>9}")
+    best = shown
+    base = results.get("baseline")
+    label = "best practical (pitch, select split)" if split.name == "select" else "chosen recipe (report split)"
+    summary = (f"{label} {best}: pitch {results[best]['pitch']['accuracy']:.3f}, "
+               f"corpus r {results[best]['corpus']['pearson']:.3f}, samples r {results[best]['samples']['pearson']:.3f}"
+               if best else "no practical recipe run")
+    if split.name == "report" and best_here and best_here != best:
+        summary += f" (best on this split: {best_here}, not a selection)"
+    if base:
+        summary += (f" vs baseline pitch {base['pitch']['accuracy']:.3f}, corpus r {base['corpus']['pearson']:.3f}, "
+                    f"samples r {base['samples']['pearson']:.3f}")
+    print(f"reward_fidelity{' (quick)' if q else ''}: {summary}; {time.perf_counter() - wall0:.0f} s; {path}")
+
+
+def main() -> None:
+    args = parse_args()
     q = args.quick
     split = eval_split(args.split)
     wall0 = time.perf_counter()
@@ -208,22 +257,10 @@ def main() -> None:
     log(f"held-out sets rated ({time.process_time() - c0:.0f} CPU s): "
         + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items()) + " pairs")
 
-    todo = recipes(q)
-    if args.recipes:
-        unknown = set(args.recipes.split(",")) - set(todo)
-        if unknown:
-            raise SystemExit(f"unknown recipes {sorted(unknown)}; choose from {sorted(todo)}")
-        todo = {k: v for k, v in todo.items() if k in args.recipes.split(",")}
+    todo = chosen_recipes(args)
     results: dict = {}
     for name, (recipe, note) in todo.items():
-        pool = make_pool(recipe, gen, tok, train, args.seed)
-        u, rating_cpu = utility(pool.texts)
-        rm, info = fit_model(recipe, pool, u, gen, tok, rater, args.seed)
-        cpu = {"pool": pool.cpu_s, "ratings": rating_cpu, "bradley_terry": info.pop("bt_cpu_s"),
-               "fit": info.pop("fit_cpu_s")}
-        results[name] = {"note": note, "recipe": repr(recipe), "ceiling": recipe.targets == "utility",
-                         **info, "cpu_s": sum(cpu.values()), "cpu_s_parts": cpu, **measure(rm, gen, tok, sets)}
-        r = results[name]
+        results[name] = r = run_recipe(recipe, note, gen, tok, train, utility, rater, sets, args.seed)
         log(f"{name}: samples {r['samples']['pearson']:.3f}, corpus {r['corpus']['pearson']:.3f}, "
             f"pitch {r['pitch']['accuracy']:.3f}, {r['cpu_s']:.0f} CPU s, {r['comparisons']} comparisons")
 
@@ -251,26 +288,7 @@ def main() -> None:
     }
     path = RESULTS / f"reward_fidelity{'_quick' if q else ''}{'_select' if split.name == 'select' else ''}.json"
     write_result(path, out, config)
-    bar = "samples_bar" in sets
-    print(f"{'recipe':<20}{'samples r/rho':>15}{'bar-aware r/rho':>17}{'corpus r/rho':>15}{'pitch acc':>10}"
-          f"{'cpu_s':>7}{'compar.':>9}")
-    for k, r in results.items():
-        sb = f"{r['samples_bar']['pearson']:.3f}/{r['samples_bar']['spearman']:.3f}" if bar else "-"
-        print(f"{k:<20}{r['samples']['pearson']:>8.3f}/{r['samples']['spearman']:.3f}{sb:>17}"
-              f"{r['corpus']['pearson']:>8.3f}/{r['corpus']['spearman']:.3f}{r['pitch']['accuracy']:>10.3f}"
-              f"{r['cpu_s']:>7.0f}{r['comparisons']:>9}")
-    best = shown
-    base = results.get("baseline")
-    label = "best practical (pitch, select split)" if split.name == "select" else "chosen recipe (report split)"
-    summary = (f"{label} {best}: pitch {results[best]['pitch']['accuracy']:.3f}, "
-               f"corpus r {results[best]['corpus']['pearson']:.3f}, samples r {results[best]['samples']['pearson']:.3f}"
-               if best else "no practical recipe run")
-    if split.name == "report" and best_here and best_here != best:
-        summary += f" (best on this split: {best_here}, not a selection)"
-    if base:
-        summary += (f" vs baseline pitch {base['pitch']['accuracy']:.3f}, corpus r {base['corpus']['pearson']:.3f}, "
-                    f"samples r {base['samples']['pearson']:.3f}")
-    print(f"reward_fidelity{' (quick)' if q else ''}: {summary}; {time.perf_counter() - wall0:.0f} s; {path}")
+    print_summary(results, sets, split, shown, best_here, q, wall0, path)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def build_app(session, player: Callable[[str], subprocess.Popen] | None = None):
     from textual.containers import Horizontal, VerticalScroll
     from textual.widgets import Footer, Static
 
-    class RateApp(App):
+    class RateApp(_RateActions, App):
         TITLE = "gradopt rate"
         CSS = """
         #progress, #note { height: auto; padding: 0 1; }
@@ -70,6 +70,7 @@ def build_app(session, player: Callable[[str], subprocess.Popen] | None = None):
         def __init__(self) -> None:
             super().__init__()
             self.session = session
+            self.player = player
             self.pair = None
             self.playing: subprocess.Popen | None = None
 
@@ -83,58 +84,67 @@ def build_app(session, player: Callable[[str], subprocess.Popen] | None = None):
             yield Static(id="note")
             yield Footer()
 
-        def on_mount(self) -> None:
-            if player is None:
-                self.note(f"no player found, tunes are shown but not played ({PLAYER_HINT})")
-            self.show_next()
-
-        def note(self, text: str) -> None:
-            self.query_one("#note", Static).update(text)
-
-        def show_next(self) -> None:
-            self.pair = self.session.next_pair()
-            p = self.session.progress()
-            self.query_one("#progress", Static).update(
-                f"{self.session.rater}: {p['rated']} rated, {p['skipped']} skipped, {p['queue']} queued pairs "
-                f"waiting; {p['comparisons']} comparisons of {p['items']} items in all"
-                + ("  (you have rated every pair: these come round again)" if self.pair.source == "repeat" else ""))
-            for key, item, label in (("#first", self.pair.a, "1  first"), ("#second", self.pair.b, "2  second")):
-                self.query_one(key, Static).update(f"[b]{label}[/b]  [dim]{item.id[:10]} {item.origin}[/dim]\n\n"
-                                                   + _escape(item.text))
-
-        def action_verdict(self, verdict: str) -> None:
-            self.session.record(self.pair, verdict)
-            self.note("")
-            self.show_next()
-
-        def action_undo(self) -> None:
-            undone = self.session.undo()
-            self.note("nothing to undo" if undone is None else "undone: that pair is shown again")
-            self.show_next()
-
-        def action_play(self, which: int) -> None:
-            if player is None:
-                self.note(f"cannot play: {PLAYER_HINT}")
-                return
-            item = (self.pair.a, self.pair.b)[which]
-            if item.domain != "abc":
-                self.note(f"cannot play {item.domain!r} items, only ABC tunes")
-                return
-            self.stop()
-            try:
-                self.playing = player(item.text)
-            except Exception as err:  # rendering a broken tune fails: say so and keep rating
-                self.note(f"could not play: {err}")
-
-        def stop(self) -> None:
-            if self.playing is not None and self.playing.poll() is None:
-                self.playing.terminate()
-            self.playing = None
-
-        def on_unmount(self) -> None:
-            self.stop()
-
     return RateApp()
+
+
+class _RateActions:
+    """What the rating app does on mount, on each key and on exit; mixed into the textual app
+    `build_app` makes, which supplies `session`, `player`, `pair`, `playing` and `query_one`."""
+
+    def on_mount(self) -> None:
+        if self.player is None:
+            self.note(f"no player found, tunes are shown but not played ({PLAYER_HINT})")
+        self.show_next()
+
+    def note(self, text: str) -> None:
+        from textual.widgets import Static
+
+        self.query_one("#note", Static).update(text)
+
+    def show_next(self) -> None:
+        from textual.widgets import Static
+
+        self.pair = self.session.next_pair()
+        p = self.session.progress()
+        self.query_one("#progress", Static).update(
+            f"{self.session.rater}: {p['rated']} rated, {p['skipped']} skipped, {p['queue']} queued pairs "
+            f"waiting; {p['comparisons']} comparisons of {p['items']} items in all"
+            + ("  (you have rated every pair: these come round again)" if self.pair.source == "repeat" else ""))
+        for key, item, label in (("#first", self.pair.a, "1  first"), ("#second", self.pair.b, "2  second")):
+            self.query_one(key, Static).update(f"[b]{label}[/b]  [dim]{item.id[:10]} {item.origin}[/dim]\n\n"
+                                               + _escape(item.text))
+
+    def action_verdict(self, verdict: str) -> None:
+        self.session.record(self.pair, verdict)
+        self.note("")
+        self.show_next()
+
+    def action_undo(self) -> None:
+        undone = self.session.undo()
+        self.note("nothing to undo" if undone is None else "undone: that pair is shown again")
+        self.show_next()
+
+    def action_play(self, which: int) -> None:
+        if self.player is None:
+            self.note(f"cannot play: {PLAYER_HINT}")
+            return
+        item = (self.pair.a, self.pair.b)[which]
+        if item.domain != "abc":
+            self.note(f"cannot play {item.domain!r} items, only ABC tunes")
+            return
+        self.stop()
+        try:
+            self.playing = self.player(item.text)
+        except Exception as err:  # rendering a broken tune fails: say so and keep rating
+            self.note(f"could not play: {err}")
+
+    def stop(self) -> None:
+        if self.playing is not None and self.playing.poll() is None:
+            self.playing.terminate()
+        self.playing = None
+
+    def on_unmount(self) -> None:
+        self.stop()
 
 
 def _escape(text: str) -> str:

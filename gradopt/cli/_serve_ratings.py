@@ -41,7 +41,6 @@ def build_app(store, *, token: str | None = None, strategy: str = "racing", seed
     import domains
     import rewardmodels as rm
     from starlette.applications import Starlette
-    from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
     if not isinstance(store, rm.RatingStore):
@@ -50,8 +49,22 @@ def build_app(store, *, token: str | None = None, strategy: str = "racing", seed
         raise ValueError("--token must not be empty (leave it out to serve without a token)")
     if strategy not in rm.STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {rm.STRATEGIES}")
-    sessions: dict[str, rm.RatingSession] = {}
     page = _page(domains.abcjs_script(), domains.ABCJS_HINT)
+    index, next_pair, verdict, undo = _handlers(page, _session_getter(store, strategy, seed))
+    return Starlette(routes=[
+        Route("/", _endpoint(index, token)),
+        Route("/api/next", _endpoint(next_pair, token)),
+        Route("/api/verdict", _endpoint(verdict, token), methods=["POST"]),
+        Route("/api/undo", _endpoint(undo, token), methods=["POST"]),
+    ])
+
+
+def _session_getter(store, strategy: str, seed: int):
+    """A function giving the `RatingSession` of a rater name (one per name, made on first use); a bad
+    name is a 400."""
+    import rewardmodels as rm
+
+    sessions: dict[str, rm.RatingSession] = {}
 
     def session(rater) -> rm.RatingSession:
         try:
@@ -62,54 +75,72 @@ def build_app(store, *, token: str | None = None, strategy: str = "racing", seed
             sessions[name] = rm.RatingSession(store, name, strategy=strategy, seed=seed)
         return sessions[name]
 
-    def check_token(request) -> None:
-        if token is None:
-            return
-        given = request.query_params.get("token")
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            given = header[7:].strip()
-        if not given:
-            raise _BadRequest(401, "this server needs its token: open the page as /?token=<token> or send "
-                                   "'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise _BadRequest(403, "wrong token")
+    return session
 
-    async def body(request) -> dict:
+
+def _check_token(request, token: str | None) -> None:
+    """Raise 401 when the server has a token and the request carries none, 403 when it is wrong."""
+    if token is None:
+        return
+    given = request.query_params.get("token")
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        given = header[7:].strip()
+    if not given:
+        raise _BadRequest(401, "this server needs its token: open the page as /?token=<token> or send "
+                               "'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise _BadRequest(403, "wrong token")
+
+
+async def _body(request) -> dict:
+    """The request's JSON object body; anything else is a 400."""
+    try:
+        data = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _BadRequest(400, "the request body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise _BadRequest(400, "the request body must be a JSON object")
+    return data
+
+
+def _endpoint(handler, token: str | None):
+    """`handler` behind the token check, with bad requests turned into {"error": ...} responses."""
+    from starlette.responses import JSONResponse
+
+    async def wrapped(request):
         try:
-            data = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _BadRequest(400, "the request body must be a JSON object") from None
-        if not isinstance(data, dict):
-            raise _BadRequest(400, "the request body must be a JSON object")
-        return data
+            _check_token(request, token)
+            return await handler(request)
+        except _BadRequest as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
+        except ValueError as err:  # the session's checks: unknown ids, bad verdict, reused rating id
+            return JSONResponse({"error": str(err)}, status_code=400)
+    return wrapped
 
-    def endpoint(handler):
-        async def wrapped(request):
-            try:
-                check_token(request)
-                return await handler(request)
-            except _BadRequest as err:
-                return JSONResponse({"error": str(err)}, status_code=err.status)
-            except ValueError as err:  # the session's checks: unknown ids, bad verdict, reused rating id
-                return JSONResponse({"error": str(err)}, status_code=400)
-        return wrapped
+
+def _pair_json(s) -> dict:
+    """The next pair of session `s` as the API sends it."""
+    pair = s.next_pair()
+    if pair is None:
+        return {"pair": None, "progress": s.progress(), "error": "the store holds fewer than 2 items"}
+    return {"pair": pair.id, "a": _item(pair.a), "b": _item(pair.b), "source": pair.source,
+            "progress": s.progress()}
+
+
+def _handlers(page: str, session):
+    """The four route handlers (index, next, verdict, undo) over `session` (rater name -> session)."""
+    import rewardmodels as rm
+    from starlette.responses import HTMLResponse, JSONResponse
 
     async def index(request):
         return HTMLResponse(page)
 
-    def pair_json(s) -> dict:
-        pair = s.next_pair()
-        if pair is None:
-            return {"pair": None, "progress": s.progress(), "error": "the store holds fewer than 2 items"}
-        return {"pair": pair.id, "a": _item(pair.a), "b": _item(pair.b), "source": pair.source,
-                "progress": s.progress()}
-
     async def next_pair(request):
-        return JSONResponse(pair_json(session(request.query_params.get("rater"))))
+        return JSONResponse(_pair_json(session(request.query_params.get("rater"))))
 
     async def verdict(request):
-        data = await body(request)
+        data = await _body(request)
         missing = [k for k in ("rater", "pair", "verdict", "rating_id") if k not in data]
         if missing:
             raise _BadRequest(400, f"missing field(s) {missing}; send rater, pair, verdict and rating_id "
@@ -120,19 +151,14 @@ def build_app(store, *, token: str | None = None, strategy: str = "racing", seed
                              "progress": s.progress()})
 
     async def undo(request):
-        data = await body(request)
+        data = await _body(request)
         if "rater" not in data:
             raise _BadRequest(400, "missing field 'rater'")
         s = session(data["rater"])
         rec = s.undo(data.get("rating_id"))
         return JSONResponse({"undone": None if rec is None else asdict(rec), "progress": s.progress()})
 
-    return Starlette(routes=[
-        Route("/", endpoint(index)),
-        Route("/api/next", endpoint(next_pair)),
-        Route("/api/verdict", endpoint(verdict), methods=["POST"]),
-        Route("/api/undo", endpoint(undo), methods=["POST"]),
-    ])
+    return index, next_pair, verdict, undo
 
 
 def cmd_serve_ratings(args) -> int:
