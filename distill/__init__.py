@@ -1,7 +1,8 @@
 """Moving the generator: the end-to-end job, and the methods that train the generator toward the
 reward model (expert iteration, DPO, PPO, RLOO/GRPO, REINFORCE, best-of-N) on one shared `Task`."""
 
-from ._task import METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, model_reward, register, run_method
+from ._task import (METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, model_reward, register, run_method,
+                    sample_prompts)
 from ._loop import LoopConfig, remove_checkpoint, train_loop
 from ._best_of_n import best_of_n_kl, best_of_n_sampler, run_base, run_best_of_n
 from ._expert import ExpertConfig, prefix_fraction, run_expert, select
@@ -20,6 +21,7 @@ from ._demo import EXPERT_METHOD, DemoConfig, DemoStages, run_demo
 
 __all__ = [
     "METHODS", "Budget", "Clock", "DistillRun", "Method", "RewardFn", "Task", "model_reward", "register", "run_method",
+    "sample_prompts",
     "LoopConfig", "remove_checkpoint", "train_loop",
     "best_of_n_kl", "best_of_n_sampler", "run_base", "run_best_of_n",
     "ExpertConfig", "prefix_fraction", "run_expert", "select",

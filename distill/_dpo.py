@@ -34,12 +34,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domains import decode, pad_ids, sample_ids, token_log_probs
+from domains import decode, pad_ids, token_log_probs
 
 from ._dpo_pairs import Pair, Row, check_pairs, encode_pairs
 from ._dpo_trl import train_trl
 from ._loop import LoopConfig, train_loop
-from ._task import Budget, DistillRun, Task, register
+from ._task import Budget, DistillRun, Task, register, sample_prompts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,20 +132,8 @@ def _step_prompts(prompts: Sequence[str], step: int, batch: int) -> list[str]:
 
 def rollout(model, task: Task, prompts: Sequence[str], per_prompt: int, seed: int) -> tuple[list[list[Row]], list[int]]:
     """`per_prompt` samples of each prompt from `model` (no gradients) -> (rows[i][k], prompt
-    lengths), one `sample_ids` call per distinct prompt."""
-    tok = task.tokenizer
-    rows: list[list[Row]] = [[] for _ in prompts]
-    plens = [0] * len(prompts)
-    for j, prompt in enumerate(dict.fromkeys(prompts)):
-        where = [i for i, p in enumerate(prompts) if p == prompt]
-        constraint = task.constraint_factory() if task.constraint_factory is not None else None
-        got = sample_ids(model, tok, len(where) * per_prompt, task.sample, prefix=prompt, seed=_seed(seed, j),
-                         constraint=constraint)
-        n_head = 1 + len(tok(prompt, add_special_tokens=False)["input_ids"])
-        for k, i in enumerate(where):
-            rows[i] = got[k * per_prompt:(k + 1) * per_prompt]
-            plens[i] = n_head
-    return rows, plens
+    lengths) (`sample_prompts`, the j-th distinct prompt with seed ``_seed(seed, j)``)."""
+    return sample_prompts(model, task, prompts, per_prompt, lambda j: _seed(seed, j))
 
 
 def _rewards(task: Task, rows: Sequence[Row]) -> np.ndarray:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from domains import decode, pad_ids, sample_ids, token_log_probs
+from domains import decode, pad_ids, token_log_probs
 
 from ._loop import LoopConfig, train_loop
-from ._task import Budget, DistillRun, Task, register
+from ._task import Budget, DistillRun, Task, register, sample_prompts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,15 +176,8 @@ def rollout(policy, task: Task, n: int, seed: int, start: int = 0) -> Rollout:
     """`n` samples of `policy`, prompt i taken from task.prompts cycled from index `start`."""
     tok = task.tokenizer
     prompts = [task.prompts[(start + i) % len(task.prompts)] for i in range(n)]
-    rows: list[list[int] | None] = [None] * n
-    prefix_len = [0] * n
-    for j, prompt in enumerate(dict.fromkeys(prompts)):
-        idx = [i for i, p in enumerate(prompts) if p == prompt]
-        constraint = task.constraint_factory() if task.constraint_factory is not None else None
-        got = sample_ids(policy, tok, len(idx), task.sample, prefix=prompt, seed=seed * 7919 + j, constraint=constraint)
-        n_prefix = 1 + len(tok(prompt, add_special_tokens=False)["input_ids"])
-        for i, row in zip(idx, got):
-            rows[i], prefix_len[i] = row, n_prefix
+    grouped, prefix_len = sample_prompts(policy, task, prompts, 1, lambda j: seed * 7919 + j)
+    rows = [g[0] for g in grouped]
     ids, attn = pad_ids(rows, tok.pad_token_id)
     pos = torch.arange(1, ids.shape[1])[None]  # position of the scored token
     actions = (pos >= torch.tensor(prefix_len)[:, None]).long() * attn[:, 1:]

@@ -177,3 +177,26 @@ def model_reward(reward_model, tokenizer, validate: Callable[[str], bool] | None
         return out
 
     return reward
+
+
+def sample_prompts(model, task: Task, prompts: Sequence[str], per_prompt: int,
+                   seed_of: Callable[[int], int]) -> tuple[list[list[list[int]]], list[int]]:
+    """`per_prompt` samples of each entry of `prompts` from `model` under the task's sampling
+    config and grammar -> (rows[i][k] token ids with BOS and prefix, prefix length of row i incl.
+    BOS). One `domains.sample_ids` call per distinct prompt, the j-th drawn with seed ``seed_of(j)``,
+    so a method's samples are a function of its seeds (and resume draws the same)."""
+    from domains import sample_ids
+
+    tok = task.tokenizer
+    rows: list[list[list[int]]] = [[] for _ in prompts]
+    prefix_len = [0] * len(prompts)
+    for j, prompt in enumerate(dict.fromkeys(prompts)):
+        where = [i for i, p in enumerate(prompts) if p == prompt]
+        constraint = task.constraint_factory() if task.constraint_factory is not None else None
+        got = sample_ids(model, tok, len(where) * per_prompt, task.sample, prefix=prompt, seed=seed_of(j),
+                         constraint=constraint)
+        n_prefix = 1 + len(tok(prompt, add_special_tokens=False)["input_ids"])
+        for k, i in enumerate(where):
+            rows[i] = got[k * per_prompt:(k + 1) * per_prompt]
+            prefix_len[i] = n_prefix
+    return rows, prefix_len
