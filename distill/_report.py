@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from gradopt import mean_interval
+
 FIGURES = "figures"  # PNG figures, under the work directory
 AUDIO = "audio"  # MIDI and WAV files of the tunes, under the work directory
 TRAJECTORY_ROWS = 8  # rows drawn in the trajectory figure
@@ -29,16 +31,8 @@ TRAJECTORY_ROWS = 8  # rows drawn in the trajectory figure
 def mean_ci(xs: Sequence[float], level: float = 0.95) -> dict:
     """{"mean", "lo", "hi", "n"}: the mean of the finite values of `xs` with its Student-t
     interval at `level` (lo = hi = mean for a single value; all NaN for none)."""
-    from scipy import stats
-
-    x = np.asarray([v for v in xs if v is not None and math.isfinite(v)], float)
-    if len(x) == 0:
-        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
-    m = float(x.mean())
-    if len(x) < 2:
-        return {"mean": m, "lo": m, "hi": m, "n": 1}
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return {"mean": m, "lo": m - half, "hi": m + half, "n": int(len(x))}
+    m, lo, hi, n = mean_interval(xs, level)
+    return {"mean": m, "lo": lo, "hi": hi, "n": n}
 
 
 def _fmt(x, digits: int = 3) -> str:

@@ -65,6 +65,7 @@ from ._relax import (
 )
 from ._result import AscentResult, RowResult
 from ._simplex import project_entropy, project_simplex, tsallis2_entropy
+from ._stats import mean_interval
 from ._starts import starts_from_generator, starts_from_noise, starts_from_texts
 from ._trust import TrustConfig, edit_budget, gain_stats, member_scores, verdict
 
@@ -88,7 +89,7 @@ __all__ = [
     "GWGConfig", "SamplerRun", "gibbs_with_gradients", "run_sampler",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",
-    "TrustConfig", "edit_budget", "gain_stats", "member_scores", "verdict",
+    "TrustConfig", "edit_budget", "gain_stats", "member_scores", "verdict", "mean_interval",
 ]
 
 from domains import DOMAIN_NAMES as _DOMAIN_NAMES  # noqa: E402

@@ -44,6 +44,7 @@ from domains import DOMAIN_NAMES
 from ._ascent import AscentConfig
 from ._ascent_batch import row_seed
 from ._moves import MoveConfig
+from ._stats import mean_interval
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -489,16 +490,8 @@ def _run_ray(todo, models, cfg, workers, address, finished) -> None:
 
 def _mean_ci(xs: Sequence[float]) -> dict:
     """Mean and 95% confidence interval (Student t) of `xs`; the interval is None below 2 values."""
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return {"mean": None, "ci95": None, "n": 0}
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return {"mean": m, "ci95": None, "n": 1}
-    from scipy.stats import t
-
-    half = t.ppf(0.975, len(xs) - 1) * math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
-    return {"mean": m, "ci95": [m - half, m + half], "n": len(xs)}
+    m, lo, hi, n = mean_interval(xs)
+    return {"mean": m if n else None, "ci95": [lo, hi] if n > 1 else None, "n": n}
 
 
 def _reason(status: str) -> str:
