@@ -5,7 +5,6 @@ checkpoint and resume. A method supplies only ``step_fn(step) -> (loss, stats)``
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -13,7 +12,7 @@ from typing import Callable, Mapping
 import torch
 from tqdm.auto import tqdm
 
-from domains import lr_schedule
+from domains import lr_schedule, write_atomic, write_atomic_with
 
 from ._task import Budget, Clock
 
@@ -40,14 +39,10 @@ class LoopConfig:
 
 def _save(path: Path, modules: Mapping[str, torch.nn.Module], opt, step: int, spent: float,
           history: list[dict], extra: dict) -> None:
-    """Write the checkpoint atomically: a temporary file renamed over the old one."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": opt.state_dict(),
-                "step": step, "cpu_s": spent, "history": history, "extra": extra,
-                "rng": torch.get_rng_state()}, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    """Write the checkpoint atomically (`domains.write_atomic_with`)."""
+    state = {"modules": {k: m.state_dict() for k, m in modules.items()}, "optimizer": opt.state_dict(),
+             "step": step, "cpu_s": spent, "history": history, "extra": extra, "rng": torch.get_rng_state()}
+    write_atomic_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def train_loop(modules: Mapping[str, torch.nn.Module], step_fn: StepFn, budget: Budget, workdir: str | Path,
@@ -107,14 +102,11 @@ def train_loop(modules: Mapping[str, torch.nn.Module], step_fn: StepFn, budget: 
             last_saved = step
     bar.close()
     _save(ckpt, modules, opt, step, clock.spent, history, extra)
-    tmp = workdir / "history.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
-    tmp.replace(workdir / "history.jsonl")
+    write_atomic(workdir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     (workdir / "loop_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     return history
 
 
 def remove_checkpoint(workdir: str | Path) -> None:
     """Forget a finished loop's state (to start over in the same directory)."""
-    for name in ("loop.pt", "loop.tmp"):
-        (Path(workdir) / name).unlink(missing_ok=True)
+    (Path(workdir) / "loop.pt").unlink(missing_ok=True)

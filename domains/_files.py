@@ -14,24 +14,42 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
+
+
+def write_atomic_with(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Make the file `path` with ``write(tmp)`` (any writer of a file: text, `torch.save`, a
+    domain's `write`) so that a reader sees the old file or the whole new one: `tmp` is a fresh
+    file beside `path`, fsynced, renamed over it, then the folder is fsynced. On any error the
+    temporary file is removed and `path` is untouched; the parent folder is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
 
 
 def write_atomic(path: str | Path, data: str | bytes, encoding: str = "utf-8") -> Path:
-    """Replace `path` with `data` (text or bytes) in one rename; the parent folder is created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data.encode(encoding) if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Replace `path` with `data` (text or bytes) in one rename (`write_atomic_with`)."""
+    raw = data.encode(encoding) if isinstance(data, str) else data
+    return write_atomic_with(path, lambda tmp: tmp.write_bytes(raw))
 
 
 def read_json_object(path: str | Path, *, required: Iterable[str] = (), known: Iterable[str] | None = None,

@@ -37,7 +37,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from domains import DOMAIN_NAMES
 
@@ -288,33 +288,11 @@ def _shard_task(shard: Shard, models: ModelsSpec, cfg: CorpusJobConfig) -> list[
     return improve_shard(shard, models, cfg)
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Make the file `path` with `write(tmp)` so that a reader (or a resumed job) sees the old file or
-    the whole new one, never a torn one: a temporary file in the same folder, fsync, rename, fsync
-    the folder."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically (see `_atomic`)."""
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """Write `text` (UTF-8) to `path` atomically (`domains.write_atomic`)."""
+    import domains
+
+    domains.write_atomic(path, text)
 
 
 def write_pieces(domain, texts: Sequence[str], path: str | Path) -> None:
@@ -327,7 +305,9 @@ def write_pieces(domain, texts: Sequence[str], path: str | Path) -> None:
         if [Path(w) for w in written] != [tmp]:
             raise ValueError(f"the {domain.name} domain wrote {written}, not the one file {tmp}")
 
-    _atomic(path, write)
+    import domains
+
+    domains.write_atomic_with(path, write)
 
 
 def _shard_key(job_digest: str, shard: Shard) -> str:
