@@ -60,6 +60,7 @@ from ._abc_edits import (
 from ._abc_moves import abc_moves, bar_moves, rhythm_moves
 from ._abc_variants import char_edit, corrupt, pitch_edit
 from ._abc_constraint import ABCConstraint
+from ._abc_annotate import ABC_CHANNELS, ANNOTATORS, Annotator, annotate_abc, read_key, token_annotations
 from ._abc_corpus import (
     ALL_COLLECTIONS,
     ESSEN,
@@ -84,7 +85,8 @@ from ._files import read_json_object, write_atomic, write_atomic_with
 from ._render import ABCJS_HINT, RenderError, UnrenderableError, abc_to_midi, abcjs_script, find_abcjs, find_soundfont, midi_to_wav
 
 __all__ += [
-    "ABCDomain", "ABCConstraint", "validate_abc", "Bar", "Body", "Item", "bar_durations", "length_spec",
+    "ABCDomain", "ABCConstraint", "validate_abc", "ABC_CHANNELS", "ANNOTATORS", "Annotator", "annotate_abc",
+    "read_key", "token_annotations", "Bar", "Body", "Item", "bar_durations", "length_spec",
     "length_value", "read_bars", "EDIT_KINDS", "HEADER_LINE", "NOTE_LETTERS", "abc_body", "abc_title", "TOKEN_EDITS", "EditSpace", "cadence_edits",
     "char_pieces", "class_masks", "edit_space", "ending_classes", "ending_edits", "note_letters", "pitch_edits",
     "token_edits", "abc_moves", "bar_moves", "rhythm_moves", "char_edit", "corrupt", "pitch_edit", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError",
