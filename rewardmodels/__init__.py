@@ -5,12 +5,13 @@ for making one from simulated ratings (`_recipes`)."""
 from ._active import STRATEGIES, next_pairs
 from ._bradley_terry import Scores, fit, win_probability
 from ._judges import JudgeConfig, abc_body, auto_compare, auto_winner, broken_reasons, compression_ratio
-from ._model import BAR_POOLINGS, POOLINGS, RewardModel, bar_pool, bar_token_ids
+from ._model import ANNOTATIONS, BAR_POOLINGS, POOLINGS, RewardModel, bar_pool, bar_token_ids, pool_annotations, token_texts
 from ._ensemble import RewardEnsemble, bootstrap_heads, fit_ensemble, load_reward_model
 from ._recipes import (
     BASELINE,
     PRACTICAL,
     PRACTICAL_ATTENTION,
+    PRACTICAL_MUSIC,
     PRACTICAL_BAR_AWARE,
     PRACTICAL_ENDING,
     RECIPES,
@@ -64,11 +65,11 @@ __all__ = [
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
     "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "QueueEntry", "RatingStore", "Skip", "StoreError",
     "SESSION_VERDICTS", "RatingPair", "RatingSession", "check_rater", "split_pair_id",
-    "item_id", "read_jsonl", "POOLINGS", "BAR_POOLINGS", "bar_pool", "bar_token_ids", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_attention_query", "fit_head",
+    "item_id", "read_jsonl", "POOLINGS", "BAR_POOLINGS", "ANNOTATIONS", "bar_pool", "bar_token_ids", "pool_annotations", "token_texts", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_attention_query", "fit_head",
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "music_features",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
-    "training_rows", "BASELINE", "PRACTICAL", "PRACTICAL_BAR_AWARE", "PRACTICAL_ENDING", "PRACTICAL_ATTENTION",
+    "training_rows", "BASELINE", "PRACTICAL", "PRACTICAL_BAR_AWARE", "PRACTICAL_ENDING", "PRACTICAL_ATTENTION", "PRACTICAL_MUSIC",
     "RECIPES", "RatingPool", "Recipe", "fit_model", "fit_recipe", "make_pool", "root_groups", "scale_recipe",
     "simulate_comparisons", "train_recipe",
 ]

@@ -37,6 +37,18 @@ With soft c, position t's bar index k_t = min(Σ_{s<t} c_s, max(Σ c, 1) - 1) is
 hidden state is shared between bars ⌊k_t⌋ and ⌈k_t⌉ by linear interpolation, so features are
 piecewise linear in c. The bar poolings have no `score_hidden` (hidden states alone do not say
 where the bars are): the engine then scores through `score_probs` / `score_embeds`.
+
+Musical annotations (opt-in, ``annotations="abc"``, `domains.ANNOTATORS`): each position also
+carries a (b, t, C) annotation a computed by the domain from the decoded text (pitch class from the
+tonic, in-scale, interval, duration, beat, bar fullness, last note: `domains.annotate_abc`), and
+the transformer reads e + a W_aᵀ, W_a (C, d) learned (zero at construction, where the model equals
+one without annotations). ``annotation_features=True`` also hands the head pooled annotations
+(b, K·C): their means over the positions of each indicator channel (notes, bar lines) and the last
+note's row, so a probe can read them directly. Annotations per input kind: ids -> exactly those of
+the decoded text (token texts saved with the model); probs -> those of the argmax tokens; embeds ->
+those of the nearest tokens, in both cases constants: the gradient reaches p and e through the
+embedding path only, and exact scoring (the engine's verification and polish score ids) recomputes
+them. Annotated models have no `score_hidden` (the hidden states depend on the annotations).
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -53,6 +66,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+ANNOTATIONS = ("abc",)  # kinds of musical annotations a model can read (domains.ANNOTATORS)
 POOLINGS = ("last", "mean", "mean+last", "attention", "bars", "mean+last+bars")
 POOLING_WIDTH = {"last": 1, "mean": 1, "mean+last": 2, "attention": 1, "bars": 3, "mean+last+bars": 5}  # × d
 BAR_POOLINGS = ("bars", "mean+last+bars")  # poolings that need bar positions (and `bar_ids`)
@@ -63,6 +77,24 @@ def bar_token_ids(tokenizer) -> list[int]:
     or in ':|', '|]', '||'): the `bar_ids` of a "bars" reward model."""
     special = set(getattr(tokenizer, "all_special_ids", []))
     return [i for i in range(len(tokenizer)) if i not in special and "|" in tokenizer.decode([i])]
+
+
+def token_texts(tokenizer) -> list[str]:
+    """Each token id's text ("" for special tokens): what an annotated reward model decodes ids with."""
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    return ["" if i in special else tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(i)])
+            for i in range(len(tokenizer))]
+
+
+def pool_annotations(a: torch.Tensor, mask: torch.Tensor, indicators: list[int]) -> torch.Tensor:
+    """Pooled annotations a (b, t, C) -> (b, K·C): for each indicator channel k (K of them) the mean
+    of a over the unmasked positions where a[..., k] is set (0 when there are none)."""
+    a = a * mask[..., None].to(a.dtype)
+    out = []
+    for k in indicators:
+        w = a[..., k]  # (b, t)
+        out.append(torch.einsum("bt,btc->bc", w, a) / w.sum(1, keepdim=True).clamp_min(1.0))
+    return torch.cat(out, -1)
 
 
 def bar_pool(h: torch.Tensor, mask: torch.Tensor, closes: torch.Tensor) -> torch.Tensor:
@@ -104,13 +136,31 @@ def reward_config(directory: str | Path) -> dict:
     return cfg
 
 
+def _check_annotations(config, pooling: str, annotations, texts, features: bool) -> None:
+    """ValueErrors for an annotation setting a RewardModel cannot have."""
+    if annotations is None:
+        if features:
+            raise ValueError("annotation_features=True needs annotations (e.g. annotations='abc')")
+        return
+    if annotations not in ANNOTATIONS:
+        raise ValueError(f"unknown annotations {annotations!r}; choose from {ANNOTATIONS} or None")
+    if texts is None or len(texts) > config.vocab_size or not all(isinstance(x, str) for x in texts):
+        raise ValueError("annotations need the text of every token id (at most the vocabulary size, "
+                         f"{config.vocab_size}): pass token_texts=rewardmodels.token_texts(tokenizer)")
+    if features and pooling == "attention":
+        raise ValueError("annotation_features do not combine with 'attention' pooling (its query is trained on "
+                         "hidden states alone); choose another pooling or annotation_features=False")
+
+
 class RewardModel(nn.Module):
     """GPT-2 backbone + linear head scoring whole sequences; `pooling` in `POOLINGS`."""
 
-    def __init__(self, config: GPT2Config, pooling: str = "last", bar_ids=None) -> None:
+    def __init__(self, config: GPT2Config, pooling: str = "last", bar_ids=None, annotations: str | None = None,
+                 token_texts=None, annotation_features: bool = False) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
+        _check_annotations(config, pooling, annotations, token_texts, annotation_features)
         bar_ids = sorted({int(i) for i in bar_ids}) if bar_ids is not None else []
         if pooling in BAR_POOLINGS and not bar_ids:
             raise ValueError(f"pooling {pooling!r} needs the ids of the bar-line tokens: pass "
@@ -126,18 +176,31 @@ class RewardModel(nn.Module):
         self.register_buffer("_bar_ids", torch.tensor(self.bar_ids, dtype=torch.long), persistent=False)
         if pooling == "attention":
             self.query = nn.Parameter(torch.zeros(config.n_embd))  # q = 0: attention equals "mean"
-        self.head = nn.Linear(config.n_embd * POOLING_WIDTH[pooling], 1)
+        self.annotations, self.annotation_features = annotations, annotation_features
+        width = config.n_embd * POOLING_WIDTH[pooling]
+        if annotations is not None:
+            from domains import ANNOTATORS
+
+            self.annotator = ANNOTATORS[annotations]
+            self.token_texts = list(token_texts) + [""] * (config.vocab_size - len(token_texts))
+            channels = len(self.annotator.channels)
+            self.annotation_proj = nn.Linear(channels, config.n_embd, bias=False)  # W_a
+            nn.init.zeros_(self.annotation_proj.weight)
+            self.indicators = [self.annotator.channels.index(c) for c in self.annotator.pool_channels]
+            width += channels * len(self.indicators) if annotation_features else 0
+        self.head = nn.Linear(width, 1)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
         self.register_buffer("norm_mean", torch.zeros(()))
         self.register_buffer("norm_std", torch.ones(()))
 
     @classmethod
-    def from_generator(cls, generator, pooling: str = "last", bar_ids=None) -> "RewardModel":
+    def from_generator(cls, generator, pooling: str = "last", bar_ids=None, **annotations) -> "RewardModel":
         """A reward model whose transformer starts as a copy of `generator`'s (a GPT2LMHeadModel);
-        `bar_ids` (the bar poolings need them): `bar_token_ids(tokenizer)`."""
+        `bar_ids` (the bar poolings need them): `bar_token_ids(tokenizer)`; `annotations`,
+        `token_texts` (then needed: `token_texts(tokenizer)`), `annotation_features` as in the class."""
         config = GPT2Config.from_dict(generator.config.to_dict())
-        model = cls(config, pooling, bar_ids=bar_ids)
+        model = cls(config, pooling, bar_ids=bar_ids, **annotations)
         model.transformer.load_state_dict(generator.transformer.state_dict())
         return model.to(next(generator.parameters()).dtype)
 
@@ -163,14 +226,57 @@ class RewardModel(nn.Module):
         return attention_mask.long()
 
     def pool_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                    bars: torch.Tensor | None = None) -> torch.Tensor:
-        """Pooled final hidden state for embeddings e (b, t, d) -> (b, w·d); the head's input.
-        bars (b, t): bar closings for the bar poolings (default: from e's nearest tokens)."""
+                    bars: torch.Tensor | None = None, annots: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled final hidden state for embeddings e (b, t, d) -> (b, w·d) (+ pooled annotations
+        with `annotation_features`); the head's input. bars (b, t): bar closings for the bar
+        poolings; annots (b, t, C): annotations of an annotated model (both default: from e's
+        nearest tokens)."""
         mask = self._check(e, 3, attention_mask)
         if self.pooling in BAR_POOLINGS and bars is None:
             bars = self.bars_from_embeds(e)
+        if self.annotations is not None:
+            if annots is None:
+                annots = self.annotations_from_embeds(e, mask)
+            e = e + self.annotation_proj(annots.to(e.dtype))
         h = self.transformer(inputs_embeds=e, attention_mask=mask).last_hidden_state  # (b, t, d)
-        return self.pool_hidden(h, mask, bars)
+        pooled = self.pool_hidden(h, mask, bars)
+        if self.annotation_features:
+            pooled = torch.cat([pooled, pool_annotations(annots.to(h.dtype), mask, self.indicators)], -1)
+        return pooled
+
+    def hidden_states(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (b, t, d) of token ids (b, t), annotations added for an annotated model."""
+        e = self.transformer.wte(ids)
+        if self.annotations is not None:
+            e = e + self.annotation_proj(self.annotations_from_ids(ids, attention_mask).to(e.dtype))
+        return self.transformer(inputs_embeds=e, attention_mask=attention_mask).last_hidden_state
+
+    # -- annotations of each input kind (None for a model without them) ---------------------------
+    def annotations_from_ids(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(b, t, C) annotations of the text that ids (b, t) decode to, exactly (masked positions
+        count as empty tokens)."""
+        if self.annotations is None:
+            return None
+        rows = ids.tolist()
+        keep = torch.ones_like(ids).tolist() if attention_mask is None else attention_mask.tolist()
+        out = np.stack([self.annotator.tokens([self.token_texts[i] if k else "" for i, k in zip(r, m)])
+                        for r, m in zip(rows, keep)]) if rows else np.zeros((0, ids.shape[1], len(self.annotator.channels)))
+        return torch.as_tensor(out, dtype=self.embedding_matrix().dtype, device=ids.device)
+
+    def annotations_from_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(b, t, C) annotations of the argmax tokens of p (b, t, v): constants (no gradient)."""
+        return None if self.annotations is None else self.annotations_from_ids(p.detach().argmax(-1), attention_mask)
+
+    def annotations_from_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(b, t, C) annotations of the nearest tokens of e (b, t, d): constants (no gradient)."""
+        return None if self.annotations is None else self.annotations_from_ids(self._nearest(e), attention_mask)
+
+    def _nearest(self, e: torch.Tensor) -> torch.Tensor:
+        """(b, t) id of the token embedding nearest to each row of e (b, t, d)."""
+        E = self.embedding_matrix().detach().to(e.dtype)
+        e = e.detach()
+        dist2 = (e * e).sum(-1, keepdim=True) - 2 * e @ E.T + (E * E).sum(-1)  # (b, t, v)
+        return dist2.argmin(-1)
 
     def pool_hidden(self, h: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor | None = None) -> torch.Tensor:
         """Pool final hidden states h (b, t, d) under `mask` (b, t) -> (b, w·d), w = POOLING_WIDTH;
@@ -210,20 +316,17 @@ class RewardModel(nn.Module):
         """(b, t) 1.0 where the nearest token embedding of e (b, t, d) is a bar-line token."""
         if self.pooling not in BAR_POOLINGS:
             return None
-        E = self.embedding_matrix().detach().to(e.dtype)
-        e = e.detach()
-        dist2 = (e * e).sum(-1, keepdim=True) - 2 * e @ E.T + (E * E).sum(-1)  # (b, t, v)
-        return torch.isin(dist2.argmin(-1), self._bar_ids).to(e.dtype)
+        return torch.isin(self._nearest(e), self._bar_ids).to(e.dtype)
 
     def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                         bars: torch.Tensor | None = None) -> torch.Tensor:
+                         bars: torch.Tensor | None = None, annots: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised head output for embeddings e (b, t, d) -> (b,)."""
-        return self.head(self.pool_embeds(e, attention_mask, bars)).squeeze(-1)
+        return self.head(self.pool_embeds(e, attention_mask, bars, annots)).squeeze(-1)
 
     def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                     bars: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised reward for input embeddings e (b, t, d) -> (b,)."""
-        return (self.raw_score_embeds(e, attention_mask, bars) - self.norm_mean) / self.norm_std
+                     bars: torch.Tensor | None = None, annots: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised reward for input embeddings e (b, t, d) -> (b,); bars, annots as in `pool_embeds`."""
+        return (self.raw_score_embeds(e, attention_mask, bars, annots) - self.norm_mean) / self.norm_std
 
     @property
     def score_hidden(self):
@@ -232,6 +335,9 @@ class RewardModel(nn.Module):
         if self.pooling in BAR_POOLINGS:
             raise AttributeError(f"a {self.pooling!r} reward model has no score_hidden: hidden states do not say "
                                  "where the bars are; use score, score_probs or score_embeds")
+        if self.annotations is not None:
+            raise AttributeError("an annotated reward model has no score_hidden: its hidden states depend on the "
+                                 "annotations; use score, score_probs or score_embeds")
         return self._score_hidden
 
     def _score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -259,11 +365,13 @@ class RewardModel(nn.Module):
 
     def score_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Reward for token distributions p (b, t, v) (soft one-hots), via p @ E -> (b,)."""
-        return self.score_embeds(self.embed_probs(p, attention_mask), attention_mask, self.bars_from_probs(p))
+        return self.score_embeds(self.embed_probs(p, attention_mask), attention_mask, self.bars_from_probs(p),
+                                 self.annotations_from_probs(p, attention_mask))
 
     def score(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Reward for token ids (b, t) -> (b,); the embedding lookup equals one_hot(ids) @ E."""
-        return self.score_embeds(self.embed_ids(ids, attention_mask), attention_mask, self.bars_from_ids(ids))
+        return self.score_embeds(self.embed_ids(ids, attention_mask), attention_mask, self.bars_from_ids(ids),
+                                 self.annotations_from_ids(ids, attention_mask))
 
     forward = score
 
@@ -290,7 +398,8 @@ class RewardModel(nn.Module):
             m = attention_mask[i : i + batch_size]
             t = int(m.sum(1).max())
             x = ids[i : i + batch_size, :t]
-            out.append(fn(self.transformer.wte(x), m[:, :t], self.bars_from_ids(x)))
+            args = (self.annotations_from_ids(x, m[:, :t]),) if self.annotations is not None else ()
+            out.append(fn(self.transformer.wte(x), m[:, :t], self.bars_from_ids(x), *args))
         self.train(was_training)
         return torch.cat(out) if out else torch.zeros(0)
 
@@ -316,6 +425,9 @@ class RewardModel(nn.Module):
         cfg["gradopt_reward_model"] = {"version": 1, "head": "linear", "pooling": self.pooling}
         if self.bar_ids:
             cfg["gradopt_reward_model"]["bar_ids"] = list(self.bar_ids)
+        if self.annotations is not None:
+            cfg["gradopt_reward_model"].update(annotations=self.annotations, token_texts=self.token_texts,
+                                               annotation_features=self.annotation_features)
         (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=1, default=str))
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path / WEIGHTS_NAME))
@@ -326,7 +438,9 @@ class RewardModel(nn.Module):
         if "members" in marker:
             raise ValueError("this directory holds a reward ensemble; load it with RewardEnsemble.from_pretrained "
                              "or rewardmodels.load_reward_model")
-        return cls(config, marker.get("pooling", "last"), bar_ids=marker.get("bar_ids"))
+        return cls(config, marker.get("pooling", "last"), bar_ids=marker.get("bar_ids"),
+                   annotations=marker.get("annotations"), token_texts=marker.get("token_texts"),
+                   annotation_features=bool(marker.get("annotation_features", False)))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "RewardModel":

@@ -15,7 +15,7 @@ compare random pairs and every edited copy with its original, fits Bradley-Terry
 benchmarks, not usable in practice (a person cannot state a tune's utility).
 
 The named presets (`BASELINE`, `PRACTICAL`, `PRACTICAL_BAR_AWARE`, `PRACTICAL_ENDING`,
-`PRACTICAL_ATTENTION`, all in `RECIPES`) are the recipes benchmarks/reward_fidelity.py compares;
+`PRACTICAL_ATTENTION`, `PRACTICAL_MUSIC`, all in `RECIPES`) are the recipes benchmarks/reward_fidelity.py compares;
 each docstring says which result backs it. Harvest rounds (the engine edits samples against the
 model, they are rated, the model is refitted) need the ascent engine: `gradopt.build_reward_model`
 runs them.
@@ -36,12 +36,13 @@ import torch
 
 from ._bradley_terry import fit
 from ._ensemble import RewardEnsemble, fit_ensemble
-from ._model import BAR_POOLINGS, POOLINGS, RewardModel, bar_token_ids
+from ._model import BAR_POOLINGS, POOLINGS, RewardModel, bar_token_ids, token_texts
 from ._train import RewardTrainConfig, fit_head, train_reward_model
 
 FITS = ("finetune", "probe", "probe+finetune")
 TARGETS = ("bt", "utility")
 SAMPLINGS = ("free", "bar-aware")
+MUSIC = ("none", "channels", "channels+pooled")  # Recipe.annotations: musical annotations the model reads
 PITCH_EDITS = (1, 6)  # a pitch variant changes between 1 and 6 note letters (uniform)
 CHAR_EDITS = (1, 6)  # a character-edited copy has between 1 and 6 substitutions (uniform)
 
@@ -62,6 +63,7 @@ class Recipe:
     sampling: str = "free"  # generator samples drawn "free" or "bar-aware" (domains.ABCConstraint)
     harvest_rounds: int = 0  # rounds of: engine edits fresh samples, they are rated, the model is refitted
     harvest_starts: int = 100  # generator samples the engine edits per round
+    annotations: str = "none"  # "channels": ABC annotations added to the input; "+pooled": the head reads them too
 
     def __post_init__(self) -> None:
         if min(self.corpus, self.samples, self.char_edited, self.pitch_variants) < 0 or self.corpus + self.samples < 2:
@@ -74,6 +76,10 @@ class Recipe:
             raise ValueError(f"pooling in {POOLINGS}, fit in {FITS}, targets in {TARGETS}: {self}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}: {self}")
+        if self.annotations not in MUSIC:
+            raise ValueError(f"annotations must be one of {MUSIC}: {self}")
+        if self.annotations == "channels+pooled" and self.pooling == "attention":
+            raise ValueError(f"annotations 'channels+pooled' do not combine with attention pooling: {self}")
         if self.harvest_rounds < 0 or self.harvest_starts < 1:
             raise ValueError(f"harvest_rounds must be >= 0 and harvest_starts >= 1: {self}")
 
@@ -107,8 +113,16 @@ the probe's head by `fit_head`): row "practical_attention" of benchmarks/reward_
 --quick run (0.3x pools, report split) it ordered pitch edits better than "practical_bar_aware"
 (0.62 vs 0.57) and held-out corpus tunes worse (r 0.34 vs 0.42): a candidate, not yet the default."""
 
+PRACTICAL_MUSIC = dataclasses.replace(PRACTICAL_BAR_AWARE, annotations="channels+pooled")
+"""`PRACTICAL_BAR_AWARE` reading musical annotations (`domains.annotate_abc`: pitch class from the
+tonic, in-scale, interval, duration, beat, bar fullness, last note): the probe's head reads the
+mean-pooled hidden states and the pooled annotations (means over notes and over bar lines, the
+last note's row). Row "practical_music" of benchmarks/reward_fidelity.py
+(benchmarks/results/reward_fidelity*.json). The annotations overlap what the simulated rater
+scores, so its figures there are optimistic for people."""
+
 RECIPES = {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
-           "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION}
+           "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION, "practical_music": PRACTICAL_MUSIC}
 
 
 def scale_recipe(recipe: Recipe, factor: float) -> Recipe:
@@ -237,10 +251,15 @@ def fit_model(recipe: Recipe, gen, tok, ids: torch.Tensor, mask: torch.Tensor, t
     if members and (members < 2 or recipe.fit != "probe"):
         raise ValueError(f"an ensemble needs a 'probe' recipe and at least 2 members; got members={members} "
                          f"with fit {recipe.fit!r}")
+    if members and recipe.annotations != "none":
+        raise ValueError(f"an ensemble cannot read musical annotations; use annotations='none' (got "
+                         f"{recipe.annotations!r}) or members=0")
     bar_ids = bar_token_ids(tok) if recipe.pooling in BAR_POOLINGS else None
+    music = {} if recipe.annotations == "none" else {
+        "annotations": "abc", "token_texts": token_texts(tok), "annotation_features": recipe.annotations == "channels+pooled"}
     torch.manual_seed(seed)  # the head's initial weights: recipes do not depend on the order they run in
     rm = (RewardEnsemble.from_generator(gen, recipe.pooling, members, bar_ids=bar_ids) if members
-          else RewardModel.from_generator(gen, pooling=recipe.pooling, bar_ids=bar_ids))
+          else RewardModel.from_generator(gen, pooling=recipe.pooling, bar_ids=bar_ids, **music))
     info: dict = {}
     if recipe.fit in ("probe", "probe+finetune"):
         probe = fit_ensemble if members else fit_head

@@ -306,7 +306,7 @@ def fit_attention_query(model: RewardModel, ids: torch.Tensor, attention_mask: t
         for i in range(0, ids.shape[0], batch_size):
             m = attention_mask[i : i + batch_size]
             t = int(m.sum(1).max())
-            h = model.transformer(input_ids=ids[i : i + batch_size, :t], attention_mask=m[:, :t]).last_hidden_state
+            h = model.hidden_states(ids[i : i + batch_size, :t], m[:, :t])
             chunks.append((h, m[:, :t]))
     dtype = model.query.dtype
     scale = torch.as_tensor(sd, dtype=dtype)
