@@ -309,3 +309,19 @@ def test_train_reward_recipe(store, tmp_path, generator_and_scores, capsys):
     assert main(["train-reward", *common, "--recipe", "practical", "--pooling", "mean",
                  "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_train_reward_recipe_with_musical_annotations(store, tmp_path, generator_and_scores, capsys):
+    """--recipe practical_music: the saved model reads ABC annotations (token texts from the
+    generator's tokenizer), loads with them and ranks the store's items as Bradley-Terry does."""
+    from rewardmodels import load_reward_model, token_texts
+
+    gen, tok = generator_and_scores
+    common = ["--store", str(store / "s"), "--generator", str(tmp_path / "gen"), "--scores", str(tmp_path / "sc.json")]
+    assert main(["train-reward", *common, "--recipe", "practical_music", "--out", str(tmp_path / "music")]) == 0
+    assert "fitted recipe practical_music" in capsys.readouterr().out
+    model = load_reward_model(tmp_path / "music")
+    assert (model.annotations, model.annotation_features) == ("abc", True)
+    assert model.token_texts[: len(tok)] == token_texts(tok)
+    good, other, broken = _train_scores(tmp_path / "music", tok, gen)
+    assert good > other > broken
