@@ -64,9 +64,11 @@ class RewardEnsemble(RewardModel):
         as in `pool_hidden` (the bar poolings need them)."""
         return (self.head(self.pool_hidden(h, attention_mask.long(), bars)) - self.norm_mean) / self.norm_std
 
-    def members_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None, bars=None) -> torch.Tensor:
-        """Normalised member scores of input embeddings e (b, t, d) -> (b, K)."""
-        return (self.head(self.pool_embeds(e, attention_mask, bars)) - self.norm_mean) / self.norm_std
+    def members_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None, bars=None,
+                       annots=None) -> torch.Tensor:
+        """Normalised member scores of input embeddings e (b, t, d) -> (b, K) (`annots` as in
+        `pool_embeds`; always None: an ensemble reads no annotations)."""
+        return (self.head(self.pool_embeds(e, attention_mask, bars, annots)) - self.norm_mean) / self.norm_std
 
     def members_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Member scores of token distributions p (b, t, v) via p @ E -> (b, K)."""
@@ -89,12 +91,13 @@ class RewardEnsemble(RewardModel):
 
     # -- the RewardModel interface (score_probs and score route through score_embeds) -------------
     def raw_score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                         bars=None) -> torch.Tensor:
+                         bars=None, annots=None) -> torch.Tensor:
         """Unnormalised member outputs (b, K) (what `calibrate` centres and scales per member)."""
-        return self.head(self.pool_embeds(e, attention_mask, bars))
+        return self.head(self.pool_embeds(e, attention_mask, bars, annots))
 
-    def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None, bars=None) -> torch.Tensor:
-        return self.aggregate(self.members_embeds(e, attention_mask, bars))
+    def score_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None, bars=None,
+                     annots=None) -> torch.Tensor:
+        return self.aggregate(self.members_embeds(e, attention_mask, bars, annots))
 
     def _score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.aggregate(self.members_hidden(h, attention_mask))
