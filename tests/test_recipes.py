@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import domains
-from rewardmodels import (BASELINE, PRACTICAL, PRACTICAL_ATTENTION, PRACTICAL_BAR_AWARE, PRACTICAL_ENDING, RECIPES, Recipe, RewardModel, SimulatedRater,
+from rewardmodels import (BASELINE, PRACTICAL, PRACTICAL_ATTENTION, PRACTICAL_BAR_AWARE, PRACTICAL_ENDING, PRACTICAL_MUSIC, RECIPES, Recipe, RewardModel, SimulatedRater,
                           fit_recipe, make_pool, root_groups, scale_recipe, simulate_comparisons)
 
 TINY = Recipe(corpus=8, samples=4, char_edited=3, pitch_variants=2, comparisons=3, pooling="mean", fit="probe")
@@ -23,17 +23,21 @@ def setup():
 
 def test_presets_are_the_named_recipes():
     assert RECIPES == {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
-                       "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION}
+                       "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION,
+                       "practical_music": PRACTICAL_MUSIC}
     assert BASELINE == Recipe()
     assert PRACTICAL.fit == "probe" and PRACTICAL.pitch_variants == 1 and PRACTICAL.char_edited == 0
     assert PRACTICAL_BAR_AWARE == dataclasses.replace(PRACTICAL, sampling="bar-aware")
     assert PRACTICAL_ENDING == dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="bars")
     assert PRACTICAL_ATTENTION == dataclasses.replace(PRACTICAL_BAR_AWARE, pooling="attention")
+    assert PRACTICAL_MUSIC == dataclasses.replace(PRACTICAL_BAR_AWARE, annotations="channels+pooled")
+    assert BASELINE.annotations == PRACTICAL_BAR_AWARE.annotations == "none"
 
 
 def test_recipe_refuses_bad_settings():
     for bad in ({"char_edited": 300}, {"comparisons": 0}, {"fit": "ridge"}, {"sampling": "greedy"},
-                {"corpus": 1, "samples": 0, "char_edited": 0}, {"harvest_starts": 0}):
+                {"corpus": 1, "samples": 0, "char_edited": 0}, {"harvest_starts": 0}, {"annotations": "abc"},
+                {"annotations": "channels+pooled", "pooling": "attention"}):
         with pytest.raises(ValueError):
             Recipe(**bad)
 
