@@ -188,6 +188,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the pools, comparisons and fits")
     ap.add_argument("--recipes", help="comma-separated subset of the recipes to run")
+    ap.add_argument("--out", help="result file (default: results/reward_fidelity[_quick][_select].json); give one "
+                                  "with --recipes so a partial run does not replace the full table")
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="held-out items: 'select' (val tunes, sample seed 1) to choose a recipe, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
@@ -293,7 +295,8 @@ def main() -> None:
             "ceiling": "trained on the hidden utility: an upper reference, not usable in practice"},
         "recipes": results, "total_wall_s": time.perf_counter() - wall0,
     }
-    path = RESULTS / f"reward_fidelity{'_quick' if q else ''}{'_select' if split.name == 'select' else ''}.json"
+    path = Path(args.out) if args.out else (
+        RESULTS / f"reward_fidelity{'_quick' if q else ''}{'_select' if split.name == 'select' else ''}.json")
     write_result(path, out, config)
     print_summary(results, sets, split, shown, best_here, q, wall0, path)
 
