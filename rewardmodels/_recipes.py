@@ -117,9 +117,14 @@ PRACTICAL_MUSIC = dataclasses.replace(PRACTICAL_BAR_AWARE, annotations="channels
 """`PRACTICAL_BAR_AWARE` reading musical annotations (`domains.annotate_abc`: pitch class from the
 tonic, in-scale, interval, duration, beat, bar fullness, last note): the probe's head reads the
 mean-pooled hidden states and the pooled annotations (means over notes and over bar lines, the
-last note's row). Row "practical_music" of benchmarks/reward_fidelity.py
-(benchmarks/results/reward_fidelity*.json). The annotations overlap what the simulated rater
-scores, so its figures there are optimistic for people."""
+last note's row). Row "practical_music" of benchmarks/reward_fidelity.py: chosen over the same
+with 300 fine-tune steps (W_a learning) on a --quick select-split run (pitch-pair accuracy 0.91 vs
+0.89, corpus r 0.59 vs 0.58; practical_bar_aware 0.75, 0.39); on the report split
+(benchmarks/results/reward_fidelity_quick_music.json) pitch 0.91, corpus r 0.50, bar-aware samples
+r 0.37 against practical_bar_aware's 0.71, 0.38, 0.11, for 25 vs 21 CPU s. Not yet the engine's
+default: unguarded ascent from corpus tunes still lowers the utility while the reward rises
+(benchmarks/results/music_ascent_quick.json). The annotations overlap what the simulated rater
+scores, so these figures are optimistic for people."""
 
 RECIPES = {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
            "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION, "practical_music": PRACTICAL_MUSIC}
