@@ -576,11 +576,14 @@ def print_summary(results, goal, ratio, ci, q: bool, path) -> None:
     eng = results["engine/samples"]
     bon = results["best_of_n_equal_time/samples"]
     oracle, k = goal["oracle_same_slots"], goal["oracle_same_slots"]["slots"]
-    print(f"{'method':<38}{'reward+':>9}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}{'distinct':>9}{'cpu_s':>8}")
+    print(f"{'method':<40}{'reward+':>9}{'J+/cpu_s':>10}{'util+':>8}{'±se':>6}{'util+/cpu_s':>12}{'ll/tok':>8}{'valid':>7}"
+          f"{'distinct':>9}{'cpu_s':>8}")
     for name, r in results.items():
         rate = "" if r["utility_gain_per_cpu_s"] is None else f"{r['utility_gain_per_cpu_s']:.4f}"
-        print(f"{name:<38}{r['reward_gain']:>9.3f}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}{rate:>12}"
-              f"{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}{r['cpu_s']:>8.1f}")
+        j_rate = "" if r["objective_gain_per_cpu_s"] is None else f"{r['objective_gain_per_cpu_s']:.4f}"
+        print(f"{name:<40}{r['reward_gain']:>9.3f}{j_rate:>10}{r['utility_gain']:>8.3f}{r['utility_gain_se'] or 0:>6.2f}"
+              f"{rate:>12}{r['loglik_per_token_after']:>8.2f}{r['valid_fraction']:>7.2f}{r['distinct_outputs']:>9}"
+              f"{r['cpu_s']:>8.1f}")
     print(f"utility gain/CPU-s: engine {eng['utility_gain_per_cpu_s']:.4f} vs best-of-N "
           f"(equal time) {bon['utility_gain_per_cpu_s']:.4f} -> ratio {json_number(ratio if ratio is None else round(ratio, 2))} "
           f"(95% CI {ci if ci is None else [json_number(round(x, 2)) for x in ci]}); oracle on {k} slots "

@@ -242,3 +242,17 @@ def test_do_no_harm_default_runs_the_library_defaults_on_both_sets(dnh_models, c
     shut = do_no_harm_default(rm, gen, char_tokenizer, rater, gradopt.memo_validate(), max_chars=250, n=2, cfg=closed)
     for s in ("corpus", "held-out"):
         assert shut[s]["frac_kept"] == 1.0 and shut[s]["mean_du"] == 0.0 and shut[s]["frac_worse"] == 0.0
+
+
+def test_acceptance_line_states_every_figure_even_when_undefined():
+    from ascent import acceptance, acceptance_line
+
+    res = results_for(3.5, 1.6, 0.7, 0.1)
+    res["hill_climb_equal_time/samples"]["objective_gain_per_slot"] = [-0.1, -0.2, -0.3]  # hill-climbing loses
+    goal = acceptance(res, None, q=True)
+    assert goal["ratio_vs_hill_climb"] == "inf" and goal["do_no_harm"] is None
+    line = acceptance_line(goal, {"improve_corpus": "more best-of-N samples"}, True, "x.json")
+    assert line.startswith("ascent (quick): ") and "inf" in line and "n/a" in line and line.endswith("x.json")
+    full = acceptance_line(acceptance(results_for(3.5, 1.6, 0.7, 0.1), DNH_OK, q=False), {"improve_corpus": "-"},
+                           False, "y.json")
+    assert "3.5x" in full and "worse 8%" in full and "goal met" in full
