@@ -286,6 +286,9 @@ def parse_args() -> argparse.Namespace:
     args.slots = 8 if q else 64
     args.oracle_slots = 4 if q else 16  # the oracle parses every candidate (~50-100 ms each)
     args.dnh_tunes = 6 if q else 40  # tunes per set of the do-no-harm block
+    # best-of-N rounds at most (each draws one whole tune per slot): with --quick equal evaluations are
+    # not reached (flagged n_capped), equal CPU is
+    args.best_of_n_cap = 16 if q else 128
     args.gen_minutes = 0.75 if q else 4.0
     args.temperature = 0.8  # generator sampling temperature (starts, best-of-N draws, rating pool)
     args.rm_samples, args.rm_corpus, args.rm_steps = (30, 60, 80) if q else (100, 200, 300)
@@ -359,7 +362,7 @@ def measure_best_of_n(results, curve, starts, res, per_slot, t, args, split, ctx
     (or the cap) and twice the engine's CPU: equal evaluations, equal CPU time (the first N
     whose measured CPU reaches the engine's) and the gain-against-CPU curve, all measured."""
     rm, gen, tok, rater, _, _ = ctx
-    n_cap = 48 if args.quick else 128
+    n_cap = args.best_of_n_cap
     snaps_b = gradopt.best_of_n(starts, rm, gen, tok, n_max=n_cap, seed=split.baseline_seed + 1000 * args.seed,
                                 temperature=args.temperature, constraint=constraint,
                                 stop=lambda n, cpu: n >= per_slot and cpu >= 2 * res.cpu_seconds)
@@ -420,7 +423,7 @@ def measure_batch_recipe(results, starts, args, split, ctx, cfg, constraint, scr
     out = batch_recipe(starts, rm, gen, tok, cfg, rater.utility, n=args.batch_n,
                        seed=split.baseline_seed + 1000 * args.seed, temperature=args.temperature,
                        constraint=constraint, edit=args.edit, validate=memo_validate(screen),
-                       n_cap=48 if args.quick else 128)
+                       n_cap=args.best_of_n_cap)
     for arm, name in (("polish", "best_of_n_then_engine"), ("more_samples", "best_of_n_equal_time_to_recipe")):
         a = out[arm]
         s = summarise(name, a["rows"], starts, ctx, a["cpu_s"], a["wall_s"], a["evals"])
@@ -650,7 +653,7 @@ def main() -> None:
     goal, ratio, ci = goal_of(results, q)
     goal.update(acceptance(results, dnh, q), batch_recipe=batch)
     config = {**{k_: v for k_, v in vars(args).items()}, "split": dataclasses.asdict(split),
-              "engine": repr(cfg), "engine_logits": repr(cfg_logits), "best_of_n_cap": 48 if q else 128,
+              "engine": repr(cfg), "engine_logits": repr(cfg_logits), "best_of_n_cap": args.best_of_n_cap,
               "rater_agreement": rater.agreement, "sampling": "free" if args.free_sampling else "bar-aware"}
     out = {
         "benchmark": "ascent", "quick": q, "split": split.name, "matmul_flops_per_s": flops_peak, "setup": info,
