@@ -241,10 +241,12 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
 
 
 def _run_stages(run: DemoRun) -> tuple[dict, dict]:
-    """The generator (the corpus tunes later stages score are scored meanwhile on the spare core),
-    then each later stage -> (the generator's training summary, each stage's output)."""
-    later = [] if (run.workdir / "ratings.json").exists() else [t for pair in rated_corpus(run) for t in pair]
-    later += [] if (run.workdir / "reward_model.json").exists() else heldout_tunes(run)
+    """The generator (while it trains, the corpus tunes later stages score are scored on the spare
+    core), then each later stage -> (the generator's training summary, each stage's output)."""
+    later = []
+    if not (run.workdir / "generator" / "train_summary.json").exists():  # else the stages score them, on all workers
+        later += [] if (run.workdir / "ratings.json").exists() else [t for pair in rated_corpus(run) for t in pair]
+        later += [] if (run.workdir / "reward_model.json").exists() else heldout_tunes(run)
     t0 = time.perf_counter()
     collect = run.prefetch(later)
     summary = stage_generator(run)

@@ -90,6 +90,7 @@ def test_demo_writes_report_and_resumes(tmp_path, capsys, monkeypatch):
         assert f"[{name}] done before" in out
         assert again["stages"][name]["reused"] is True
     assert {n: (tmp_path / f"{n}.json").stat().st_mtime_ns for n in STAGES} == stamps
+    assert "prefetch" not in again["stages"]  # nothing to score while a trained generator loads
     assert len(rewardmodels.RatingStore(tmp_path / "ratings").comparisons) == n_comparisons
     assert again["val_cross_entropy"] == pytest.approx(val_ce, rel=1e-9)
     assert again["ascent"]["rows"] == rows
