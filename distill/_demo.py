@@ -21,14 +21,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import domains
 from domains import ABCDomain
 
-from ._demo_stages import (EXPERT_METHOD, RATER_AGREEMENT, stage_ascent, stage_bradley_terry,  # noqa: F401  (EXPERT_METHOD: distill's)
-                           stage_expert_iteration, stage_generator, stage_harvest, stage_ratings, stage_reward_model,
-                           stage_samples)
+from ._demo_stages import (EXPERT_METHOD, RATER_AGREEMENT, generator_tokenizer, heldout_tunes,  # noqa: F401  (EXPERT_METHOD: distill's)
+                           rated_corpus, stage_ascent, stage_bradley_terry, stage_expert_iteration, stage_generator,
+                           stage_harvest, stage_ratings, stage_reward_model, stage_samples)
 from ._report import write_report
 
 SHOWN_PAIRS = 4  # ascent rows whose tunes the report shows (before and after)
@@ -42,6 +41,7 @@ class DemoStages:
     comparisons: int = 6  # random comparisons per item (each pitch variant also meets its tune twice)
     active_rounds: int = 2  # rounds of racing pairs proposed from the current Bradley-Terry scores
     active_pairs: int = 60  # pairs per active round
+    reward_recipe: str = "practical_bar_aware"  # reward model's fit: a name in rewardmodels.RECIPES (its model part)
     members: int = 5  # reward model: bootstrap ensemble of this many linear probes (0 = one probe)
     ascent_tunes: int = 16  # valid bar-aware samples (a fresh seed) the engine improves
     ascent_steps: int = 30  # gradient steps of the ascent (pitch edits, header lines frozen)
@@ -56,6 +56,15 @@ class DemoStages:
                              f"and steps >= 0: {self}")
         if self.members == 1 or self.members < 0:
             raise ValueError(f"DemoStages.members is 0 (one probe) or an ensemble of >= 2, got {self.members}")
+        from rewardmodels import RECIPES
+
+        recipe = RECIPES.get(self.reward_recipe)
+        if recipe is None:
+            raise ValueError(f"DemoStages.reward_recipe {self.reward_recipe!r} is not a recipe; choose from {sorted(RECIPES)}")
+        if recipe.targets != "bt" or (self.members and recipe.fit != "probe"):
+            raise ValueError(f"DemoStages.reward_recipe {self.reward_recipe!r} (fit {recipe.fit!r}, targets "
+                             f"{recipe.targets!r}) cannot be used here: the demo regresses on Bradley-Terry scores, "
+                             "and an ensemble (members >= 2) needs a 'probe' fit; pick another recipe or members=0")
         if not self.expert_cpu_s > 0:
             raise ValueError(f"DemoStages.expert_cpu_s must be > 0, got {self.expert_cpu_s}")
 
@@ -74,6 +83,7 @@ class DemoConfig:
     essen: bool = False  # add the Essen folk songs to the training corpus
     seed: int = 0  # everything random
     threads: int = 1  # torch threads (1 gives the most tokens per CPU-minute on 2 cores; 0 = torch default)
+    processes: int = 2  # worker processes for the music21 parses (validity, utility); 1 = none, same results
     bar_aware: bool = True  # sample under domains.ABCConstraint (bars never overrun); both rates are reported
     stages: DemoStages = field(default_factory=DemoStages)  # ratings, reward model, ascent, harvest, distill
 
@@ -84,6 +94,8 @@ class DemoConfig:
             raise ValueError("tokenizer must be 'char' or 'bpe'")
         if self.minutes <= 0 or self.max_steps <= 0 or self.n_samples <= 0 or self.threads < 0:
             raise ValueError("minutes, max_steps and n_samples must be positive, threads >= 0")
+        if self.processes < 1:
+            raise ValueError(f"DemoConfig.processes must be >= 1 (1 = parse in this process), got {self.processes}")
 
 
 @dataclass
@@ -102,7 +114,9 @@ class DemoRun:
     constraint: object = None  # domains.ABCConstraint of the training corpus
     reward: object = None  # the reward model once trained or loaded
     rater: object = None  # rewardmodels.SimulatedRater, for utilities (cached by text)
-    times: dict = field(default_factory=dict)  # stage -> {"seconds", "cpu_seconds", "reused"}
+    pool: object = None  # domains.ProcessPool for the parses (validity checks, utilities)
+    checked: dict = field(default_factory=dict)  # text -> domains.Validity: each tune is checked once
+    times: dict = field(default_factory=dict)  # stage -> {"seconds", "cpu_seconds", "worker_cpu_seconds", "reused"}
 
     @property
     def train(self) -> list[str]:
@@ -113,10 +127,30 @@ class DemoRun:
             print(*args, flush=True)
 
     def utility(self, texts: list[str]) -> np.ndarray:
-        """The simulated rater's hidden utility of each text (cached; a progress bar for many)."""
-        for t in tqdm(texts, desc="utility", unit="tune", disable=not self.progress or len(texts) < 20, leave=False):
-            self.rater.utility([t])
-        return self.rater.utility(list(texts))
+        """The simulated rater's hidden utility of each text (cached; the parses spread over the
+        pool's workers, reusing known validity verdicts and recording new ones)."""
+        return self.rater.utility(list(texts), pool=_Labelled(self, "utility"), checked=self.checked)
+
+    def valid(self, texts: list[str]) -> list[domains.Validity]:
+        """`domains.validate_abc` of each text, checked once per text (in the pool's workers)."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self.checked))
+        self.checked.update(zip(todo, _Labelled(self, "validate").map(domains.validate_abc, todo)))
+        return [self.checked[t] for t in texts]
+
+    def prefetch(self, texts: list[str]) -> Callable[[], None]:
+        """Start computing the utilities (and validity) of `texts` on one worker, in the background,
+        while this process trains the generator on the other core -> a function that waits for
+        them and caches them. Only texts a later stage scores anyway belong here."""
+        from rewardmodels import checked_utility, text_key
+
+        jobs = [(t, None) for t in dict.fromkeys(texts) if text_key(t) not in self.rater.cache]
+        wait = self.pool.submit(checked_utility, jobs, one_worker=True)
+
+        def collect() -> None:
+            for (t, _), (validity, u) in zip(jobs, wait()):
+                self.rater.cache[text_key(t)] = u
+                self.checked[t] = validity
+        return collect
 
     def store(self):
         from rewardmodels import RatingStore
@@ -129,6 +163,17 @@ class DemoRun:
 
             self.reward = load_reward_model(self.workdir / "reward")
         return self.reward
+
+
+class _Labelled:
+    """The run's pool with a progress bar over its chunks (a ``map(fn, items)`` for the rater)."""
+
+    def __init__(self, run: DemoRun, desc: str) -> None:
+        self.run, self.desc = run, desc
+
+    def map(self, fn, items) -> list:
+        show = self.run.progress and len(items) >= 20
+        return self.run.pool.map(fn, items, desc=self.desc if show else None)
 
 
 def _jsonable(x):
@@ -151,11 +196,12 @@ def _stage(run: DemoRun, name: str, fn: Callable[[DemoRun], dict | None]) -> dic
             run.say(f"  (its settings differ from this run's; delete {path} and the later stages to redo it)")
         return out
     run.say(f"[{name}]")
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, w0 = time.perf_counter(), time.process_time(), run.pool.cpu_seconds
     out = fn(run)
     if out is None:
         return None
-    out["time"] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+    out["time"] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                   "worker_cpu_seconds": run.pool.cpu_seconds - w0}
     out["settings"] = asdict(run.cfg)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out, indent=1, default=_jsonable))
@@ -180,21 +226,42 @@ def run_demo(workdir: str | Path, cfg: DemoConfig = DemoConfig(), progress: bool
     pieces = domains.load_abc_corpus(collections, norm, report=report_c)
     run = DemoRun(workdir=workdir, cfg=cfg, progress=progress, corpus=report_c.as_dict(), norm=norm,
                   split=domains.split_corpus(pieces), domain=ABCDomain(collections),
-                  rater=SimulatedRater(agreement=RATER_AGREEMENT, seed=cfg.seed))
+                  rater=SimulatedRater(agreement=RATER_AGREEMENT, seed=cfg.seed), pool=domains.ProcessPool(cfg.processes))
     run.say(f"corpus: {len(pieces)} distinct tunes {dict(report_c.kept)}; "
             + " / ".join(f"{k} {len(v)}" for k, v in run.split.items()))
-    summary = stage_generator(run)
-    parts = {"samples": _stage(run, "samples", stage_samples)}
-    for name, fn in (("ratings", stage_ratings), ("bradley_terry", stage_bradley_terry),
-                     ("reward_model", stage_reward_model), ("ascent", stage_ascent), ("harvest", stage_harvest),
-                     ("distill", stage_expert_iteration)):
-        parts[name] = _stage(run, name, fn)
+    with run.pool:
+        run.tok = generator_tokenizer(run)
+        summary, parts = _run_stages(run)
     report = assemble_report(run, summary, parts)
     path = workdir / "report.json"
     path.write_text(json.dumps(report, indent=1, default=_jsonable))
     write_report(workdir, report, audio=True)
     _print_summary(run, report)
     return path
+
+
+def _run_stages(run: DemoRun) -> tuple[dict, dict]:
+    """The generator (while it trains, the corpus tunes later stages score are scored on the spare
+    core), then each later stage -> (the generator's training summary, each stage's output)."""
+    later = []
+    if not (run.workdir / "generator" / "train_summary.json").exists():  # else the stages score them, on all workers
+        later += [] if (run.workdir / "ratings.json").exists() else [t for pair in rated_corpus(run) for t in pair]
+        later += [] if (run.workdir / "reward_model.json").exists() else heldout_tunes(run)
+    t0 = time.perf_counter()
+    collect = run.prefetch(later)
+    summary = stage_generator(run)
+    t1, w0 = time.perf_counter(), run.pool.cpu_seconds
+    collect()
+    if later:  # worker time is the scoring itself; wall time is what waiting for it added
+        run.times["prefetch"] = {"seconds": time.perf_counter() - t1, "cpu_seconds": 0.0,
+                                 "worker_cpu_seconds": run.pool.cpu_seconds - w0, "reused": False,
+                                 "tunes": len(later), "background_seconds": time.perf_counter() - t0}
+    parts = {"samples": _stage(run, "samples", stage_samples)}
+    for name, fn in (("ratings", stage_ratings), ("bradley_terry", stage_bradley_terry),
+                     ("reward_model", stage_reward_model), ("ascent", stage_ascent), ("harvest", stage_harvest),
+                     ("distill", stage_expert_iteration)):
+        parts[name] = _stage(run, name, fn)
+    return summary, parts
 
 
 def _shown_tunes(ascent: dict) -> list[dict]:
@@ -250,5 +317,7 @@ def _print_summary(run: DemoRun, r: dict) -> None:
             f"utility gain {s['utility_gain']['mean']:+.3f} [{s['utility_gain']['lo']:+.3f}, {s['utility_gain']['hi']:+.3f}]")
     run.say(f"harvest: {r['harvest']['suspects']} likely blind spots from {r['harvest']['starts']} starts, "
             f"{r['harvest']['rated']} comparisons recorded")
+    ran = [v["seconds"] for v in r["stages"].values() if not v["reused"]]
     run.say("stages: " + ", ".join(f"{k} {v['seconds']:.0f}s{' (reused)' if v['reused'] else ''}"
-                                   for k, v in r["stages"].items()))
+                                   for k, v in r["stages"].items())
+            + (f"; {sum(ran):.0f}s wall for the stages run now" if ran else ""))

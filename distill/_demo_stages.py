@@ -8,6 +8,7 @@ work directory and returns the dict the driver writes as ``<stage>.json``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ._demo import DemoConfig, DemoRun
 
 N_MIDI = 5  # valid samples written as MIDI
+LENIENT = functools.partial(domains.validate_abc, max_overlong_bars=10**9)  # validity with bar lengths ignored
 BATCH_SIZE = 8  # generator training batch (windows of the context length)
 RATER_AGREEMENT = 0.75  # the simulated rater's agreement (people agree ~60-75%)
 PITCH_EDITS = (1, 6)  # a rated pitch variant changes between 1 and 6 note letters
@@ -35,14 +37,24 @@ HELDOUT = 60  # validation tunes the reward model is checked on against the util
 EXPERT_METHOD = "expert"  # the distill method the expert-iteration stage runs
 
 
+def generator_tokenizer(run: DemoRun):
+    """The generator's tokenizer: the saved one when the generator directory has it, else built
+    from the training split."""
+    gen_dir = run.workdir / "generator"
+    if (gen_dir / "tokenizer.json").exists():
+        return domains.load_tokenizer(gen_dir)
+    return domains.build_tokenizer(run.train, run.cfg.tokenizer)
+
+
 def stage_generator(run: DemoRun) -> dict:
     """Train the generator on the training split (or load it: ``generator/train_summary.json`` is
-    written only after training finished) -> its training summary; sets run.tok, run.gen, run.constraint."""
+    written only after training finished) -> its training summary; sets run.gen, run.constraint
+    (and run.tok unless set)."""
     cfg, gen_dir = run.cfg, run.workdir / "generator"
     train, val = run.train, [p.text for p in run.split["val"]]
     t0, c0 = time.perf_counter(), time.process_time()
-    run.tok = domains.load_tokenizer(gen_dir) if (gen_dir / "tokenizer.json").exists() else \
-        domains.build_tokenizer(train, cfg.tokenizer)
+    if run.tok is None:
+        run.tok = generator_tokenizer(run)
     if (gen_dir / "train_summary.json").exists():
         run.gen = domains.load_generator(gen_dir)
         summary = json.loads((gen_dir / "train_summary.json").read_text())
@@ -87,11 +99,15 @@ def stage_samples(run: DemoRun) -> dict:
     for way in ("free", "bar_aware"):
         t0 = time.time()
         texts = [domains.decode(tok, r) for r in _sample(run, cfg.n_samples, cfg.seed, way == "bar_aware", f"sample {way}")]
-        out[way] = (texts, time.time() - t0, [run.domain.validate(s) for s in texts])
-    samples, sample_s, verdicts = out["bar_aware" if cfg.bar_aware else "free"]
+        out[way] = (texts, time.time() - t0)
+    run.valid(out["free"][0] + out["bar_aware"][0])  # both ways' checks in one parallel batch
+    samples, sample_s = out["bar_aware" if cfg.bar_aware else "free"]
+    verdicts = run.valid(samples)
     valid = [s for s, v in zip(samples, verdicts) if v.ok]
-    # Looser view for diagnosis only: parses, known key/meter, has notes, bar lengths ignored.
-    lenient = sum(domains.validate_abc(s, max_overlong_bars=10**9).ok for s in samples)
+    # Looser view for diagnosis only: parses, known key/meter, has notes, bar lengths ignored (a
+    # valid tune passes it too, so only the invalid ones are checked again).
+    invalid = [s for s, v in zip(samples, verdicts) if not v.ok]
+    lenient = len(valid) + sum(v.ok for v in run.pool.map(LENIENT, invalid))
     reasons: dict[str, int] = {}
     for v in verdicts:
         if not v.ok:
@@ -104,7 +120,7 @@ def stage_samples(run: DemoRun) -> dict:
             midi_files.append(str(run.domain.to_midi(s, run.workdir / "midi" / f"sample_{i:02d}.mid")))
         except domains.RenderError as err:
             run.say(f"could not render sample {i}: {err}")
-    frac = {way: sum(v.ok for v in out[way][2]) / len(out[way][0]) for way in out}
+    frac = {w: sum(v.ok for v in run.valid(out[w][0])) / len(out[w][0]) for w in out}
     return {
         "val_cross_entropy": val_ce, "unigram_cross_entropy": uni_ce, "ce_ratio_to_unigram": val_ce / uni_ce,
         "val_perplexity": math.exp(val_ce), "n_samples": len(samples),
@@ -115,6 +131,22 @@ def stage_samples(run: DemoRun) -> dict:
         "invalid_reasons": reasons, "sampling_seconds": sample_s, "example_tunes": valid[:3],
         "midi_files": midi_files, "samples": samples,
     }
+
+
+def rated_corpus(run: DemoRun, rng: np.random.Generator | None = None) -> list[tuple[str, str]]:
+    """The `rated_corpus` training tunes the ratings stage adds, each with its pitch variant, drawn
+    from `rng` (default: a fresh one seeded with the run's seed, as the ratings stage's own)."""
+    rng = np.random.default_rng(run.cfg.seed) if rng is None else rng
+    train = run.train
+    picked = rng.choice(len(train), min(run.cfg.stages.rated_corpus, len(train)), replace=False)
+    return [(train[i], domains.pitch_edit(train[i], int(rng.integers(PITCH_EDITS[0], PITCH_EDITS[1] + 1)), rng))
+            for i in picked]
+
+
+def heldout_tunes(run: DemoRun) -> list[str]:
+    """The first `HELDOUT` validation tunes within the generator's context: the reward model's check."""
+    n_ctx = domains.PRESETS[run.cfg.preset].n_positions
+    return [p.text for p in run.split["val"] if len(run.tok(p.text)["input_ids"]) <= n_ctx][:HELDOUT]
 
 
 def stage_ratings(run: DemoRun) -> dict:
@@ -132,12 +164,10 @@ def stage_ratings(run: DemoRun) -> dict:
             shutil.rmtree(d)
     store = RatingStore(tmp)
     rng = np.random.default_rng(seed)
-    train = run.train
-    tunes = store.add_items([train[i] for i in rng.choice(len(train), min(s.rated_corpus, len(train)), replace=False)],
-                            origin="corpus")
-    for it in tunes:
-        store.add_item(domains.pitch_edit(it.text, int(rng.integers(PITCH_EDITS[0], PITCH_EDITS[1] + 1)), rng),
-                       origin="corpus", parent=it.id)
+    corpus = rated_corpus(run, rng)
+    tunes = store.add_items([tune for tune, _ in corpus], origin="corpus")
+    for it, (_, variant) in zip(tunes, corpus):
+        store.add_item(variant, origin="corpus", parent=it.id)
     samples = json.loads((run.workdir / "samples.json").read_text())["samples"]
     store.add_items(samples, origin="sample")
     rater = SimulatedRater(agreement=RATER_AGREEMENT, seed=seed)
@@ -172,27 +202,32 @@ def stage_bradley_terry(run: DemoRun) -> dict:
 
 
 def stage_reward_model(run: DemoRun) -> dict:
-    """The reward model (``reward/``): linear probes on the frozen generator's mean-pooled features
-    regressed on the Bradley-Terry scores (`rewardmodels.train_from_store`; a bootstrap ensemble
-    when `members` >= 2, so the do-no-harm guard can read the members' disagreement), checked
-    against the hidden utility on held-out validation tunes."""
-    from rewardmodels import load_scores, train_from_store
+    """The reward model (``reward/``), fitted the way of the recipe `reward_recipe` names (by
+    default linear probes on the frozen generator's mean-pooled features) to the Bradley-Terry
+    scores (`rewardmodels.train_recipe`; a bootstrap ensemble when `members` >= 2, so the do-no-harm
+    guard can read the members' disagreement), checked against the hidden utility on held-out
+    validation tunes."""
+    from rewardmodels import RECIPES, load_scores, train_recipe
 
-    members = run.cfg.stages.members
+    members, name = run.cfg.stages.members, run.cfg.stages.reward_recipe
+    recipe = RECIPES[name]
     store = run.store()
     scores, _ = load_scores(run.workdir / "scores.json", store)
-    model, losses = train_from_store(store, run.gen, run.tok, scores, probe=True, pooling="mean", members=members,
-                                     progress=run.progress)
+    model, info = train_recipe(store, run.gen, run.tok, scores, recipe, members=members, seed=run.cfg.seed,
+                               progress=run.progress)
     model.save_pretrained(run.workdir / "reward")
     domains.save_tokenizer(run.tok, run.workdir / "reward")
     run.reward = model.eval()
-    n_ctx = domains.context_length(run.gen)
-    held = [p.text for p in run.split["val"] if len(run.tok(p.text)["input_ids"]) <= n_ctx][:HELDOUT]
+    held = heldout_tunes(run)
     pred = model.predict(*domains.encode_batch(run.tok, held, run.gen)).numpy()
     corr = float(np.corrcoef(pred, run.utility(held))[0, 1]) if len(held) > 2 else math.nan
-    kind = f"ensemble of {members} linear probes" if members else "linear probe"
-    return {"kind": f"{kind} (mean pooling, frozen generator)", "members": members,
-            "cv_loss": float(min(losses)), "heldout_corr_utility": corr, "heldout_n": len(held)}
+    kind = {"probe": "linear probe", "finetune": "fine-tuned model", "probe+finetune": "probe, then fine-tuned"}[recipe.fit]
+    kind = f"ensemble of {members} {kind}s" if members else kind
+    frozen = ", frozen generator" if recipe.fit == "probe" else ""
+    loss = min(info["cv_loss"].values()) if "cv_loss" in info else info.get("final_loss", math.nan)
+    return {"recipe": name, "kind": f"{kind} ({recipe.pooling} pooling{frozen})", "members": members,
+            "cv_loss" if "cv_loss" in info else "final_loss": float(loss), "heldout_corr_utility": corr,
+            "heldout_n": len(held)}
 
 
 def _engine(cfg: DemoConfig, guard: bool):
@@ -214,7 +249,7 @@ def stage_ascent(run: DemoRun) -> dict:
 
     s = run.cfg.stages
     drawn = _sample(run, s.ascent_tunes + s.ascent_tunes // 2, run.cfg.seed + 1000, True, "ascent starts", 0.8)
-    ok = [bool(run.domain.validate(domains.decode(run.tok, r))) for r in drawn]
+    ok = [bool(v) for v in run.valid([domains.decode(run.tok, r) for r in drawn])]
     starts = ([r for r, v in zip(drawn, ok) if v] + [r for r, v in zip(drawn, ok) if not v])[: s.ascent_tunes]
     freeze, allowed = header_frozen_masks(starts, run.tok, "pitch")
     engine = _engine(run.cfg, s.guard)
@@ -223,11 +258,12 @@ def stage_ascent(run: DemoRun) -> dict:
     before = [domains.decode(run.tok, r) for r in starts]
     after = [r.text for r in res.rows]
     u0, u1 = run.utility(before), run.utility(after)
+    v0, v1 = run.valid(before), run.valid(after)
     rows = []
-    for b, a, r, x0, x1 in zip(before, after, res.rows, u0, u1):
+    for b, a, r, x0, x1, ok0, ok1 in zip(before, after, res.rows, u0, u1, v0, v1):
         rows.append({"before": b, "after": a, "reward_before": r.reward_before, "reward_after": r.reward_after,
-                     "utility_before": float(x0), "utility_after": float(x1), "valid_before": bool(run.domain.validate(b)),
-                     "valid_after": bool(run.domain.validate(a)), "changed": r.changed, "kept": r.kept,
+                     "utility_before": float(x0), "utility_after": float(x1), "valid_before": bool(ok0),
+                     "valid_after": bool(ok1), "changed": r.changed, "kept": r.kept,
                      "status": r.status, "gain_mean": r.gain_mean, "gain_sd": r.gain_sd,
                      "trajectory": [{"step": p["step"], "reward": p["reward"]} for p in r.trajectory]})
     summary = {f"{k}_{w}": mean_ci([row[f"{k}_{w}"] for row in rows]) for k in ("reward", "utility") for w in ("before", "after")}
@@ -256,6 +292,8 @@ def stage_harvest(run: DemoRun) -> dict:
     edits = [(store[x.id].parent, x.id) for x in suspects]
     pairs = [(e.a, e.b) for e in store.pending()] + edits
     rater = SimulatedRater(agreement=RATER_AGREEMENT, seed=run.cfg.seed + 2)
+    rater.cache = run.rater.cache  # the same hidden utility, computed once per tune; its own draws
+    run.utility([store[k].text for pair in pairs for k in pair])
     rated = rate_pairs(store, pairs, rater) if pairs else []
     edit_verdicts = [c.winner for c in rated if (c.a, c.b) in set(edits)]
     decisive = [w for w in edit_verdicts if w != "tie"]

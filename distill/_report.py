@@ -285,9 +285,16 @@ def _stages_section(data: dict) -> str:
     if not stages:
         return ""
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v.get('seconds'), 1)}</td><td>{_fmt(v.get('cpu_seconds'), 1)}</td>"
-                   f"<td>{'reused' if v.get('reused') else 'ran'}</td></tr>" for k, v in stages.items())
+                   f"<td>{_fmt(v.get('worker_cpu_seconds'), 1)}</td><td>{'reused' if v.get('reused') else 'ran'}</td></tr>"
+                   for k, v in stages.items())
+    prefetch = stages.get("prefetch")
+    note = (f" The prefetch row: {prefetch.get('tunes', '?')} corpus tunes scored by a worker while the generator "
+            "trained; its wall time is only the wait after training." if prefetch else "")
     return ("<section id='stages'><h2>Stages</h2><table class='facts'><tr><th>stage</th><th>wall s</th><th>CPU s</th>"
-            f"<th>this run</th></tr>{rows}</table><p>Times of the run that produced each stage's output.</p></section>")
+            f"<th>worker CPU s</th><th>this run</th></tr>{rows}</table><p>Times of the run that produced each stage's "
+            "output. CPU s is this process's; worker CPU s is the parse workers' (validity checks, utilities; "
+            "not counting the helper process each check parses in)."
+            f"{note}</p></section>")
 
 
 def _json_for_script(obj) -> str:

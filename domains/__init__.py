@@ -82,6 +82,7 @@ from ._abc_corpus import (
     split_tunes,
 )
 from ._files import read_json_object, write_atomic, write_atomic_with
+from ._pool import ProcessPool
 from ._render import ABCJS_HINT, RenderError, UnrenderableError, abc_to_midi, abcjs_script, find_abcjs, find_soundfont, midi_to_wav
 
 __all__ += [
@@ -92,7 +93,7 @@ __all__ += [
     "token_edits", "abc_moves", "bar_moves", "rhythm_moves", "char_edit", "corrupt", "pitch_edit", "ALL_COLLECTIONS", "ESSEN", "FIDDLE", "CorpusError",
     "CorpusReport", "NORMALISATION_FILE", "NormaliseConfig", "content_hash", "load_abc_corpus", "load_abc_file",
     "load_normalisation", "music_key", "normalise", "respace", "save_normalisation", "split_corpus",
-    "split_of", "split_tunes", "read_json_object", "write_atomic", "write_atomic_with", "ABCJS_HINT", "RenderError", "UnrenderableError", "abc_to_midi", "abcjs_script", "find_abcjs", "find_soundfont", "midi_to_wav",
+    "split_of", "split_tunes", "read_json_object", "write_atomic", "write_atomic_with", "ProcessPool", "ABCJS_HINT", "RenderError", "UnrenderableError", "abc_to_midi", "abcjs_script", "find_abcjs", "find_soundfont", "midi_to_wav",
 ]
 
 from ._train import GeneratorTrainConfig, encode_corpus, evaluate, train_generator, unigram_cross_entropy

@@ -58,12 +58,16 @@ def _validator():
     return validate_abc
 
 
-def music_features(text: str) -> dict[str, float] | None:
-    """The utility's features for one ABC tune, or None when it is not a valid tune."""
+def music_features(text: str, validity=None) -> dict[str, float] | None:
+    """The utility's features for one ABC tune, or None when it is not a valid tune. `validity`:
+    the tune's `domains.validate_abc` verdict when the caller has it already (its parse is then not
+    repeated; a valid verdict also means this second, untimed parse cannot hang)."""
     import music21
 
     validate = _validator()
-    if validate is not None and not validate(text):
+    if validity is None and validate is not None:
+        validity = validate(text)
+    if validity is not None and not validity:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -114,6 +118,22 @@ def utility_of(features: dict[str, float] | None) -> float:
     return float(np.clip((raw - CENTRE) / SCALE, FLOOR, 6.0))
 
 
+def checked_utility(job: tuple[str, object]):
+    """``(text, validity or None) -> (validity, utility)``: the tune's `domains.validate_abc` verdict
+    (checked here when not given) and its utility, parsing it once more at most. A module-level
+    function so that worker processes (`domains.ProcessPool`) can run it."""
+    text, validity = job
+    validate = _validator()
+    if validity is None and validate is not None:
+        validity = validate(text)
+    return validity, utility_of(music_features(text, validity))
+
+
+def text_key(text: str) -> str:
+    """The utility cache's key of a text (sha256 of its UTF-8 bytes)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class SimulatedRater:
     """Hidden utility + Davidson noise (see the module docstring for the model).
 
@@ -134,15 +154,25 @@ class SimulatedRater:
         self.rng = np.random.default_rng(seed)
         self.cache: dict[str, float] = {}  # sha256(text) -> utility
 
-    def utility(self, texts: list[str]) -> np.ndarray:
-        """Hidden utility of each text -> float array (n,); cached by text hash."""
-        out = np.empty(len(texts))
-        for i, t in enumerate(texts):
-            key = hashlib.sha256(t.encode("utf-8")).hexdigest()
-            if key not in self.cache:
-                self.cache[key] = utility_of(music_features(t))
-            out[i] = self.cache[key]
-        return out
+    def utility(self, texts: list[str], pool=None, checked: dict | None = None) -> np.ndarray:
+        """Hidden utility of each text -> float array (n,); cached by text hash.
+
+        pool: computes the texts not cached yet with its ``map(fn, items)`` (e.g. a
+            `domains.ProcessPool` of two workers: the parses are independent); same values as without.
+        checked: text -> `domains.validate_abc` verdict, read (a known verdict saves a parse) and
+            extended with the verdicts of the texts computed here.
+        """
+        keys = [text_key(t) for t in texts]
+        todo = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in self.cache))
+        if todo:
+            known = checked if checked is not None else {}
+            jobs = [(t, known.get(t)) for t in todo]
+            results = pool.map(checked_utility, jobs) if pool is not None else [checked_utility(j) for j in jobs]
+            for t, (validity, u) in zip(todo, results):
+                self.cache[text_key(t)] = u
+                if checked is not None and validity is not None:
+                    checked[t] = validity
+        return np.array([self.cache[k] for k in keys], dtype=float)
 
     def prefer_probability(self, u_a, u_b):
         """P(rater picks a | not a tie) = σ(β (u_a - u_b)) for utilities u_a, u_b (arrays broadcast)."""

@@ -62,6 +62,12 @@ def test_demo_writes_report_and_resumes(tmp_path, capsys, monkeypatch):
         assert row["reward_after"] >= row["reward_before"] - 1e-9
         assert rater.utility([row["before"], row["after"]]).tolist() == pytest.approx([row["utility_before"], row["utility_after"]])
     assert report["ascent"]["summary"]["utility_gain"]["n"] == 2
+    # The rated corpus tunes and their variants (and the held-out tunes) were scored by a worker
+    # while the generator trained; the parse workers' CPU time is in the stage table.
+    prefetch = report["stages"]["prefetch"]
+    assert prefetch["tunes"] >= 2 * 8 and prefetch["worker_cpu_seconds"] > 0 and not prefetch["reused"]
+    assert report["stages"]["samples"]["worker_cpu_seconds"] > 0  # the samples' checks ran in the workers
+    assert report["reward_model"]["recipe"] == "practical_bar_aware"
     assert report["harvest"]["starts"] == 2
     # One round of expert iteration, reported whether or not a row passed.
     rnd = report["distill"]["history"]
@@ -84,6 +90,7 @@ def test_demo_writes_report_and_resumes(tmp_path, capsys, monkeypatch):
         assert f"[{name}] done before" in out
         assert again["stages"][name]["reused"] is True
     assert {n: (tmp_path / f"{n}.json").stat().st_mtime_ns for n in STAGES} == stamps
+    assert "prefetch" not in again["stages"]  # nothing to score while a trained generator loads
     assert len(rewardmodels.RatingStore(tmp_path / "ratings").comparisons) == n_comparisons
     assert again["val_cross_entropy"] == pytest.approx(val_ce, rel=1e-9)
     assert again["ascent"]["rows"] == rows
@@ -99,3 +106,10 @@ def test_bad_demo_config():
         distill.DemoStages(members=1)
     with pytest.raises(ValueError, match="counts"):
         distill.DemoStages(ascent_tunes=0)
+    with pytest.raises(ValueError, match="processes"):
+        distill.DemoConfig(processes=0)
+    with pytest.raises(ValueError, match="not a recipe"):
+        distill.DemoStages(reward_recipe="best")
+    with pytest.raises(ValueError, match="needs a 'probe' fit"):
+        distill.DemoStages(reward_recipe="baseline")  # a fine-tune cannot be a bootstrap ensemble of probes
+    assert distill.DemoStages(reward_recipe="baseline", members=0).reward_recipe == "baseline"

@@ -147,3 +147,31 @@ def test_bradley_terry_fit_recovers_the_tie_parameter():
     # items of equal utility get nearly equal scores; the others are ordered like the utility
     assert np.std(scores.mean[:10]) < 0.5 * np.std(scores.mean[10:])
     assert np.corrcoef(scores.mean[10:], u[10:])[0, 1] > 0.9
+
+
+class _RecordingPool:
+    """A serial stand-in for domains.ProcessPool that records what it was asked to map."""
+
+    def __init__(self):
+        self.calls = []
+
+    def map(self, fn, items):
+        self.calls.append(list(items))
+        return [fn(x) for x in items]
+
+
+def test_utility_through_a_pool_and_known_verdicts():
+    from domains import Validity, validate_abc
+
+    pool, checked = _RecordingPool(), {}
+    r = SimulatedRater()
+    u = r.utility([GOOD, BAD, GOOD, BROKEN], pool=pool, checked=checked)
+    assert u.tolist() == SimulatedRater().utility([GOOD, BAD, GOOD, BROKEN]).tolist()
+    assert [t for t, _ in pool.calls[0]] == [GOOD, BAD, BROKEN]  # each missing text once, in order
+    assert checked == {t: validate_abc(t) for t in (GOOD, BAD, BROKEN)}  # verdicts recorded for the caller
+    r.utility([BAD, GOOD], pool=pool)
+    assert len(pool.calls) == 1  # all cached: nothing more to map
+    # a verdict the caller already has is used, not checked again (an invalid one gives INVALID)
+    known = {GOOD: Validity(False, "known bad")}
+    assert SimulatedRater().utility([GOOD], checked=known)[0] == INVALID
+    assert music_features(GOOD, Validity(True)) == music_features(GOOD)

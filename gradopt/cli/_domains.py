@@ -198,7 +198,8 @@ def cmd_demo(args) -> int:
 
     cfg = distill.DemoConfig(preset=args.preset, tokenizer=args.tokenizer, minutes=args.minutes,
                              max_steps=args.steps, n_samples=args.n_samples, essen=args.essen, seed=args.seed,
-                             threads=args.threads, spaceless=not args.keep_spaces, bar_aware=not args.free)
+                             threads=args.threads, processes=args.processes, spaceless=not args.keep_spaces,
+                             bar_aware=not args.free)
     path = distill.run_demo(args.work, cfg)
     print(f"data: {path}")
     print(f"report: {path.with_name('report.html')}")
@@ -291,6 +292,8 @@ def register(sub) -> None:
     p.add_argument("--n-samples", type=int, default=d.n_samples)
     p.add_argument("--essen", action="store_true", help="train on the Essen folk songs too")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0 = torch's default)")
+    p.add_argument("--processes", type=int, default=d.processes,
+                   help="worker processes for tune checks and the simulated rater's scoring (1 = none; same results)")
     p.add_argument("--keep-spaces", action="store_true", help="keep spaces in tune bodies (default: spaceless)")
     p.add_argument("--free", action="store_true",
                    help="report free samples instead of bar-aware ones (both validity rates are always measured)")

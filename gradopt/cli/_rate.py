@@ -9,6 +9,7 @@ fluidsynth with a soundfont and aplay; without them the tunes are shown and a no
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -30,11 +31,18 @@ def find_player() -> Callable[[str], subprocess.Popen] | None:
     folder = Path(tempfile.mkdtemp(prefix="gradopt-rate-"))
 
     def play(text: str) -> subprocess.Popen:
-        midi = domains.abc_to_midi(text, folder / "tune.mid")
+        # one file per tune (named by its content): playing it again renders nothing, and a
+        # tune's file is never overwritten by the other's
+        stem = folder / hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        midi = stem.with_suffix(".mid")
+        if not midi.exists():
+            domains.abc_to_midi(text, midi)
         if timidity:
             cmd = [timidity, "-q", str(midi)]
         else:
-            wav = domains.midi_to_wav(midi, folder / "tune.wav")
+            wav = stem.with_suffix(".wav")
+            if not wav.exists():
+                domains.midi_to_wav(midi, wav)
             cmd = [aplay, "-q", str(wav)]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
