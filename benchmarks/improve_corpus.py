@@ -15,7 +15,7 @@ start-up, model loading and Ray start-up included):
                      finished, twice, then resumed with --resume to the end
     killed_ray_w2    the same on Ray
 
---runs picks some of them; the reference for identity is the first uninterrupted run picked.
+--runs picks some of them; the first, uninterrupted, is the reference for identity.
 Every run's output file and summary.json must equal the reference's byte for byte (`identical`).
 Throughput = tunes / wall seconds. The machine is shared: each run records the load average
 (`os.getloadavg`, as `uptime` prints it) before and after, and the CPU seconds of the processes it
@@ -143,6 +143,23 @@ def killed_run(cmd: list[str], job: Path, kills: int, rng: random.Random, log) -
     return time.perf_counter() - t0, events
 
 
+def save(d: Path, args, picked: list[str], results: dict, complete: bool) -> tuple[dict, Path]:
+    """Compare the finished runs' files with the reference's and write the result JSON (after
+    every run, so a long benchmark stopped part-way leaves the runs it finished; `complete` says)."""
+    reference = picked[0]
+    ref = {f: (d / reference / f).read_bytes() for f in ("out.abc", "out.job/summary.json")}
+    for name, r in results.items():
+        r["identical"] = all((d / name / f).read_bytes() == b for f, b in ref.items())
+    config = {**vars(args), "runs": picked, "n_positions": args.max_chars + 8, "benchmark": "improve_corpus"}
+    w1, w2 = results.get("local_w1"), results.get("local_w2")
+    out = {"benchmark": "improve_corpus", "quick": args.quick, "tunes": args.tunes, "complete": complete,
+           "reference": reference, "runs": results,
+           "speedup_w2_over_w1": w1["seconds"] / w2["seconds"] if w1 and w2 else None,
+           "all_identical": all(r["identical"] for r in results.values()),
+           "job_summary": json.loads(ref["out.job/summary.json"])}
+    return out, write_result(RESULTS / f"improve_corpus{'_quick' if args.quick else ''}.json", out, config)
+
+
 RUNS = {"local_w1": ("--workers", "1"), "local_w2": ("--workers", "2"), "ray_w2": ("--backend", "ray", "--workers", "2"),
         "killed_local_w2": ("--workers", "2"), "killed_ray_w2": ("--backend", "ray", "--workers", "2")}
 
@@ -165,8 +182,9 @@ def main() -> None:
         args.tunes, args.shard_size = 60, 10
     picked = [r for r in args.runs.split(",") if r and not (args.no_ray and "ray" in r)]
     unknown = sorted(set(picked) - set(RUNS))
-    if unknown or not any(not r.startswith("killed") for r in picked):
-        ap.error(f"--runs: unknown {unknown} or no uninterrupted run to compare with; choose from {', '.join(RUNS)}")
+    if unknown or not picked or picked[0].startswith("killed"):
+        ap.error(f"--runs: unknown {unknown}, or the first is not an uninterrupted run (the reference); choose "
+                 f"from {', '.join(RUNS)}")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="improve_corpus_") as tmp:
         d = Path(tmp)
@@ -176,26 +194,17 @@ def main() -> None:
         results, rng = {}, random.Random(args.seed)
         for name in picked:
             before, cpu0 = load(), children_cpu()
-            out = d / name / "out.abc"
+            target = d / name / "out.abc"
             if name.startswith("killed"):
-                seconds, events = killed_run(command(d, out, args, *RUNS[name]), d / name / "out.job", 2, rng, log)
+                seconds, events = killed_run(command(d, target, args, *RUNS[name]), d / name / "out.job", 2, rng, log)
             else:
-                seconds, events = timed(command(d, out, args, *RUNS[name])), None
+                seconds, events = timed(command(d, target, args, *RUNS[name])), None
             results[name] = {"seconds": seconds, "tunes_per_s": args.tunes / seconds,
                              "children_cpu_s": children_cpu() - cpu0, "load_before": before, "load_after": load(),
                              **({"kills": events} if events is not None else {})}
             log(f"{name}: {seconds:.1f} s, {args.tunes / seconds:.2f} tunes/s, load {before} -> {load()}")
-        reference = next(r for r in picked if not r.startswith("killed"))
-        ref = {f: (d / reference / f).read_bytes() for f in ("out.abc", "out.job/summary.json")}
-        for name, r in results.items():
-            r["identical"] = all((d / name / f).read_bytes() == b for f, b in ref.items())
-        summary = json.loads(ref["out.job/summary.json"])
-    config = {**vars(args), "runs": picked, "n_positions": args.max_chars + 8, "benchmark": "improve_corpus"}
-    w1, w2 = results.get("local_w1"), results.get("local_w2")
-    out = {"benchmark": "improve_corpus", "quick": args.quick, "tunes": args.tunes, "reference": reference,
-           "runs": results, "speedup_w2_over_w1": w1["seconds"] / w2["seconds"] if w1 and w2 else None,
-           "all_identical": all(r["identical"] for r in results.values()), "job_summary": summary}
-    path = write_result(RESULTS / f"improve_corpus{'_quick' if args.quick else ''}.json", out, config)
+            out, path = save(d, args, picked, results, complete=name == picked[-1])  # as it goes
+    reference = out["reference"]
     rates = ", ".join(f"{k} {r['tunes_per_s']:.2f}" for k, r in results.items())
     speedup = f"w2/w1 speedup {out['speedup_w2_over_w1']:.2f}x; " if out["speedup_w2_over_w1"] else ""
     print(f"improve_corpus{' (quick)' if args.quick else ''}: {args.tunes} tunes; tunes/s {rates}; "
