@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +26,7 @@ _KEY = re.compile(
 _METER = re.compile(r"^(none|C\|?|\d+(\+\d+)*/\d+)$")
 PARSE_TIMEOUT = 10.0  # CPU seconds for one music21 parse; the slowest corpus tune takes 3.4 s
 _PARSER = TimedWorker(Path(__file__).with_name("_abc_parse.py"))
+VERDICTS_CACHED = 8192  # verdicts `validate_abc` remembers per process (a few MB of tunes)
 _EXAMPLE_TUNE = "X:1\nT:Name\nM:6/8\nL:1/8\nK:G\nGAB cde|"
 
 
@@ -42,7 +44,9 @@ def validate_abc(text: str, max_overlong_bars: int = 0, timeout: float = PARSE_T
     The parse runs in a persistent worker process (`TimedWorker`) that is killed and replaced when
     it overruns; the tune is then invalid ("validation timed out: ..."), so a call never hangs. The
     worker adds about a tenth of a millisecond per call; the first call in a process waits a few
-    seconds for it to import music21. Never raises on any text."""
+    seconds for it to import music21. The parse's verdicts are remembered per process (the last
+    `VERDICTS_CACHED`), so asking again about a tune costs no parse; a timeout is not remembered.
+    Never raises on any text."""
     if not timeout > 0:
         raise ValueError(f"validate_abc: timeout must be > 0 seconds, got {timeout}")
     if not isinstance(text, str) or not text.strip():
@@ -59,11 +63,28 @@ def validate_abc(text: str, max_overlong_bars: int = 0, timeout: float = PARSE_T
     if problem is not None:
         return Validity(False, problem)
     try:
+        return _parsed_verdict(text, max_overlong_bars, timeout, meter)
+    except _Unfinished as err:  # not remembered: the next call parses again
+        return Validity(False, str(err))
+
+
+class _Unfinished(Exception):
+    """The parse gave no verdict on the text itself (it timed out, or its process died)."""
+
+
+@lru_cache(maxsize=VERDICTS_CACHED)
+def _parsed_verdict(text: str, max_overlong_bars: int, timeout: float, meter: str | None) -> Validity:
+    """`validate_abc`'s verdict from music21's parse, remembered per process: the engine, the
+    simulated rater and the corpus job ask about the same tunes again and again (an input, its
+    kept copy, a candidate met twice), and a parse costs about 50 ms. A verdict is a function of
+    its arguments, except when the parse timed out or crashed (on a busy machine, not because of
+    the text): those raise `_Unfinished`, which `lru_cache` does not remember."""
+    try:
         facts = _PARSER.call(text, timeout)
     except TimeoutError as err:
-        return Validity(False, f"validation timed out: {err}")
+        raise _Unfinished(f"validation timed out: {err}") from None
     except WorkerError as err:  # the parse crashed its process (e.g. out of memory)
-        return Validity(False, f"validation failed: {str(err)[:120]}")
+        raise _Unfinished(f"validation failed: {str(err)[:120]}") from None
     if isinstance(facts, str):
         return Validity(False, f"does not parse: {facts}")
     n_notes, length, over = facts

@@ -233,11 +233,19 @@ def move_proposer(domain, edit_header: bool):
     return keep_bars(propose, parse_bars(spec)) if spec else propose
 
 
-def _utility(texts: list[str]) -> list[float]:
-    """The simulated rater's utility of ABC tunes (`_SIMULATED_DOMAINS`)."""
+@lru_cache(maxsize=1)
+def _rater():
+    """The simulated rater, one per process: its cache (utility by text) rates a kept piece once,
+    not once as input and again as output, and a tune met in two shards once."""
     from rewardmodels import SimulatedRater
 
-    return [float(u) for u in SimulatedRater(seed=0).utility(list(texts))]
+    return SimulatedRater(seed=0)
+
+
+def _utility(texts: list[str]) -> list[float]:
+    """The simulated rater's utility of ABC tunes (`_SIMULATED_DOMAINS`): a function of each text
+    alone (the rater's noise plays no part), so the shared cache changes no number."""
+    return [float(u) for u in _rater().utility(list(texts))]
 
 
 def improve_shard(shard: Shard, models: ModelsSpec, cfg: CorpusJobConfig) -> list[dict]:

@@ -53,9 +53,41 @@ def test_hard_time_limit():
     # at most 6 s of wall time (the cap for a 1 s CPU limit) + killing the worker (+ starting the
     # first one, a few s on a loaded machine); without the limit this call takes minutes
     assert took < 30, took
-    assert domains.validate_abc(GOOD).ok  # a fresh worker took over
+    assert domains.validate_abc(GOOD.replace("T:Jig", "T:Jig after a timeout")).ok  # a fresh worker parsed it
     with pytest.raises(ValueError, match="timeout"):
         domains.validate_abc(GOOD, timeout=0)
+
+
+class CountingParser:
+    """Stands in for the parse worker: counts calls; raises TimeoutError for the first `stalls`."""
+
+    def __init__(self, real, stalls=0):
+        self.real, self.stalls, self.calls = real, stalls, 0
+
+    def call(self, text, timeout, wall_timeout=None):
+        self.calls += 1
+        if self.calls <= self.stalls:
+            raise TimeoutError("no answer within 60 s (stand-in)")
+        return self.real.call(text, timeout)
+
+
+def test_a_verdict_is_remembered_so_asking_again_costs_no_parse(monkeypatch):
+    parser = CountingParser(domains._abc._PARSER)
+    monkeypatch.setattr(domains._abc, "_PARSER", parser)
+    fresh, overlong = GOOD.replace("T:Jig", "T:Asked twice"), next(iter(BAD)).replace("X:1", "X:7")
+    first = [domains.validate_abc(fresh), domains.validate_abc(overlong)]
+    assert parser.calls == 2 and first[0].ok and not first[1].ok
+    assert [domains.validate_abc(fresh), domains.validate_abc(overlong)] == first and parser.calls == 2
+    assert domains.validate_abc(overlong, max_overlong_bars=1).ok and parser.calls == 3  # its own verdict
+
+
+def test_a_timeout_is_not_remembered(monkeypatch):
+    parser = CountingParser(domains._abc._PARSER, stalls=1)
+    monkeypatch.setattr(domains._abc, "_PARSER", parser)
+    fresh = GOOD.replace("T:Jig", "T:Slow once")
+    v = domains.validate_abc(fresh)
+    assert not v.ok and v.reason.startswith("validation timed out: ")
+    assert domains.validate_abc(fresh).ok and parser.calls == 2  # parsed again, and this time it answered
 
 
 # -- fuzzing: any text gets a verdict, never an exception, never a hang -------------------------------

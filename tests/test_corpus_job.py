@@ -130,6 +130,22 @@ def test_kill_9_then_resume_gives_the_uninterrupted_output_and_redoes_no_shard(w
     assert {n: (shards / n).stat().st_mtime_ns for n in finished} == {n: m for n, (_, m) in finished.items()}
 
 
+def test_a_shard_rates_each_distinct_tune_once(work, monkeypatch):
+    """A kept tune is its own output: the simulated rater parses it once, not as input and again as output."""
+    import rewardmodels._simulated as simulated
+    from gradopt import AscentConfig, ModelsSpec, PolishConfig, improve_shard
+
+    parsed = []
+    real = simulated.music_features
+    monkeypatch.setattr(simulated, "music_features", lambda text: parsed.append(text) or real(text))
+    fresh = [t.replace("\nT:", "\nT:rated once ") for t in TUNES[:3]]  # not rated before in this process
+    cfg = CorpusJobConfig(ascent=AscentConfig(steps=2, check_every=1, polish=PolishConfig(rounds=0)), domain="abc")
+    rows = improve_shard(plan_shards(fresh, 3)[0], ModelsSpec(generator=str(work / "gen"), reward=str(work / "rm")), cfg)
+    assert any(r["kept"] for r in rows) and all(r["utility_before"] is not None for r in rows)
+    assert sorted(parsed) == sorted(set(fresh) | {r["text"] for r in rows})
+    assert all(r["utility_after"] == r["utility_before"] for r in rows if r["kept"])
+
+
 def test_resume_refuses_a_changed_job_and_a_fresh_run_refuses_a_used_directory(work, ref, capsys):
     capsys.readouterr()
     assert main(job(work, ref / "out.abc", "--workers", "1", "--resume", "--steps", "5")) == 2
