@@ -187,6 +187,8 @@ def test_bad_settings_raise(tmp_path):
         ExpertConfig(top_fraction=0.0)
     with pytest.raises(ValueError, match="corpus"):
         ExpertConfig(source="corpus", curriculum=True)
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        ExpertConfig(curriculum=True)  # rounds=0 (until the budget) has no last round to shrink the prefix to
     with pytest.raises(ValueError, match="unknown option"):
         run_method("expert", make_task(), tmp_path, BIG, roundz=2)
     with pytest.raises(ValueError, match="reward_model"):
@@ -218,3 +220,30 @@ def test_cpu_budget_is_split_over_rounds_and_max_steps_caps_the_fine_tune(tmp_pa
     capped = run_method("expert", make_task(), tmp_path / "steps", Budget(max_steps=5), loop=LOOP,
                         cfg=ExpertConfig(rounds=2, n_per_round=4, k=1, threshold="top_fraction", finetune_steps=4))
     assert [h["finetune_steps"] for h in capped.history] == [4, 1]
+
+
+def test_default_run_fills_the_cpu_budget_with_as_many_rounds_as_fit(tmp_path):
+    budget = 4.0  # small rounds (4 starts, 2 fine-tune steps) take a fraction of a second each
+    run = run_method("expert", make_task(), tmp_path, Budget(cpu_seconds=budget), loop=LOOP,
+                     n_per_round=4, k=2, threshold="top_fraction", finetune_steps=2)
+    assert ExpertConfig().rounds == 0  # the default: rounds until the budget is spent
+    assert len(run.history) > 3 and [h["round"] for h in run.history] == list(range(1, len(run.history) + 1))
+    assert run.history[-1]["cpu_s"] >= 0.9 * budget  # it stopped because the budget was spent, not before
+    cpu = [h["cpu_s"] for h in run.history]
+    assert run.history[-1]["cpu_s"] < budget + 3 * max(np.diff(cpu))  # and about within it
+    assert all(h["finetune_steps"] == 2 for h in run.history[:-1]) and not run.notes
+
+
+def test_budget_filling_run_stops_at_max_steps_and_resumes_with_a_larger_budget(tmp_path):
+    cfg = ExpertConfig(n_per_round=4, k=2, threshold="top_fraction", finetune_steps=2)
+    short_r, whole_r, rest_r = Counted(), Counted(), Counted()
+    short = run_method("expert", make_task(short_r), tmp_path / "b", Budget(max_steps=4), seed=1, loop=LOOP, cfg=cfg)
+    assert [h["finetune_steps"] for h in short.history] == [2, 2]
+    assert short.notes == ["Budget.max_steps (4) used up after round 2; no further round"]
+    whole = run_method("expert", make_task(whole_r), tmp_path / "a", Budget(max_steps=8), seed=1, loop=LOOP, cfg=cfg)
+    resumed = run_method("expert", make_task(rest_r), tmp_path / "b", Budget(max_steps=8), seed=1, loop=LOOP, cfg=cfg)
+    assert len(whole.history) == len(resumed.history) == 4
+    drop = lambda h: [{k: v for k, v in r.items() if k != "cpu_s"} for r in h]  # noqa: E731
+    assert drop(whole.history) == drop(resumed.history)
+    assert all(torch.equal(a, b) for a, b in zip(whole.policy.parameters(), resumed.policy.parameters()))
+    assert short_r.calls > 0 and rest_r.calls == whole_r.calls - short_r.calls  # rounds 1, 2 were read back
