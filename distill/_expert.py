@@ -11,6 +11,10 @@ Each round (seed essay, "Amortized inference"):
     keep     rows above the threshold that pass task.validate
     train    likelihood fine-tune of the policy on the kept rows + a replay of the corpus
 
+Rounds go on until `Budget.cpu_seconds` (or `Budget.max_steps`) is spent, so expert iteration gets
+the same CPU as the methods it is compared with; ``rounds=N`` instead runs N rounds, each with an
+equal share of the budget left (`round_allowance`).
+
 Thresholds: "prev_mean" keeps rows above the mean verified reward of the previous corpus (round 1:
 of its own starts; later: of the previous round's kept rows, the corpus the policy last imitated);
 "top_fraction" keeps the best fraction; "margin" keeps rows that beat their own start by `margin`.
