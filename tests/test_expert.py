@@ -1,5 +1,6 @@
 """distill expert iteration: the likelihood fine-tune, thresholds, empty rounds, resume."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ from ascent_doubles import TEXTS, tiny_setup
 
 import distill
 from distill import Budget, ExpertConfig, LoopConfig, Task, finetune, finetune_batch, nll, run_method
-from domains import SampleConfig, encode_batch, log_likelihood
+from domains import SampleConfig, build_char_tokenizer, build_generator, encode_batch, log_likelihood
 
 LOOP = LoopConfig(lr=1e-2, checkpoint_every=5)
 BIG = Budget(cpu_seconds=1e6, max_steps=10_000)  # the step caps bind, so runs are deterministic
@@ -247,3 +248,23 @@ def test_budget_filling_run_stops_at_max_steps_and_resumes_with_a_larger_budget(
     assert drop(whole.history) == drop(resumed.history)
     assert all(torch.equal(a, b) for a, b in zip(whole.policy.parameters(), resumed.policy.parameters()))
     assert short_r.calls > 0 and rest_r.calls == whole_r.calls - short_r.calls  # rounds 1, 2 were read back
+
+
+def test_bar_aware_preset_improves_grammar_samples_and_keeps_valid_tunes(tmp_path):
+    from domains import ABCConstraint, validate_abc
+
+    texts = TEXTS + ["X:3\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|\n"]  # every header the grammar needs
+    tok = build_char_tokenizer(texts)
+    torch.manual_seed(0)
+    gen = build_generator("tiny", tok)
+    grammar = ABCConstraint.from_texts(tok, texts)
+    task = Task(generator=gen, tokenizer=tok, reward=Counted(), corpus=texts, sample=SampleConfig(max_new_tokens=100),
+                constraint_factory=lambda: grammar, validate=lambda t: bool(validate_abc(t)))
+    assert distill.BAR_AWARE_EXPERT.source == "bar_aware" and distill.BAR_AWARE_EXPERT.rounds == 0
+    cfg = dataclasses.replace(distill.BAR_AWARE_EXPERT, rounds=1, n_per_round=6, k=3, finetune_steps=2)
+    run = run_method("expert", task, tmp_path, BIG, loop=LOOP, cfg=cfg)
+    rows = distill._expert._read_jsonl(tmp_path / "round_1" / "improved.jsonl")
+    assert len(rows) == 6 and any(r["text"] != r["start"] for r in rows)  # best-of-3 picked other samples
+    assert all(grammar.accepts(r["start"]) and grammar.accepts(r["text"]) for r in rows)  # all drawn under the grammar
+    kept = distill._expert._read_jsonl(tmp_path / "round_1" / "kept.jsonl")
+    assert run.history[0]["n_kept"] == len(kept) > 0 and all(r["valid"] for r in kept)
