@@ -14,7 +14,7 @@ per seed (--cpu-seconds; default 600, 20 with --quick) from the same base genera
 runs/<budget>/<method>/seed<k> (a crashed run resumes). Seeds 0, 1, 2 (one with --quick): the reported
 seeds. Settings are tuned on other seeds: --seed-start 100 with --methods base,expert (a subset, in
 the usual order), --expert-options finetune_steps=80,replay_fraction=0.25 (ExpertConfig fields over
-`distill.BAR_AWARE_EXPERT`, the settings this benchmark gives expert iteration) and a --work directory
+`distill.BENCHMARK_EXPERT`, the settings this benchmark gives expert iteration) and a --work directory
 of their own; that preset was chosen that way (the JSON config says so).
 `distill.evaluate` measures every result with the same n, the same sampling seeds (the run's seed)
 and the same held-out tunes (the test split): the simulated rater's utility, the reward, validity,
@@ -57,8 +57,8 @@ from reward_recipes import PRACTICAL, cut_corpus, load_or_train_generator, scale
 
 RESULTS = Path(__file__).parent / "results"
 EXPECTED = ("base", "expert", "best_of_n", "dpo", "online_dpo", "multi_dpo", "ppo", "rloo", "grpo", "reinforce")
-# Where distill.BAR_AWARE_EXPERT, the expert settings run here, was chosen (recorded in the JSON config): dev seeds.
-EXPERT_CHOSEN_ON = "seeds 100+ (--methods base,expert --seed-start 100 --seeds 2, 60 CPU-s), not the reported seeds"
+# Where distill.BENCHMARK_EXPERT, the expert settings run here, was chosen (recorded in the JSON config): dev seeds.
+EXPERT_CHOSEN_ON = "dev seed 100 (--methods base,expert --seed-start 100 --seeds 1, 60 CPU-s), not the reported seeds"
 
 
 def method_order(registered) -> list[str]:
@@ -131,7 +131,7 @@ def parse_methods(text: str, registered) -> list[str]:
 
 
 def parse_expert_options(text: str) -> dict:
-    """--expert-options "k=4,source=samples" -> ExpertConfig fields to set over `distill.BAR_AWARE_EXPERT`
+    """--expert-options "k=4,source=samples" -> ExpertConfig fields to set over `distill.BENCHMARK_EXPERT`
     (checked by ExpertConfig itself)."""
     fields = {f.name: f for f in dataclasses.fields(distill.ExpertConfig)}
     out: dict = {}
@@ -142,7 +142,7 @@ def parse_expert_options(text: str) -> dict:
         kind = type(getattr(distill.ExpertConfig(), key))
         out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     try:
-        dataclasses.replace(distill.BAR_AWARE_EXPERT, **out)
+        dataclasses.replace(distill.BENCHMARK_EXPERT, **out)
     except ValueError as err:
         raise SystemExit(f"--expert-options: {err}") from None
     return out
@@ -151,7 +151,7 @@ def parse_expert_options(text: str) -> dict:
 def run_one(name: str, task, heldout, args, seed: int) -> tuple[dict, list[dict]]:
     """Train `name` for the budget with `seed`, evaluate -> (evaluation + train_cpu_s, steps; history)."""
     wd = Path(args.work) / "runs" / f"{args.cpu_seconds:g}s" / name / f"seed{seed}"
-    options = {"cfg": distill.BAR_AWARE_EXPERT, **args.expert_options} if name == "expert" else {}
+    options = {"cfg": distill.BENCHMARK_EXPERT, **args.expert_options} if name == "expert" else {}
     t0 = time.process_time()
     run = distill.run_method(name, task, wd, distill.Budget(cpu_seconds=args.cpu_seconds), seed=seed, **options)
     cpu = time.process_time() - t0
@@ -173,7 +173,7 @@ def main() -> None:
                     help="first seed (seeds seed-start, seed-start+1, ...); 0 = the reported seeds, tune on 100+")
     ap.add_argument("--methods", default="", help="comma-separated subset of the registered methods (default: all)")
     ap.add_argument("--expert-options", default="",
-                    help="ExpertConfig fields set over distill.BAR_AWARE_EXPERT for the expert method, e.g. k=8,n_per_round=64")
+                    help="ExpertConfig fields set over distill.BENCHMARK_EXPERT for the expert method, e.g. k=8,n_per_round=64")
     ap.add_argument("--n-eval", type=int, default=0, help="samples per evaluation (0: 64, or 16 with --quick)")
     ap.add_argument("--max-chars", type=int, default=0,
                     help="tunes cut to whole bars within this many characters (0: 150, or 100 with --quick); a --work "
@@ -217,7 +217,7 @@ def main() -> None:
         results[name] = aggregate(rows)
     config = {**vars(args), "expected": EXPECTED, "registered": names, "recipe": "PRACTICAL" + (" x0.3" if q else ""),
               "sample": dataclasses.asdict(task.sample), "prompts": list(task.prompts),
-              "expert_config": dataclasses.asdict(dataclasses.replace(distill.BAR_AWARE_EXPERT, **args.expert_options)),
+              "expert_config": dataclasses.asdict(dataclasses.replace(distill.BENCHMARK_EXPERT, **args.expert_options)),
               "expert_config_chosen_on": EXPERT_CHOSEN_ON}
     out = {"benchmark": "distill", "quick": q, "budget_cpu_s": args.cpu_seconds, "seeds": seeds,
            "n_eval": args.n_eval, "heldout_tunes": len(heldout), "corpus_tunes": len(task.corpus), "setup": info,

@@ -1,6 +1,5 @@
 """distill expert iteration: the likelihood fine-tune, thresholds, empty rounds, resume."""
 
-import dataclasses
 import math
 
 import numpy as np
@@ -250,7 +249,7 @@ def test_budget_filling_run_stops_at_max_steps_and_resumes_with_a_larger_budget(
     assert short_r.calls > 0 and rest_r.calls == whole_r.calls - short_r.calls  # rounds 1, 2 were read back
 
 
-def test_bar_aware_preset_improves_grammar_samples_and_keeps_valid_tunes(tmp_path):
+def test_bar_aware_source_improves_grammar_samples_and_keeps_valid_tunes(tmp_path):
     from domains import ABCConstraint, validate_abc
 
     texts = TEXTS + ["X:3\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|\n"]  # every header the grammar needs
@@ -260,8 +259,7 @@ def test_bar_aware_preset_improves_grammar_samples_and_keeps_valid_tunes(tmp_pat
     grammar = ABCConstraint.from_texts(tok, texts)
     task = Task(generator=gen, tokenizer=tok, reward=Counted(), corpus=texts, sample=SampleConfig(max_new_tokens=100),
                 constraint_factory=lambda: grammar, validate=lambda t: bool(validate_abc(t)))
-    assert distill.BAR_AWARE_EXPERT.source == "bar_aware" and distill.BAR_AWARE_EXPERT.rounds == 0
-    cfg = dataclasses.replace(distill.BAR_AWARE_EXPERT, rounds=1, n_per_round=6, k=3, finetune_steps=2)
+    cfg = ExpertConfig(source="bar_aware", rounds=1, n_per_round=6, k=3, finetune_steps=2)
     run = run_method("expert", task, tmp_path, BIG, loop=LOOP, cfg=cfg)
     rows = distill._expert._read_jsonl(tmp_path / "round_1" / "improved.jsonl")
     assert len(rows) == 6 and any(r["text"] != r["start"] for r in rows)  # best-of-3 picked other samples
