@@ -11,7 +11,11 @@ from the start at temperature 1 (so the sampled KL is an unbiased estimate), the
 
 Each method registered in `distill.METHODS` ("base" first) trains for the same process CPU budget
 per seed (--cpu-seconds; default 600, 20 with --quick) from the same base generator, in --work
-runs/<budget>/<method>/seed<k> (a crashed run resumes). Seeds 0, 1, 2 (one with --quick).
+runs/<budget>/<method>/seed<k> (a crashed run resumes). Seeds 0, 1, 2 (one with --quick): the reported
+seeds. Settings are tuned on other seeds: --seed-start 100 with --methods base,expert (a subset, in
+the usual order), --expert-options finetune_steps=80,replay_fraction=0.25 (ExpertConfig fields over
+`distill.BENCHMARK_EXPERT`, the settings this benchmark gives expert iteration) and a --work directory
+of their own; that preset was chosen that way (the JSON config says so).
 `distill.evaluate` measures every result with the same n, the same sampling seeds (the run's seed)
 and the same held-out tunes (the test split): the simulated rater's utility, the reward, validity,
 KL to the base, diversity, novelty against the training split, pitch / interval / duration
@@ -53,6 +57,8 @@ from reward_recipes import PRACTICAL, cut_corpus, load_or_train_generator, scale
 
 RESULTS = Path(__file__).parent / "results"
 EXPECTED = ("base", "expert", "best_of_n", "dpo", "online_dpo", "multi_dpo", "ppo", "rloo", "grpo", "reinforce")
+# Where distill.BENCHMARK_EXPERT, the expert settings run here, was chosen (recorded in the JSON config): dev seeds.
+EXPERT_CHOSEN_ON = "dev seed 100 (--methods base,expert --seed-start 100 --seeds 1, 60 CPU-s), not the reported seeds"
 
 
 def method_order(registered) -> list[str]:
@@ -112,11 +118,42 @@ def aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
+def parse_methods(text: str, registered) -> list[str]:
+    """--methods "a,b" -> those names in `method_order`; "" -> every registered method."""
+    order = method_order(registered)
+    if not text:
+        return order
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in registered]
+    if unknown or not names:
+        raise SystemExit(f"--methods: unknown method(s) {unknown or text!r}; registered: {order}")
+    return [m for m in order if m in names]
+
+
+def parse_expert_options(text: str) -> dict:
+    """--expert-options "k=4,source=samples" -> ExpertConfig fields to set over `distill.BENCHMARK_EXPERT`
+    (checked by ExpertConfig itself)."""
+    fields = {f.name: f for f in dataclasses.fields(distill.ExpertConfig)}
+    out: dict = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--expert-options: {item!r} is not FIELD=VALUE with an ExpertConfig field {sorted(fields)}")
+        kind = type(getattr(distill.ExpertConfig(), key))
+        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    try:
+        dataclasses.replace(distill.BENCHMARK_EXPERT, **out)
+    except ValueError as err:
+        raise SystemExit(f"--expert-options: {err}") from None
+    return out
+
+
 def run_one(name: str, task, heldout, args, seed: int) -> tuple[dict, list[dict]]:
     """Train `name` for the budget with `seed`, evaluate -> (evaluation + train_cpu_s, steps; history)."""
     wd = Path(args.work) / "runs" / f"{args.cpu_seconds:g}s" / name / f"seed{seed}"
+    options = {"cfg": distill.BENCHMARK_EXPERT, **args.expert_options} if name == "expert" else {}
     t0 = time.process_time()
-    run = distill.run_method(name, task, wd, distill.Budget(cpu_seconds=args.cpu_seconds), seed=seed)
+    run = distill.run_method(name, task, wd, distill.Budget(cpu_seconds=args.cpu_seconds), seed=seed, **options)
     cpu = time.process_time() - t0
     if run.history and isinstance(run.history[-1].get("cpu_s"), (int, float)):
         cpu = max(cpu, float(run.history[-1]["cpu_s"]))  # a resumed run: the CPU it spent before counts
@@ -132,6 +169,11 @@ def main() -> None:
     ap.add_argument("--cpu-seconds", type=float, default=0.0,
                     help="training budget per method and seed in process CPU seconds (0: 600, or 20 with --quick)")
     ap.add_argument("--seeds", type=int, default=0, help="seeds per method (0: 3, or 1 with --quick)")
+    ap.add_argument("--seed-start", type=int, default=0,
+                    help="first seed (seeds seed-start, seed-start+1, ...); 0 = the reported seeds, tune on 100+")
+    ap.add_argument("--methods", default="", help="comma-separated subset of the registered methods (default: all)")
+    ap.add_argument("--expert-options", default="",
+                    help="ExpertConfig fields set over distill.BENCHMARK_EXPERT for the expert method, e.g. k=8,n_per_round=64")
     ap.add_argument("--n-eval", type=int, default=0, help="samples per evaluation (0: 64, or 16 with --quick)")
     ap.add_argument("--max-chars", type=int, default=0,
                     help="tunes cut to whole bars within this many characters (0: 150, or 100 with --quick); a --work "
@@ -145,34 +187,39 @@ def main() -> None:
     args.n_eval = args.n_eval or (16 if q else 64)
     args.max_chars = args.max_chars or (100 if q else 150)
     args.gen_minutes = args.gen_minutes or (0.5 if q else 4.0)
-    if not args.cpu_seconds > 0 or args.seeds < 1 or args.n_eval < 2:
-        raise SystemExit("--cpu-seconds must be > 0, --seeds >= 1 and --n-eval >= 2")
+    if not args.cpu_seconds > 0 or args.seeds < 1 or args.n_eval < 2 or args.seed_start < 0:
+        raise SystemExit("--cpu-seconds must be > 0, --seeds >= 1, --seed-start >= 0 and --n-eval >= 2")
+    args.expert_options = parse_expert_options(args.expert_options)
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     args.work = args.work or tempfile.mkdtemp(prefix="distill_bench_")
     wall0 = time.perf_counter()
     log = start_run(args.threads)
     task, heldout, info = build_task(args, log)
-    names = method_order(distill.METHODS)
+    names = parse_methods(args.methods, distill.METHODS)
     missing = [m for m in EXPECTED if m not in distill.METHODS]
     log(f"methods: {names}; missing: {missing}")
     results, failed, histories = {}, {}, {}
     for name in names:
         rows = []
         try:
-            for seed in range(args.seeds):
+            for seed in seeds:
                 ev, hist = run_one(name, task, heldout, args, seed)
                 rows.append(ev)
-                if seed == 0:
+                if seed == seeds[0]:
                     histories[name] = hist
                 log(f"{name} seed {seed}: {ev['steps']} steps, {ev['train_cpu_s']:.0f} CPU s, utility {ev['utility']:+.3f}, "
-                    f"reward {ev['reward']:+.3f}, KL {ev['kl']}")
+                    f"reward {ev['reward']:+.3f}, KL {ev['kl']}, free valid {ev['free_valid_fraction']}, "
+                    f"distinct {ev['distinct_fraction']}")
         except Exception as err:  # one broken method must not cost the others' figures
             failed[name] = f"{type(err).__name__}: {err}"
             log(f"{name} FAILED: {failed[name]}\n{traceback.format_exc(limit=3)}")
             continue
         results[name] = aggregate(rows)
     config = {**vars(args), "expected": EXPECTED, "registered": names, "recipe": "PRACTICAL" + (" x0.3" if q else ""),
-              "sample": dataclasses.asdict(task.sample), "prompts": list(task.prompts)}
-    out = {"benchmark": "distill", "quick": q, "budget_cpu_s": args.cpu_seconds, "seeds": list(range(args.seeds)),
+              "sample": dataclasses.asdict(task.sample), "prompts": list(task.prompts),
+              "expert_config": dataclasses.asdict(dataclasses.replace(distill.BENCHMARK_EXPERT, **args.expert_options)),
+              "expert_config_chosen_on": EXPERT_CHOSEN_ON}
+    out = {"benchmark": "distill", "quick": q, "budget_cpu_s": args.cpu_seconds, "seeds": seeds,
            "n_eval": args.n_eval, "heldout_tunes": len(heldout), "corpus_tunes": len(task.corpus), "setup": info,
            "methods": results, "missing": missing, "failed": failed, "keys": distill.EVALUATION_KEYS,
            "total_wall_s": time.perf_counter() - wall0}

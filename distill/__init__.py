@@ -5,7 +5,7 @@ from ._task import (METHODS, Budget, Clock, DistillRun, Method, RewardFn, Task, 
                     sample_prompts)
 from ._loop import LoopConfig, remove_checkpoint, train_loop
 from ._best_of_n import best_of_n_kl, best_of_n_sampler, run_base, run_best_of_n
-from ._expert import ExpertConfig, prefix_fraction, run_expert, select
+from ._expert import BENCHMARK_EXPERT, ExpertConfig, prefix_fraction, run_expert, select
 from ._finetune import FINETUNE_LOOP, finetune, finetune_batch, nll
 from ._dpo import DPOConfig, completion_logps, dpo_loss, pair_step
 from ._dpo_pairs import encode_pairs, pairs_from_store
@@ -24,7 +24,7 @@ __all__ = [
     "sample_prompts",
     "LoopConfig", "remove_checkpoint", "train_loop",
     "best_of_n_kl", "best_of_n_sampler", "run_base", "run_best_of_n",
-    "ExpertConfig", "prefix_fraction", "run_expert", "select",
+    "BENCHMARK_EXPERT", "ExpertConfig", "prefix_fraction", "run_expert", "select",
     "FINETUNE_LOOP", "finetune", "finetune_batch", "nll",
     "DPOConfig", "completion_logps", "dpo_loss", "encode_pairs", "pair_step", "pairs_from_store",
     "PPOConfig", "build_value_head", "policy_and_values", "ppo",

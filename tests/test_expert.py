@@ -9,7 +9,7 @@ from ascent_doubles import TEXTS, tiny_setup
 
 import distill
 from distill import Budget, ExpertConfig, LoopConfig, Task, finetune, finetune_batch, nll, run_method
-from domains import SampleConfig, encode_batch, log_likelihood
+from domains import SampleConfig, build_char_tokenizer, build_generator, encode_batch, log_likelihood
 
 LOOP = LoopConfig(lr=1e-2, checkpoint_every=5)
 BIG = Budget(cpu_seconds=1e6, max_steps=10_000)  # the step caps bind, so runs are deterministic
@@ -187,6 +187,8 @@ def test_bad_settings_raise(tmp_path):
         ExpertConfig(top_fraction=0.0)
     with pytest.raises(ValueError, match="corpus"):
         ExpertConfig(source="corpus", curriculum=True)
+    with pytest.raises(ValueError, match="rounds >= 1"):
+        ExpertConfig(curriculum=True)  # rounds=0 (until the budget) has no last round to shrink the prefix to
     with pytest.raises(ValueError, match="unknown option"):
         run_method("expert", make_task(), tmp_path, BIG, roundz=2)
     with pytest.raises(ValueError, match="reward_model"):
@@ -218,3 +220,49 @@ def test_cpu_budget_is_split_over_rounds_and_max_steps_caps_the_fine_tune(tmp_pa
     capped = run_method("expert", make_task(), tmp_path / "steps", Budget(max_steps=5), loop=LOOP,
                         cfg=ExpertConfig(rounds=2, n_per_round=4, k=1, threshold="top_fraction", finetune_steps=4))
     assert [h["finetune_steps"] for h in capped.history] == [4, 1]
+
+
+def test_default_run_fills_the_cpu_budget_with_as_many_rounds_as_fit(tmp_path):
+    budget = 4.0  # small rounds (4 starts, 2 fine-tune steps) take a fraction of a second each
+    run = run_method("expert", make_task(), tmp_path, Budget(cpu_seconds=budget), loop=LOOP,
+                     n_per_round=4, k=2, threshold="top_fraction", finetune_steps=2)
+    assert len(run.history) > 3 and [h["round"] for h in run.history] == list(range(1, len(run.history) + 1))
+    assert ExpertConfig().rounds == 0  # the default: rounds until the budget is spent
+    assert run.history[-1]["cpu_s"] >= 0.9 * budget  # it stopped because the budget was spent, not before
+    cpu = [h["cpu_s"] for h in run.history]
+    assert run.history[-1]["cpu_s"] < budget + 3 * max(np.diff(cpu))  # and about within it
+    assert all(h["finetune_steps"] == 2 for h in run.history[:-1]) and not run.notes
+
+
+def test_budget_filling_run_stops_at_max_steps_and_resumes_with_a_larger_budget(tmp_path):
+    cfg = ExpertConfig(n_per_round=4, k=2, threshold="top_fraction", finetune_steps=2)
+    short_r, whole_r, rest_r = Counted(), Counted(), Counted()
+    short = run_method("expert", make_task(short_r), tmp_path / "b", Budget(max_steps=4), seed=1, loop=LOOP, cfg=cfg)
+    assert [h["finetune_steps"] for h in short.history] == [2, 2]
+    assert short.notes == ["Budget.max_steps (4) used up after round 2; no further round"]
+    whole = run_method("expert", make_task(whole_r), tmp_path / "a", Budget(max_steps=8), seed=1, loop=LOOP, cfg=cfg)
+    resumed = run_method("expert", make_task(rest_r), tmp_path / "b", Budget(max_steps=8), seed=1, loop=LOOP, cfg=cfg)
+    assert len(whole.history) == len(resumed.history) == 4
+    drop = lambda h: [{k: v for k, v in r.items() if k != "cpu_s"} for r in h]  # noqa: E731
+    assert drop(whole.history) == drop(resumed.history)
+    assert all(torch.equal(a, b) for a, b in zip(whole.policy.parameters(), resumed.policy.parameters()))
+    assert short_r.calls > 0 and rest_r.calls == whole_r.calls - short_r.calls  # rounds 1, 2 were read back
+
+
+def test_bar_aware_source_improves_grammar_samples_and_keeps_valid_tunes(tmp_path):
+    from domains import ABCConstraint, validate_abc
+
+    texts = TEXTS + ["X:3\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|\n"]  # every header the grammar needs
+    tok = build_char_tokenizer(texts)
+    torch.manual_seed(0)
+    gen = build_generator("tiny", tok)
+    grammar = ABCConstraint.from_texts(tok, texts)
+    task = Task(generator=gen, tokenizer=tok, reward=Counted(), corpus=texts, sample=SampleConfig(max_new_tokens=100),
+                constraint_factory=lambda: grammar, validate=lambda t: bool(validate_abc(t)))
+    cfg = ExpertConfig(source="bar_aware", rounds=1, n_per_round=6, k=3, finetune_steps=2)
+    run = run_method("expert", task, tmp_path, BIG, loop=LOOP, cfg=cfg)
+    rows = distill._expert._read_jsonl(tmp_path / "round_1" / "improved.jsonl")
+    assert len(rows) == 6 and any(r["text"] != r["start"] for r in rows)  # best-of-3 picked other samples
+    assert all(grammar.accepts(r["start"]) and grammar.accepts(r["text"]) for r in rows)  # all drawn under the grammar
+    kept = distill._expert._read_jsonl(tmp_path / "round_1" / "kept.jsonl")
+    assert run.history[0]["n_kept"] == len(kept) > 0 and all(r["valid"] for r in kept)
