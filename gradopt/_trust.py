@@ -10,8 +10,12 @@ engine's output replaces a user's input only when
     lower = mean_k(g_k) - pessimism * sd_k(g_k) > margin           g_k = member_k(after) - member_k(before)
 
 with the per-member gains g_k of a `rewardmodels.RewardEnsemble` (`score_members`), so the
-members' disagreement about the *gain* is what counts, not about the two scores separately. A
-single reward model (K = 1) has no spread: the rule is then the budget and ``gain > margin``.
+members' disagreement about the *gain* is what counts, not about the two scores separately.
+A single reward model (K = 1) has no spread, so it cannot say how sure it is: by default its edits
+are not trusted at all and every input is kept, with a status that says so and how to get an
+ensemble. The whole-tune benchmark shows why: with one model and the rule ``gain > margin``, the
+engine's default run made 75% of held-out tunes worse (benchmarks/results/ascent_quick.json,
+``do_no_harm``). ``single_model=True`` restores that rule for a user who accepts the risk.
 Otherwise the input is returned unchanged with a status saying why. The budget also bounds the
 search itself: with the guard on, the engine only keeps verified sequences within it.
 """
@@ -37,6 +41,7 @@ class TrustConfig:
     max_changed: float = 0.2  # edit budget: largest fraction of a row's free positions that may change
     pessimism: float = 0.5  # k of the lower bound mean - k * sd of the members' gains (ensembles only)
     margin: float = 0.25  # the lower bound (or a single model's gain) must exceed this, in reward units
+    single_model: bool = False  # accept a single reward model's edits when gain > margin (it has no spread)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_changed <= 1.0:
@@ -88,6 +93,10 @@ def verdict(gain_mean: float, gain_sd: float, changed: int, budget: int, free: i
     if not math.isfinite(gain_mean):
         return "no confident improvement (gain not finite)"
     if math.isnan(gain_sd):  # a single reward model: no spread to be pessimistic about
+        if not cfg.single_model:
+            return (f"unsure: one reward model cannot say how sure it is (its gain {gain_mean:.2f}); train an "
+                    f"ensemble (gradopt train-reward --ensemble 5) or accept its edits at your risk "
+                    f"(TrustConfig(single_model=True), --trust-single-model)")
         if gain_mean > cfg.margin:
             return None
         return f"no confident improvement (gain {gain_mean:.2f}, needs > {cfg.margin:.2f})"

@@ -26,9 +26,9 @@ TUNES = ["X:1\nT:A\nM:4/4\nL:1/8\nK:G\nGABc dedB|cBAG E2D2|GABc dedB|cBAG G4|\n"
          "X:4\nT:D\nM:3/4\nL:1/8\nK:D\nA2 d2 f2|e2 d2 c2|B2 G2 E2|D6|\n",
          "X:5\nT:E\nM:4/4\nL:1/8\nK:A\nEAAB c2BA|FBBA B2cd|EAAB c2ec|BAGB A4|\n",
          "X:6\nT:F\nM:6/8\nL:1/8\nK:G\nGBd gdB|cAF DFA|GBd gdB|AFD G3|\n"]
-# few steps, a guard that lets the tiny models' larger gains through (so some tunes change, some are kept), 3 shards
+# few steps, a guard that trusts the single tiny reward model and lets its larger gains through (so some tunes change, some are kept), 3 shards
 FAST = ["--steps", "4", "--check-every", "2", "--polish-rounds", "1", "--move-rounds", "1", "--move-candidates", "8",
-        "--margin", "0.01", "--max-changed", "1", "--shard-size", "2", "--batch-size", "2", "--no-progress"]
+        "--margin", "0.01", "--max-changed", "1", "--trust-single-model", "--shard-size", "2", "--batch-size", "2", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_a_shard_rates_each_distinct_tune_once(work, monkeypatch):
 
     parsed = []
     real = simulated.music_features
-    monkeypatch.setattr(simulated, "music_features", lambda text: parsed.append(text) or real(text))
+    monkeypatch.setattr(simulated, "music_features", lambda text, *a, **k: parsed.append(text) or real(text, *a, **k))
     fresh = [t.replace("\nT:", "\nT:rated once ") for t in TUNES[:3]]  # not rated before in this process
     cfg = CorpusJobConfig(ascent=AscentConfig(steps=2, check_every=1, polish=PolishConfig(rounds=0)), domain="abc")
     rows = improve_shard(plan_shards(fresh, 3)[0], ModelsSpec(generator=str(work / "gen"), reward=str(work / "rm")), cfg)

@@ -10,7 +10,7 @@ from gradopt import AscentConfig, PolishConfig, TrustConfig, edit_budget, gain_s
 
 TUNES = ["X:1\nK:G\nGABc|dedB|", "X:2\nM:6/8\nK:D\nFAd fed|"]
 ENGINE = dict(steps=8, check_every=2, polish=PolishConfig(rounds=3, top_k=4, candidates=6))
-OPEN = TrustConfig(max_changed=1.0, pessimism=0.0, margin=-1e9)  # a guard that lets everything through
+OPEN = TrustConfig(max_changed=1.0, pessimism=0.0, margin=-1e9, single_model=True)  # a guard that lets everything through
 
 
 class ScaledMembers(torch.nn.Module):
@@ -50,8 +50,10 @@ def test_verdict_rules():
     why = verdict(0.12, 0.30, changed=3, budget=5, free=10, cfg=cfg)
     assert why.startswith("no confident improvement") and "0.12 ± 0.30" in why
     assert "edit budget" in verdict(5.0, 0.0, changed=6, budget=5, free=10, cfg=cfg)
-    assert verdict(0.2, math.nan, 1, 5, 10, cfg) is None  # a single model: the plain gain against the margin
-    assert "needs > 0.10" in verdict(0.05, math.nan, 1, 5, 10, cfg)
+    single = TrustConfig(max_changed=0.5, pessimism=1.0, margin=0.1, single_model=True)
+    assert verdict(0.2, math.nan, 1, 5, 10, single) is None  # a trusted single model: the plain gain vs the margin
+    assert "needs > 0.10" in verdict(0.05, math.nan, 1, 5, 10, single)
+    assert verdict(5.0, math.nan, 1, 5, 10, cfg).startswith("unsure: one reward model")  # by default: not trusted
     assert "not finite" in verdict(math.nan, math.nan, 1, 5, 10, cfg)
     assert edit_budget(torch.tensor([10, 7, 0]), TrustConfig(max_changed=0.3)).tolist() == [3, 2, 0]
     assert edit_budget(torch.tensor([10]), None).tolist() == [10]
@@ -88,12 +90,25 @@ def test_single_reward_model_needs_a_gain_above_the_margin(setup):
     init = encode(tok, TUNES)
     raw = optimize(init, rm, gen, AscentConfig(trust=None, **ENGINE), tokenizer=tok)
     top = max(r.gain_mean for r in raw.rows)
-    high = optimize(init, rm, gen, AscentConfig(trust=TrustConfig(max_changed=1.0, margin=top + 1.0), **ENGINE),
-                    tokenizer=tok)
+    single = lambda margin: TrustConfig(max_changed=1.0, margin=margin, single_model=True)  # noqa: E731
+    high = optimize(init, rm, gen, AscentConfig(trust=single(top + 1.0), **ENGINE), tokenizer=tok)
     assert all(r.kept and r.tokens == s and math.isnan(r.gain_sd) for r, s in zip(high.rows, init))
-    low = optimize(init, rm, gen, AscentConfig(trust=TrustConfig(max_changed=1.0, margin=-1e9), **ENGINE),
-                   tokenizer=tok)
+    low = optimize(init, rm, gen, AscentConfig(trust=single(-1e9), **ENGINE), tokenizer=tok)
     assert [r.tokens for r in low.rows] == [r.tokens for r in raw.rows]
+
+
+def test_a_single_reward_model_is_not_trusted_by_default(setup):
+    """One model has no spread to measure its doubt: the default guard keeps every input and says why,
+    even where the raw engine changed the tune and the model claims a large gain."""
+    tok, gen, rm = setup
+    init = encode(tok, TUNES)
+    raw = optimize(init, rm, gen, AscentConfig(trust=None, **ENGINE), tokenizer=tok)
+    assert any(r.changed > 0 for r in raw.rows), "the test needs the raw engine to edit something"
+    out = optimize(init, rm, gen, AscentConfig(trust=TrustConfig(max_changed=1.0, margin=-1e9), **ENGINE),
+                   tokenizer=tok)
+    for start, r in zip(init, out.rows):
+        assert r.kept and r.tokens == start and r.changed == 0
+        assert r.status.startswith("kept the input: unsure: one reward model") and "--ensemble" in r.status
 
 
 def test_edit_budget_is_enforced(setup):
@@ -103,7 +118,8 @@ def test_edit_budget_is_enforced(setup):
     free = [len(s) - 2 for s in init]  # BOS and EOS are frozen, every body character is free here
     cap = [int(0.15 * f) for f in free]
     assert any(r.changed > c for r, c in zip(raw.rows, cap)), "the test needs a run that edits more than the budget"
-    res = optimize(init, rm, gen, AscentConfig(trust=TrustConfig(max_changed=0.15, pessimism=0.0, margin=-1e9),
+    guard = TrustConfig(max_changed=0.15, pessimism=0.0, margin=-1e9, single_model=True)
+    res = optimize(init, rm, gen, AscentConfig(trust=guard,
                                                **ENGINE), tokenizer=tok)
     for r, c, s in zip(res.rows, cap, init):
         assert r.changed <= c

@@ -88,7 +88,8 @@ def _config(args):
     from .._trust import TrustConfig
 
     trust = None if getattr(args, "no_guard", True) else TrustConfig(
-        max_changed=args.max_changed, pessimism=args.pessimism, margin=args.margin)
+        max_changed=args.max_changed, pessimism=args.pessimism, margin=args.margin,
+        single_model=getattr(args, "trust_single_model", False))
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
         relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight),
@@ -346,6 +347,9 @@ def register(sub) -> None:
                    help="guard: k in the lower bound 'mean gain - k * SD over ensemble members' (reward ensembles)")
     p.add_argument("--margin", type=float, default=trust.margin,
                    help="guard: the lower bound (a single model's gain) must exceed this for the edit to be kept")
+    p.add_argument("--trust-single-model", action="store_true",
+                   help="guard: accept a single reward model's edits when its gain exceeds --margin (by default a "
+                        "single model, which cannot say how sure it is, keeps every tune; an ensemble is measured)")
     _add_engine_args(p)
     p.set_defaults(func=cmd_optimize)
 
