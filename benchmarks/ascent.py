@@ -62,8 +62,8 @@ import gradopt
 import rewardmodels
 from gradopt import exact_scores, memo_validate
 from provenance import write_result
-from reward_recipes import (PRACTICAL, build_reward_model, cut_corpus, edit_space, eval_corpus, eval_samples, eval_split,
-                            load_or_train_generator, scaled, start_run)
+from reward_recipes import (PRACTICAL, build_reward_model, edit_space, eval_corpus, eval_samples, eval_split,
+                            load_or_train_generator, run_parser, scaled, start_corpus_run)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -270,11 +270,7 @@ def plot(results: dict, curve: list[dict], path: Path) -> None:
 
 def parse_args() -> argparse.Namespace:
     """The command line, plus the sizes --quick sets (slots, generator minutes, rating pool)."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes)")
-    ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = run_parser(__doc__, "reduced run (< 5 minutes)", "directory with generator/ and reward/ to reuse (written if absent)")
     # Defaults from a sweep of --quick runs on the select split (pitch edits): the exact-swap polish does
     # most of the work, and a larger weight on the generator's likelihood keeps the edits from gaming the reward model.
     ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")
@@ -472,8 +468,7 @@ def main() -> None:
     q = args.quick
     split = eval_split(args.split)
     wall0 = time.perf_counter()
-    log = start_run(args.threads)
-    splits = cut_corpus(args.max_chars)
+    log, splits = start_corpus_run(args.threads, args.max_chars)
     train, val, test = splits["train"], splits["val"], splits["test"]
     log(f"corpus: {len(train)} train / {len(val)} val / {len(test)} test tunes (cut to <= {args.max_chars} chars)")
     cfg, cfg_logits = engine_configs(args)

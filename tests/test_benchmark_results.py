@@ -218,6 +218,18 @@ def test_rating_pool_holds_no_report_item(tiny_setup, items):
     assert not set(pool.texts) & items["report"]
 
 
+def test_run_parser_holds_the_shared_options_and_takes_more():
+    from reward_recipes import run_parser
+
+    ap = run_parser("doc", "quick help", seed_help="seeds it")
+    ap.add_argument("--starts", type=int, default=5)
+    assert vars(ap.parse_args([])) == {"quick": False, "work": None, "threads": 1, "seed": 0, "starts": 5}
+    got = vars(ap.parse_args(["--quick", "--work", "w", "--threads", "2", "--seed", "3", "--starts", "1"]))
+    assert got == {"quick": True, "work": "w", "threads": 2, "seed": 3, "starts": 1}
+    text = ap.format_help()
+    assert "quick help" in text and "seeds it" in text and "generator/ to reuse" in text
+
+
 def test_unknown_split_is_refused():
     from reward_recipes import eval_split
 
