@@ -230,6 +230,19 @@ def test_run_parser_holds_the_shared_options_and_takes_more():
     assert "quick help" in text and "seeds it" in text and "generator/ to reuse" in text
 
 
+def test_refactor_equivalence_compares_figure_by_figure():
+    from refactor_equivalence import compare
+
+    old = {"commit": "a", "acc": {"1000": 0.7, "3000": float("nan")}, "rows": [1, 2], "cpu_s": 3.0, "valid": True}
+    new = {"commit": "b", "acc": {"1000": 0.7, "3000": float("nan")}, "rows": [1, 3], "cpu_s": 4.0, "extra": 1}
+    out = compare(old, new)
+    assert out["quality"]["diffs"] == {"rows[1]": {"old": 2, "new": 3}, "valid": {"old": True, "new": "<absent>"},
+                                       "extra": {"old": "<absent>", "new": 1}}
+    assert out["quality"]["equal"] == 3 and out["quality"]["different"] == 3  # acc/1000, acc/3000 (nan), rows[0]
+    assert out["timing"] == {"equal": 0, "different": 1}  # cpu_s moves apart; the commit is not compared
+    assert compare(old, old)["quality"]["different"] == 0
+
+
 def test_unknown_split_is_refused():
     from reward_recipes import eval_split
 
