@@ -83,7 +83,7 @@ from provenance import write_result  # first: it reads the git state as the run 
 from ascent_measures import (WHOLE_CHARS, batch_recipe, bench_corpus, bootstrap_ratio, do_no_harm_default,  # noqa: F401
                              first_at_budget, fraction_of, gain_ratio, json_number, per_cpu_ratio, same_slots_ratio)
 from reward_recipes import (PRACTICAL, build_reward_model, edit_space, eval_corpus, eval_samples, eval_split,
-                            load_or_train_generator, scaled, start_run)
+                            load_or_train_generator, run_parser, scaled, start_run)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -241,11 +241,8 @@ def plot(results: dict, curve: list[dict], path: Path) -> None:
 
 def parse_args() -> argparse.Namespace:
     """The command line, plus the sizes --quick sets (slots, generator minutes, rating pool)."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reduced run, a smoke test (8 slots; < 10 minutes wall on a shared 2-core machine)")
-    ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = run_parser(__doc__, "reduced run, a smoke test (8 slots; < 10 minutes wall on a shared 2-core machine)",
+                    "directory with generator/ and reward/ to reuse (written if absent)")
     # Defaults from a sweep of --quick runs on the select split (pitch edits): the exact-swap polish does
     # most of the work, and a larger weight on the generator's likelihood keeps the edits from gaming the reward model.
     ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")

@@ -51,8 +51,8 @@ import domains
 import rewardmodels
 from gradopt import exact_scores
 from provenance import write_result
-from reward_recipes import (PRACTICAL, cut_corpus, edit_space, eval_samples, eval_split, fit_model,
-                            load_or_train_generator, make_pool, scaled, start_run)
+from reward_recipes import (PRACTICAL, edit_space, eval_samples, eval_split, fit_model,
+                            load_or_train_generator, make_pool, run_parser, scaled, start_corpus_run)
 
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
@@ -83,11 +83,9 @@ def rank_stats(d_obj: np.ndarray, d_util: np.ndarray) -> dict:
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reduced run (< 5 minutes): 3 starts, 0.3x rating pool")
-    ap.add_argument("--work", help="directory with generator/ to reuse (written if absent), as benchmarks/ascent.py")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
-    ap.add_argument("--seed", type=int, default=0, help="seeds the rating pool and fits (and offsets the starts' seed)")
+    ap = run_parser(__doc__, "reduced run (< 5 minutes): 3 starts, 0.3x rating pool",
+                    "directory with generator/ to reuse (written if absent), as benchmarks/ascent.py",
+                    "seeds the rating pool and fits (and offsets the starts' seed)")
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="starts drawn as benchmarks/ascent.py draws them for this split (reward_recipes.SPLITS)")
     ap.add_argument("--starts", type=int, default=0, help="generator samples whose edits are ranked (0: 12, 3 with --quick)")
@@ -177,8 +175,7 @@ def main() -> None:
     q = args.quick
     n_starts = args.starts or (3 if q else 12)
     wall0 = time.perf_counter()
-    log = start_run(args.threads)
-    splits = cut_corpus(MAX_CHARS)
+    log, splits = start_corpus_run(args.threads, MAX_CHARS)
     train, val = splits["train"], splits["val"]
     tok, gen, setup = setup_generator(args, train, val, log)
     models, fits, rater = fit_reward_models(args, gen, tok, train, log)

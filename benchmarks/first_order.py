@@ -21,7 +21,6 @@ machine and config (benchmarks/provenance.py); one summary line last.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import gradopt
 from ascent import build_models, climb, eval_starts
 from gradopt import exact_scores, memo_validate
 from provenance import write_result
-from reward_recipes import PRACTICAL, cut_corpus, edit_space, eval_split, start_run
+from reward_recipes import PRACTICAL, edit_space, eval_split, run_parser, start_corpus_run
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -72,11 +71,7 @@ def run_optimize(starts, rm, gen, tok, cfg, edit, screen, budget: float) -> tupl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reduced run (< 5 CPU-minutes with a reused --work)")
-    ap.add_argument("--work", help="directory with generator/ and reward/ to reuse (written if absent)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = run_parser(__doc__, "reduced run (< 5 CPU-minutes with a reused --work)", "directory with generator/ and reward/ to reuse (written if absent)")
     ap.add_argument("--starts", type=int, default=16)
     ap.add_argument("--lm-weight", type=float, default=8.0, help="as benchmarks/ascent.py")
     ap.add_argument("--edit", choices=["pitch", "any"], default="pitch")
@@ -95,8 +90,7 @@ def main() -> None:
     args.gen_minutes, args.pooling = 0.75 if q else 4.0, PRACTICAL.pooling  # as benchmarks/ascent.py
     args.harvest_rounds, args.free_sampling = 0, False
     wall0 = time.perf_counter()
-    log = start_run(args.threads)
-    splits = cut_corpus(args.max_chars)
+    log, splits = start_corpus_run(args.threads, args.max_chars)
     w = gradopt.ObjectiveWeights(lm_weight=args.lm_weight)
     base = gradopt.AscentConfig(steps=0, check_every=4, seed=args.seed, objective=w, trust=None,
                                 polish=gradopt.PolishConfig(rounds=1, top_k=8, candidates=16, combine=4))

@@ -48,8 +48,8 @@ from scipy.stats import spearmanr
 import domains
 import rewardmodels
 from provenance import write_result
-from reward_recipes import (PRACTICAL, Recipe, cut_corpus, eval_corpus, eval_samples, eval_split, fit_model,
-                            load_or_train_generator, make_pool, pitch_edit, scaled, start_run)
+from reward_recipes import (PRACTICAL, Recipe, eval_corpus, eval_samples, eval_split, fit_model,
+                            load_or_train_generator, make_pool, pitch_edit, run_parser, scaled, start_corpus_run)
 
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
@@ -182,11 +182,9 @@ def measure(rm, gen, tok, sets: dict) -> dict:
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="reduced run (< 4 minutes): 0.3x pools and steps")
-    ap.add_argument("--work", help="directory with generator/ to reuse (written if absent), as benchmarks/ascent.py")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
-    ap.add_argument("--seed", type=int, default=0, help="seeds the pools, comparisons and fits")
+    ap = run_parser(__doc__, "reduced run (< 4 minutes): 0.3x pools and steps",
+                    "directory with generator/ to reuse (written if absent), as benchmarks/ascent.py",
+                    "seeds the pools, comparisons and fits")
     ap.add_argument("--recipes", help="comma-separated subset of the recipes to run")
     ap.add_argument("--out", help="result file (default: results/reward_fidelity[_quick][_select].json); give one "
                                   "with --recipes so a partial run does not replace the full table")
@@ -246,8 +244,7 @@ def main() -> None:
     q = args.quick
     split = eval_split(args.split)
     wall0 = time.perf_counter()
-    log = start_run(args.threads)
-    splits = cut_corpus(MAX_CHARS)
+    log, splits = start_corpus_run(args.threads, MAX_CHARS)
     train, val, test = splits["train"], splits["val"], splits["test"]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="reward_fidelity_"))
     tok, gen, setup = load_or_train_generator(work / "generator", train, val, MAX_CHARS, 0.75 if q else 4.0)

@@ -9,6 +9,7 @@ They are re-exported here under the names the benchmark scripts use.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -84,6 +85,18 @@ def eval_samples(gen, tok, n: int, split: EvalSplit, constraint=None, seed: int 
                                          constraint=constraint)
 
 
+def run_parser(doc: str, quick_help: str, work_help: str = "directory with generator/ to reuse (written if absent)",
+               seed_help: str | None = None) -> argparse.ArgumentParser:
+    """The command line the generator-reusing benchmarks share (--quick, --work, --threads, --seed);
+    each script adds its own options to it."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--work", help=work_help)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    ap.add_argument("--seed", type=int, default=0, help=seed_help)
+    return ap
+
+
 def start_run(threads: int):
     """The benchmarks' run setup: torch threads, no hub downloads; returns a log function that
     prefixes each message with the wall time since this call."""
@@ -91,6 +104,12 @@ def start_run(threads: int):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     wall0 = time.perf_counter()
     return lambda msg: print(f"[{time.perf_counter() - wall0:6.1f}s] {msg}", flush=True)
+
+
+def start_corpus_run(threads: int, max_chars: int):
+    """`start_run`, then the corpus cut to whole bars within `max_chars` -> (log, {"train", "val", "test"})."""
+    log = start_run(threads)
+    return log, cut_corpus(max_chars)
 
 
 def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_chars: int, minutes: float):

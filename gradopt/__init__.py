@@ -27,6 +27,7 @@ from ._corpus_job import (
     summarise,
 )
 from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
+from ._edit_problem import EditProblem
 from ._first_order import Agreement, Sites, edit_sites, exact_deltas, first_order_deltas, rank_agreement
 from ._edits import EDITS, NOTE_LETTERS, edit_masks, note_letters, pitch_edits
 from ._gwg import GWGConfig, SamplerRun, gibbs_with_gradients, run_sampler
@@ -86,7 +87,7 @@ __all__ = [
     "Snapshot", "best_of_n", "exact_scores", "hill_climb", "memo_validate",
     "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "improve_shard", "job_domain", "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
-    "GWGConfig", "SamplerRun", "gibbs_with_gradients", "run_sampler",
+    "EditProblem", "GWGConfig", "SamplerRun", "gibbs_with_gradients", "run_sampler",
     "HarvestConfig", "Suspect", "harvest", "queue_order", "suspect_reasons",
     "starts_from_generator", "starts_from_noise", "starts_from_texts",
     "TrustConfig", "edit_budget", "gain_stats", "member_scores", "verdict", "mean_interval",

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._ascent_batch import AscentBatch
+from ._edit_problem import EditProblem
 from ._gwg import run_sampler
 from ._polish import polish
 from ._relax import Relaxed
@@ -143,14 +144,13 @@ def polish_rows(batch: AscentBatch, scorer: _Scorer, best: BestRows, cfg: Ascent
         return torch.cat(out)
 
     val = torch.where(best.active, best.val, torch.full_like(best.val, -torch.inf))
+    problem = EditProblem(best.ids, val, batch.free, batch.allowed, grad_fn, score_fn, best.accept)
     if sampling:
-        run = run_sampler(best.ids.clone(), val, batch.free, batch.allowed, grad_fn, score_fn, best.accept,
-                          cfg.polish.sampler_config(), batch.gens)
+        run = run_sampler(problem, cfg.polish.sampler_config(), batch.gens)
         best.ids, best.val = run.ids, run.value
         scorer.count(run.exact_evals + run.grad_evals)
         return
-    best.ids, best.val, n = polish(best.ids.clone(), val, batch.free, batch.allowed, grad_fn, score_fn,
-                                   best.accept, cfg.polish, batch.gens)
+    best.ids, best.val, n = polish(problem, cfg.polish, batch.gens)
     scorer.count(n + batch.B * cfg.polish.rounds)
 
 

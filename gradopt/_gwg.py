@@ -24,9 +24,9 @@ so the chain leaves π invariant however rough the first-order estimate is; "gre
 exact J rises (a climber). A proposal vetoed by `accept_fn` (validity, the edit budget) is rejected,
 i.e. π is restricted to the accepted sequences. Each row returns the best sequence it visited.
 
-`run_sampler` is the model-free loop (gradient, exact score and veto as callables, as `_polish.polish`
-takes them; the engine calls it from its polish step); `gibbs_with_gradients` runs it on a reward
-model and generator directly.
+`run_sampler` is the model-free loop over an `EditProblem` (gradient, exact score and veto as
+callables, the inputs `_polish.polish` takes too; the engine calls it from its polish step);
+`gibbs_with_gradients` runs it on a reward model and generator directly.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from ._edit_problem import EditProblem
 from ._first_order import deltas_from_gradient
 
 PROPOSALS = ("gwg", "dlp")
@@ -154,27 +155,16 @@ def dlp_log_prob(ids, to, grad, free, allowed, temperature: float, step_size: fl
     return torch.where(free, per_site, 0.0).sum(-1)
 
 
-def run_sampler(
-    ids: torch.Tensor,
-    value: torch.Tensor,
-    free: torch.Tensor,
-    allowed: torch.Tensor,
-    grad_fn: Callable[[torch.Tensor], torch.Tensor],
-    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    accept_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-    cfg: GWGConfig,
-    gens: list[torch.Generator],
-) -> SamplerRun:
-    """`cfg.steps` proposals per row, each scored exactly and accepted by `cfg.acceptance`.
+def run_sampler(problem: EditProblem, cfg: GWGConfig, gens: list[torch.Generator]) -> SamplerRun:
+    """`cfg.steps` proposals per row of `problem`, each scored exactly and accepted by `cfg.acceptance`.
 
-    ids (b,t) with their exact objective `value` (b,); rows whose value is not finite are left
-    alone. free (b,t); allowed (v,) or (b,t,v). `grad_fn(ids (b,t))` -> dJ/d one-hot (b,t,v) of
-    the whole batch; `score_fn(cand (m,t), rows (m,))` -> exact J (m,); `accept_fn(cand (1,t),
-    row (1,))` -> (1,) bool may veto (asked only about a proposal that would be accepted).
-    Trajectory records per step and active row: step, proposed (exact J of the proposal, None when
-    it changed nothing), accept_prob, accepted, sites (positions changed), value (J after the
-    step), best.
+    Rows whose value is not finite are left alone. `problem.grad_fn` is asked for the gradient of
+    the whole batch; `problem.accept_fn` only about a proposal that would be accepted (one row at
+    a time). Trajectory records per step and active row: step, proposed (exact J of the proposal,
+    None when it changed nothing), accept_prob, accepted, sites (positions changed), value (J after
+    the step), best.
     """
+    ids, value, free, allowed, grad_fn, score_fn, accept_fn = problem
     tau = cfg.temperature
     b = ids.shape[0]
     cur, cur_val = ids.clone(), value.clone()
@@ -285,4 +275,5 @@ def gibbs_with_gradients(ids, reward_model, generator, cfg: GWGConfig = GWGConfi
 
     with frozen_models(reward_model, generator):
         value = score_fn(sites.ids, torch.arange(len(lengths)))
-        return run_sampler(sites.ids, value, sites.free, sites.allowed, grad_fn, score_fn, accept_fn, cfg, gens)
+        return run_sampler(EditProblem(sites.ids, value, sites.free, sites.allowed, grad_fn, score_fn, accept_fn),
+                           cfg, gens)

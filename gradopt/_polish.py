@@ -19,10 +19,9 @@ gradient, exact score and veto.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
-
 import torch
 
+from ._edit_problem import EditProblem
 from ._gwg import GWGConfig
 
 
@@ -90,29 +89,22 @@ def sample_candidates(
     return out
 
 
-def polish(
-    ids: torch.Tensor,
-    value: torch.Tensor,
-    free: torch.Tensor,
-    allowed: torch.Tensor,
-    grad_fn: Callable[[torch.Tensor], torch.Tensor],
-    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    accept_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-    cfg: PolishConfig,
-    gens: list[torch.Generator],
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Run `cfg.rounds` swap rounds -> (ids (b,t), exact objective (b,), sequences scored).
+def polish(problem: EditProblem, cfg: PolishConfig, gens: list[torch.Generator]
+           ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Run `cfg.rounds` swap rounds on `problem` -> (ids (b,t), exact objective (b,), sequences scored).
 
-    `grad_fn(ids)` gives dJ/d one-hot (b,t,v); `score_fn(cand (m,t), row (m,))` scores candidates
-    exactly; `accept_fn(cand (m,t), row (m,)) -> (m,) bool` may veto candidates (validity).
-    Rows whose `value` is not finite are left alone.
+    `problem.grad_fn` ranks the swaps, `problem.score_fn` scores candidates exactly and
+    `problem.accept_fn` may veto them (validity). Rows whose value is not finite are left alone;
+    the problem's tensors are not modified.
     """
+    ids, value = problem.ids.clone(), problem.value.clone()
+    free, allowed, score_fn, accept_fn = problem.free, problem.allowed, problem.score_fn, problem.accept_fn
     evals = 0
     active = torch.isfinite(value)
     for _ in range(cfg.rounds):
         if not bool(active.any()):
             break
-        grad = grad_fn(ids)
+        grad = problem.grad_fn(ids)
         proposals = propose_swaps(grad, ids, free & active[:, None], allowed, cfg.top_k)
         cands = sample_candidates(ids, free & active[:, None], proposals, cfg.candidates, gens)
         b, n, t = cands.shape

@@ -218,6 +218,31 @@ def test_rating_pool_holds_no_report_item(tiny_setup, items):
     assert not set(pool.texts) & items["report"]
 
 
+def test_run_parser_holds_the_shared_options_and_takes_more():
+    from reward_recipes import run_parser
+
+    ap = run_parser("doc", "quick help", seed_help="seeds it")
+    ap.add_argument("--starts", type=int, default=5)
+    assert vars(ap.parse_args([])) == {"quick": False, "work": None, "threads": 1, "seed": 0, "starts": 5}
+    got = vars(ap.parse_args(["--quick", "--work", "w", "--threads", "2", "--seed", "3", "--starts", "1"]))
+    assert got == {"quick": True, "work": "w", "threads": 2, "seed": 3, "starts": 1}
+    text = ap.format_help()
+    assert "quick help" in text and "seeds it" in text and "generator/ to reuse" in text
+
+
+def test_refactor_equivalence_compares_figure_by_figure():
+    from refactor_equivalence import compare
+
+    old = {"commit": "a", "acc": {"1000": 0.7, "3000": float("nan")}, "rows": [1, 2], "cpu_s": 3.0, "valid": True}
+    new = {"commit": "b", "acc": {"1000": 0.7, "3000": float("nan")}, "rows": [1, 3], "cpu_s": 4.0, "extra": 1}
+    out = compare(old, new)
+    assert out["quality"]["diffs"] == {"rows[1]": {"old": 2, "new": 3}, "valid": {"old": True, "new": "<absent>"},
+                                       "extra": {"old": "<absent>", "new": 1}}
+    assert out["quality"]["equal"] == 3 and out["quality"]["different"] == 3  # acc/1000, acc/3000 (nan), rows[0]
+    assert out["timing"] == {"equal": 0, "different": 1}  # cpu_s moves apart; the commit is not compared
+    assert compare(old, old)["quality"]["different"] == 0
+
+
 def test_unknown_split_is_refused():
     from reward_recipes import eval_split
 

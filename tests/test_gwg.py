@@ -5,7 +5,7 @@ import torch
 from ascent_doubles import TEXTS, encode, tiny_setup
 from test_first_order import LinearReward
 
-from gradopt import GWGConfig, ObjectiveWeights, edit_sites, gibbs_with_gradients, run_sampler
+from gradopt import EditProblem, GWGConfig, ObjectiveWeights, edit_sites, gibbs_with_gradients, run_sampler
 
 
 def _gens(n, seed=0):
@@ -36,8 +36,9 @@ def test_mh_acceptance_probability_matches_a_hand_computation():
     toy = TableToy(t=1, v=3, seed=8)  # one proposal accepted for sure, the other with probability < 1
     tau, n = 0.7, 40
     ids = torch.zeros(n, 1, dtype=torch.long)
-    run = run_sampler(ids, toy.j[ids[:, 0]], torch.ones(n, 1, dtype=torch.bool), torch.ones(3, dtype=torch.bool),
-                      toy.grad_fn, toy.score_fn, None, GWGConfig(steps=1, temperature=tau), _gens(n))
+    run = run_sampler(EditProblem(ids, toy.j[ids[:, 0]], torch.ones(n, 1, dtype=torch.bool),
+                                  torch.ones(3, dtype=torch.bool), toy.grad_fn, toy.score_fn, None),
+                      GWGConfig(steps=1, temperature=tau), _gens(n))
 
     def q(x, y):  # probability of proposing y from x under the gradient at x (changes only)
         g = toy.g[x, 0]
@@ -62,8 +63,8 @@ def test_mh_chains_sample_the_target_despite_an_inexact_gradient(cfg):
     tau, n, steps, burn = 1.0, 300, 30, 10
     cfg = GWGConfig(**{**cfg.__dict__, "steps": steps, "temperature": tau})
     ids = torch.zeros(n, 2, dtype=torch.long)
-    run = run_sampler(ids, toy.score_fn(ids, None), torch.ones(n, 2, dtype=torch.bool),
-                      torch.ones(3, dtype=torch.bool), toy.grad_fn, toy.score_fn, None, cfg, _gens(n, 7))
+    run = run_sampler(EditProblem(ids, toy.score_fn(ids, None), torch.ones(n, 2, dtype=torch.bool),
+                                  torch.ones(3, dtype=torch.bool), toy.grad_fn, toy.score_fn, None), cfg, _gens(n, 7))
     states = [int((toy.j - rec["value"]).abs().argmin()) for traj in run.trajectory for rec in traj[burn:]]
     freq = torch.bincount(torch.tensor(states), minlength=9).double() / len(states)
     target = torch.softmax(toy.j / tau, 0)
@@ -107,8 +108,8 @@ def test_frozen_positions_and_disallowed_tokens_are_never_proposed(cfg):
         return table[torch.arange(t), cand].sum(-1)
 
     cfg = GWGConfig(**{**cfg.__dict__, "steps": 12, "temperature": 5.0})
-    run = run_sampler(ids, table[torch.arange(t), ids].sum(-1), free, allowed, lambda x: table.expand(len(x), t, v),
-                      score_fn, None, cfg, _gens(toy_b))
+    run = run_sampler(EditProblem(ids, table[torch.arange(t), ids].sum(-1), free, allowed,
+                                  lambda x: table.expand(len(x), t, v), score_fn, None), cfg, _gens(toy_b))
     props, rows = torch.cat([c for c, _ in seen]), torch.cat([r for _, r in seen])
     assert len(props) > toy_b
     assert torch.equal(props[:, [0, 3, 7]], ids[rows][:, [0, 3, 7]])

@@ -1,6 +1,6 @@
 import torch
 
-from gradopt import PolishConfig, polish, propose_swaps, sample_candidates
+from gradopt import EditProblem, PolishConfig, polish, propose_swaps, sample_candidates
 
 
 def _toy(seed=0, b=3, t=6, v=5):
@@ -35,7 +35,7 @@ def test_polish_improves_exactly_and_keeps_frozen_positions():
     start = ids.clone()
     value = score(ids, torch.arange(b))
     gens = [torch.Generator().manual_seed(i) for i in range(b)]
-    new, new_value, evals = polish(ids.clone(), value.clone(), free, allowed, lambda x: w, score, None,
+    new, new_value, evals = polish(EditProblem(ids.clone(), value.clone(), free, allowed, lambda x: w, score, None),
                                    PolishConfig(rounds=20, top_k=2, candidates=4, combine=1), gens)
     assert evals == 20 * b * 4
     assert torch.allclose(new_value, score(new, torch.arange(b)))
@@ -54,8 +54,8 @@ def test_nonfinite_rows_are_left_alone_and_veto_is_respected():
         return w[rows].gather(-1, cand[..., None])[..., 0].sum(-1) + 100.0
 
     veto = lambda cand, rows: torch.tensor([int(rows[0]) != 2] * len(rows))  # noqa: E731
-    new, val, _ = polish(ids.clone(), value.clone(), free, torch.ones(v, dtype=torch.bool), lambda x: w,
-                         score, veto, PolishConfig(rounds=2, top_k=2, candidates=3), gens)
+    new, val, _ = polish(EditProblem(ids.clone(), value.clone(), free, torch.ones(v, dtype=torch.bool), lambda x: w,
+                                     score, veto), PolishConfig(rounds=2, top_k=2, candidates=3), gens)
     assert torch.equal(new[0], ids[0]) and torch.isnan(val[0])
     assert not torch.equal(new[1], ids[1])
     assert torch.equal(new[2], ids[2])
@@ -103,7 +103,7 @@ def test_combining_improving_swaps_makes_several_verified_edits_per_round():
     out = {}
     for combine in (1, 4):
         gens = [torch.Generator().manual_seed(i) for i in range(b)]
-        new, new_value, evals = polish(ids.clone(), value.clone(), free, allowed, lambda x: w, score, None,
+        new, new_value, evals = polish(EditProblem(ids.clone(), value.clone(), free, allowed, lambda x: w, score, None),
                                        PolishConfig(rounds=1, top_k=3, candidates=8, combine=combine), gens)
         assert torch.allclose(new_value, score(new, torch.arange(b)))  # still exact
         out[combine] = (new, new_value, evals)
@@ -111,3 +111,19 @@ def test_combining_improving_swaps_makes_several_verified_edits_per_round():
     assert int(changed.max()) > 1 and int((out[1][0] != ids).sum(-1).max()) == 1
     assert (out[4][1] >= out[1][1]).all() and (out[4][1] > out[1][1]).any()  # additive J: merging helps
     assert out[1][2] == b * 8 and b * 8 < out[4][2] <= b * 9  # one merged sequence per row at most
+
+
+def test_polish_leaves_the_problem_it_was_given_unchanged():
+    w, ids = _toy(4)
+    b, t, v = w.shape
+
+    def score(cand, rows):
+        return w[rows].gather(-1, cand[..., None])[..., 0].sum(-1)
+
+    value = score(ids, torch.arange(b))
+    problem = EditProblem(ids.clone(), value.clone(), torch.ones(b, t, dtype=torch.bool),
+                          torch.ones(v, dtype=torch.bool), lambda x: w, score)
+    gens = [torch.Generator().manual_seed(i) for i in range(b)]
+    new, new_value, _ = polish(problem, PolishConfig(rounds=3, top_k=2, candidates=4), gens)
+    assert (new_value > value).all()  # it did edit ...
+    assert torch.equal(problem.ids, ids) and torch.equal(problem.value, value)  # ... copies, not the inputs
