@@ -39,6 +39,8 @@ import dataclasses
 import time
 from pathlib import Path
 
+from provenance import write_result  # first: it records the tree's git state as the run starts
+
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
@@ -46,7 +48,6 @@ import domains
 import gradopt
 import rewardmodels
 from do_no_harm import HELD_OUT, TRAIN_COLLECTIONS, WORSE, metrics, run
-from provenance import write_result
 from reward_recipes import cut_corpus, eval_corpus, eval_split, fit_model, load_or_train_generator, make_pool, scaled, start_run
 
 RESULTS = Path(__file__).parent / "results"
