@@ -38,10 +38,10 @@ def cut_tune(text: str, max_chars: int) -> str | None:
     return text[: cut + 1] + "\n" if cut > body > 0 else None
 
 
-def cut_corpus(max_chars: int) -> dict[str, list[str]]:
-    """The music21 ABC corpus split train/val/test (`domains.split_corpus`), each tune cut by
-    `cut_tune` (tunes where not even one bar fits are dropped)."""
-    pieces = domains.split_corpus(domains.load_abc_corpus())
+def cut_corpus(max_chars: int, collections=domains.FIDDLE) -> dict[str, list[str]]:
+    """The ABC corpus of `collections` split train/val/test (`domains.split_corpus`), each tune cut
+    by `cut_tune` (tunes where not even one bar fits are dropped)."""
+    pieces = domains.split_corpus(domains.load_abc_corpus(collections))
     return {k: [c for c in (cut_tune(p.text, max_chars) for p in ps) if c] for k, ps in pieces.items()}
 
 

@@ -14,7 +14,9 @@ pass of the backbone serves every member::
 Members agree where the rated items pin the head down and disagree away from them (a bootstrap
 estimate of the probe's own uncertainty), which is what the engine's do-no-harm guard reads. The
 ensemble is a `RewardModel` (same pooling, same three input kinds, same save/load layout) whose
-head has K outputs; `score`, `score_probs`, `score_embeds` and `score_hidden` return the
+head has K outputs. Musical annotations (``annotations="abc"``, ``annotation_features``) work as in
+`RewardModel`: the members share the backbone, the annotation channel W_a and the pooled
+annotations, so one annotated forward pass still serves all K heads; `score`, `score_probs`, `score_embeds` and `score_hidden` return the
 pessimistic score (the mean when `pessimism` = 0, the default) and are differentiable in their input.
 """
 
@@ -36,10 +38,10 @@ class RewardEnsemble(RewardModel):
     """`members` linear heads on one GPT-2 backbone; scores are mean - pessimism * sd over members."""
 
     def __init__(self, config: GPT2Config, pooling: str = "mean", members: int = 5, pessimism: float = 0.0,
-                 bar_ids=None) -> None:
+                 bar_ids=None, **annotations) -> None:
         if members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {members}")
-        super().__init__(config, pooling, bar_ids=bar_ids)
+        super().__init__(config, pooling, bar_ids=bar_ids, **annotations)
         self.members = members
         self.pessimism = _check_pessimism(pessimism)
         self.head = nn.Linear(self.head.in_features, members)
@@ -50,11 +52,11 @@ class RewardEnsemble(RewardModel):
 
     @classmethod
     def from_generator(cls, generator, pooling: str = "mean", members: int = 5,
-                       pessimism: float = 0.0, bar_ids=None) -> "RewardEnsemble":
+                       pessimism: float = 0.0, bar_ids=None, **annotations) -> "RewardEnsemble":
         """An ensemble whose backbone is a copy of `generator`'s transformer (a GPT2LMHeadModel);
-        `bar_ids` as in `RewardModel.from_generator`."""
+        `bar_ids`, `annotations`, `token_texts`, `annotation_features` as in `RewardModel.from_generator`."""
         config = GPT2Config.from_dict(generator.config.to_dict())
-        model = cls(config, pooling, members, pessimism, bar_ids=bar_ids)
+        model = cls(config, pooling, members, pessimism, bar_ids=bar_ids, **annotations)
         model.transformer.load_state_dict(generator.transformer.state_dict())
         return model.to(next(generator.parameters()).dtype)
 
@@ -66,17 +68,20 @@ class RewardEnsemble(RewardModel):
 
     def members_embeds(self, e: torch.Tensor, attention_mask: torch.Tensor | None = None, bars=None,
                        annots=None) -> torch.Tensor:
-        """Normalised member scores of input embeddings e (b, t, d) -> (b, K) (`annots` as in
-        `pool_embeds`; always None: an ensemble reads no annotations)."""
+        """Normalised member scores of input embeddings e (b, t, d) -> (b, K) (`bars`, `annots` as in
+        `pool_embeds`: by default from e's nearest tokens)."""
         return (self.head(self.pool_embeds(e, attention_mask, bars, annots)) - self.norm_mean) / self.norm_std
 
     def members_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Member scores of token distributions p (b, t, v) via p @ E -> (b, K)."""
-        return self.members_embeds(self.embed_probs(p, attention_mask), attention_mask, self.bars_from_probs(p))
+        """Member scores of token distributions p (b, t, v) via p @ E -> (b, K); annotations (if
+        any) of the argmax tokens, as `RewardModel.score_probs`."""
+        return self.members_embeds(self.embed_probs(p, attention_mask), attention_mask, self.bars_from_probs(p),
+                                   self.annotations_from_probs(p, attention_mask))
 
     def score_members(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Member scores of token ids (b, t) -> (b, K)."""
-        return self.members_embeds(self.embed_ids(ids, attention_mask), attention_mask, self.bars_from_ids(ids))
+        """Member scores of token ids (b, t) -> (b, K); annotations (if any) of the decoded text."""
+        return self.members_embeds(self.embed_ids(ids, attention_mask), attention_mask, self.bars_from_ids(ids),
+                                   self.annotations_from_ids(ids, attention_mask))
 
     @staticmethod
     def mean_sd(members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +145,9 @@ class RewardEnsemble(RewardModel):
             raise ValueError("this directory holds a single reward model, not an ensemble; load it with "
                              "RewardModel.from_pretrained or rewardmodels.load_reward_model")
         return cls(config, marker.get("pooling", "mean"), int(marker["members"]), float(marker.get("pessimism", 0.0)),
-                   bar_ids=marker.get("bar_ids"))
+                   bar_ids=marker.get("bar_ids"), annotations=marker.get("annotations"),
+                   token_texts=marker.get("token_texts"),
+                   annotation_features=bool(marker.get("annotation_features", False)))
 
 
 def _check_pessimism(k: float) -> float:

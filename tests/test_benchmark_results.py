@@ -293,3 +293,23 @@ def test_equal_time_point_reaches_the_budget():
 
     assert first_at_budget([0.5, 1.0, 1.6, 2.2], 1.5) == 3  # at least the engine's CPU, never less
     assert first_at_budget([0.5, 1.0], 5.0) == 2  # capped: the last point (flagged n_capped by the caller)
+
+
+# ---------------------------------------------------------------- reward_fidelity's goal figures
+
+GOAL = ("heldout_pairwise_accuracy_3000", "corpus_r", "samples_r", "heldout_collection_r", "edit_capture",
+        "corpus_ascent_utility_gain", "heldout_collection_ascent_utility_gain", "ensemble_sd_error_spearman")
+
+
+def test_reward_fidelity_goal_holds_every_figure_and_says_where_the_others_come_from():
+    from reward_fidelity import goal
+
+    results = {"practical_x": {"corpus": {"pearson": 0.41}, "samples": {"pearson": 0.23}},
+               "other": {"corpus": {"pearson": 0.9}, "samples": {"pearson": 0.8}}}
+    g = goal(results, "practical_x")
+    assert g["recipe"] == "practical_x" and set(g) == {"recipe", "notes", *GOAL}
+    assert (g["corpus_r"], g["samples_r"]) == (0.41, 0.23)  # the shown recipe's, not another's
+    for key in set(GOAL) - {"corpus_r", "samples_r"}:
+        assert g[key] is None and "benchmarks/" in g["notes"][key], key
+    assert set(g["notes"]) == set(GOAL)
+    assert goal(results, None)["corpus_r"] is None

@@ -58,9 +58,9 @@ def _decisions(store):
 def _train_scores(directory, tok, gen):
     """The saved reward model's scores of GOOD, OTHER and BROKEN (the store's items)."""
     from domains import encode_batch
-    from rewardmodels import RewardModel
+    from rewardmodels import load_reward_model
 
-    model = RewardModel.from_pretrained(directory)
+    model = load_reward_model(directory)  # a single model or an ensemble (then the members' mean)
     ids, mask = encode_batch(tok, [GOOD, OTHER, BROKEN], gen)
     return model.predict(ids, mask).tolist()
 
@@ -325,3 +325,24 @@ def test_train_reward_recipe_with_musical_annotations(store, tmp_path, generator
     assert model.token_texts[: len(tok)] == token_texts(tok)
     good, other, broken = _train_scores(tmp_path / "music", tok, gen)
     assert good > other > broken
+
+
+def test_train_reward_recipe_ensemble_with_musical_annotations(store, tmp_path, generator_and_scores, capsys):
+    """--recipe practical_music --ensemble 3: three bootstrap probes reading ABC annotations, saved
+    and loaded as an ensemble, ranking the store as Bradley-Terry does; a fine-tune recipe refuses
+    --ensemble (exit 2, nothing written)."""
+    from rewardmodels import RewardEnsemble, load_reward_model
+
+    gen, tok = generator_and_scores
+    common = ["--store", str(store / "s"), "--generator", str(tmp_path / "gen"), "--scores", str(tmp_path / "sc.json")]
+    assert main(["train-reward", *common, "--recipe", "practical_music", "--ensemble", "3",
+                 "--out", str(tmp_path / "ens")]) == 0
+    assert "an ensemble of 3 bootstrap probes" in capsys.readouterr().out
+    model = load_reward_model(tmp_path / "ens")
+    assert isinstance(model, RewardEnsemble) and model.members == 3
+    assert (model.annotations, model.annotation_features) == ("abc", True)
+    good, other, broken = _train_scores(tmp_path / "ens", tok, gen)
+    assert good > other > broken
+    assert main(["train-reward", *common, "--recipe", "baseline", "--ensemble", "3", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --ensemble" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,5 +1,7 @@
 """Reward ensemble: K bootstrap probes on one backbone, their mean, sd and pessimistic score."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,103 @@ def test_bad_inputs():
         RewardEnsemble(_config(), "mean", members=1)
     with pytest.raises(ValueError, match="RewardEnsemble"):
         fit_ensemble(RewardModel(_config(), "mean"), *_items()[:2], _items()[2])
+
+
+# -- an ensemble reading musical annotations ------------------------------------------------------
+
+ABC = ["X:1\nM:3/4\nL:1/8\nK:D\nF2 A2 d2|c4 B2|d6|\n", "X:1\nM:2/4\nL:1/8\nK:G\nGA Bc|d2 B2|\n",
+       "X:1\nM:3/4\nL:1/8\nK:Am\nA2 ^G2 A2|e6|\n", "X:1\nM:4/4\nL:1/8\nK:C\nCDEF GABc|c8|\n"]
+
+
+def _abc_items(n=32):
+    """Pitch variants of four short tunes; target: how many of the body's notes are A or a, plus noise."""
+    import domains
+
+    rng = np.random.default_rng(0)
+    texts = ABC + [domains.pitch_edit(ABC[i % len(ABC)], int(rng.integers(1, 5)), rng) for i in range(n - len(ABC))]
+    y = np.array([sum(c in "Aa" for c in t.split("K:")[1].split("\n", 1)[1]) for t in texts], dtype=float)
+    return texts, y + 0.3 * rng.normal(size=n)
+
+
+def _annotated(members=4, pessimism=0.0):
+    """(tok, gen, fitted annotated ensemble, texts) on a tiny generator; groups keep a tune's variants together."""
+    import domains
+    import rewardmodels
+
+    texts, y = _abc_items()
+    tok = domains.build_tokenizer(texts, "char")
+    torch.manual_seed(0)
+    gen = domains.build_generator("tiny", tok).double().eval()
+    m = RewardEnsemble.from_generator(gen, "mean", members, pessimism, annotations="abc",
+                                      token_texts=rewardmodels.token_texts(tok), annotation_features=True)
+    ids, mask = domains.encode_batch(tok, texts)
+    fit_ensemble(m, ids, mask, y, l2=(0.3, 3.0), folds=3, groups=[i % len(ABC) for i in range(len(texts))])
+    return tok, gen, m.eval(), texts
+
+
+@pytest.fixture(scope="module")
+def annotated():
+    return _annotated()
+
+
+def test_an_annotated_ensemble_reads_its_annotations_and_its_members_disagree(annotated):
+    import domains
+
+    tok, _, m, texts = annotated
+    ids, mask = domains.encode_batch(tok, texts[:6])
+    members = m.score_members(ids, mask).detach()
+    assert members.shape == (6, 4) and float(members.std(-1).min()) > 1e-6
+    p = F.one_hot(ids, len(tok)).double()
+    torch.testing.assert_close(m.members_probs(p, mask), members)
+    torch.testing.assert_close(m.members_embeds(m.embedding_matrix()[ids], mask), members)
+    torch.testing.assert_close(m.predict_members(ids, mask, batch_size=4), members)
+    blank = m.members_embeds(m.embedding_matrix()[ids], mask,
+                             annots=torch.zeros_like(m.annotations_from_ids(ids, mask)))
+    assert (blank - members).abs().max() > 1e-3  # the heads read the pooled annotations
+
+
+def test_an_annotated_ensemble_saves_and_loads_with_its_annotations(annotated, tmp_path):
+    import domains
+
+    tok, _, m, texts = annotated
+    m.pessimism = 0.5
+    m.save_pretrained(tmp_path / "ens")
+    m.pessimism = 0.0
+    back = load_reward_model(tmp_path / "ens")
+    assert isinstance(back, RewardEnsemble) and (back.members, back.pessimism) == (4, 0.5)
+    assert (back.annotations, back.annotation_features) == ("abc", True)
+    ids, mask = domains.encode_batch(tok, texts)
+    torch.testing.assert_close(back.score_members(ids, mask), m.score_members(ids, mask))
+    mean, sd = m.mean_sd(m.score_members(ids, mask))
+    torch.testing.assert_close(back.score(ids, mask), mean - 0.5 * sd)
+
+
+def test_a_recipe_with_annotations_fits_an_ensemble():
+    import domains
+    from rewardmodels import PRACTICAL_MUSIC, fit_model
+
+    texts, y = _abc_items(16)
+    tok = domains.build_tokenizer(texts, "char")
+    torch.manual_seed(0)
+    gen = domains.build_generator("tiny", tok).double().eval()
+    ids, mask = domains.encode_batch(tok, texts)
+    ens, info = fit_model(PRACTICAL_MUSIC, gen, tok, ids, mask, y, None, [i % 4 for i in range(16)], members=3,
+                          folds=2)
+    assert isinstance(ens, RewardEnsemble) and ens.members == 3 and ens.annotation_features
+    assert info["probe_l2"] > 0
+
+
+def test_the_default_guard_runs_with_an_annotated_ensemble(annotated):
+    tok, gen, m, texts = annotated
+    init = [tok(t)["input_ids"] for t in texts[:3]]
+    cfg = gradopt.AscentConfig(steps=4, check_every=2, polish=gradopt.PolishConfig(rounds=1, top_k=3, candidates=4))
+    assert cfg.trust == gradopt.TrustConfig()  # the library's default guard
+    out = gradopt.optimize(init, m, gen, cfg, tokenizer=tok)
+    for start, row in zip(init, out.rows):
+        ids = torch.tensor([row.tokens])
+        assert row.reward_after == pytest.approx(float(m.score(ids).detach()), abs=1e-9)  # verified exactly
+        assert math.isfinite(row.gain_sd)  # the guard saw K members' gains, not one model's
+        if row.kept:
+            assert row.tokens == start and row.changed == 0
+        else:
+            assert row.gain_mean - cfg.trust.pessimism * row.gain_sd > cfg.trust.margin

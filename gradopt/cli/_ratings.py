@@ -150,7 +150,8 @@ def cmd_simulate(args) -> int:
 
 
 def _train_reward_recipe(args, store, generator, tokenizer, scores) -> int:
-    """train-reward --recipe NAME: the named recipe's pooling, fit and fine-tune config on the store."""
+    """train-reward --recipe NAME: the named recipe's pooling, fit and fine-tune config on the store;
+    with --ensemble K, K bootstrap probes of a probe recipe (what the do-no-harm guard reads)."""
     import dataclasses
 
     import domains
@@ -159,19 +160,24 @@ def _train_reward_recipe(args, store, generator, tokenizer, scores) -> int:
     if args.recipe not in rm.RECIPES:
         raise ValueError(f"unknown recipe {args.recipe!r}; choose from {', '.join(rm.RECIPES)}")
     given = [flag for flag, on in (("--pairwise", args.pairwise), ("--probe", args.probe),
-                                   ("--pooling", args.pooling is not None), ("--ensemble", args.ensemble)) if on]
+                                   ("--pooling", args.pooling is not None)) if on]
     if given:
         raise ValueError(f"--recipe sets the pooling and the fit; drop {', '.join(given)} (or drop --recipe)")
     recipe = rm.RECIPES[args.recipe]
+    if args.ensemble and recipe.fit != "probe":
+        raise ValueError(f"--ensemble fits bootstrap probes, but recipe {args.recipe!r} fits {recipe.fit!r}; choose a "
+                         f"probe recipe ({', '.join(k for k, r in rm.RECIPES.items() if r.fit == 'probe')}) or drop --ensemble")
     overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
     recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, seed=args.seed, **overrides))
-    model, info = rm.train_recipe(store, generator, tokenizer, scores, recipe, seed=args.seed, progress=True)
+    model, info = rm.train_recipe(store, generator, tokenizer, scores, recipe, members=args.ensemble, seed=args.seed,
+                                  progress=True)
     model.save_pretrained(args.out)
     domains.save_tokenizer(tokenizer, args.out)
     done = [f"probe λ={info['probe_l2']:g}"] if "probe_l2" in info else []
     if "losses" in info:
         done.append(f"{len(info['losses'])} fine-tune steps, final loss {info['final_loss']:.4f}")
-    print(f"fitted recipe {args.recipe} ({recipe.pooling} pooling, fit {recipe.fit}: {'; '.join(done)}); "
+    kind = f", an ensemble of {args.ensemble} bootstrap probes" if args.ensemble else ""
+    print(f"fitted recipe {args.recipe} ({recipe.pooling} pooling, fit {recipe.fit}{kind}: {'; '.join(done)}); "
           f"saved to {args.out}")
     return 0
 
@@ -332,8 +338,8 @@ def _register_train_reward(subparsers) -> None:
     p.add_argument("--recipe", metavar="NAME",
                    help="take pooling, fit (probe / fine-tune / both) and fine-tune config from a named recipe "
                         f"(rewardmodels.RECIPES: {', '.join(RECIPES)}; practical_ending reads each bar and the "
-                        "last bar apart); excludes --pairwise/--probe/--pooling/--ensemble, --steps/--batch-size/"
-                        "--lr override the recipe's fine-tune when given")
+                        "last bar apart); excludes --pairwise/--probe/--pooling, --steps/--batch-size/--lr "
+                        "override the recipe's fine-tune when given; --ensemble K with a probe recipe")
     p.add_argument("--pooling", choices=list(POOLINGS),
                    help="features the head reads (unset: last): the EOS position's, the mean over all positions, "
                         "both, an attention-weighted mean, or per bar (bars: mean over bars, last bar, first bar)")
@@ -341,7 +347,8 @@ def _register_train_reward(subparsers) -> None:
                    help="fit only the linear head in closed form on the frozen generator (ridge, λ by "
                         "cross-validation); with --pooling mean the best recipe in benchmarks/reward_fidelity.py")
     p.add_argument("--ensemble", type=int, default=0, metavar="K",
-                   help="fit K probes on bootstrap resamples of the rated items (needs --probe): their disagreement "
+                   help="fit K probes on bootstrap resamples of the rated items (needs --probe or a probe --recipe, "
+                        "e.g. practical_music): their disagreement "
                         "is what `gradopt optimize`'s do-no-harm guard reads; 0 = one model")
     p.add_argument("--out", required=True, help="directory to save the reward model and tokenizer")
     p.add_argument("--pairwise", action="store_true", help="train the pairwise baseline instead")
