@@ -65,7 +65,8 @@ def _reward_ensemble(gen_dir: Path, out: Path) -> None:
 
 def _rated_reward(name: str, corpus: Path, gen_dir: Path, tmp: Path) -> Path:
     """ratings add (the corpus pieces) -> simulated ratings (ABC) or an imported pairs file (the
-    simulated rater judges ABC only) -> fit-bt -> train-reward: the reward model optimize uses."""
+    simulated rater judges ABC only) -> fit-bt -> train-reward: the reward model optimize uses, an
+    ensemble of probes (a single model's edits are not trusted by the default guard)."""
     store, scores, out = tmp / "store", tmp / "scores.json", tmp / "rm"
     assert main(["ratings", "add", str(corpus), "--store", str(store), "--origin", "corpus", "--domain", name]) == 0
     n_items = len(_read_back(name, corpus))
@@ -79,7 +80,7 @@ def _rated_reward(name: str, corpus: Path, gen_dir: Path, tmp: Path) -> Path:
     assert main(["fit-bt", "--store", str(store), "--out", str(scores)]) == 0
     assert len(json.loads(scores.read_text())["ids"]) == n_items
     assert main(["train-reward", "--store", str(store), "--generator", str(gen_dir), "--scores", str(scores),
-                 "--out", str(out), "--steps", "2", "--batch-size", "2"]) == 0
+                 "--out", str(out), "--probe", "--pooling", "mean", "--ensemble", "3"]) == 0  # the guard reads its spread
     return out
 
 
