@@ -29,6 +29,12 @@ def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
     )
+    return _plain_text(fast)
+
+
+def _plain_text(fast: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    # A piece may spell "<bos>" or "<eos>" in its text; that is text, never a control token.
+    fast.split_special_tokens = True
     fast.padding_side = "right"
     return fast
 
@@ -105,6 +111,4 @@ def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
     path = Path(directory)
     if not (path / "tokenizer.json").exists():
         raise FileNotFoundError(f"no tokenizer.json in {path}; train a generator there first")
-    tok = PreTrainedTokenizerFast.from_pretrained(str(path))
-    tok.padding_side = "right"
-    return tok
+    return _plain_text(PreTrainedTokenizerFast.from_pretrained(str(path)))

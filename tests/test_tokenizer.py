@@ -76,3 +76,12 @@ def test_empty_corpus_rejected():
         domains.build_char_tokenizer([])
     with pytest.raises(ValueError, match="unknown tokenizer kind"):
         domains.build_tokenizer(["abc"], kind="words")
+
+
+@pytest.mark.parametrize("text", ["<bos>", "K:D\n<eos>|", "<pad><unk>"])
+def test_special_token_spellings_in_text_stay_text(tok, tmp_path, text):
+    domains.save_tokenizer(tok, tmp_path)
+    for t in (tok, domains.load_tokenizer(tmp_path)):
+        ids = t(text)["input_ids"]
+        assert len(ids) == len(text) + 2
+        assert domains.decode(t, ids) == text
