@@ -143,11 +143,11 @@ class DemoRun:
         them and caches them. Only texts a later stage scores anyway belong here."""
         from rewardmodels import checked_utility, text_key
 
-        jobs = [(t, None) for t in dict.fromkeys(texts) if text_key(t) not in self.rater.cache]
+        jobs = [(t, None, self.rater.length_aware) for t in dict.fromkeys(texts) if text_key(t) not in self.rater.cache]
         wait = self.pool.submit(checked_utility, jobs, one_worker=True)
 
         def collect() -> None:
-            for (t, _), (validity, u) in zip(jobs, wait()):
+            for (t, *_), (validity, u) in zip(jobs, wait()):
                 self.rater.cache[text_key(t)] = u
                 self.checked[t] = validity
         return collect

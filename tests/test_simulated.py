@@ -167,7 +167,7 @@ def test_utility_through_a_pool_and_known_verdicts():
     r = SimulatedRater()
     u = r.utility([GOOD, BAD, GOOD, BROKEN], pool=pool, checked=checked)
     assert u.tolist() == SimulatedRater().utility([GOOD, BAD, GOOD, BROKEN]).tolist()
-    assert [t for t, _ in pool.calls[0]] == [GOOD, BAD, BROKEN]  # each missing text once, in order
+    assert [t for t, *_ in pool.calls[0]] == [GOOD, BAD, BROKEN]  # each missing text once, in order
     assert checked == {t: validate_abc(t) for t in (GOOD, BAD, BROKEN)}  # verdicts recorded for the caller
     r.utility([BAD, GOOD], pool=pool)
     assert len(pool.calls) == 1  # all cached: nothing more to map
@@ -175,3 +175,36 @@ def test_utility_through_a_pool_and_known_verdicts():
     known = {GOOD: Validity(False, "known bad")}
     assert SimulatedRater().utility([GOOD], checked=known)[0] == INVALID
     assert music_features(GOOD, Validity(True)) == music_features(GOOD)
+
+
+def test_repetition_target_follows_length_not_a_fixed_ratio(fiddle_pieces):
+    # zlib's ratio falls with length whatever the music; the target must absorb that, the old one did not.
+    from rewardmodels import abc_body, compression_ratio
+    from rewardmodels._simulated import repeat_target
+
+    bodies = [abc_body(p.text) for p in fiddle_pieces[::10]]
+    log_len = np.log([len(b.encode()) for b in bodies])
+    ratio = np.array([compression_ratio(b) for b in bodies])
+    aware = ratio - np.array([repeat_target(len(b.encode())) for b in bodies])
+    fixed = ratio - np.array([repeat_target(len(b.encode()), length_aware=False) for b in bodies])
+    assert abs(np.corrcoef(aware, log_len)[0, 1]) < 0.15
+    assert np.corrcoef(fixed, log_len)[0, 1] < -0.5
+    assert abs(aware.mean()) < 0.02  # the fit is centred on corpus tunes
+
+
+def test_length_aware_repeat_term_and_the_old_rater(small_texts):
+    from rewardmodels import abc_body, compression_ratio
+    from rewardmodels._simulated import REPEAT_WIDTH, repeat_target
+
+    text = small_texts[0]
+    body = abc_body(text)
+    for aware in (True, False):
+        f = music_features(text, length_aware=aware)
+        target = repeat_target(len(body.encode()), aware)
+        assert f["repeat"] == pytest.approx(-(((compression_ratio(body) - target) / REPEAT_WIDTH) ** 2))
+    new, old = SimulatedRater(), SimulatedRater(length_aware=False)
+    assert old.name != new.name
+    u_new, u_old = new.utility(small_texts[:12]), old.utility(small_texts[:12])
+    assert not np.allclose(u_new, u_old)
+    through_pool = SimulatedRater(length_aware=False).utility(small_texts[:12], pool=_RecordingPool())
+    assert through_pool.tolist() == u_old.tolist()  # worker processes score with the rater's own target
