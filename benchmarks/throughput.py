@@ -34,8 +34,11 @@ and config (benchmarks/provenance.py); one summary line last.
 
 from __future__ import annotations
 
+import cProfile
 import ctypes
 import gc
+import inspect
+import pstats
 import time
 from pathlib import Path
 
@@ -214,6 +217,35 @@ def sampling_table(gen, tok, train: list[str], batches, max_new: int, log) -> li
     return out
 
 
+def sampling_profile(gen, tok, train: list[str], b: int, max_new: int) -> dict:
+    """Where bar-aware sampling's time goes: cProfile of one cold batch of `b` tunes, the time
+    `sample_ids` spends in the model's forward calls, in the constraint (`allowed`, `advance`,
+    `start`) and elsewhere, and the constraint's mask-cache misses (distinct states) per mask asked."""
+    grammar = domains.ABCConstraint.from_texts(tok, train)
+    cfg = domains.SampleConfig(temperature=0.8, batch_size=b, max_new_tokens=max_new)
+    prof = cProfile.Profile()
+    prof.enable()
+    domains.sample_ids(gen, tok, b, cfg, seed=0, constraint=grammar)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(tt for _, _, tt, _, _ in stats.values())
+
+    def called(names: set[str], by: set[str]) -> float:
+        """Cumulative time of the calls to `names` made by functions named in `by`."""
+        return sum(ct for (_, _, fn), (_, _, _, _, callers) in stats.items() if fn in names
+                   for (where, _, caller), (_, _, _, ct) in callers.items()
+                   if caller in by and where == inspect.unwrap(domains.sample_ids).__code__.co_filename)
+
+    sampler = {"sample_ids", "<listcomp>"}  # its per-row loops are list comprehensions
+    model = called({"_wrapped_call_impl", "_call_impl"}, {"sample_ids"})
+    constraint = called({"allowed", "advance", "start"}, sampler)
+    asked = sum(nc for (_, _, fn), (_, nc, _, _, _) in stats.items() if fn == "allowed")
+    return {"batch": b, "profiled_s": total, "model_forward_fraction": model / total,
+            "constraint_fraction": constraint / total, "other_fraction": 1 - (model + constraint) / total,
+            "masks_asked": asked, "mask_cache_misses": len(grammar._cache),
+            "note": "cProfile inflates Python-heavy code (the constraint) more than torch kernels"}
+
+
 def parse_args():
     ap = run_parser(__doc__, "smoke test: B in {1,16}, T 128, sampling b in {1,16} (< 60 s)")
     ap.add_argument("--min-seconds", type=float, default=1.0, help="timed calls per cell last at least this long")
@@ -259,12 +291,16 @@ def main() -> None:
                               64 if q else args.max_new_tokens, log)
     for r in sampling:
         r["fraction_of_matmul"] = r["flops_per_s"] / mm
+    profile = sampling_profile(gen, tok, train, 16, 64 if q else args.max_new_tokens)
+    log(f"bar-aware b=16 profile: model {profile['model_forward_fraction']:.0%}, constraint "
+        f"{profile['constraint_fraction']:.0%}, {profile['mask_cache_misses']} misses / {profile['masks_asked']} masks")
     config = {**vars(args), "batches": batches, "lengths": lengths, "min_seconds_used": min_s,
               "generator": dict(n_layer=2, n_head=2, n_embd=64, n_positions=WHOLE_CHARS + 2, vocab=len(tok)),
               "reward_pooling": rm.pooling, "engine": repr(gradopt.AscentConfig())}
     out = {"benchmark": "throughput", "quick": q, "definitions": DEFINITIONS,
            "matmul_flops_per_s_before": mm_before, "matmul_flops_per_s_after": mm_after, "matmul_flops_per_s": mm,
            "engine_step": engine, "exact_scoring": exact, "two_threads": two, "sampling": sampling,
+           "sampling_profile_bar_aware": profile,
            "total_wall_s": time.perf_counter() - wall0}
     path = write_result(RESULTS / f"throughput{'_quick' if q else ''}.json", out, config)
     print(summary_line(out, path))
