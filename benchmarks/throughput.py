@@ -220,7 +220,8 @@ def sampling_table(gen, tok, train: list[str], batches, max_new: int, log) -> li
 def sampling_profile(gen, tok, train: list[str], b: int, max_new: int) -> dict:
     """Where bar-aware sampling's time goes: cProfile of one cold batch of `b` tunes, the time
     `sample_ids` spends in the model's forward calls, in the constraint (`allowed`, `advance`,
-    `start`) and elsewhere, and the constraint's mask-cache misses (distinct states) per mask asked."""
+    `start`) and elsewhere, the share of Python's `fractions` arithmetic (the grammar's durations),
+    and the constraint's mask-cache misses (distinct states: each tries every token) per mask asked."""
     grammar = domains.ABCConstraint.from_texts(tok, train)
     cfg = domains.SampleConfig(temperature=0.8, batch_size=b, max_new_tokens=max_new)
     prof = cProfile.Profile()
@@ -240,9 +241,12 @@ def sampling_profile(gen, tok, train: list[str], b: int, max_new: int) -> dict:
     model = called({"_wrapped_call_impl", "_call_impl"}, {"sample_ids"})
     constraint = called({"allowed", "advance", "start"}, sampler)
     asked = sum(nc for (_, _, fn), (_, nc, _, _, _) in stats.items() if fn == "allowed")
+    fractions = sum(tt for (where, _, _), (_, _, tt, _, _) in stats.items() if where.endswith("fractions.py"))
+    misses = len(grammar._cache)
     return {"batch": b, "profiled_s": total, "model_forward_fraction": model / total,
             "constraint_fraction": constraint / total, "other_fraction": 1 - (model + constraint) / total,
-            "masks_asked": asked, "mask_cache_misses": len(grammar._cache),
+            "fractions_arithmetic_fraction": fractions / total,
+            "masks_asked": asked, "mask_cache_misses": misses, "constraint_profiled_ms_per_miss": 1000 * constraint / misses,
             "note": "cProfile inflates Python-heavy code (the constraint) more than torch kernels"}
 
 

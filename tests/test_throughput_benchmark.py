@@ -96,3 +96,4 @@ def test_sampling_rows(models):
     prof = throughput.sampling_profile(gen, tok, TUNES, 2, 12)
     assert 0 < prof["model_forward_fraction"] < 1 and 0 < prof["constraint_fraction"] < 1
     assert 0 < prof["mask_cache_misses"] <= prof["masks_asked"]
+    assert 0 < prof["fractions_arithmetic_fraction"] < prof["constraint_fraction"]
