@@ -86,27 +86,37 @@ class BestRows:
         return ok & torch.tensor([bool(self.scorer.is_valid(x)) for x in texts])
 
 
+def relaxed_total(batch: AscentBatch, scorer: _Scorer, cfg: AscentConfig, param, frac: float) -> torch.Tensor:
+    """J (B,) at relaxation parameter `param` (frozen positions keep their start token), with the
+    entropy weight at `frac` of its ramp."""
+    free = batch.free[..., None]
+    rel = cfg.relaxation.relax(param, batch.ctx, frac)
+    probs = torch.where(free, rel.probs, batch.onehot0)
+    embeds = None if rel.embeds is None else torch.where(free, rel.embeds, batch.fixed_embeds)
+    return scorer.relaxed(Relaxed(probs=probs, embeds=embeds)).total(cfg.objective, frac)
+
+
+def objective_grad(batch: AscentBatch, scorer: _Scorer, cfg: AscentConfig, param, frac: float):
+    """One continuous step's work: J (B,) at `param` and the gradient of -sum J over the finite
+    rows with respect to it, (p, J, grad), p the leaf the gradient belongs to. This forward and
+    backward pass through the reward model and the generator is the ascent's cost per step."""
+    p = param.detach().requires_grad_(True)
+    total = relaxed_total(batch, scorer, cfg, p, frac)
+    (grad,) = torch.autograd.grad(-torch.where(torch.isfinite(total), total, 0.0).sum(), p)
+    return p, total, grad
+
+
 def ascend(batch: AscentBatch, scorer: _Scorer, best: BestRows, cfg: AscentConfig, progress: bool) -> None:
     """The gradient steps, checking every `cfg.check_every` steps, then a last check at the end point."""
     B, w, free, ctx = batch.B, cfg.objective, batch.free, batch.ctx
-
-    def relaxed_at(p, frac):
-        rel = cfg.relaxation.relax(p, ctx, frac)
-        probs = torch.where(free[..., None], rel.probs, batch.onehot0)
-        embeds = None if rel.embeds is None else torch.where(free[..., None], rel.embeds, batch.fixed_embeds)
-        return scorer.relaxed(Relaxed(probs=probs, embeds=embeds))
-
     param = cfg.relaxation.init(batch.onehot0, ctx)
     opt_state = cfg.optimizer.init(param)
     active = best.active
     for step in tqdm(range(cfg.steps), desc="ascent", disable=not progress, leave=False):
         frac = step / max(cfg.steps - 1, 1)
-        p = param.detach().requires_grad_(True)
-        total = relaxed_at(p, frac).total(w, frac)
+        p, total, grad = objective_grad(batch, scorer, cfg, param, frac)
         scorer.count(B, B if w.lm_weight else 0)
-        finite = torch.isfinite(total)
-        (grad,) = torch.autograd.grad(-torch.where(finite, total, 0.0).sum(), p)
-        finite &= torch.isfinite(grad).flatten(1).all(-1)
+        finite = torch.isfinite(total) & torch.isfinite(grad).flatten(1).all(-1)
         for k in (active & ~finite).nonzero()[:, 0].tolist():
             best.status[k] = f"nonfinite objective or gradient at step {step}"
         if step % cfg.check_every == 0:
@@ -120,7 +130,7 @@ def ascend(batch: AscentBatch, scorer: _Scorer, best: BestRows, cfg: AscentConfi
         param = torch.where(active[:, None, None], new, param)
 
     with torch.no_grad():
-        total = relaxed_at(param, 1.0).total(w, 1.0)
+        total = relaxed_total(batch, scorer, cfg, param, 1.0)
     scorer.count(B, 0)
     active &= torch.isfinite(total)
     best.check(cfg.steps, param, total, record_gap=cfg.steps == 0)
