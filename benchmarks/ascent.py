@@ -39,7 +39,7 @@ at equal CPU time with the engine. The goal ratio is (engine gain / engine CPU) 
 best-of-N CPU) over the same slots, with a bootstrap interval over slots that keeps every
 resample (+inf where best-of-N does not gain; no interval when a resample has neither gaining). The editors keep outputs valid with `ABCConstraint.accepts` as
 a fast screen (the reported validity is `validate_abc`'s). Two references that are not methods: an
-oracle editor (the hill-climber's random pitch edits kept when the rater's hidden utility rises, at
+oracle editor (the hill-climber's random pitch edits kept when the rater's hidden utility, unclipped, rises, at
 the engine's evaluations, on the first slots: what perfect judgement gains in this edit space;
 compared with the engine and best-of-N on those same slots and at equal evaluations, never with
 a CPU time it did not spend) and
@@ -337,11 +337,20 @@ def measure_editors(results, origin, starts, args, ctx, cfg, cfg_logits, screen,
 
 def measure_oracle(results, starts, eng_rows, per_slot, args, ctx, log) -> None:
     """The edit space's ceiling: the same random mutations kept when the rater's hidden utility
-    rises (a perfect reward model), at the engine's evaluations per slot, on the first slots."""
+    rises (a perfect reward model; unclipped, so that it also climbs from the floor), at the
+    engine's evaluations per slot, on the first slots. Gains are reported in the clipped utility."""
     rm, gen, tok, rater, _, lm_weight = ctx
     k = args.oracle_slots
-    oracle = climb(starts[:k], rm, gen, tok, per_slot, 0.0, lm_weight, args.seed, args.edit,
-                   objective=lambda rows: rater.utility([domains.decode(tok, x) for x in rows]))
+    memo: dict[str, float] = {}
+
+    def hidden(rows):  # the unclipped utility: the clipped one is flat for tunes at the floor
+        texts = [domains.decode(tok, x) for x in rows]
+        for t in texts:
+            if t not in memo:
+                memo[t] = rewardmodels.unclipped_utility(t, rater.length_aware)
+        return np.array([memo[t] for t in texts])
+
+    oracle = climb(starts[:k], rm, gen, tok, per_slot, 0.0, lm_weight, args.seed, args.edit, objective=hidden)
     rows_o, _, wall_o, evals_o = oracle["evals"]
     s = summarise("oracle_hill_climb_equal_evals", rows_o, starts[:k], ctx, 0.0, wall_o, evals_o)
     s["note"] = ("climbs the hidden utility itself; a ceiling for editing in this edit space at this "

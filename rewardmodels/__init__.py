@@ -26,7 +26,7 @@ from ._recipes import (
     train_recipe,
 )
 from ._raters import VERDICTS, JudgeRater, Rater, judge_pairs
-from ._simulated import FLOOR, INVALID, TIE_RATE, SimulatedRater, checked_utility, music_features, text_key
+from ._simulated import FLOOR, INVALID, TIE_RATE, SimulatedRater, checked_utility, music_features, text_key, unclipped_utility
 from ._train import (
     RewardTrainConfig,
     bradley_terry_loss,
@@ -67,7 +67,7 @@ __all__ = [
     "SESSION_VERDICTS", "RatingPair", "RatingSession", "check_rater", "split_pair_id",
     "item_id", "read_jsonl", "POOLINGS", "BAR_POOLINGS", "ANNOTATIONS", "bar_pool", "bar_token_ids", "pool_annotations", "token_texts", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_attention_query", "fit_head",
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
-    "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "checked_utility", "music_features", "text_key",
+    "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "checked_utility", "music_features", "text_key", "unclipped_utility",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
     "training_rows", "BASELINE", "PRACTICAL", "PRACTICAL_BAR_AWARE", "PRACTICAL_ENDING", "PRACTICAL_ATTENTION", "PRACTICAL_MUSIC",
     "RECIPES", "RatingPool", "Recipe", "fit_model", "fit_recipe", "make_pool", "root_groups", "scale_recipe",

@@ -142,7 +142,19 @@ def utility_of(features: dict[str, float] | None, length_aware: bool = True) -> 
         return INVALID
     centre, scale = (CENTRE, SCALE) if length_aware else (LEGACY_CENTRE, LEGACY_SCALE)
     raw = sum(WEIGHTS[k] * features[k] for k in WEIGHTS)
-    return float(np.clip((raw - centre) / scale, FLOOR, 6.0))
+    return float(np.clip((raw - centre) / scale, FLOOR, 6.0))  # unclipped_utility: the same without the clip
+
+
+def unclipped_utility(text: str, length_aware: bool = True) -> float:
+    """The utility before its clip to [FLOOR, 6], -inf for an invalid tune (below every valid one,
+    however bad): not flat at the floor, so a search that climbs the hidden utility itself (an
+    oracle editor) sees which edits help a tune sitting there. Not what the rater compares: that is
+    `utility_of`."""
+    features = music_features(text, length_aware=length_aware)
+    if features is None:
+        return -math.inf
+    centre, scale = (CENTRE, SCALE) if length_aware else (LEGACY_CENTRE, LEGACY_SCALE)
+    return float((sum(WEIGHTS[k] * features[k] for k in WEIGHTS) - centre) / scale)
 
 
 def checked_utility(job: tuple):

@@ -208,3 +208,12 @@ def test_length_aware_repeat_term_and_the_old_rater(small_texts):
     assert not np.allclose(u_new, u_old)
     through_pool = SimulatedRater(length_aware=False).utility(small_texts[:12], pool=_RecordingPool())
     assert through_pool.tolist() == u_old.tolist()  # worker processes score with the rater's own target
+
+
+def test_unclipped_utility_orders_tunes_the_clip_ties():
+    from rewardmodels import unclipped_utility
+
+    r = SimulatedRater()
+    assert r.utility([BAD])[0] == FLOOR  # clipped: every tune this bad ties at the floor
+    assert unclipped_utility(BAD) < FLOOR and unclipped_utility(GOOD) == pytest.approx(r.utility([GOOD])[0])
+    assert unclipped_utility(BROKEN) == -np.inf < unclipped_utility(BAD)
