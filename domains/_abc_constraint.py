@@ -95,6 +95,34 @@ def _tuplet(spec: str, compound: bool) -> tuple[int, Fraction]:
     return r, Fraction(q, p)
 
 
+# Modes in which a slot is read before it is overwritten (`_Tracker.live_key`).
+_HEADER_MODES = frozenset({"hl", "hf0", "hf"})
+_VALUE_MODES = frozenset({"bf0", "bf", "ifield", "tup"})  # `field` / `value` in the body
+_CHORD_MODES = frozenset({"chord", "chord_len"})
+_ITEM_MODES = frozenset({"note", "chord", "chord_len"})  # a pending item: `base`
+_BRK_MODES = frozenset({"note", "chord", "chord_len", "brk"})
+# Modes whose characters are read one by one (field values: any letter may or may not continue
+# a key); in every other mode characters of one `_char_class` are interchangeable.
+_SPELLED_MODES = frozenset({"hl", "hf0", "hf", "bf", "ifield"})
+
+
+_NAMED = NOTE_LETTERS | RESTS | ACCIDENTALS | DECORATIONS | INERT | frozenset("0123456789/,'<>|:\n[](){}MLK")
+
+
+def _char_class(piece: str) -> str:
+    """Tokens of one class have the same effect on a body state, so `ABCConstraint.allowed` tries
+    one of each: the grammar tests note letters, ornaments (but ``M``/``L``, also field names) and
+    characters it never names only for membership in their set; every other character is its own
+    class, and so is every piece longer than one character."""
+    if len(piece) != 1 or piece.isdigit():
+        return piece
+    if piece in NOTE_LETTERS:
+        return "note"
+    if piece in DECORATIONS and piece not in "ML":
+        return "ornament"
+    return piece if piece in _NAMED else "unnamed"
+
+
 class _Dead(Exception):
     """The character cannot follow; the token is masked."""
 
@@ -124,12 +152,37 @@ class _Tracker:
         self.notes = self.grace_notes = 0
 
     def key(self) -> tuple:
+        """The whole state (the reference path's cache key)."""
         return tuple(getattr(self, s) for s in self.__slots__[:-2]) + (self.notes > 0, self.grace_notes > 0)
 
+    def live_key(self) -> tuple:
+        """The parts of the state that can still change what follows: two states with the same
+        live key allow the same tokens. Leaves out what the next characters overwrite before
+        reading it (a header title's text, the last item's length outside a broken rhythm, a
+        finished chord's notes...), so that more states share one mask."""
+        m = self.mode
+        header = m in _HEADER_MODES
+        if header:  # which fields were seen matters, not their order; of X: only the number's length,
+            seen, _, value = self.value.partition("=")  # of a free text (T:) nothing
+            value = (value if self.field in "MLK" else len(value) if self.field == "X" else "", "".join(sorted(seen)))
+        else:
+            value = self.value if m in _VALUE_MODES else ""
+        chord = m in _CHORD_MODES
+        return (m, self.field if header or m in _VALUE_MODES else "", value, self.meter, self.has_meter, self.unit,
+                self.cur, self.base if m in _ITEM_MODES else 0, self.spec,
+                self.chord_spec if chord else "", self.chord_notes if chord else 0, self.acc,
+                self.tup_left, self.tup_ratio if self.tup_left else 1, self.broken,
+                self.brk if m in _BRK_MODES else "", self.last if m == "brk" else 0, self.inert,
+                self.rest if m == "note" else False, self.notes > 0, self.grace_notes > 0 if m == "grace" else False)
+
     def copy(self) -> "_Tracker":
-        new = _Tracker.__new__(_Tracker)
-        for s in self.__slots__:
-            setattr(new, s, getattr(self, s))
+        new = _new_tracker(_Tracker)
+        new.mode, new.field, new.value = self.mode, self.field, self.value
+        new.meter, new.has_meter, new.unit, new.cur = self.meter, self.has_meter, self.unit, self.cur
+        new.base, new.spec, new.chord_spec, new.chord_notes = self.base, self.spec, self.chord_spec, self.chord_notes
+        new.acc, new.tup_left, new.tup_ratio = self.acc, self.tup_left, self.tup_ratio
+        new.broken, new.brk, new.last, new.inert = self.broken, self.brk, self.last, self.inert
+        new.rest, new.notes, new.grace_notes = self.rest, self.notes, self.grace_notes
         return new
 
     # -- durations -------------------------------------------------------------------------------
@@ -487,16 +540,24 @@ class _Tracker:
                 and self.broken == 1 and (self.meter is None or self.cur + self.pending() <= self.meter))
 
 
+_new_tracker = object.__new__
+
+
 class ABCConstraint:
     """Which tokens may come next in an ABC sample (see the module docstring).
 
     tokenizer: the generator's tokenizer (each token is followed through its decoded characters).
     meters / units / keys: allowed ``M:``, ``L:`` and ``K:`` values (`from_texts` takes them from a
     corpus).
+    reference: compute masks the plain way, kept as the yardstick for the fast one (same masks,
+    same samples; the tests and `benchmarks/throughput.py` compare them): every token tried on
+    every new state, durations as exact fractions, masks cached by the whole state. The fast way
+    tries one token per `_char_class`, counts durations in integer ticks and caches masks by the
+    state's live parts (`_Tracker.live_key`).
     """
 
     def __init__(self, tokenizer, meters: Iterable[str] = DEFAULT_METERS, units: Iterable[str] = DEFAULT_UNITS,
-                 keys: Iterable[str] = DEFAULT_KEYS) -> None:
+                 keys: Iterable[str] = DEFAULT_KEYS, reference: bool = False) -> None:
         from ._tokenizer import decode
 
         self.values = {"M": frozenset(meters), "L": frozenset(units), "K": frozenset(keys)}
@@ -508,6 +569,18 @@ class ABCConstraint:
         self.eos, self.bos = tokenizer.eos_token_id, tokenizer.bos_token_id
         self.vocab_size = len(tokenizer)
         self.pieces = ["" if i in self.special or i == self.eos else decode(tokenizer, [i]) for i in range(self.vocab_size)]
+        self.reference = reference
+        classes: dict[str, list[int]] = {}
+        for i, piece in enumerate(self.pieces):
+            if i not in self.special and i != self.eos:
+                classes.setdefault(_char_class(piece), []).append(i)
+        self._classes = list(classes.values())  # token ids, grouped by `_char_class`
+        spelled: dict[str, list[int]] = {}  # in field values: characters no allowed value has are alike
+        named = FIELD_NAMES | frozenset("0123456789:\n]").union(*(v for vals in self.values.values() for v in vals))
+        for i, piece in enumerate(self.pieces):
+            if i not in self.special and i != self.eos:
+                spelled.setdefault(piece if len(piece) != 1 or piece in named or piece.isdigit() else "", []).append(i)
+        self._spelled_classes = list(spelled.values())
         self._cache: dict[tuple, torch.Tensor] = {}
 
     @classmethod
@@ -577,11 +650,26 @@ class ABCConstraint:
 
     def allowed(self, state: _Tracker) -> torch.Tensor:
         """(v,) bool: the tokens that may follow `state` (at least the end token if nothing else)."""
-        key = state.key()
+        key = state.key() if self.reference else state.live_key()
         mask = self._cache.get(key)
         if mask is None:
-            mask = torch.tensor([self.advance(state, i) is not None for i in range(self.vocab_size)])
+            mask = self._reference_mask(state) if self.reference else self._mask(state)
             if not mask.any():
                 mask[self.eos] = True  # a dead end: stop rather than write something invalid
             self._cache[key] = mask
         return mask
+
+    def _reference_mask(self, state: _Tracker) -> torch.Tensor:
+        return torch.tensor([self.advance(state, i) is not None for i in range(self.vocab_size)])
+
+    def _mask(self, state: _Tracker) -> torch.Tensor:
+        """The mask with one `advance` per token class: by `_char_class` in the body; where field
+        values are spelled out, each character any allowed value (or field syntax) has is its own
+        class and all others form one."""
+        ok = [False] * self.vocab_size
+        ok[self.eos] = state.can_end()
+        for ids in self._spelled_classes if state.mode in _SPELLED_MODES else self._classes:
+            if self.advance(state, ids[0]) is not None:
+                for i in ids:
+                    ok[i] = True
+        return torch.tensor(ok)
