@@ -101,14 +101,14 @@ def _least_ratio(spec: str) -> tuple[int, int]:
     return v.numerator, v.denominator
 
 
-def _tuplet(spec: str, compound: bool) -> tuple[int, tuple[int, int]]:
-    """``(p:q:r`` -> (r notes affected, ratio q/p as (q, p))."""
+def _tuplet(spec: str, compound: bool) -> tuple[int, Fraction]:
+    """``(p:q:r`` -> (r notes affected, ratio q/p)."""
     parts = spec.split(":")
     p = int(parts[0])
     default_q = {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
     q = int(parts[1]) if len(parts) > 1 and parts[1] else default_q
     r = int(parts[2]) if len(parts) > 2 and parts[2] else p
-    return r, (q, p)
+    return r, Fraction(q, p)
 
 
 def _scale(x, num: int, den: int):
@@ -302,7 +302,8 @@ class _Tracker:
             if (ch == ":" and self.value.count(":") < 2) or (ch in "23456789" and self.value[-1] == ":"):
                 self.value += ch
                 return
-            self.tup_left, self.tup_ratio = _tuplet(self.value, self._compound())
+            self.tup_left, ratio = _tuplet(self.value, self._compound())
+            self.tup_ratio = ratio.numerator, ratio.denominator
             self.mode = "b"
             return self.feed(ch, c)
         if m == "paren":
