@@ -26,10 +26,14 @@ per table with 2 torch threads at B=64, T=256.
 
 Sampling: `domains.sample_ids` (KV-cached), batches of 1, 16 and 64 tunes, free and bar-aware
 (`domains.ABCConstraint.from_texts` over the training tunes); bar-aware with a fresh constraint
-(its mask cache cold) and again with the same one (warm).
+(its mask cache cold) and again with the same one (warm). Each row twice, side by side on the same
+seeds: the reference path (``reference=True`` of `sample_ids` and `ABCConstraint`: every row run
+to the end of its batch, every token tried on each new grammar state, fractions) and the fast one;
+`sampling_speedup` gives their ratio per row and whether the samples were the same.
 
 Writes benchmarks/results/throughput.json (--quick: throughput_quick.json) with its commit, machine
-and config (benchmarks/provenance.py); one summary line last.
+and config (benchmarks/provenance.py); ``--only sampling`` runs the sampling part alone and writes
+throughput_sampling.json (throughput_sampling_quick.json); one summary line last.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import cProfile
 import ctypes
 import gc
+import hashlib
 import inspect
 import pstats
 import time
@@ -192,41 +197,55 @@ def add_fractions(rows: list[dict], peak: float) -> None:
             r["fraction_of_matmul"] = r["flops_per_s"] / peak
 
 
-def sampling_row(gen, tok, b: int, constraint, seed: int, max_new: int) -> dict:
-    """`b` tunes in one batch from `domains.sample_ids`: tunes/s, ms/tune, tokens and FLOP/s."""
+def sampling_row(gen, tok, b: int, constraint, seed: int, max_new: int, reference: bool = False) -> dict:
+    """`b` tunes in one batch from `domains.sample_ids` (`reference`: its reference path): tunes/s,
+    ms/tune, tokens, FLOP/s and a digest of the token ids (equal digests: the same samples)."""
     cfg = domains.SampleConfig(temperature=0.8, batch_size=b, max_new_tokens=max_new)
     w0, c0 = time.perf_counter(), time.process_time()
-    rows = domains.sample_ids(gen, tok, b, cfg, seed=seed, constraint=constraint)
+    rows = domains.sample_ids(gen, tok, b, cfg, seed=seed, constraint=constraint, reference=reference)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     steps = max(len(r) for r in rows) - 1  # the prefix is BOS alone
     flops = forward_flops(gen, b * steps, 1 + steps / 2)
     return {"batch": b, "seconds": wall, "cpu_s": cpu, "tunes_per_s": b / wall, "ms_per_tune": 1000 * wall / b,
             "mean_tokens_per_tune": sum(len(r) - 1 for r in rows) / b, "steps": steps,
-            "generated_tokens_per_s": sum(len(r) - 1 for r in rows) / wall, "flops_per_s": flops / wall}
+            "generated_tokens_per_s": sum(len(r) - 1 for r in rows) / wall, "flops_per_s": flops / wall,
+            "samples_sha256": hashlib.sha256(repr(rows).encode()).hexdigest()}
 
 
-def sampling_table(gen, tok, train: list[str], batches, max_new: int, log) -> list[dict]:
-    """Free, bar-aware with a fresh constraint (cold mask cache) and bar-aware again (warm)."""
-    out = []
+def sampling_table(gen, tok, train: list[str], batches, max_new: int, log) -> tuple[list[dict], list[dict]]:
+    """(rows, speedups): free, bar-aware with a fresh constraint (cold mask cache) and bar-aware
+    again (warm), each on the reference path then the fast one with the same seed; a speedup row
+    per pair: reference ms/tune over fast ms/tune, and whether the samples were identical."""
+    out, speedups = [], []
     for b in batches:
-        grammar = domains.ABCConstraint.from_texts(tok, train)
-        for mode, con, seed in (("free", None, 0), ("bar_aware_cold", grammar, 0), ("bar_aware_warm", grammar, 1)):
-            row = {"mode": mode, **sampling_row(gen, tok, b, con, seed, max_new)}
-            out.append(row)
-            log(f"sampling {mode} b={b}: {row['ms_per_tune']:.1f} ms/tune, {row['mean_tokens_per_tune']:.0f} tokens/tune")
-    return out
+        grammars = {ref: domains.ABCConstraint.from_texts(tok, train, reference=ref) for ref in (True, False)}
+        for mode, seed in (("free", 0), ("bar_aware_cold", 0), ("bar_aware_warm", 1)):
+            pair = {}
+            for ref in (True, False):
+                con = None if mode == "free" else grammars[ref]
+                pair[ref] = {"mode": mode, "path": "reference" if ref else "fast",
+                             **sampling_row(gen, tok, b, con, seed, max_new, reference=ref)}
+                out.append(pair[ref])
+            speedups.append({"mode": mode, "batch": b, "reference_ms_per_tune": pair[True]["ms_per_tune"],
+                             "fast_ms_per_tune": pair[False]["ms_per_tune"],
+                             "speedup": pair[True]["ms_per_tune"] / pair[False]["ms_per_tune"],
+                             "same_samples": pair[True]["samples_sha256"] == pair[False]["samples_sha256"]})
+            log(f"sampling {mode} b={b}: {pair[True]['ms_per_tune']:.1f} -> {pair[False]['ms_per_tune']:.1f} ms/tune "
+                f"({speedups[-1]['speedup']:.2f}x, same samples: {speedups[-1]['same_samples']}), "
+                f"{pair[False]['mean_tokens_per_tune']:.0f} tokens/tune")
+    return out, speedups
 
 
-def sampling_profile(gen, tok, train: list[str], b: int, max_new: int) -> dict:
+def sampling_profile(gen, tok, train: list[str], b: int, max_new: int, reference: bool = False) -> dict:
     """Where bar-aware sampling's time goes: cProfile of one cold batch of `b` tunes, the time
     `sample_ids` spends in the model's forward calls, in the constraint (`allowed`, `advance`,
     `start`) and elsewhere, the share of Python's `fractions` arithmetic (the grammar's durations),
     and the constraint's mask-cache misses (distinct states: each tries every token) per mask asked."""
-    grammar = domains.ABCConstraint.from_texts(tok, train)
+    grammar = domains.ABCConstraint.from_texts(tok, train, reference=reference)
     cfg = domains.SampleConfig(temperature=0.8, batch_size=b, max_new_tokens=max_new)
     prof = cProfile.Profile()
     prof.enable()
-    domains.sample_ids(gen, tok, b, cfg, seed=0, constraint=grammar)
+    domains.sample_ids(gen, tok, b, cfg, seed=0, constraint=grammar, reference=reference)
     prof.disable()
     stats = pstats.Stats(prof).stats
     total = sum(tt for _, _, tt, _, _ in stats.values())
@@ -243,7 +262,7 @@ def sampling_profile(gen, tok, train: list[str], b: int, max_new: int) -> dict:
     asked = sum(nc for (_, _, fn), (_, nc, _, _, _) in stats.items() if fn == "allowed")
     fractions = sum(tt for (where, _, _), (_, _, tt, _, _) in stats.items() if where.endswith("fractions.py"))
     misses = len(grammar._cache)
-    return {"batch": b, "profiled_s": total, "model_forward_fraction": model / total,
+    return {"batch": b, "path": "reference" if reference else "fast", "profiled_s": total, "model_forward_fraction": model / total,
             "constraint_fraction": constraint / total, "other_fraction": 1 - (model + constraint) / total,
             "fractions_arithmetic_fraction": fractions / total,
             "masks_asked": asked, "mask_cache_misses": misses, "constraint_profiled_ms_per_miss": 1000 * constraint / misses,
@@ -254,6 +273,8 @@ def parse_args():
     ap = run_parser(__doc__, "smoke test: B in {1,16}, T 128, sampling b in {1,16} (< 60 s)")
     ap.add_argument("--min-seconds", type=float, default=1.0, help="timed calls per cell last at least this long")
     ap.add_argument("--max-new-tokens", type=int, default=255, help="sampling: tokens generated per tune at most")
+    ap.add_argument("--only", choices=("sampling",), default=None,
+                    help="run only this part (sampling: writes throughput_sampling.json)")
     ap.add_argument("--separate", action="store_true",
                     help="perturb the reward model's weights so it no longer shares the generator's pass")
     return ap.parse_args()
@@ -268,6 +289,8 @@ def main() -> None:
     train = bench_corpus(WHOLE_CHARS, True)["train"]
     tok = domains.build_char_tokenizer(train)
     gen, rm = build_models(tok, seed=args.seed, separate=args.separate)
+    if args.only == "sampling":
+        return sampling_only(args, gen, tok, train, log, wall0)
     min_s = 0.3 if q else args.min_seconds
     mm_before = matmul_flops(0.5 if q else 1.5)
     log(f"matmul {mm_before / 1e9:.1f} GFLOP/s ({args.threads} thread(s))")
@@ -291,8 +314,8 @@ def main() -> None:
             two[k]["fraction_of_one_thread_matmul"] = two[k]["flops_per_s"] / mm
         torch.set_num_threads(args.threads)
         log(f"2 threads B=64 T=256: engine {two['engine']['fraction_of_matmul']:.0%} of a 2-thread matmul")
-    sampling = sampling_table(gen, tok, train, QUICK_SAMPLE_BATCHES if q else SAMPLE_BATCHES,
-                              64 if q else args.max_new_tokens, log)
+    sampling, speedups = sampling_table(gen, tok, train, QUICK_SAMPLE_BATCHES if q else SAMPLE_BATCHES,
+                                        64 if q else args.max_new_tokens, log)
     for r in sampling:
         r["fraction_of_matmul"] = r["flops_per_s"] / mm
     profile = sampling_profile(gen, tok, train, 16, 64 if q else args.max_new_tokens)
@@ -304,10 +327,38 @@ def main() -> None:
     out = {"benchmark": "throughput", "quick": q, "definitions": DEFINITIONS,
            "matmul_flops_per_s_before": mm_before, "matmul_flops_per_s_after": mm_after, "matmul_flops_per_s": mm,
            "engine_step": engine, "exact_scoring": exact, "two_threads": two, "sampling": sampling,
-           "sampling_profile_bar_aware": profile,
+           "sampling_speedup": speedups, "sampling_profile_bar_aware": profile,
            "total_wall_s": time.perf_counter() - wall0}
     path = write_result(RESULTS / f"throughput{'_quick' if q else ''}.json", out, config)
     print(summary_line(out, path))
+
+
+def sampling_only(args, gen, tok, train: list[str], log, wall0: float) -> None:
+    """The sampling part alone (reference and fast paths, profiles of both at b=16), with the
+    matmul reference for FLOP/s fractions; writes throughput_sampling[_quick].json."""
+    q = args.quick
+    max_new = 64 if q else args.max_new_tokens
+    mm_before = matmul_flops(0.5 if q else 1.5)
+    sampling, speedups = sampling_table(gen, tok, train, QUICK_SAMPLE_BATCHES if q else SAMPLE_BATCHES, max_new, log)
+    mm = (mm_before + matmul_flops(0.5 if q else 1.5)) / 2
+    for r in sampling:
+        r["fraction_of_matmul"] = r["flops_per_s"] / mm
+    profiles = {ref: sampling_profile(gen, tok, train, 16, max_new, reference=ref) for ref in (True, False)}
+    for p in profiles.values():
+        log(f"bar-aware b=16 profile, {p['path']}: model {p['model_forward_fraction']:.0%}, constraint "
+            f"{p['constraint_fraction']:.0%}, {p['mask_cache_misses']} misses / {p['masks_asked']} masks")
+    config = {**vars(args), "sample_batches": QUICK_SAMPLE_BATCHES if q else SAMPLE_BATCHES, "max_new_used": max_new,
+              "generator": dict(n_layer=2, n_head=2, n_embd=64, n_positions=WHOLE_CHARS + 2, vocab=len(tok))}
+    out = {"benchmark": "throughput_sampling", "quick": q, "definitions": DEFINITIONS, "matmul_flops_per_s": mm,
+           "sampling": sampling, "sampling_speedup": speedups, "sampling_profile_bar_aware": profiles[False],
+           "sampling_profile_bar_aware_reference": profiles[True], "total_wall_s": time.perf_counter() - wall0}
+    path = write_result(RESULTS / f"throughput_sampling{'_quick' if q else ''}.json", out, config)
+    s = {(r["mode"], r["batch"]): r for r in speedups}
+    sb = max(k[1] for k in s)
+    print(f"throughput sampling{' (quick)' if q else ''} b={sb}: free {s[('free', sb)]['reference_ms_per_tune']:.1f} -> "
+          f"{s[('free', sb)]['fast_ms_per_tune']:.1f} ms/tune, bar-aware {s[('bar_aware_cold', sb)]['reference_ms_per_tune']:.1f}"
+          f" -> {s[('bar_aware_cold', sb)]['fast_ms_per_tune']:.1f} ms/tune (cold); same samples: "
+          f"{all(r['same_samples'] for r in speedups)}; {path}")
 
 
 def summary_line(out: dict, path) -> str:
@@ -318,7 +369,7 @@ def summary_line(out: dict, path) -> str:
     b = 64 if at(out["engine_step"], 64, 256) else max(r["batch"] for r in out["engine_step"] if "flops_per_s" in r)
     t = 256 if at(out["engine_step"], b, 256) else out["engine_step"][0]["length"]
     e, x = at(out["engine_step"], b, t), at(out["exact_scoring"], b, t)
-    s = {(r["mode"], r["batch"]): r for r in out["sampling"]}
+    s = {(r["mode"], r["batch"]): r for r in out["sampling"] if r.get("path", "fast") == "fast"}
     sb = max(k[1] for k in s)
     return (f"throughput{' (quick)' if out['quick'] else ''}: engine step B={b} T={t} {e['sequences_per_s']:.1f} seq/s, "
             f"{e['fraction_of_matmul']:.0%} of matmul FLOP/s; exact scoring {x['sequences_per_s']:.1f} seq/s, "

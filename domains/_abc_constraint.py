@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
+from math import lcm
 from typing import Iterable, Sequence
 
 import torch
@@ -85,6 +87,20 @@ def _least(spec: str) -> Fraction:
     return _spec_value(spec) / (2 if spec.endswith("/") and not spec.endswith("//") else 1)
 
 
+@lru_cache(maxsize=None)
+def _value_ratio(spec: str) -> tuple[int, int]:
+    """`_spec_value` as (numerator, denominator)."""
+    v = _spec_value(spec)
+    return v.numerator, v.denominator
+
+
+@lru_cache(maxsize=None)
+def _least_ratio(spec: str) -> tuple[int, int]:
+    """`_least` as (numerator, denominator)."""
+    v = _least(spec)
+    return v.numerator, v.denominator
+
+
 def _tuplet(spec: str, compound: bool) -> tuple[int, Fraction]:
     """``(p:q:r`` -> (r notes affected, ratio q/p)."""
     parts = spec.split(":")
@@ -93,6 +109,55 @@ def _tuplet(spec: str, compound: bool) -> tuple[int, Fraction]:
     q = int(parts[1]) if len(parts) > 1 and parts[1] else default_q
     r = int(parts[2]) if len(parts) > 2 and parts[2] else p
     return r, Fraction(q, p)
+
+
+def _scale(x, num: int, den: int):
+    """``x * num / den`` exactly: a duration in integer ticks stays an integer (the tick, see
+    `ticks_per_whole`, is chosen so that it divides), one held as a `Fraction` stays a fraction."""
+    if type(x) is int:
+        q, r = divmod(x * num, den)
+        if r:
+            raise ArithmeticError(f"{x} ticks x {num}/{den} is not a whole number of ticks; the tick is too coarse")
+        return q
+    return x * num / den
+
+
+def ticks_per_whole(meters: Iterable[Fraction], units: Iterable[Fraction]) -> int:
+    """Ticks in a whole note such that every duration the grammar forms is a whole number of
+    ticks: bar lengths and unit lengths (their denominators), times broken rhythm (quarters of a
+    length), tuplet ratios q/p (p <= 9), two length specs (a chord's and its notes', ``/16`` at
+    the finest), the quarter a pending length may still shrink to (slashes, and once more in a
+    chord) and the quarter of the last length that a second ``>`` moves."""
+    base = lcm(8, 16, *(m.denominator for m in meters), *(u.denominator for u in units))
+    return base * 4 * lcm(*range(2, 10)) * 16 * 16 * 16 * 4
+
+
+# Modes in which a slot is read before it is overwritten (`_Tracker.live_key`).
+_HEADER_MODES = frozenset({"hl", "hf0", "hf"})
+_VALUE_MODES = frozenset({"bf0", "bf", "ifield", "tup"})  # `field` / `value` in the body
+_CHORD_MODES = frozenset({"chord", "chord_len"})
+_ITEM_MODES = frozenset({"note", "chord", "chord_len"})  # a pending item: `base`
+_BRK_MODES = frozenset({"note", "chord", "chord_len", "brk"})
+# Modes whose characters are read one by one (field values: any letter may or may not continue
+# a key); in every other mode characters of one `_char_class` are interchangeable.
+_SPELLED_MODES = frozenset({"hl", "hf0", "hf", "bf", "ifield"})
+
+
+_NAMED = NOTE_LETTERS | RESTS | ACCIDENTALS | DECORATIONS | INERT | frozenset("0123456789/,'<>|:\n[](){}MLK")
+
+
+def _char_class(piece: str) -> str:
+    """Tokens of one class have the same effect on a body state, so `ABCConstraint.allowed` tries
+    one of each: the grammar tests note letters, ornaments (but ``M``/``L``, also field names) and
+    characters it never names only for membership in their set; every other character is its own
+    class, and so is every piece longer than one character."""
+    if len(piece) != 1 or piece.isdigit():
+        return piece
+    if piece in NOTE_LETTERS:
+        return "note"
+    if piece in DECORATIONS and piece not in "ML":
+        return "ornament"
+    return piece if piece in _NAMED else "unnamed"
 
 
 class _Dead(Exception):
@@ -104,52 +169,80 @@ class _Tracker:
 
     __slots__ = ("mode", "field", "value", "meter", "has_meter", "unit", "cur", "base", "spec",
                  "chord_spec", "chord_notes", "acc", "tup_left", "tup_ratio", "broken", "brk", "last", "inert", "rest",
-                 "notes", "grace_notes")
+                 "notes", "grace_notes", "one")
 
-    def __init__(self) -> None:
+    def __init__(self, one: int | Fraction = Fraction(1)) -> None:
+        # durations are numbers of `one` (a whole note): integer ticks, or fractions (one = 1)
+        self.one = one
         self.mode = "hl"  # hl header line start | hf0/hf header field | bl body line start | b body ...
         self.field = self.value = ""
-        self.meter: Fraction | None = None
+        self.meter: int | Fraction | None = None
         self.has_meter = False
-        self.unit: Fraction | None = None
-        self.cur = Fraction(0)  # finished durations in the current bar
-        self.base = Fraction(0)  # the pending note/chord's length before its own length spec
+        self.unit: int | Fraction | None = None
+        self.cur = 0  # finished durations in the current bar
+        self.base = 0  # the pending note/chord's length before its own length spec
         self.spec = ""  # the pending item's length characters
         self.chord_spec, self.chord_notes = "", 0
         self.acc = ""  # accidentals waiting for their note letter
-        self.tup_left, self.tup_ratio = 0, Fraction(1)
-        self.broken, self.brk, self.last = Fraction(1), "", Fraction(0)
+        self.tup_left, self.tup_ratio = 0, (1, 1)  # ratio (q, p): q notes' time for p
+        self.broken, self.brk, self.last = 4, "", 0  # broken: the next item's length factor, in quarters
         self.inert = 0  # ornaments in a row
         self.rest = False  # the pending item is a rest
         self.notes = self.grace_notes = 0
 
     def key(self) -> tuple:
-        return tuple(getattr(self, s) for s in self.__slots__[:-2]) + (self.notes > 0, self.grace_notes > 0)
+        """The whole state (the reference path's cache key)."""
+        return tuple(getattr(self, s) for s in self.__slots__[:-3]) + (self.notes > 0, self.grace_notes > 0)
+
+    def live_key(self) -> tuple:
+        """The parts of the state that can still change what follows: two states with the same
+        live key allow the same tokens. Leaves out what the next characters overwrite before
+        reading it (a header title's text, the last item's length outside a broken rhythm, a
+        finished chord's notes...), so that more states share one mask."""
+        m = self.mode
+        header = m in _HEADER_MODES
+        if header:  # which fields were seen matters, not their order; of X: only the number's length,
+            seen, _, value = self.value.partition("=")  # of a free text (T:) nothing
+            value = (value if self.field in "MLK" else len(value) if self.field == "X" else "", "".join(sorted(seen)))
+        else:
+            value = self.value if m in _VALUE_MODES else ""
+        chord = m in _CHORD_MODES
+        return (m, self.field if header or m in _VALUE_MODES else "", value, self.meter, self.has_meter, self.unit,
+                self.cur, self.base if m in _ITEM_MODES else 0, self.spec,
+                self.chord_spec if chord else "", self.chord_notes if chord else 0, self.acc,
+                self.tup_left, self.tup_ratio if self.tup_left else (1, 1), self.broken,
+                self.brk if m in _BRK_MODES else "", self.last if m == "brk" else 0, self.inert,
+                self.rest if m == "note" else False, self.notes > 0, self.grace_notes > 0 if m == "grace" else False)
 
     def copy(self) -> "_Tracker":
-        new = _Tracker.__new__(_Tracker)
-        for s in self.__slots__:
-            setattr(new, s, getattr(self, s))
+        new = _new_tracker(_Tracker)
+        new.mode, new.field, new.value = self.mode, self.field, self.value
+        new.meter, new.has_meter, new.unit, new.cur = self.meter, self.has_meter, self.unit, self.cur
+        new.base, new.spec, new.chord_spec, new.chord_notes = self.base, self.spec, self.chord_spec, self.chord_notes
+        new.acc, new.tup_left, new.tup_ratio = self.acc, self.tup_left, self.tup_ratio
+        new.broken, new.brk, new.last, new.inert = self.broken, self.brk, self.last, self.inert
+        new.rest, new.notes, new.grace_notes, new.one = self.rest, self.notes, self.grace_notes, self.one
         return new
 
     # -- durations -------------------------------------------------------------------------------
-    def pending(self) -> Fraction:
+    def pending(self):
         if self.mode == "note":
-            return self.base * _spec_value(self.spec)
+            return _scale(self.base, *_value_ratio(self.spec))
         if self.mode in ("chord", "chord_len"):
-            return self.base * _spec_value(self.chord_spec) * _spec_value(self.spec if self.mode == "chord_len" else "")
-        return Fraction(0)
+            chord = _scale(self.base, *_value_ratio(self.chord_spec))
+            return _scale(chord, *_value_ratio(self.spec)) if self.mode == "chord_len" else chord
+        return 0
 
-    def lower_bound(self) -> Fraction:
+    def lower_bound(self):
         """The shortest the pending item can still become (``A`` may still be ``A//``)."""
         if self.mode == "note":
-            return self.base * _least(self.spec)
+            return _scale(self.base, *_least_ratio(self.spec))
         if self.mode == "chord":  # the outer length may still quarter it; the first note's own
-            first = _least(self.chord_spec) if self.chord_notes < 2 else _spec_value(self.chord_spec)
-            return self.base * first / 4  # length is fixed once a second note starts
+            num, den = _least_ratio(self.chord_spec) if self.chord_notes < 2 else _value_ratio(self.chord_spec)
+            return _scale(self.base, num, den * 4)  # length is fixed once a second note starts
         if self.mode == "chord_len":
-            return self.base * _spec_value(self.chord_spec) * _least(self.spec)
-        return Fraction(0)
+            return _scale(_scale(self.base, *_value_ratio(self.chord_spec)), *_least_ratio(self.spec))
+        return 0
 
     def _fits(self) -> None:
         if self.meter is not None and self.cur + self.lower_bound() > self.meter:
@@ -157,28 +250,32 @@ class _Tracker:
 
     def full(self) -> bool:
         """No note fits in the current bar any more."""
-        base = self._unit() * self.broken * (self.tup_ratio if self.tup_left else 1)
-        return self.meter is not None and self.cur + base / 4 > self.meter
+        if self.meter is None:
+            return False
+        base = _scale(self._unit(), self.broken, 4)
+        if self.tup_left:
+            base = _scale(base, *self.tup_ratio)
+        return 4 * self.cur + base > 4 * self.meter
 
     def _room(self) -> None:
         """A note must follow (after an accidental or a broken rhythm): is there room for one?"""
         if self.full():
             raise _Dead
 
-    def _unit(self) -> Fraction:
+    def _unit(self):
         if self.unit is not None:
             return self.unit
-        return Fraction(1, 16) if self.meter is not None and self.meter < Fraction(3, 4) else Fraction(1, 8)
+        return _scale(self.one, 1, 16 if self.meter is not None and 4 * self.meter < 3 * self.one else 8)
 
     def _start_item(self) -> None:
         """A note, rest or chord begins: it takes the tuplet and broken-rhythm factors."""
-        self.base = self._unit() * self.broken
+        self.base = _scale(self._unit(), self.broken, 4)
         if self.tup_left:
-            self.base *= self.tup_ratio
+            self.base = _scale(self.base, *self.tup_ratio)
             self.tup_left -= 1
         # "*" marks a note that is itself the short/long half of a broken rhythm (no chaining)
-        self.brk = "*" if self.broken != 1 else ""
-        self.broken, self.spec, self.rest = Fraction(1), "", False
+        self.brk = "*" if self.broken != 4 else ""
+        self.broken, self.spec, self.rest = 4, "", False
         self.notes += 1
 
     def _finish(self) -> None:
@@ -205,7 +302,8 @@ class _Tracker:
             if (ch == ":" and self.value.count(":") < 2) or (ch in "23456789" and self.value[-1] == ":"):
                 self.value += ch
                 return
-            self.tup_left, self.tup_ratio = _tuplet(self.value, self._compound())
+            self.tup_left, ratio = _tuplet(self.value, self._compound())
+            self.tup_ratio = ratio.numerator, ratio.denominator
             self.mode = "b"
             return self.feed(ch, c)
         if m == "paren":
@@ -255,7 +353,7 @@ class _Tracker:
             self.mode, self.acc = "acc", ch
             return self._room()
         if ch == "|":
-            self.cur, self.mode = Fraction(0), "bar"
+            self.cur, self.mode = 0, "bar"
             return
         if ch.isdigit():  # volta number right after a bar line: |1 :|2
             if prev == "bar" and ch in "123456789":
@@ -310,13 +408,13 @@ class _Tracker:
         if self.mode in ("note", "chord_len"):
             self._finish()
             self.brk = ""
-        step = Fraction(1, 2) if not self.brk else Fraction(1, 4)
+        step = 1 if self.brk else 2  # quarters: half the last length, then a quarter more (>>)
         if ch == ">":
-            self.cur += self.last * step
-            self.broken = self.broken - step if self.brk else Fraction(1, 2)
+            self.cur += _scale(self.last, step, 4)
+            self.broken = self.broken - step if self.brk else 2
         else:
-            self.cur -= self.last * step
-            self.broken = self.broken + step if self.brk else Fraction(3, 2)
+            self.cur -= _scale(self.last, step, 4)
+            self.broken = self.broken + step if self.brk else 6
         self.brk += ch
         self.mode = "brk"
         self._fits()
@@ -340,7 +438,7 @@ class _Tracker:
             self._fits()
             return self._inside(ch)
         if ch == "|":
-            self.cur, self.mode = Fraction(0), "bar"
+            self.cur, self.mode = 0, "bar"
             return
         if ch in "1234" and self.mode == "lbb":  # [1 [2: endings, after a bar line or at a line start
             self.mode = "volta"
@@ -378,7 +476,8 @@ class _Tracker:
                 raise _Dead
             if not self.acc:  # a new note starts: the previous one is complete, and must fit
                 self._same_length()
-                fixed = self.base * _spec_value(self.chord_spec) / 4
+                num, den = _value_ratio(self.chord_spec)
+                fixed = _scale(self.base, num, den * 4)
                 if chord and n and self.meter is not None and self.cur + fixed > self.meter:
                     raise _Dead
             self.acc += ch
@@ -419,7 +518,8 @@ class _Tracker:
             raise _Dead
 
     def _compound(self) -> bool:
-        return self.meter is not None and self.meter.denominator == 8 and self.meter.numerator in (6, 9, 12)
+        meter = None if self.meter is None else Fraction(self.meter) / self.one
+        return meter is not None and meter.denominator == 8 and meter.numerator in (6, 9, 12)
 
     # -- header and field lines --------------------------------------------------------------------
     def _header(self, ch: str, c: "ABCConstraint") -> None:
@@ -476,15 +576,20 @@ class _Tracker:
     def _apply_field(self, field: str, value: str, c: "ABCConstraint") -> None:
         if field == "M":
             meter = meter_length(value)
+            meter = None if meter is None else _scale(self.one, meter.numerator, meter.denominator)
             if meter is not None and self.cur > meter:
                 raise _Dead  # a shorter meter mid-bar: the bar would already be too long
             self.meter, self.has_meter = meter, True
         elif field == "L":
-            self.unit = _unit_length(value)
+            unit = _unit_length(value)
+            self.unit = None if unit is None else _scale(self.one, unit.numerator, unit.denominator)
 
     def can_end(self) -> bool:
         return (self.mode in ("b", "bl", "bar", "colon", "volta", "note", "chord_len") and self.notes > 0
-                and self.broken == 1 and (self.meter is None or self.cur + self.pending() <= self.meter))
+                and self.broken == 4 and (self.meter is None or self.cur + self.pending() <= self.meter))
+
+
+_new_tracker = object.__new__
 
 
 class ABCConstraint:
@@ -493,10 +598,15 @@ class ABCConstraint:
     tokenizer: the generator's tokenizer (each token is followed through its decoded characters).
     meters / units / keys: allowed ``M:``, ``L:`` and ``K:`` values (`from_texts` takes them from a
     corpus).
+    reference: compute masks the plain way, kept as the yardstick for the fast one (same masks,
+    same samples; the tests and `benchmarks/throughput.py` compare them): every token tried on
+    every new state, durations as exact fractions, masks cached by the whole state. The fast way
+    tries one token per `_char_class`, counts durations in integer ticks and caches masks by the
+    state's live parts (`_Tracker.live_key`).
     """
 
     def __init__(self, tokenizer, meters: Iterable[str] = DEFAULT_METERS, units: Iterable[str] = DEFAULT_UNITS,
-                 keys: Iterable[str] = DEFAULT_KEYS) -> None:
+                 keys: Iterable[str] = DEFAULT_KEYS, reference: bool = False) -> None:
         from ._tokenizer import decode
 
         self.values = {"M": frozenset(meters), "L": frozenset(units), "K": frozenset(keys)}
@@ -508,12 +618,27 @@ class ABCConstraint:
         self.eos, self.bos = tokenizer.eos_token_id, tokenizer.bos_token_id
         self.vocab_size = len(tokenizer)
         self.pieces = ["" if i in self.special or i == self.eos else decode(tokenizer, [i]) for i in range(self.vocab_size)]
+        self.reference = reference
+        self.one = Fraction(1) if reference else ticks_per_whole(
+            [m for m in map(meter_length, self.values["M"]) if m is not None],
+            [u for u in map(_unit_length, self.values["L"]) if u is not None])
+        classes: dict[str, list[int]] = {}
+        for i, piece in enumerate(self.pieces):
+            if i not in self.special and i != self.eos:
+                classes.setdefault(_char_class(piece), []).append(i)
+        self._classes = list(classes.values())  # token ids, grouped by `_char_class`
+        spelled: dict[str, list[int]] = {}  # in field values: characters no allowed value has are alike
+        named = FIELD_NAMES | frozenset("0123456789:\n]").union(*(v for vals in self.values.values() for v in vals))
+        for i, piece in enumerate(self.pieces):
+            if i not in self.special and i != self.eos:
+                spelled.setdefault(piece if len(piece) != 1 or piece in named or piece.isdigit() else "", []).append(i)
+        self._spelled_classes = list(spelled.values())
         self._cache: dict[tuple, torch.Tensor] = {}
 
     @classmethod
-    def from_texts(cls, tokenizer, texts: Sequence[str], min_count: int = 1) -> "ABCConstraint":
+    def from_texts(cls, tokenizer, texts: Sequence[str], min_count: int = 1, reference: bool = False) -> "ABCConstraint":
         """Allowed header values = those of `texts` (seen at least `min_count` times) that
-        `validate_abc` accepts."""
+        `validate_abc` accepts; `reference` as for the constructor."""
         from collections import Counter
 
         from ._abc import _KEY, _METER
@@ -526,7 +651,8 @@ class ABCConstraint:
         ok = {"M": lambda v: _METER.match(v) and meter_length(v) is not None,
               "L": lambda v: _unit_length(v) is not None, "K": lambda v: _KEY.match(v)}
         vals = {f: [v for v, n in cnt.items() if n >= min_count and ok[f](v)] for f, cnt in counts.items()}
-        return cls(tokenizer, vals["M"] or DEFAULT_METERS, vals["L"] or DEFAULT_UNITS, vals["K"] or DEFAULT_KEYS)
+        return cls(tokenizer, vals["M"] or DEFAULT_METERS, vals["L"] or DEFAULT_UNITS, vals["K"] or DEFAULT_KEYS,
+                   reference=reference)
 
     def is_prefix(self, field: str, value: str) -> bool:
         return value in self.prefixes[field]
@@ -539,7 +665,7 @@ class ABCConstraint:
         the end allowed after it). A fast screen (~1 ms for a short tune, against ~50 ms for
         `validate_abc`'s parse): what it accepts almost always passes `validate_abc` (see the tests),
         while it refuses some valid tunes (repeat marks ``::``, voices, ...)."""
-        state = _Tracker()
+        state = _Tracker(self.one)
         try:
             for ch in text:
                 state.feed(ch, self)
@@ -550,7 +676,7 @@ class ABCConstraint:
     # -- the sampler's interface ------------------------------------------------------------------
     def start(self, prefix_ids: Sequence[int]) -> _Tracker:
         """The state after `prefix_ids` (BOS, then a text prefix); raises if the prefix breaks the rules."""
-        state = _Tracker()
+        state = _Tracker(self.one)
         for tok in prefix_ids:
             if int(tok) == self.bos:
                 continue
@@ -577,11 +703,26 @@ class ABCConstraint:
 
     def allowed(self, state: _Tracker) -> torch.Tensor:
         """(v,) bool: the tokens that may follow `state` (at least the end token if nothing else)."""
-        key = state.key()
+        key = state.key() if self.reference else state.live_key()
         mask = self._cache.get(key)
         if mask is None:
-            mask = torch.tensor([self.advance(state, i) is not None for i in range(self.vocab_size)])
+            mask = self._reference_mask(state) if self.reference else self._mask(state)
             if not mask.any():
                 mask[self.eos] = True  # a dead end: stop rather than write something invalid
             self._cache[key] = mask
         return mask
+
+    def _reference_mask(self, state: _Tracker) -> torch.Tensor:
+        return torch.tensor([self.advance(state, i) is not None for i in range(self.vocab_size)])
+
+    def _mask(self, state: _Tracker) -> torch.Tensor:
+        """The mask with one `advance` per token class: by `_char_class` in the body; where field
+        values are spelled out, each character any allowed value (or field syntax) has is its own
+        class and all others form one."""
+        ok = [False] * self.vocab_size
+        ok[self.eos] = state.can_end()
+        for ids in self._spelled_classes if state.mode in _SPELLED_MODES else self._classes:
+            if self.advance(state, ids[0]) is not None:
+                for i in ids:
+                    ok[i] = True
+        return torch.tensor(ok)

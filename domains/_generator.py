@@ -5,6 +5,7 @@ Legend: b batch, t time, v vocab.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,13 +212,17 @@ class SampleConfig:
 @torch.no_grad()
 def sample_ids(
     model, tokenizer, n: int, cfg: SampleConfig = SampleConfig(), prefix: str = "", seed: int = 0,
-    constraint=None,
+    constraint=None, reference: bool = False,
 ) -> list[list[int]]:
     """`n` samples as token ids (BOS, prefix, continuation, EOS if reached).
 
     constraint: optional grammar with ``start(prefix_ids) -> state``, ``allowed(state) -> (v,) bool``
     and ``advance(state, token) -> state`` (e.g. `ABCConstraint`): tokens it does not allow get
     probability 0 and the rest are renormalised before temperature, top-k and top-p apply.
+    reference: run the model on every row until the whole batch has ended (the plain loop, kept
+    as the yardstick). By default a row that has ended leaves the model's batch and its KV cache
+    (when the cache can select rows); its draws are thrown away either way, and a draw of one row
+    does not depend on the others' probabilities, so the samples are the same.
     """
     model.eval()
     prefix_ids = [tokenizer.bos_token_id] + tokenizer(prefix, add_special_tokens=False)["input_ids"]
@@ -225,6 +230,8 @@ def sample_ids(
     if max_new <= 0:
         check_length(model, len(prefix_ids) + 1, "prefix")
     gen = torch.Generator().manual_seed(seed)
+    # transformers 5 renamed the forward's `past_key_values` to `cache`; older versions know only the first
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     results: list[list[int]] = []
     for start in range(0, n, cfg.batch_size):
         b = min(cfg.batch_size, n - start)
@@ -232,12 +239,15 @@ def sample_ids(
         done = torch.zeros(b, dtype=torch.bool)
         states = [constraint.start(prefix_ids)] * b if constraint is not None else None
         past = None
+        live = torch.arange(b)  # the rows the model still runs on
         step_in = ids
         for _ in range(max_new):
-            attn = torch.ones(b, ids.shape[1], dtype=torch.long)
-            out = model(input_ids=step_in, attention_mask=attn, past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            logits = out.logits[:, -1].float() / cfg.temperature  # (b, v)
+            attn = torch.ones(len(live), ids.shape[1], dtype=torch.long)
+            out = model(input_ids=step_in, attention_mask=attn, use_cache=True, **{cache_kw: past})
+            past = out[cache_kw]
+            logits = out.logits[:, -1].float() / cfg.temperature  # (live rows, v)
+            if len(live) < b:  # ended rows draw from uniform logits; their draws become padding
+                logits = torch.zeros(b, logits.shape[-1]).index_copy_(0, live, logits)
             logits[:, tokenizer.pad_token_id] = -float("inf")
             logits[:, tokenizer.bos_token_id] = -float("inf")
             if tokenizer.unk_token_id is not None:
@@ -261,9 +271,13 @@ def sample_ids(
                 # a forced end (a dead end of the grammar) leaves the state as it was
                 states = [s if d else (constraint.advance(s, int(x)) or s) for s, d, x in zip(states, done.tolist(), nxt[:, 0])]
             done |= nxt[:, 0] == tokenizer.eos_token_id
-            step_in = nxt
             if done.all():
                 break
+            if not reference and hasattr(past, "batch_select_indices") and done[live].any():
+                keep = (~done[live]).nonzero()[:, 0]
+                past.batch_select_indices(keep)
+                live = live[keep]
+            step_in = nxt[live]
         for row in ids.tolist():
             row = [t for t in row if t != tokenizer.pad_token_id]
             results.append(row)

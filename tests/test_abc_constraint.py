@@ -4,6 +4,7 @@ import random
 from fractions import Fraction
 
 import pytest
+import torch
 
 import domains
 from domains._abc_parse import bar_overruns as _bar_overruns
@@ -184,3 +185,71 @@ def test_accepts_screens_whole_tunes(fiddle_pieces, char_tokenizer):
                 accepted += 1
                 agree += bool(domains.validate_abc(text))
     assert accepted >= 20 and agree == accepted
+
+
+def _paired_walks(fast, ref, tok, texts, n_random, seed=0):
+    """States of `fast` and `ref` side by side: along each text token by token, then along
+    `n_random` walks that pick uniformly among the allowed tokens (tuplets, chords, broken rhythm,
+    inline fields: the corners a trained model rarely visits). Yields (fast state, reference state)."""
+    rng = random.Random(seed)
+    walks = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    walks += [None] * n_random
+    for ids in walks:
+        a = fast.start([tok.bos_token_id])
+        b = ref.start([tok.bos_token_id])
+        for step in range(len(ids) if ids else 300):
+            yield a, b
+            if ids:
+                if step + 1 == len(ids):
+                    break
+                x = ids[step + 1]
+            else:
+                choices = ref.allowed(b).nonzero()[:, 0].tolist()
+                x = rng.choice([i for i in choices if i != tok.eos_token_id] or choices)
+            na, nb = fast.advance(a, x), ref.advance(b, x)
+            assert (na is None) == (nb is None)
+            if na is None or x == tok.eos_token_id:
+                break
+            a, b = na, nb
+
+
+def test_fast_masks_equal_the_reference_masks(fiddle_pieces, char_tokenizer):
+    """The fast masks (one token per character class, integer ticks, cache keyed by the live
+    state) equal the reference's (every token tried, exact fractions, whole-state key) on every
+    state of corpus tunes and of random walks, and the ticks count the same durations exactly."""
+    # Two states alike but for the last note's length, which a second ">" reads: 5/16 + z3/ A> and
+    # 5/16 + A2> both stand at 11/16 of the 6/8 bar; ">>" then fits after the first only.
+    corners = [HEADER + "GAG/z3/A>>B", HEADER + "GAG/A2>"]
+    texts = corners + [p.text for p in fiddle_pieces[:30]]
+    fast = domains.ABCConstraint.from_texts(char_tokenizer, texts)
+    ref = domains.ABCConstraint.from_texts(char_tokenizer, texts, reference=True)
+    assert isinstance(fast.one, int) and ref.one == 1
+    n = 0
+    for a, b in _paired_walks(fast, ref, char_tokenizer, texts, n_random=30):
+        assert torch.equal(fast.allowed(a), ref.allowed(b)), (a.key(), b.key())
+        assert type(a.cur) is int and Fraction(a.cur, fast.one) == b.cur
+        n += 1
+    assert n > 8_000
+    assert len(fast._cache) < len(ref._cache)  # the live key merges states
+
+
+def test_inexact_ticks_raise():
+    from domains._abc_constraint import _scale
+
+    assert _scale(6, 3, 2) == 9 and _scale(Fraction(1, 3), 3, 2) == Fraction(1, 2)
+    with pytest.raises(ArithmeticError):
+        _scale(5, 1, 2)
+
+
+def test_bar_aware_samples_equal_the_reference_path(tiny_generator, char_tokenizer):
+    """Same seed, same token ids: fast constraint and sampler vs the reference constraint with
+    the reference sampler (every row run until the batch ends), from the start and from a header."""
+    tok = char_tokenizer
+    fast, ref = domains.ABCConstraint(tok), domains.ABCConstraint(tok, reference=True)
+    cfg = domains.SampleConfig(max_new_tokens=100, batch_size=8)
+    for prefix, seed in (("", 0), (HEADER, 1), (HEADER, 2)):
+        got = domains.sample_ids(tiny_generator, tok, 8, cfg, prefix=prefix, seed=seed, constraint=fast)
+        want = domains.sample_ids(tiny_generator, tok, 8, cfg, prefix=prefix, seed=seed, constraint=ref, reference=True)
+        assert got == want, prefix
+        if prefix:  # rows ended at different steps, so ended rows left the batch
+            assert len({len(r) for r in got}) > 2 and sum(r[-1] == tok.eos_token_id for r in got) >= 3

@@ -97,3 +97,13 @@ def test_sampling_rows(models):
     assert 0 < prof["model_forward_fraction"] < 1 and 0 < prof["constraint_fraction"] < 1
     assert 0 < prof["mask_cache_misses"] <= prof["masks_asked"]
     assert 0 < prof["fractions_arithmetic_fraction"] < prof["constraint_fraction"]
+
+
+def test_sampling_table_times_both_paths_on_the_same_seeds(models):
+    tok, gen, _ = models
+    rows, speedups = throughput.sampling_table(gen, tok, TUNES, (2,), 12, quiet)
+    assert [(r["mode"], r["path"]) for r in rows] == [(m, p) for m in ("free", "bar_aware_cold", "bar_aware_warm")
+                                                      for p in ("reference", "fast")]
+    for s, (ref, fast) in zip(speedups, zip(rows[::2], rows[1::2])):
+        assert s["speedup"] == pytest.approx(ref["ms_per_tune"] / fast["ms_per_tune"])
+        assert s["same_samples"] and ref["samples_sha256"] == fast["samples_sha256"]
