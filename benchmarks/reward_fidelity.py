@@ -27,7 +27,7 @@ Selection and report use different items (`reward_recipes.SPLITS`): ``--split se
 on the val corpus tunes and samples of seed 1 — the run on which a recipe is chosen (the best
 practical recipe by pitch-pair accuracy) — and ``--split report`` (the default) on the test tunes
 and samples of seed 1001, where the recipe the other benchmarks use (`CHOSEN`) is reported, not
-re-chosen. The rating pools draw from the training split and seed 99 + --seed, so no held-out
+re-chosen (``--chosen`` names another recipe a select run chose). The rating pools draw from the training split and seed 99 + --seed, so no held-out
 item is rated for training. benchmarks/ascent.py reports on the same report items.
 
 Writes benchmarks/results/reward_fidelity.json (--quick: reward_fidelity_quick.json; --split
@@ -191,6 +191,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="held-out items: 'select' (val tunes, sample seed 1) to choose a recipe, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
+    ap.add_argument("--chosen", default=CHOSEN,
+                    help=f"the recipe the report split's summary and goal figures are for (default {CHOSEN}, the "
+                         "one benchmarks/ascent.py uses); name the one a --select run chose when --recipes leaves "
+                         "the default out")
     return ap.parse_args()
 
 
@@ -302,7 +306,7 @@ def main() -> None:
     best_here = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
     # On the select split the best practical recipe is the choice; on the report split the recipe
     # chosen before (CHOSEN) is reported, and the best here is only recorded, not acted on.
-    shown = best_here if split.name == "select" else (CHOSEN if CHOSEN in results else None)
+    shown = best_here if split.name == "select" else (args.chosen if args.chosen in results else None)
     config = {"quick": q, "seed": args.seed, "split": dataclasses.asdict(split), "max_chars": MAX_CHARS,
               "gen_minutes": 0.75 if q else 4.0, "eval_sizes_wanted": sizes, "pitch_ks": list(PITCH_KS),
               "rater_agreement": rater.agreement, "recipes": {k: repr(r) for k, (r, _) in todo.items()}}
