@@ -243,6 +243,16 @@ def print_summary(results, sets, split, shown, best_here, q: bool, wall0: float,
     print(f"reward_fidelity{' (quick)' if q else ''}: {summary}; {time.perf_counter() - wall0:.0f} s; {path}")
 
 
+def shown_recipe(results: dict, split: str, chosen: str) -> tuple[str | None, str | None]:
+    """(best practical recipe by pitch-pair accuracy, the recipe the summary and goal report).
+    On the select split the best practical recipe is the choice; on the report split the recipe
+    chosen before (`chosen`, None when this run left it out) is reported, and the best here is
+    only recorded, not acted on. Ceilings are never chosen."""
+    practical = [k for k, r in results.items() if not r["ceiling"]]
+    best = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
+    return best, best if split == "select" else (chosen if chosen in results else None)
+
+
 GOAL_KEYS = ("heldout_pairwise_accuracy_3000", "corpus_r", "samples_r", "heldout_collection_r", "edit_capture",
              "corpus_ascent_utility_gain", "heldout_collection_ascent_utility_gain", "ensemble_sd_error_spearman")
 GOAL_SOURCES = {  # figures of the goal this script does not measure, and where they come from
@@ -302,11 +312,7 @@ def main() -> None:
         log(f"{name}: samples {r['samples']['pearson']:.3f}, corpus {r['corpus']['pearson']:.3f}, "
             f"pitch {r['pitch']['accuracy']:.3f}, {r['cpu_s']:.0f} CPU s, {r['comparisons']} comparisons")
 
-    practical = [k for k, r in results.items() if not r["ceiling"]]
-    best_here = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
-    # On the select split the best practical recipe is the choice; on the report split the recipe
-    # chosen before (CHOSEN) is reported, and the best here is only recorded, not acted on.
-    shown = best_here if split.name == "select" else (args.chosen if args.chosen in results else None)
+    best_here, shown = shown_recipe(results, split.name, args.chosen)
     config = {"quick": q, "seed": args.seed, "split": dataclasses.asdict(split), "max_chars": MAX_CHARS,
               "gen_minutes": 0.75 if q else 4.0, "eval_sizes_wanted": sizes, "pitch_ks": list(PITCH_KS),
               "rater_agreement": rater.agreement, "recipes": {k: repr(r) for k, (r, _) in todo.items()}}
