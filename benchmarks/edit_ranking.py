@@ -16,8 +16,11 @@ bar-aware samples, the recipe ascent.py uses):
 
   practical            Bradley-Terry posterior means, ridge probe on mean-pooled features
   practical_mean_last  the same probe reading mean and last-token features
+  practical_music      the probe also reading musical annotations (`rewardmodels.PRACTICAL_MUSIC`:
+                       annotation input channels + pooled annotations), same pool and ratings
   ceiling_utility      the practical probe fitted to the hidden utility itself: the best this
                        probe architecture can do with perfect ratings (a reference, not usable)
+  ceiling_music        practical_music fitted to the hidden utility (a reference, not usable)
   loglik_only          no reward term: the generator's log-likelihood alone
 
 Per reward model and lm_weight, means over starts:
@@ -57,6 +60,12 @@ from reward_recipes import (PRACTICAL, edit_space, eval_samples, eval_split, fit
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/ascent.py, so a --work directory serves both
 LM_WEIGHTS = (0.0, 2.0, 8.0)  # 8 is ascent.py's default
+MUSIC = rewardmodels.PRACTICAL_MUSIC  # the row reading musical annotations
+
+
+def pool_fields(r) -> tuple:
+    """What `make_pool` reads of a recipe: recipes with equal fields rate one pool."""
+    return r.corpus, r.samples, r.char_edited, r.pitch_variants, r.sampling
 
 
 def single_pitch_edits(start: list[int], tok) -> tuple[list[list[int]], list[int]]:
@@ -104,14 +113,18 @@ def setup_generator(args, train, val, log):
 
 
 def fit_reward_models(args, gen, tok, train, log):
-    """The three reward models (practical, its mean+last pooling, the utility ceiling) fitted on one
-    rated pool; returns them, what each fit reports, and the rater."""
+    """The reward models (practical, its mean+last pooling, the music recipe, their utility
+    ceilings) fitted on one rated pool; returns them, what each fit reports, and the rater."""
     recipe = dataclasses.replace(scaled(PRACTICAL, 0.3) if args.quick else PRACTICAL, sampling="bar-aware")
+    music = scaled(MUSIC, 0.3) if args.quick else MUSIC
+    if pool_fields(music) != pool_fields(recipe):
+        raise SystemExit(f"the music recipe rates another pool than {recipe}: {music}")
     pool = make_pool(recipe, gen, tok, train, args.seed)
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=args.seed)
     utility = rater.utility(pool.texts)
     variants = {"practical": recipe, "practical_mean_last": dataclasses.replace(recipe, pooling="mean+last"),
-                "ceiling_utility": dataclasses.replace(recipe, targets="utility")}
+                "practical_music": music, "ceiling_utility": dataclasses.replace(recipe, targets="utility"),
+                "ceiling_music": dataclasses.replace(music, targets="utility")}
     models, fits = {}, {}
     for name, rec in variants.items():
         models[name], info = fit_model(rec, pool, utility, gen, tok, rater, args.seed)
@@ -163,9 +176,11 @@ def print_summary(rows_out, out, n_starts: int, plateau: float, q: bool, path) -
         rho = "-" if r["spearman"] is None else f"{r['spearman']:.2f}"
         print(f"{key:<32}{r['top1_gain']:>10.3f}{r['top5_best_gain']:>10.3f}{r['best_gain']:>7.3f}{cap:>9}"
               f"{r['rank_of_best']:>10.0f}{rho:>9}")
-    p8, c8 = rows_out["practical/lm8"], rows_out["ceiling_utility/lm8"]
+    p8, m8, c8 = rows_out["practical/lm8"], rows_out["practical_music/lm8"], rows_out["ceiling_utility/lm8"]
+    cap = lambda r: "-" if r["capture"] is None else f"{r['capture']:.2f}"  # noqa: E731
     print(f"edit_ranking{' (quick)' if q else ''}: {n_starts} starts, best single pitch edit {p8['best_gain']:+.3f} "
-          f"utility; the objective's first pick {p8['top1_gain']:+.3f} (practical, lm 8), "
+          f"utility; the objective's first pick {p8['top1_gain']:+.3f} (practical, lm 8, capture {cap(p8)}), "
+          f"{m8['top1_gain']:+.3f} (practical_music, capture {cap(m8)}), "
           f"{c8['top1_gain']:+.3f} (ceiling fitted to the utility); plateau starts {plateau:.0%}, samples at the "
           f"utility floor {out['samples_at_floor_fraction']:.0%}; {path}")
 

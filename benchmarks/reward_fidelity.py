@@ -27,7 +27,7 @@ Selection and report use different items (`reward_recipes.SPLITS`): ``--split se
 on the val corpus tunes and samples of seed 1 — the run on which a recipe is chosen (the best
 practical recipe by pitch-pair accuracy) — and ``--split report`` (the default) on the test tunes
 and samples of seed 1001, where the recipe the other benchmarks use (`CHOSEN`) is reported, not
-re-chosen. The rating pools draw from the training split and seed 99 + --seed, so no held-out
+re-chosen (``--chosen`` names another recipe a select run chose). The rating pools draw from the training split and seed 99 + --seed, so no held-out
 item is rated for training. benchmarks/ascent.py reports on the same report items.
 
 Writes benchmarks/results/reward_fidelity.json (--quick: reward_fidelity_quick.json; --split
@@ -191,6 +191,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="held-out items: 'select' (val tunes, sample seed 1) to choose a recipe, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
+    ap.add_argument("--chosen", default=CHOSEN,
+                    help=f"the recipe the report split's summary and goal figures are for (default {CHOSEN}, the "
+                         "one benchmarks/ascent.py uses); name the one a --select run chose when --recipes leaves "
+                         "the default out")
     return ap.parse_args()
 
 
@@ -237,6 +241,16 @@ def print_summary(results, sets, split, shown, best_here, q: bool, wall0: float,
         summary += (f" vs baseline pitch {base['pitch']['accuracy']:.3f}, corpus r {base['corpus']['pearson']:.3f}, "
                     f"samples r {base['samples']['pearson']:.3f}")
     print(f"reward_fidelity{' (quick)' if q else ''}: {summary}; {time.perf_counter() - wall0:.0f} s; {path}")
+
+
+def shown_recipe(results: dict, split: str, chosen: str) -> tuple[str | None, str | None]:
+    """(best practical recipe by pitch-pair accuracy, the recipe the summary and goal report).
+    On the select split the best practical recipe is the choice; on the report split the recipe
+    chosen before (`chosen`, None when this run left it out) is reported, and the best here is
+    only recorded, not acted on. Ceilings are never chosen."""
+    practical = [k for k, r in results.items() if not r["ceiling"]]
+    best = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
+    return best, best if split == "select" else (chosen if chosen in results else None)
 
 
 GOAL_KEYS = ("heldout_pairwise_accuracy_3000", "corpus_r", "samples_r", "heldout_collection_r", "edit_capture",
@@ -298,11 +312,7 @@ def main() -> None:
         log(f"{name}: samples {r['samples']['pearson']:.3f}, corpus {r['corpus']['pearson']:.3f}, "
             f"pitch {r['pitch']['accuracy']:.3f}, {r['cpu_s']:.0f} CPU s, {r['comparisons']} comparisons")
 
-    practical = [k for k, r in results.items() if not r["ceiling"]]
-    best_here = max(practical, key=lambda k: results[k]["pitch"]["accuracy"]) if practical else None
-    # On the select split the best practical recipe is the choice; on the report split the recipe
-    # chosen before (CHOSEN) is reported, and the best here is only recorded, not acted on.
-    shown = best_here if split.name == "select" else (CHOSEN if CHOSEN in results else None)
+    best_here, shown = shown_recipe(results, split.name, args.chosen)
     config = {"quick": q, "seed": args.seed, "split": dataclasses.asdict(split), "max_chars": MAX_CHARS,
               "gen_minutes": 0.75 if q else 4.0, "eval_sizes_wanted": sizes, "pitch_ks": list(PITCH_KS),
               "rater_agreement": rater.agreement, "recipes": {k: repr(r) for k, (r, _) in todo.items()}}

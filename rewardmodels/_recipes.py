@@ -118,10 +118,13 @@ PRACTICAL_MUSIC = dataclasses.replace(PRACTICAL_BAR_AWARE, annotations="channels
 tonic, in-scale, interval, duration, beat, bar fullness, last note): the probe's head reads the
 mean-pooled hidden states and the pooled annotations (means over notes and over bar lines, the
 last note's row). Row "practical_music" of benchmarks/reward_fidelity.py: chosen over the same
-with 300 fine-tune steps (W_a learning) on a --quick select-split run (pitch-pair accuracy 0.91 vs
-0.89, corpus r 0.59 vs 0.58; practical_bar_aware 0.75, 0.39); on the report split
-(benchmarks/results/reward_fidelity_quick_music.json) pitch 0.91, corpus r 0.50, bar-aware samples
-r 0.37 against practical_bar_aware's 0.71, 0.38, 0.11, for 25 vs 21 CPU s. Not yet the engine's
+with 300 fine-tune steps (W_a learning) on a --quick select-split run under the old rater. Under
+the length-aware rater, --quick (0.3x pool, 357 items): select split
+(benchmarks/results/reward_fidelity_quick_music_select.json) pitch-pair accuracy 0.90, corpus r
+0.77, bar-aware samples r 0.53 (practical_bar_aware 0.76, 0.16, -0.03); report split
+(benchmarks/results/reward_fidelity_quick_music.json) 0.94, 0.60, 0.57 against 0.81, 0.26, 0.09,
+for 18 vs 19 CPU s; fitted to the utility itself (the ceiling) it does no better, so the features,
+not the ratings, are its limit. Not yet the engine's
 default: as a 5-member ensemble (``fit_model(..., members=5)``) unguarded ascent lowers the utility
 while the reward rises, and the default do-no-harm guard keeps about two thirds of the inputs but
 still loses about 0.09 on average, from held-out corpus tunes and from the unrated airdsAirs

@@ -313,3 +313,28 @@ def test_reward_fidelity_goal_holds_every_figure_and_says_where_the_others_come_
         assert g[key] is None and "benchmarks/" in g["notes"][key], key
     assert set(g["notes"]) == set(GOAL)
     assert goal(results, None)["corpus_r"] is None
+
+
+def test_report_split_shows_the_chosen_recipe_and_select_split_the_best_practical_one():
+    from reward_fidelity import shown_recipe
+
+    row = lambda acc, ceiling=False: {"pitch": {"accuracy": acc}, "ceiling": ceiling}  # noqa: E731
+    results = {"practical_bar_aware": row(0.8), "practical_music": row(0.9), "ceiling_practical_music": row(0.99, True)}
+    assert shown_recipe(results, "select", "practical_bar_aware") == ("practical_music", "practical_music")
+    assert shown_recipe(results, "report", "practical_bar_aware") == ("practical_music", "practical_bar_aware")
+    assert shown_recipe(results, "report", "practical_music") == ("practical_music", "practical_music")
+    # a run that left the chosen recipe out reports none rather than another recipe's figures
+    assert shown_recipe({"practical_music": row(0.9)}, "report", "practical_bar_aware") == ("practical_music", None)
+    assert shown_recipe({"ceiling_practical_music": row(0.99, True)}, "select", "x") == (None, None)
+
+
+def test_edit_ranking_music_row_rates_the_pool_of_its_practical_row():
+    import dataclasses
+
+    from edit_ranking import MUSIC, pool_fields
+    from reward_recipes import PRACTICAL, scaled
+
+    for factor in (0.3, 1.0):  # --quick and full runs
+        base = dataclasses.replace(scaled(PRACTICAL, factor), sampling="bar-aware")
+        assert pool_fields(scaled(MUSIC, factor)) == pool_fields(base)
+        assert MUSIC.annotations != "none"
