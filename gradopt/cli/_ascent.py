@@ -219,7 +219,7 @@ def _search_moves(args, domain, kind, spec, rows, starts, tok, gen, rm, cfg, mov
         propose = keep_bars(propose, parse_bars(spec))
     moved = move_search([r.text for r in rows], propose, rm, gen, tok, moves_cfg, weights=cfg.objective,
                         validate=validate, progress=True)
-    return apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.trust))
+    return apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.trust, gen))
 
 
 def _validity_judge(domain):
