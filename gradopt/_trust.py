@@ -46,7 +46,7 @@ class TrustConfig:
     pessimism: float = 0.5  # k of the lower bound mean - k * sd of the members' gains (ensembles only)
     margin: float = 0.25  # the lower bound (or a single model's gain) must exceed this, in reward units
     single_model: bool = False  # accept a single reward model's edits when gain > margin (it has no spread)
-    max_loglik_drop: float = math.inf  # refuse an edit lowering the generator's mean log-lik per token by more (nats); inf = off
+    max_loglik_drop: float = math.inf  # refuse an edit lowering the generator's mean log-lik per token by more (nats); inf = off, < 0 demands a rise
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_changed <= 1.0:
@@ -55,9 +55,9 @@ class TrustConfig:
             raise ValueError(f"pessimism must be a finite number >= 0, got {self.pessimism}")
         if not math.isfinite(self.margin):
             raise ValueError(f"margin must be finite, got {self.margin}")
-        if math.isnan(self.max_loglik_drop) or self.max_loglik_drop < 0:
-            raise ValueError(f"max_loglik_drop is a drop in nats per token, >= 0 (math.inf: no limit), "
-                             f"got {self.max_loglik_drop}")
+        if math.isnan(self.max_loglik_drop):
+            raise ValueError("max_loglik_drop is a drop in nats per token (math.inf: no limit; a negative limit "
+                             "demands a rise), got nan")
 
 
 def active(cfg: TrustConfig | None) -> bool:
