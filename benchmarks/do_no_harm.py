@@ -2,9 +2,10 @@
 
 Setting (what a new user does): a small char-level generator trained on two fiddle collections
 (ryansMammoth + oneills1850, train split, tunes cut to whole bars within --max-chars), a reward
-ensemble of K = 5 bootstrap ridge probes on its mean-pooled hidden states, fitted on simulated
-ratings (`rewardmodels.PRACTICAL`'s pool: corpus tunes, generator samples and pitch variants,
-agreement 0.75, Bradley-Terry), then `gradopt.optimize` with pitch edits (note letters only,
+ensemble of K = 5 bootstrap ridge probes on its hidden states, fitted on simulated ratings of the
+pool of the reward-model recipe --recipe (`rewardmodels.RECIPES`; default "practical": corpus
+tunes, generator samples and pitch variants; "practical_music" adds the musical annotations a
+user would use; agreement 0.75, Bradley-Terry, `rewardmodels.fit_recipe`), then `gradopt.optimize` with pitch edits (note letters only,
 headers frozen), lm_weight 8, the default engine otherwise, on *whole* tunes (<= --max-chars) from
 
     corpus    held-out tunes of the two training collections (their val or test split)
@@ -18,8 +19,9 @@ mean) and mean positions changed.
 Settings are chosen on one split and reported on another. Selection split: the val tunes of the
 training collections + miscFolk; report split: their test tunes + airdsAirs. The engine runs once
 per edit budget (the budget bounds the search); for each run the acceptance rule (pessimism k,
-margin) is applied to the rows' per-member gains, which is exactly what `TrustConfig(k, margin)`
-does with one restart. The chosen setting maximises mean Δu on the selection split among settings
+margin, largest drop of the generator's mean log-likelihood per token) is applied to the rows'
+per-member gains and log-likelihoods, which is exactly what `TrustConfig(k, margin,
+max_loglik_drop)` does with one restart. The chosen setting maximises mean Δu on the selection split among settings
 making at most 5% of tunes worse (else the one making the fewest worse). On the report split the
 guard then runs for real (`AscentConfig(trust=TrustConfig(...))`) and must match the offline
 prediction; "off" is ``trust=None`` (the old engine).
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import math
 import time
 from pathlib import Path
 
@@ -44,7 +47,7 @@ import gradopt
 import rewardmodels
 from gradopt import memo_validate
 from provenance import write_result
-from reward_recipes import PRACTICAL, compare, cut_tune, edit_space, load_or_train_generator, make_pool, scaled, start_run
+from reward_recipes import cut_tune, edit_space, fit_model, load_or_train_generator, make_pool, scaled, start_run
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN_COLLECTIONS = ("ryansMammoth", "oneills1850")
@@ -53,28 +56,22 @@ CORPUS_SPLIT = {"select": "val", "report": "test"}
 BUDGETS = (0.05, 0.1, 0.2, 1.0)  # 1.0 = no budget (the raw engine's search)
 PESSIMISM = (0.0, 0.5, 1.0, 2.0)
 MARGINS = (0.0, 0.1, 0.25, 0.5)
+LL_DROPS = (math.inf, 0.1, 0.03, 0.01, 0.003, 0.0)  # TrustConfig.max_loglik_drop (nats per token); inf = off
 WORSE = 0.1  # a tune is "made worse" when its utility drops by more than this
 
 
-def fit_reward_ensemble(gen, tok, train: list[str], quick: bool, members: int, log):
-    """(RewardEnsemble, info) from the practical recipe's pool rated by the simulated rater."""
+def fit_reward_ensemble(gen, tok, train: list[str], name: str, quick: bool, members: int, log):
+    """(RewardEnsemble, info) from the pool of recipe `name` rated by the simulated rater."""
     c0 = time.process_time()
-    recipe = scaled(PRACTICAL, 0.4) if quick else PRACTICAL
+    recipe = scaled(rewardmodels.RECIPES[name], 0.4) if quick else rewardmodels.RECIPES[name]
     pool = make_pool(recipe, gen, tok, train, seed=0)
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
-    utility = rater.utility(pool.texts)
-    wins, ties = compare(recipe, pool, utility, rater, seed=0)
-    scores = rewardmodels.fit(wins, len(pool.texts), ties=ties if len(ties) else None)
-    roots = np.arange(len(pool.texts))
-    roots[pool.edits[:, 1]] = pool.edits[:, 0]  # an item and its edits share a bootstrap draw and a fold
-    ids, mask = domains.encode_batch(tok, pool.texts, gen)
-    ens = rewardmodels.RewardEnsemble.from_generator(gen, pooling="mean", members=members)
-    fit = rewardmodels.fit_ensemble(ens, ids, mask, scores.mean, 1.0 / scores.sd ** 2, seed=0, groups=roots.tolist())
-    info = {"recipe": repr(recipe), "items": len(pool.texts), "comparisons": int(len(wins) + len(ties)),
-            "l2": fit["l2"], "members": members, "cpu_s": time.process_time() - c0}
-    log(f"reward ensemble: {info['items']} items, {info['comparisons']} comparisons, λ={fit['l2']}, "
+    ens, fit = fit_model(recipe, pool, rater.utility(pool.texts), gen, tok, rater, seed=0, members=members)
+    info = {"name": name, "recipe": repr(recipe), "items": fit["items"], "comparisons": fit["comparisons"],
+            "l2": fit.get("l2"), "members": members, "cpu_s": time.process_time() - c0}
+    log(f"reward ensemble ({name}): {info['items']} items, {info['comparisons']} comparisons, "
         f"{info['cpu_s']:.0f} CPU s")
-    return ens.eval(), info
+    return ens, info
 
 
 def tune_sets(tok, max_chars: int, n: int) -> dict[str, dict[str, list[str]]]:
@@ -97,7 +94,9 @@ def run(texts, ens, gen, tok, cfg, validate, rater):
     freeze, allowed = edit_space(starts, tok, "pitch")
     res = gradopt.optimize(starts, ens, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate)
     u0, u1 = rater.utility(texts), rater.utility([r.text for r in res.rows])
-    rows = {"du": u1 - u0, "gain_mean": np.array([r.gain_mean for r in res.rows]),
+    # the generator's mean log-likelihood per token, input minus output (as `optimize` computes it for the guard)
+    ll_drop = [r.loglik_before / (len(s) - 1) - r.loglik_after / (len(r.tokens) - 1) for s, r in zip(starts, res.rows)]
+    rows = {"du": u1 - u0, "gain_mean": np.array([r.gain_mean for r in res.rows]), "ll_drop": np.array(ll_drop),
             "gain_sd": np.array([r.gain_sd for r in res.rows]),
             "d_reward": np.array([r.reward_after - r.reward_before for r in res.rows]),
             "changed": np.array([r.changed for r in res.rows]), "kept": np.array([r.kept for r in res.rows]),
@@ -105,9 +104,10 @@ def run(texts, ens, gen, tok, cfg, validate, rater):
     return rows, res.cpu_seconds
 
 
-def apply_rule(rows: dict, k: float, margin: float) -> np.ndarray:
-    """Which rows the acceptance rule (lower bound mean - k*sd > margin) lets through."""
-    return (rows["gain_mean"] - k * rows["gain_sd"] > margin) & (rows["changed"] > 0)
+def apply_rule(rows: dict, k: float, margin: float, ll_drop: float = math.inf) -> np.ndarray:
+    """Which rows the acceptance rule (lower bound mean - k*sd > margin, log-likelihood drop per
+    token <= ll_drop) lets through."""
+    return (rows["gain_mean"] - k * rows["gain_sd"] > margin) & (rows["ll_drop"] <= ll_drop) & (rows["changed"] > 0)
 
 
 def metrics(du: np.ndarray, d_reward: np.ndarray, changed: np.ndarray, accepted: np.ndarray) -> dict:
@@ -119,12 +119,15 @@ def metrics(du: np.ndarray, d_reward: np.ndarray, changed: np.ndarray, accepted:
 
 
 def grid(runs: dict) -> list[dict]:
-    """Every (budget, k, margin) setting evaluated on the runs {budget: {set: rows}}; both sets pooled."""
+    """Every (budget, k, margin, log-likelihood drop) setting evaluated on the runs {budget: {set:
+    rows}}; both sets pooled. A drop of None is no limit (math.inf)."""
     out = []
-    for b, k, m in itertools.product(BUDGETS, PESSIMISM, MARGINS):
-        per_set = {s: metrics(r["du"], r["d_reward"], r["changed"], apply_rule(r, k, m)) for s, r in runs[b].items()}
-        pooled = {key: float(np.mean([v[key] for v in per_set.values()])) for key in ("mean_du", "frac_worse", "frac_kept")}
-        out.append({"max_changed": b, "pessimism": k, "margin": m, **pooled, "sets": per_set})
+    for b, k, m, d in itertools.product(BUDGETS, PESSIMISM, MARGINS, LL_DROPS):
+        per_set = {s: metrics(r["du"], r["d_reward"], r["changed"], apply_rule(r, k, m, d)) for s, r in runs[b].items()}
+        pooled = {key: float(np.mean([v[key] for v in per_set.values()]))
+                  for key in ("mean_du", "frac_worse", "frac_better", "frac_kept")}
+        out.append({"max_changed": b, "pessimism": k, "margin": m, "max_loglik_drop": None if math.isinf(d) else d,
+                    **pooled, "sets": per_set})
     return out
 
 
@@ -143,6 +146,8 @@ def parse_args() -> argparse.Namespace:
                     help="cache directory for the generator (reused when it holds one)")
     ap.add_argument("--max-chars", type=int, default=300, help="longest whole tune edited (generator context + 2)")
     ap.add_argument("--members", type=int, default=5, help="ensemble members")
+    ap.add_argument("--recipe", default="practical", choices=sorted(rewardmodels.RECIPES),
+                    help="reward-model recipe of the ensemble (practical_music: the annotated one users would use)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gen-minutes", type=float, default=3.0,
                     help="CPU-minutes to train the generator (once; --quick and full runs share the cached one)")
@@ -175,7 +180,7 @@ def report_chosen(sets, runs, best, chosen, engine, ens, gen, tok, validate, rat
         cpu_engine += cpu
         off = runs["report"][1.0][name]
         predicted = runs["report"][best["max_changed"]][name]
-        accept = apply_rule(predicted, chosen.pessimism, chosen.margin)
+        accept = apply_rule(predicted, chosen.pessimism, chosen.margin, chosen.max_loglik_drop)
         expected = [t if a else s for t, a, s in zip(predicted["texts"], accept, texts)]
         report[name] = {
             "off": metrics(off["du"], off["d_reward"], off["changed"], np.ones(len(texts), bool)),
@@ -183,6 +188,7 @@ def report_chosen(sets, runs, best, chosen, engine, ens, gen, tok, validate, rat
             "on_matches_offline_rule": expected == on["texts"],
             "off_gain_sd_mean": float(np.nanmean(off["gain_sd"])),
             "off_corr_gain_mean_du": float(np.corrcoef(off["gain_mean"], off["du"])[0, 1]),
+            "off_corr_ll_drop_du": float(np.corrcoef(off["ll_drop"], off["du"])[0, 1]),
         }
     return report, cpu_engine
 
@@ -195,12 +201,14 @@ def print_summary(report, chosen, out, q: bool, path) -> None:
             print(f"{name:<10}{g:<6}{m['mean_du']:>+9.3f}{m['se_du']:>7.3f}{m['frac_worse']:>7.0%}{m['frac_better']:>7.0%}"
                   f"{m['frac_kept']:>6.0%}{m['mean_d_reward']:>+9.3f}{m['mean_changed']:>8.1f}")
     c, h = report["corpus"], report["held-out"]
-    print(f"do_no_harm{' (quick)' if q else ''}: guard (budget {chosen.max_changed:.0%}, k={chosen.pessimism:g}, "
-          f"margin {chosen.margin:g}, chosen on {CORPUS_SPLIT['select']}+{HELD_OUT['select']}) on "
+    print(f"do_no_harm{' (quick)' if q else ''} [{out['setup']['reward']['name']}]: guard (budget "
+          f"{chosen.max_changed:.0%}, k={chosen.pessimism:g}, margin {chosen.margin:g}, "
+          f"loglik drop <= {chosen.max_loglik_drop:g}, chosen on {CORPUS_SPLIT['select']}+{HELD_OUT['select']}) on "
           f"{CORPUS_SPLIT['report']} corpus / {HELD_OUT['report']}: mean Δu off {c['off']['mean_du']:+.3f} / "
           f"{h['off']['mean_du']:+.3f} -> on {c['on']['mean_du']:+.3f} / {h['on']['mean_du']:+.3f}, worse "
           f"{c['off']['frac_worse']:.0%} / {h['off']['frac_worse']:.0%} -> {c['on']['frac_worse']:.0%} / "
-          f"{h['on']['frac_worse']:.0%}, kept {c['on']['frac_kept']:.0%} / {h['on']['frac_kept']:.0%}; "
+          f"{h['on']['frac_worse']:.0%}, better {c['on']['frac_better']:.0%} / {h['on']['frac_better']:.0%}, "
+          f"kept {c['on']['frac_kept']:.0%} / {h['on']['frac_kept']:.0%}; "
           f"{out['cpu_s']['total']:.0f} CPU s; {path}")
 
 
@@ -217,7 +225,7 @@ def main() -> None:
     tok, gen, ginfo = load_or_train_generator(work / f"generator_{args.max_chars}", train, val, args.max_chars,
                                               args.gen_minutes)
     log(f"generator ready ({ginfo['generator_cpu_s']:.0f} CPU s)")
-    ens, rinfo = fit_reward_ensemble(gen, tok, train, q, args.members, log)
+    ens, rinfo = fit_reward_ensemble(gen, tok, train, args.recipe, q, args.members, log)
     sets = tune_sets(tok, args.max_chars, n)
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
     validate = memo_validate(domains.ABCConstraint.from_texts(tok, train).accepts)
@@ -225,19 +233,26 @@ def main() -> None:
     runs, cpu_engine = run_grid(sets, engine, ens, gen, tok, validate, rater, log)
     tables = {split: grid(runs[split]) for split in runs}
     best = choose(tables["select"])
-    chosen = gradopt.TrustConfig(max_changed=best["max_changed"], pessimism=best["pessimism"], margin=best["margin"])
+    drop = math.inf if best["max_loglik_drop"] is None else best["max_loglik_drop"]
+    chosen = gradopt.TrustConfig(max_changed=best["max_changed"], pessimism=best["pessimism"], margin=best["margin"],
+                                 max_loglik_drop=drop)
+    without_ll = choose([g for g in tables["select"] if g["max_loglik_drop"] is None])
     log(f"chosen on the selection split: {chosen}")
     report, cpu_engine = report_chosen(sets, runs, best, chosen, engine, ens, gen, tok, validate, rater, cpu_engine)
     config = {"args": vars(args), "train_collections": TRAIN_COLLECTIONS, "held_out": HELD_OUT,
               "corpus_split": CORPUS_SPLIT, "tunes_per_set": n, "max_chars": args.max_chars, "engine": repr(engine),
-              "edit": "pitch", "budgets": BUDGETS, "pessimism": PESSIMISM, "margins": MARGINS,
+              "edit": "pitch", "recipe": args.recipe, "budgets": BUDGETS, "pessimism": PESSIMISM, "margins": MARGINS,
+              "max_loglik_drops": [None if math.isinf(d) else d for d in LL_DROPS],
               "worse_threshold": WORSE,
               "selection_rule": "max mean Δu with <= 5% made worse (else fewest worse), on the select split"}
     out = {
         "benchmark": "do_no_harm", "quick": q,
         "setup": {**ginfo, "reward": rinfo},
         "chosen": {"max_changed": chosen.max_changed, "pessimism": chosen.pessimism, "margin": chosen.margin,
-                   "select_split": {k: best[k] for k in ("mean_du", "frac_worse", "frac_kept")}},
+                   "max_loglik_drop": best["max_loglik_drop"],
+                   "select_split": {k: best[k] for k in ("mean_du", "frac_worse", "frac_better", "frac_kept")},
+                   "best_without_loglik_rule": {k: without_ll[k] for k in ("max_changed", "pessimism", "margin", "mean_du",
+                                                                           "frac_worse", "frac_better", "frac_kept")}},
         "report": report,
         "grid": {split: [{k: v for k, v in g.items()} for g in tables[split]] for split in tables},
         "cpu_s": {"total": time.process_time() - c_start, "engine": cpu_engine},

@@ -166,7 +166,7 @@ def _score_inputs(batch: AscentBatch, scorer: _Scorer) -> dict:
     scorer.count(batch.b)
     texts = scorer.decode(batch.ids0, batch.lengths[:: batch.r])
     valid = [scorer.is_valid(x) for x in texts]
-    return {"reward": terms0.reward, "ll": ll0, "val": val0, "valid": valid, "texts": texts}
+    return {"reward": terms0.reward, "ll": ll0, "mean_ll": terms0.loglik, "val": val0, "valid": valid, "texts": texts}
 
 
 @dataclass(kw_only=True)
@@ -209,8 +209,9 @@ def _assemble(batch: AscentBatch, scorer: _Scorer, best: BestRows, before: dict,
         kept = [k for k in ks if bool(final.accepted[k]) and torch.isfinite(final_val[k])]
         failed = [status[j] for j in ks if status[j] != "ok"]
         if kept and trust_on(cfg.trust):
+            drop = before["mean_ll"].repeat_interleave(r, 0) - final.terms.loglik  # (B,) nats per token
             why = {k: verdict(float(gain_mean[k]), float(gain_sd[k]), int(changed[k]), int(batch.budget[k]),
-                              int(n_free[k]), cfg.trust) for k in kept}
+                              int(n_free[k]), cfg.trust, loglik_drop=float(drop[k])) for k in kept}
             trusted = [k for k in kept if why[k] is None]
             if not trusted:  # the input stands; report the best candidate and why it was not taken
                 k = max(kept, key=lambda k: float(final_val[k]))

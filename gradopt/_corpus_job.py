@@ -272,7 +272,7 @@ def improve_shard(shard: Shard, models: ModelsSpec, cfg: CorpusJobConfig) -> lis
     if cfg.moves is not None and cfg.moves.rounds and MOVE_KIND in dom.move_kinds:
         moved = move_search([r.text for r in rows], move_proposer(dom, cfg.edit_header), rm, gen, tok, cfg.moves,
                             weights=cfg.ascent.objective, validate=dom.validate)
-        rows = apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.ascent.trust))
+        rows = apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.ascent.trust, gen))
     texts = [src if r.kept else r.text for src, r in zip(shard.texts, rows)]
     rated = cfg.utility and dom.name in _SIMULATED_DOMAINS
     u0 = _utility(list(shard.texts)) if rated else [None] * len(rows)

@@ -17,6 +17,7 @@ not survive a change of length: ``J = reward + lm_weight * mean log-likelihood``
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from ._ascent_batch import pad_batch, row_seed
 from ._distance import edit_distance
 from ._models import frozen_models, model_context
-from ._objective import ObjectiveWeights, score_sequences, shared_backbone
+from ._objective import ObjectiveWeights, discrete_log_likelihood, score_sequences, shared_backbone
 from ._trust import TrustConfig, active, edit_budget, gain_stats, member_scores, verdict
 
 
@@ -153,11 +154,12 @@ def keep_bars(propose: Callable[[str], list[str]], bars: set[int]) -> Callable[[
 
 
 def vet_moves(starts: Sequence[Sequence[int]], moved: list[MoveResult], reward_model, pad_id: int,
-              cfg: TrustConfig | None) -> list[str | None]:
+              cfg: TrustConfig | None, generator=None) -> list[str | None]:
     """The do-no-harm guard (`gradopt._trust`) on each moved sequence against its row's *input*
     `starts[i]` (token ids): None where the moves may be kept, else why not. The whole path from
     the input counts — the ascent's edit plus the moves — with the token edit distance as the
-    changed positions and the input's length (BOS/EOS excluded) as the free ones."""
+    changed positions and the input's length (BOS/EOS excluded) as the free ones. `generator`
+    scores the log-likelihood rule (`TrustConfig.max_loglik_drop`); it is needed when that is set."""
     out: list[str | None] = [None] * len(moved)
     todo = [i for i, m in enumerate(moved) if m.moves]
     if not active(cfg) or not todo:
@@ -166,12 +168,19 @@ def vet_moves(starts: Sequence[Sequence[int]], moved: list[MoveResult], reward_m
     after_ids, after_mask = pad_batch([moved[i].tokens for i in todo], pad_id)
     gains = member_scores(reward_model, after_ids, after_mask) - member_scores(reward_model, before_ids, before_mask)
     mean, sd = gain_stats(gains)
+    drop = torch.zeros(len(todo), dtype=torch.float64)
+    if math.isfinite(cfg.max_loglik_drop):
+        if generator is None:
+            raise ValueError("vet_moves needs the generator when TrustConfig.max_loglik_drop is set")
+        with torch.no_grad():
+            drop = (discrete_log_likelihood(generator, before_ids, before_mask)[0]
+                    - discrete_log_likelihood(generator, after_ids, after_mask)[0]).double()
     for k, i in enumerate(todo):
         start = "".join(map(chr, starts[i]))
         changed = edit_distance(start, "".join(map(chr, moved[i].tokens)))
         free = max(len(starts[i]) - 2, 0)
         budget = int(edit_budget(torch.tensor([free]), cfg)[0])
-        out[i] = verdict(float(mean[k]), float(sd[k]), changed, budget, free, cfg)
+        out[i] = verdict(float(mean[k]), float(sd[k]), changed, budget, free, cfg, loglik_drop=float(drop[k]))
     return out
 
 

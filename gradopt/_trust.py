@@ -7,10 +7,14 @@ them; the ascent, which climbs whatever the model says, walks exactly where it g
 engine's output replaces a user's input only when
 
     changed <= floor(max_changed * free)                          (the edit budget)
+    ll(before) - ll(after) <= max_loglik_drop                      ll = mean generator log-lik per token
     lower = mean_k(g_k) - pessimism * sd_k(g_k) > margin           g_k = member_k(after) - member_k(before)
 
 with the per-member gains g_k of a `rewardmodels.RewardEnsemble` (`score_members`), so the
 members' disagreement about the *gain* is what counts, not about the two scores separately.
+The log-likelihood rule is a second witness that does not share the reward model's blind spots:
+the generator was trained on far more music than was ever rated, so an edit that makes a tune
+much less like its training music is one the reward model is likely to be wrong about.
 A single reward model (K = 1) has no spread, so it cannot say how sure it is: by default its edits
 are not trusted at all and every input is kept, with a status that says so and how to get an
 ensemble. The whole-tune benchmark shows why: with one model and the rule ``gain > margin``, the
@@ -32,16 +36,20 @@ import torch
 class TrustConfig:
     """When an edited sequence may replace its input (see the module docstring).
 
-    Defaults chosen on the selection split of `benchmarks/do_no_harm.py --quick` (val tunes of the
-    training collections and the unrated miscFolk; rule: highest mean utility change with at
-    most 5% of tunes made worse); the report split's figures are in
-    benchmarks/results/do_no_harm_quick.json."""
+    Defaults chosen on the selection split of `benchmarks/do_no_harm.py --quick --recipe
+    practical_music` (the annotated 5-member ensemble a user would train; val tunes of the training
+    collections and the unrated miscFolk; rule: highest mean utility change with at most 5% of
+    tunes made worse), over budgets, k, margins and log-likelihood limits: no budget, k = 2,
+    margin 0.1. No log-likelihood limit changed any selection-split figure (the ascent's lm_weight
+    already keeps accepted edits likely), so it is off by default. The report split's figures are in
+    benchmarks/results/do_no_harm_quick.json (``chosen``, ``report``)."""
 
     enabled: bool = True  # False (or AscentConfig(trust=None)): the engine's raw best sequence is returned
-    max_changed: float = 0.2  # edit budget: largest fraction of a row's free positions that may change
-    pessimism: float = 0.5  # k of the lower bound mean - k * sd of the members' gains (ensembles only)
-    margin: float = 0.25  # the lower bound (or a single model's gain) must exceed this, in reward units
+    max_changed: float = 1.0  # edit budget: largest fraction of a row's free positions that may change
+    pessimism: float = 2.0  # k of the lower bound mean - k * sd of the members' gains (ensembles only)
+    margin: float = 0.1  # the lower bound (or a single model's gain) must exceed this, in reward units
     single_model: bool = False  # accept a single reward model's edits when gain > margin (it has no spread)
+    max_loglik_drop: float = math.inf  # refuse an edit lowering the generator's mean log-lik per token by more (nats); inf = off, < 0 demands a rise
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_changed <= 1.0:
@@ -50,6 +58,9 @@ class TrustConfig:
             raise ValueError(f"pessimism must be a finite number >= 0, got {self.pessimism}")
         if not math.isfinite(self.margin):
             raise ValueError(f"margin must be finite, got {self.margin}")
+        if math.isnan(self.max_loglik_drop):
+            raise ValueError("max_loglik_drop is a drop in nats per token (math.inf: no limit; a negative limit "
+                             "demands a rise), got nan")
 
 
 def active(cfg: TrustConfig | None) -> bool:
@@ -85,11 +96,17 @@ def gain_stats(gains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def verdict(gain_mean: float, gain_sd: float, changed: int, budget: int, free: int,
-            cfg: TrustConfig) -> str | None:
-    """None when the edit may replace the input, else the reason it may not (for the status line)."""
+            cfg: TrustConfig, loglik_drop: float = 0.0) -> str | None:
+    """None when the edit may replace the input, else the reason it may not (for the status line).
+
+    loglik_drop: the generator's mean log-likelihood per token of the input minus that of the edit
+    (nats; positive = the edit is less like the music the generator learnt)."""
     if changed > budget:
         return (f"edit budget exceeded ({changed} of {free} free positions changed, "
                 f"budget {budget} = {cfg.max_changed:.0%})")
+    if not loglik_drop <= cfg.max_loglik_drop:  # also refuses a nan drop
+        return (f"less like the training music (the generator's log-likelihood drops by {loglik_drop:.3f} "
+                f"nats per token, limit {cfg.max_loglik_drop:g})")
     if not math.isfinite(gain_mean):
         return "no confident improvement (gain not finite)"
     if math.isnan(gain_sd):  # a single reward model: no spread to be pessimistic about

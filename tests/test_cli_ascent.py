@@ -123,3 +123,16 @@ def test_generator_without_normalisation_file_warns_and_keeps_spaces(work, tmp_p
     assert all(" " in b for b in _bodies((tmp_path / "c.abc").read_text()))
     (old / NORMALISATION_FILE).write_text('{"spaceles": true}')
     assert _pitch_only_run(work, old, tmp_path / "d.abc") == 2  # a clear error, not a silent default
+
+
+@pytest.mark.parametrize("command", [["optimize", "--in", "x.abc", "--out", "y.abc"], ["improve-corpus", "x.abc", "y.abc"]])
+def test_the_likelihood_limit_reaches_the_guard(command):
+    from gradopt import TrustConfig
+    from gradopt.cli import build_parser
+    from gradopt.cli._ascent import _config
+
+    models = ["--generator", "g", "--reward", "r"]
+    args = build_parser().parse_args([*command, *models, "--max-loglik-drop", "0.07"])
+    assert _config(args).trust.max_loglik_drop == 0.07
+    default = build_parser().parse_args([*command, *models])
+    assert _config(default).trust == TrustConfig()

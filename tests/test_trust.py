@@ -1,12 +1,15 @@
 """The do-no-harm guard: an edit replaces the input only with a confident gain within the edit budget."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from ascent_doubles import encode, tiny_setup
-from gradopt import AscentConfig, PolishConfig, TrustConfig, edit_budget, gain_stats, optimize, verdict
+from gradopt import AscentConfig, ObjectiveWeights, PolishConfig, TrustConfig, edit_budget, gain_stats, optimize, verdict
+from gradopt._moves import MoveResult, vet_moves
+from gradopt._objective import discrete_log_likelihood
 
 TUNES = ["X:1\nK:G\nGABc|dedB|", "X:2\nM:6/8\nK:D\nFAd fed|"]
 ENGINE = dict(steps=8, check_every=2, polish=PolishConfig(rounds=3, top_k=4, candidates=6))
@@ -63,6 +66,74 @@ def test_verdict_rules():
         TrustConfig(max_changed=1.5)
     with pytest.raises(ValueError, match="pessimism"):
         TrustConfig(pessimism=-1.0)
+
+
+def test_verdict_refuses_an_edit_the_generator_finds_much_less_likely():
+    cfg = TrustConfig(max_changed=0.5, pessimism=1.0, margin=0.1, max_loglik_drop=0.05)
+    assert verdict(1.0, 0.2, 3, 5, 10, cfg, loglik_drop=0.04) is None
+    assert verdict(1.0, 0.2, 3, 5, 10, cfg, loglik_drop=-2.0) is None  # more like the training music: fine
+    why = verdict(1.0, 0.2, 3, 5, 10, cfg, loglik_drop=0.06)
+    assert why is not None and why.startswith("less like the training music") and "0.060" in why
+    assert verdict(1.0, 0.2, 3, 5, 10, cfg, loglik_drop=math.nan) is not None
+    single = TrustConfig(margin=0.1, single_model=True, max_loglik_drop=0.05)  # the rule holds for one model too
+    assert verdict(1.0, math.nan, 1, 5, 10, single, loglik_drop=0.06).startswith("less like")
+    assert verdict(1.0, 0.2, 3, 5, 10, TrustConfig(max_changed=0.5), loglik_drop=50.0) is None  # inf: no limit
+    rise = TrustConfig(margin=0.1, max_loglik_drop=-0.05)  # a negative limit demands a rise
+    assert verdict(1.0, 0.2, 1, 5, 10, rise, loglik_drop=-0.06) is None
+    assert verdict(1.0, 0.2, 1, 5, 10, rise, loglik_drop=-0.04).startswith("less like")
+    with pytest.raises(ValueError, match="max_loglik_drop"):
+        TrustConfig(max_loglik_drop=math.nan)
+
+
+def _mean_ll_drop(start, row) -> float:
+    """The generator's mean log-likelihood per token of `start` minus that of `row.tokens`."""
+    return row.loglik_before / (len(start) - 1) - row.loglik_after / (len(row.tokens) - 1)
+
+
+def test_the_engine_keeps_inputs_whose_edit_lowers_the_generators_likelihood(setup):
+    """Members that agree on a clear gain: every edit passes the gain rule, so only the
+    log-likelihood limit decides. With a limit between the raw edits' drops, the edits dropping
+    more are refused (the input is kept, saying why) and the others taken; with no limit all are
+    taken. The ascent ignores the generator here (lm_weight 0), so its edits' likelihoods vary."""
+    tok, gen, rm = setup
+    engine = {**ENGINE, "objective": ObjectiveWeights(lm_weight=0.0)}
+    init = encode(tok, TUNES + ["X:1\nK:D\nFAdc|BAGF|", "X:2\nK:G\nDEFG|AdcB|"])
+    agree = ScaledMembers(rm, [10.0, 10.0, 10.0, 10.0])
+    raw = optimize(init, agree, gen, AscentConfig(trust=None, **engine), tokenizer=tok)
+    assert all(r.changed > 0 and r.gain_mean > 0.05 for r in raw.rows), "the test needs a clear raw gain"
+    drops = [_mean_ll_drop(s, r) for s, r in zip(init, raw.rows)]
+    limit = (min(drops) + max(drops)) / 2
+    assert min(drops) < limit - 1e-3 and max(drops) > limit + 1e-3, f"the test needs edits that differ: {drops}"
+    guard = TrustConfig(max_changed=1.0, pessimism=1.0, margin=0.05, max_loglik_drop=limit)
+    out = optimize(init, agree, gen, AscentConfig(trust=guard, **engine), tokenizer=tok)
+    for start, a, b, d in zip(init, raw.rows, out.rows, drops):
+        if d > limit:
+            assert b.kept and b.tokens == start and b.status.startswith("kept the input: less like the training")
+        else:
+            assert not b.kept and b.tokens == a.tokens and b.status == "ok"
+    free = optimize(init, agree, gen, AscentConfig(trust=dataclasses.replace(guard, max_loglik_drop=math.inf),
+                                                   **engine), tokenizer=tok)
+    assert [r.tokens for r in free.rows] == [r.tokens for r in raw.rows]
+
+
+def test_vet_moves_applies_the_likelihood_limit(setup):
+    """A moved sequence is judged against its input by the same rule: refused when the generator
+    finds it less likely than the limit allows; the generator is required to judge it."""
+    tok, gen, rm = setup
+    a, b = encode(tok, ["X:1\nK:G\nGABc|dedB|", "X:1\nK:G\nGABc|dedc|"])
+    mean_ll = lambda x: float(discrete_log_likelihood(gen, torch.tensor([x]), torch.ones(1, len(x)))[0][0].detach())  # noqa: E731
+    start, moved = (a, b) if mean_ll(a) > mean_ll(b) else (b, a)  # the move lowers the log-likelihood
+    drop = mean_ll(start) - mean_ll(moved)
+    assert drop > 1e-3
+    mv = MoveResult(text="", tokens=moved, reward_before=0.0, reward_after=0.0, loglik_before=0.0, loglik_after=0.0,
+                    objective_before=0.0, objective_after=0.0, moves=1, valid_after=None)
+    members = ScaledMembers(rm, [1.0, 2.0, 3.0])
+    guard = lambda limit: TrustConfig(max_changed=1.0, pessimism=1.0, margin=-1e9, max_loglik_drop=limit)  # noqa: E731
+    assert vet_moves([start], [mv], members, tok.pad_token_id, guard(drop * 1.01), gen) == [None]
+    assert vet_moves([start], [mv], members, tok.pad_token_id, guard(drop * 0.99), gen)[0].startswith("less like")
+    assert vet_moves([start], [mv], members, tok.pad_token_id, guard(math.inf)) == [None]  # off: no generator needed
+    with pytest.raises(ValueError, match="generator"):
+        vet_moves([start], [mv], members, tok.pad_token_id, guard(drop))
 
 
 def test_keeps_the_input_when_members_disagree_and_accepts_when_they_agree(setup):

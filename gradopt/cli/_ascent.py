@@ -89,7 +89,8 @@ def _config(args):
 
     trust = None if getattr(args, "no_guard", True) else TrustConfig(
         max_changed=args.max_changed, pessimism=args.pessimism, margin=args.margin,
-        single_model=getattr(args, "trust_single_model", False))
+        single_model=getattr(args, "trust_single_model", False),
+        max_loglik_drop=getattr(args, "max_loglik_drop", TrustConfig().max_loglik_drop))
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
         relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight),
@@ -219,7 +220,7 @@ def _search_moves(args, domain, kind, spec, rows, starts, tok, gen, rm, cfg, mov
         propose = keep_bars(propose, parse_bars(spec))
     moved = move_search([r.text for r in rows], propose, rm, gen, tok, moves_cfg, weights=cfg.objective,
                         validate=validate, progress=True)
-    return apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.trust))
+    return apply_moves(rows, moved, vet_moves(starts, moved, rm, tok.pad_token_id, cfg.trust, gen))
 
 
 def _validity_judge(domain):
@@ -347,6 +348,9 @@ def register(sub) -> None:
                    help="guard: k in the lower bound 'mean gain - k * SD over ensemble members' (reward ensembles)")
     p.add_argument("--margin", type=float, default=trust.margin,
                    help="guard: the lower bound (a single model's gain) must exceed this for the edit to be kept")
+    p.add_argument("--max-loglik-drop", type=float, default=trust.max_loglik_drop,
+                   help="guard: refuse an edit that lowers the generator's mean log-likelihood per token by more "
+                        "than this many nats (inf = no limit)")
     p.add_argument("--trust-single-model", action="store_true",
                    help="guard: accept a single reward model's edits when its gain exceeds --margin (by default a "
                         "single model, which cannot say how sure it is, keeps every tune; an ensemble is measured)")

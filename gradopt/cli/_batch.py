@@ -83,6 +83,8 @@ def register(sub) -> None:
     p.add_argument("--max-changed", type=float, default=trust.max_changed, help="guard: edit budget (fraction)")
     p.add_argument("--pessimism", type=float, default=trust.pessimism, help="guard: k in 'mean gain - k * SD'")
     p.add_argument("--margin", type=float, default=trust.margin, help="guard: the gain's lower bound must exceed this")
+    p.add_argument("--max-loglik-drop", type=float, default=trust.max_loglik_drop,
+                   help="guard: refuse an edit lowering the generator's mean log-likelihood per token by more (nats)")
     p.add_argument("--trust-single-model", action="store_true",
                    help="guard: accept a single reward model's edits when its gain exceeds --margin (default: keep)")
     p.set_defaults(func=cmd_improve_corpus)
