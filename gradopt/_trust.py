@@ -14,12 +14,14 @@ with the per-member gains g_k of a `rewardmodels.RewardEnsemble` (`score_members
 members' disagreement about the *gain* is what counts, not about the two scores separately.
 The log-likelihood rule is a second witness that does not share the reward model's blind spots:
 the generator was trained on far more music than was ever rated, so an edit that makes a tune
-much less like its training music is one the reward model is likely to be wrong about.
+much less like its training music is one the reward model may well be wrong about. It is off by
+default: on the selection split no limit changed a figure (the ascent's likelihood term already
+keeps accepted edits likely).
 A single reward model (K = 1) has no spread, so it cannot say how sure it is: by default its edits
 are not trusted at all and every input is kept, with a status that says so and how to get an
 ensemble. The whole-tune benchmark shows why: with one model and the rule ``gain > margin``, the
-engine's default run made 75% of held-out tunes worse (benchmarks/results/ascent_quick.json,
-``do_no_harm``). ``single_model=True`` restores that rule for a user who accepts the risk.
+engine's default run made 75% of held-out tunes worse (``do_no_harm`` of
+benchmarks/results/ascent_quick.json as committed in 810a591). ``single_model=True`` restores that rule for a user who accepts the risk.
 Otherwise the input is returned unchanged with a status saying why. The budget also bounds the
 search itself: with the guard on, the engine only keeps verified sequences within it.
 """
