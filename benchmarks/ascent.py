@@ -113,13 +113,14 @@ def build_models(args, train: list[str], val: list[str], log, engine: gradopt.As
     info["work"] = str(work)
     t0 = time.process_time()
     if (rdir / "config.json").exists():
-        rm = rewardmodels.RewardModel.from_pretrained(rdir)
+        rm = rewardmodels.load_reward_model(rdir)
         info["reward"] = "reused"
         if rm.pooling != args.pooling:
             raise SystemExit(f"{rdir} holds a reward model with {rm.pooling!r} pooling, not {args.pooling!r}: "
                              "use another --work directory")
     else:
-        recipe = scaled(PRACTICAL, 0.3) if args.quick else PRACTICAL
+        base = rewardmodels.RECIPES[args.recipe]
+        recipe = scaled(base, 0.3) if args.quick else base
         bar_aware = not getattr(args, "free_sampling", True) and hasattr(domains, "ABCConstraint")
         recipe = dataclasses.replace(recipe, sampling="bar-aware" if bar_aware else "free",
                                      harvest_rounds=args.harvest_rounds, pooling=args.pooling)
@@ -268,6 +269,9 @@ def parse_args() -> argparse.Namespace:
                     help="batch recipe: samples per slot best-of-N draws before the engine (0: 4, or 2 with --quick)")
     ap.add_argument("--free-sampling", action="store_true",
                     help="draw starts and best-of-N samples freely instead of bar-aware (domains.ABCConstraint)")
+    ap.add_argument("--recipe", choices=sorted(rewardmodels.RECIPES), default="practical",
+                    help="reward-model recipe (rewardmodels.RECIPES); other than 'practical' the result "
+                         "file is named ascent[...]_<recipe>.json")
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="starts: 'select' (val tunes, sample seed 1) for sweeps that choose settings, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
@@ -616,8 +620,10 @@ def measure_do_no_harm(args, ctx, screen, log) -> dict | None:
 
 
 def result_suffix(args, split) -> str:
-    """ascent[_quick][_<n>chars][_select].json: whole tunes carry no length, a cut its length."""
+    """ascent[_quick][_<n>chars][_<recipe>][_select].json: whole tunes carry no length, a cut its
+    length; the default recipe ("practical") no name."""
     return (("_quick" if args.quick else "") + ("" if args.whole else f"_{args.max_chars}chars")
+            + ("" if getattr(args, "recipe", "practical") == "practical" else f"_{args.recipe}")
             + ("_select" if split.name == "select" else ""))
 
 
