@@ -14,6 +14,14 @@ comparisons by the simulated rater (ties excluded); the accuracy of the hidden u
 those comparisons is the ceiling. bt_racing also spends extra compute on intermediate reward
 models (to supply covariates); that time is recorded separately.
 
+--model probe_music swaps the fine-tuned network for the annotated probe (`rewardmodels.PRACTICAL_MUSIC`'s
+model part: a closed-form ridge head on the frozen generator's mean-pooled hidden states and pooled
+musical annotations, `rewardmodels.fit_model`, λ by 5-fold cross-validation); the pairwise baseline
+is then a logistic regression on the same standardised features over the same rated pairs
+(`rewardmodels.fit_pairwise_head`: ties as half wins, λ by 5-fold cross-validation over the pairs).
+It also runs bt_uncertainty (as bt_racing with `next_pairs(..., "uncertainty")`). Results go to
+rating_efficiency[_quick]_probe_music.json.
+
 Writes benchmarks/results/rating_efficiency.json (or rating_efficiency_quick.json with --quick)
 as {method: {n_ratings: mean_accuracy}} plus per-seed values, with the commit, machine and config
 (benchmarks/provenance.py), and prints one summary line last.
@@ -22,6 +30,8 @@ as {method: {n_ratings: mean_accuracy}} plus per-seed values, with the commit, m
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -95,7 +105,21 @@ def utilities(rater: rm.SimulatedRater, texts: list[str]) -> np.ndarray:
     return u
 
 
-def train_model(gen, ids, mask, cfg, *, targets=None, weights=None, pairs=None, ties=None):
+MODELS = ("network", "probe_music")
+PROBE_RECIPE = rm.PRACTICAL_MUSIC  # only its model part (pooling, probe fit, annotations) is used here
+
+
+def train_model(gen, ids, mask, cfg, *, targets=None, weights=None, pairs=None, ties=None, kind="network", tok=None):
+    """A reward model from `gen`: the fine-tuned network (kind "network") or the annotated probe
+    ("probe_music"), regressed on BT targets (precision weights) or fitted on [winner, loser] pairs."""
+    if kind == "probe_music":
+        if pairs is not None:
+            torch.manual_seed(cfg.seed)
+            model = rm.RewardModel.from_generator(gen, pooling=PROBE_RECIPE.pooling, annotations="abc",
+                                                  token_texts=rm.token_texts(tok), annotation_features=True)
+            rm.fit_pairwise_head(model, ids, mask, pairs, ties, seed=cfg.seed)
+            return model.eval()
+        return rm.fit_model(PROBE_RECIPE, gen, tok, ids, mask, targets, weights, np.arange(len(ids)), cfg.seed)[0]
     model = rm.RewardModel.from_generator(gen)
     if pairs is not None:
         rm.train_pairwise(model, ids, mask, pairs, ties, cfg)
@@ -111,17 +135,18 @@ def split_outcomes(pairs: np.ndarray, winners: list[str]):
     return wins.reshape(-1, 2), pairs[w == "tie"].reshape(-1, 2)
 
 
-def fit_and_regress(gen, ids, mask, pairs, winners, cfg, covariates=None):
+def fit_and_regress(gen, ids, mask, pairs, winners, cfg, covariates=None, fitter=train_model):
     wins, ties = split_outcomes(pairs, winners)
     scores = rm.fit(wins, len(ids), ties=ties, covariates=covariates, exact_sd_limit=0)
     rated = np.unique(pairs)
-    return train_model(gen, ids[rated], mask[rated], cfg, targets=scores.mean[rated],
+    return fitter(gen, ids[rated], mask[rated], cfg, targets=scores.mean[rated],
                        weights=1.0 / scores.sd[rated] ** 2)
 
 
-def racing_ratings(gen, ids, mask, texts, rater, n, cfg, seed, batch=10):
-    """Rate `n` pairs: 25% random, then racing from BT refits every `batch` pairs, with the prior
-    mean from a reward model retrained (cfg.steps // 4 steps) at 25/50/75% of the budget."""
+def racing_ratings(gen, ids, mask, texts, rater, n, cfg, seed, batch=10, strategy="racing", fitter=train_model):
+    """Rate `n` pairs: 25% random, then `strategy` (`rewardmodels.next_pairs`) from BT refits every
+    `batch` pairs, with the prior mean from a reward model retrained (cfg.steps // 4 steps) at
+    25/50/75% of the budget."""
     rng = np.random.default_rng(seed)
     n0 = max(batch, n // 4)
     pairs = rm.next_pairs(rm.Scores(mean=np.zeros(len(ids)), sd=np.ones(len(ids)), coef=np.zeros(0)), n0,
@@ -133,14 +158,14 @@ def racing_ratings(gen, ids, mask, texts, rater, n, cfg, seed, batch=10):
     while len(pairs) < n:
         if covariates is None or (checkpoints and len(pairs) >= checkpoints[0]):
             t0 = time.perf_counter()
-            model = fit_and_regress(gen, ids, mask, pairs, winners, small, covariates)
+            model = fit_and_regress(gen, ids, mask, pairs, winners, small, covariates, fitter)
             pred = model.predict(ids, mask).numpy()
             covariates = ((pred - pred.mean()) / (pred.std() + 1e-9))[:, None]
             extra_seconds += time.perf_counter() - t0
             checkpoints = [c for c in checkpoints if c > len(pairs)]
         wins, ties = split_outcomes(pairs, winners)
         scores = rm.fit(wins, len(ids), ties=ties, covariates=covariates, exact_sd_limit=0)
-        new = rm.next_pairs(scores, min(batch, n - len(pairs)), "racing", seed=int(rng.integers(1 << 30)),
+        new = rm.next_pairs(scores, min(batch, n - len(pairs)), strategy, seed=int(rng.integers(1 << 30)),
                             exclude=pairs)
         if len(new) == 0:
             break
@@ -157,6 +182,12 @@ def accuracy(scores: np.ndarray, pairs: np.ndarray, winners: list[str]) -> float
 
 
 METHODS = ("bt_racing", "bt_random", "pairwise")
+ACTIVE = {"bt_racing": "racing", "bt_uncertainty": "uncertainty"}  # active methods -> next_pairs strategy
+
+
+def methods_for(model: str) -> tuple[str, ...]:
+    """The methods run with reward model `model` (bt_uncertainty only with the probe: it is cheap)."""
+    return METHODS if model == "network" else ("bt_racing", "bt_uncertainty", "bt_random", "pairwise")
 
 
 def parse_args() -> argparse.Namespace:
@@ -164,6 +195,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="fewer sizes, 1 seed, smaller pools (< 5 min)")
     ap.add_argument("--agreement", type=float, default=0.75, help="simulated rater agreement")
     ap.add_argument("--steps", type=int, default=0, help="reward-model training steps (0 = default)")
+    ap.add_argument("--model", choices=MODELS, default="network",
+                    help="reward model: the fine-tuned network (default) or the annotated probe (probe_music)")
+    ap.add_argument("--seeds", type=int, default=0, help="number of seeds (0 = 1 with --quick, else 3)")
     return ap.parse_args()
 
 
@@ -176,12 +210,12 @@ def load_pool(quick: bool, n_train: int, n_test: int, log):
     u = utilities(rm.SimulatedRater(), texts)
     log(f"pool: {len(texts)} items ({', '.join(f'{o}={origins.count(o)}' for o in sorted(set(origins)))}), "
         f"{np.mean(u == rm.INVALID):.0%} invalid")
-    return texts, origins, gen, ids, mask, u
+    return texts, origins, gen, tok, ids, mask, u
 
 
 def measure_size(n, seed, args, cfg, pool, record, tally, log) -> None:
     """The three methods trained on `n` simulated ratings of the training items with rater `seed`."""
-    gen, ids, mask, tr, tr_texts, n_train = pool
+    gen, ids, mask, tr, tr_texts, n_train, fitter = pool
     rater = rm.SimulatedRater(args.agreement, seed=seed)
     utilities(rater, tr_texts)
     cfg_s = rm.RewardTrainConfig(**{**cfg.__dict__, "seed": seed})
@@ -190,23 +224,28 @@ def measure_size(n, seed, args, cfg, pool, record, tally, log) -> None:
                           "random", seed=1000 * seed + n)
     winners = rater.simulate(tr_texts, pairs)
     t0 = time.perf_counter()
-    model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s)
+    model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s, fitter=fitter)
     tally["train_seconds"]["bt_random"] += time.perf_counter() - t0
     record("bt_random", n, model)
     wins, ties = split_outcomes(pairs, winners)
     t0 = time.perf_counter()
-    model = train_model(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
+    model = fitter(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
     tally["train_seconds"]["pairwise"] += time.perf_counter() - t0
     record("pairwise", n, model)
-    r_pairs, r_win, cov, extra_s = racing_ratings(gen, ids[tr], mask[tr], tr_texts, rater, n, cfg_s, seed)
-    t0 = time.perf_counter()
-    model = fit_and_regress(gen, ids[tr], mask[tr], r_pairs, r_win, cfg_s, cov)
-    tally["train_seconds"]["bt_racing"] += time.perf_counter() - t0
-    tally["extra"][str(n)].append(extra_s)
-    record("bt_racing", n, model)
-    log(f"seed {seed} n={n}: " + ", ".join(f"{m}={tally['per_seed'][m][str(n)][-1]:.3f}" for m in METHODS)
-        + f" (ceiling {tally['ceiling'][-1]:.3f}; racing rated {len(np.unique(r_pairs))} items, random "
-        f"{len(np.unique(pairs))})")
+    rated = {}
+    for method in [m for m in ACTIVE if m in tally["per_seed"]]:
+        r_pairs, r_win, cov, extra_s = racing_ratings(gen, ids[tr], mask[tr], tr_texts, rater, n, cfg_s, seed,
+                                                      strategy=ACTIVE[method], fitter=fitter)
+        t0 = time.perf_counter()
+        model = fit_and_regress(gen, ids[tr], mask[tr], r_pairs, r_win, cfg_s, cov, fitter)
+        tally["train_seconds"][method] += time.perf_counter() - t0
+        if method == "bt_racing":
+            tally["extra"][str(n)].append(extra_s)
+        record(method, n, model)
+        rated[method] = len(np.unique(r_pairs))
+    log(f"seed {seed} n={n}: " + ", ".join(f"{m}={v[str(n)][-1]:.3f}" for m, v in tally["per_seed"].items())
+        + f" (ceiling {tally['ceiling'][-1]:.3f}; items rated: "
+        + ", ".join(f"{m} {k}" for m, k in rated.items()) + f", random {len(np.unique(pairs))})")
 
 
 def measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log) -> None:
@@ -235,30 +274,32 @@ def main() -> None:
     torch.set_num_threads(1)
     t_start = time.time()
     sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
-    seeds = [0] if args.quick else [0, 1, 2]
+    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    methods = methods_for(args.model)
     n_train, n_test = (300, 150) if args.quick else (900, 300)
     steps = args.steps or (100 if args.quick else 200)
     cfg = rm.RewardTrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
     log = lambda msg: print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
 
-    texts, origins, gen, ids, mask, u = load_pool(args.quick, n_train, n_test, log)
+    texts, origins, gen, tok, ids, mask, u = load_pool(args.quick, n_train, n_test, log)
     tr, te = np.arange(n_train), np.arange(n_train, n_train + n_test)
     tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
-    tally = {"per_seed": {m: {str(n): [] for n in sizes} for m in METHODS},
-             "true_acc": {m: {str(n): [] for n in sizes} for m in METHODS},  # vs the noiseless utility order
+    tally = {"per_seed": {m: {str(n): [] for n in sizes} for m in methods},
+             "true_acc": {m: {str(n): [] for n in sizes} for m in methods},  # vs the noiseless utility order
              "extra": {str(n): [] for n in sizes}, "ceiling": [],
-             "train_seconds": {m: 0.0 for m in METHODS}}
-    pool = (gen, ids, mask, tr, tr_texts, n_train)
+             "train_seconds": {m: 0.0 for m in methods}}
+    fitter = functools.partial(train_model, kind=args.model, tok=tok)
+    pool = (gen, ids, mask, tr, tr_texts, n_train, fitter)
     for seed in seeds:
         measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log)
     per_seed, true_acc, ceiling = tally["per_seed"], tally["true_acc"], tally["ceiling"]
 
-    mean = {m: {n: float(np.mean(v)) for n, v in per_seed[m].items()} for m in METHODS}
+    mean = {m: {n: float(np.mean(v)) for n, v in per_seed[m].items()} for m in methods}
     out = {
         "benchmark": "rating_efficiency", "quick": args.quick, "metric": "held-out pairwise accuracy vs fresh "
         "simulated comparisons (ties excluded)",
         **mean, "per_seed": per_seed,
-        "true_order_accuracy": {m: {n: float(np.mean(v)) for n, v in true_acc[m].items()} for m in METHODS},
+        "true_order_accuracy": {m: {n: float(np.mean(v)) for n, v in true_acc[m].items()} for m in methods},
         "true_order_accuracy_per_seed": true_acc, "ceiling_true_utility": {"mean": float(np.mean(ceiling)), "per_seed": ceiling},
         "racing_extra_seconds_for_covariates": tally["extra"], "final_training_seconds_total": tally["train_seconds"],
         "setup": {"sizes": sizes, "seeds": seeds, "n_train_pool": n_train, "n_test_pool": n_test,
@@ -269,14 +310,24 @@ def main() -> None:
     }
     hyp = mean["bt_racing"].get("1000"), mean["pairwise"].get("3000")
     out["hypothesis_a1000_ge_c3000"] = None if None in hyp else bool(hyp[0] >= hyp[1])
-    name = "rating_efficiency_quick.json" if args.quick else "rating_efficiency.json"
-    config = {**vars(args), "sizes": sizes, "seeds": seeds, "n_train": n_train, "n_test": n_test,
+    active = [m for m in ACTIVE if m in methods]
+    if "1000" in mean["pairwise"] and "3000" in mean["pairwise"]:  # the essay's claim, best active strategy
+        best = max(active, key=lambda m: mean[m]["1000"])
+        out["best_active_1000_vs_pairwise_3000"] = {
+            "method": best, "active_at_1000": mean[best]["1000"], "pairwise_at_3000": mean["pairwise"]["3000"],
+            "holds": bool(mean[best]["1000"] >= mean["pairwise"]["3000"])}
+    if args.model != "network":
+        out["setup"]["reward_model"] = {"model": args.model, "recipe": dataclasses.asdict(PROBE_RECIPE)}
+    suffix = "" if args.model == "network" else f"_{args.model}"
+    name = f"rating_efficiency{'_quick' if args.quick else ''}{suffix}.json"
+    kept = {k: v for k, v in vars(args).items() if k not in ("model", "seeds") or args.model != "network"}
+    config = {**kept, "sizes": sizes, "seeds": seeds, "n_train": n_train, "n_test": n_test,
               "train_config": cfg.__dict__, "network": PRESET.__dict__, "n_pool": N_POOL, "max_chars": MAX_CHARS,
               "gen_minutes": 0.75 if args.quick else 1.5, "eval_pairs": 3000}
     write_result(RESULTS / name, out, config)
     row = lambda m: "/".join(f"{mean[m][str(n)]:.3f}" for n in sizes)  # noqa: E731
     print(f"rating_efficiency{' (quick)' if args.quick else ''}: acc at n={'/'.join(map(str, sizes))}: "
-          f"bt_racing {row('bt_racing')}, bt_random {row('bt_random')}, pairwise {row('pairwise')}; "
+          + ", ".join(f"{m} {row(m)}" for m in methods) + "; "
           f"ceiling {np.mean(ceiling):.3f}; hypothesis racing@1000 >= pairwise@3000: "
           f"{out['hypothesis_a1000_ge_c3000']} ({time.time() - t_start:.0f} s)")
 

@@ -381,3 +381,67 @@ def fit_head(
     model.reset_normalization()
     model.calibrate(ids, attention_mask)
     return {"l2": best, "cv_loss": cv}
+
+
+def pairwise_logistic(Z: np.ndarray, wins, ties=None, l2: float = 1.0) -> np.ndarray:
+    """Weights β (d,) of a linear Bradley-Terry score s = Z β fitted directly on comparisons:
+    minimises Σ_wins -log σ(β·(z_w - z_l)) + Σ_ties ½[-log σ(β·d) - log σ(-β·d)] + ½ l2 |β|²
+    (a tie counts as half a win each way) by L-BFGS. Z (n, d) item features; wins (m, 2)
+    [winner, loser] and ties (m_t, 2) row indices. No intercept: it cancels in every difference."""
+    from scipy.optimize import minimize
+
+    D = Z[wins[:, 0]] - Z[wins[:, 1]]
+    T = Z[ties[:, 0]] - Z[ties[:, 1]] if ties is not None and len(ties) else np.zeros((0, Z.shape[1]))
+
+    def loss_grad(beta):
+        a, t = D @ beta, T @ beta
+        loss = np.logaddexp(0, -a).sum() + 0.5 * (np.logaddexp(0, -t) + np.logaddexp(0, t)).sum()
+        g = -D.T @ (1 / (1 + np.exp(a))) + T.T @ (1 / (1 + np.exp(-t)) - 0.5)  # d/dt of the tie term
+        return loss + 0.5 * l2 * beta @ beta, g + l2 * beta
+
+    res = minimize(loss_grad, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return res.x
+
+
+def _pair_log_loss(Z, beta, wins, ties) -> float:
+    a = Z[wins[:, 0]] @ beta - Z[wins[:, 1]] @ beta
+    t = Z[ties[:, 0]] @ beta - Z[ties[:, 1]] @ beta
+    return float(np.logaddexp(0, -a).sum() + 0.5 * (np.logaddexp(0, -t) + np.logaddexp(0, t)).sum())
+
+
+def fit_pairwise_head(model: RewardModel, ids: torch.Tensor, attention_mask: torch.Tensor, wins, ties=None,
+                      l2: float | tuple[float, ...] = DEFAULT_L2, folds: int = 5, seed: int = 0) -> dict:
+    """Pairwise probe: set the head by logistic regression of comparison outcomes on the frozen
+    backbone's features (the same standardised features as `fit_head`), the baseline that skips
+    Bradley-Terry scores. ids, attention_mask (n, t); wins (m, 2) [winner, loser], ties (m_t, 2)
+    row indices (`pairwise_logistic`). With several `l2` values, λ is chosen by `folds`-fold
+    cross-validation over the comparisons (held-out log loss). Calibrates on these items.
+    Returns {"l2": λ, "cv_loss": {λ: mean held-out log loss per comparison}}."""
+    n = ids.shape[0]
+    wins = np.asarray(wins, dtype=np.int64).reshape(-1, 2)
+    ties = np.asarray([] if ties is None else ties, dtype=np.int64).reshape(-1, 2)
+    both = np.concatenate([wins, ties])
+    if len(wins) == 0:
+        raise ValueError("fit_pairwise_head needs at least one decided comparison (wins); got none")
+    if int(both.max()) >= n or int(both.min()) < 0:
+        raise ValueError(f"fit_pairwise_head: pair indices must lie in [0, {n}); got {int(both.min())}..{int(both.max())}")
+    grid = (l2,) if np.isscalar(l2) else tuple(l2)
+    if not grid or min(grid) < 0:
+        raise ValueError(f"l2 must be one or more values >= 0, got {l2}")
+    Z, sd = standardise(model.features(ids, attention_mask).double().numpy(), np.ones(n))
+    cv: dict[float, float] = {}
+    if len(grid) > 1:
+        rng = np.random.default_rng(seed)
+        fw, ft = rng.permutation(len(wins)) % folds, rng.permutation(len(ties)) % folds
+        for lam in grid:
+            err = sum(_pair_log_loss(Z, pairwise_logistic(Z, wins[fw != k], ties[ft != k], lam), wins[fw == k],
+                                     ties[ft == k]) for k in range(folds))
+            cv[float(lam)] = err / len(both)
+    best = min(cv, key=cv.get) if cv else float(grid[0])
+    beta = pairwise_logistic(Z, wins, ties, best)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(beta / sd, dtype=model.head.weight.dtype)[None])
+        model.head.bias.fill_(0.0)
+    model.reset_normalization()
+    model.calibrate(ids, attention_mask)
+    return {"l2": best, "cv_loss": cv}
