@@ -19,7 +19,8 @@ model part: a closed-form ridge head on the frozen generator's mean-pooled hidde
 musical annotations, `rewardmodels.fit_model`, λ by 5-fold cross-validation); the pairwise baseline
 is then a logistic regression on the same standardised features over the same rated pairs
 (`rewardmodels.fit_pairwise_head`: ties as half wins, λ by 5-fold cross-validation over the pairs).
-It also runs bt_uncertainty (as bt_racing with `next_pairs(..., "uncertainty")`). Results go to
+It also runs bt_uncertainty and bt_infogain (as bt_racing with `next_pairs(..., "uncertainty")` or
+"infogain"). Results go to
 rating_efficiency[_quick]_probe_music.json.
 
 Writes benchmarks/results/rating_efficiency.json (or rating_efficiency_quick.json with --quick)
@@ -182,12 +183,14 @@ def accuracy(scores: np.ndarray, pairs: np.ndarray, winners: list[str]) -> float
 
 
 METHODS = ("bt_racing", "bt_random", "pairwise")
-ACTIVE = {"bt_racing": "racing", "bt_uncertainty": "uncertainty"}  # active methods -> next_pairs strategy
+# active methods -> their `next_pairs` strategy
+ACTIVE = {"bt_racing": "racing", "bt_uncertainty": "uncertainty", "bt_infogain": "infogain"}
 
 
 def methods_for(model: str) -> tuple[str, ...]:
-    """The methods run with reward model `model` (bt_uncertainty only with the probe: it is cheap)."""
-    return METHODS if model == "network" else ("bt_racing", "bt_uncertainty", "bt_random", "pairwise")
+    """The methods run with reward model `model` (bt_uncertainty and bt_infogain only with the probe:
+    it is cheap)."""
+    return METHODS if model == "network" else ("bt_racing", "bt_uncertainty", "bt_infogain", "bt_random", "pairwise")
 
 
 def parse_args() -> argparse.Namespace:

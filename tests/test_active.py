@@ -1,4 +1,4 @@
-"""Active pair selection: racing, uncertainty, random; distinct pairs within a batch."""
+"""Active pair selection: racing, uncertainty, infogain, random; distinct pairs within a batch."""
 
 import math
 
@@ -18,7 +18,7 @@ def _distinct(pairs):
     return len(keys) == len(pairs) and all(a != b for a, b in pairs.tolist())
 
 
-@pytest.mark.parametrize("strategy", ["racing", "uncertainty", "random"])
+@pytest.mark.parametrize("strategy", ["racing", "uncertainty", "infogain", "random"])
 def test_k_distinct_pairs_and_seeded(strategy):
     s = _scores()
     p = next_pairs(s, 10, strategy, seed=3)
@@ -61,6 +61,28 @@ def test_uncertainty_prefers_close_uncertain_pairs():
     assert sorted(p[0].tolist()) == [0, 1]
 
 
+def test_infogain_prefers_pairs_whose_outcome_is_still_informative():
+    # 0-1: a coin flip between two items already known to be equal (nothing to learn);
+    # 2-3: a likely outcome (p = 0.27), but the scores are uncertain. The outcome's entropy alone
+    # would take 0-1.
+    mean = np.array([0.0, 0.0, 4.0, 5.0])
+    sd = np.array([0.01, 0.01, 3.0, 3.0])
+    s = Scores(mean=mean, sd=sd, coef=np.zeros(0))
+    assert sorted(next_pairs(s, 1, "infogain")[0].tolist()) == [2, 3]
+
+
+def test_information_gain_matches_monte_carlo():
+    from rewardmodels._active import information_gain
+
+    rng = np.random.default_rng(0)
+    h = lambda p: -(p * np.log2(p) + (1 - p) * np.log2(1 - p))  # noqa: E731
+    for mu, var in [(0.0, 4.0), (1.5, 1.0), (3.0, 9.0), (0.5, 0.0)]:
+        d = mu + math.sqrt(var) * rng.standard_normal(200_000)
+        p = 1 / (1 + np.exp(-d))
+        exact = h(p.mean()) - h(p).mean()
+        assert float(information_gain(np.array([mu]), np.array([var]))[0]) == pytest.approx(exact, abs=0.02)
+
+
 def test_exclude_and_exhaustion():
     s = _scores(n=4)
     p = next_pairs(s, 100, "random")
@@ -68,5 +90,7 @@ def test_exclude_and_exhaustion():
     q = next_pairs(s, 100, "random", exclude=p[:4])
     assert {tuple(sorted(x)) for x in q.tolist()} == {tuple(sorted(x)) for x in p[4:].tolist()}
     assert len(next_pairs(s, 100, "racing")) == 3
+    r = next_pairs(s, 100, "infogain", exclude=p[:4])
+    assert {tuple(sorted(x)) for x in r.tolist()} == {tuple(sorted(x)) for x in p[4:].tolist()}
     with pytest.raises(ValueError, match="unknown strategy"):
         next_pairs(s, 1, "greedy")
