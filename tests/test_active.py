@@ -94,3 +94,15 @@ def test_exclude_and_exhaustion():
     assert {tuple(sorted(x)) for x in r.tolist()} == {tuple(sorted(x)) for x in p[4:].tolist()}
     with pytest.raises(ValueError, match="unknown strategy"):
         next_pairs(s, 1, "greedy")
+
+
+def test_harvest_command_offers_every_strategy():
+    import argparse
+
+    from gradopt.cli import _ascent
+    from rewardmodels import STRATEGIES
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    _ascent.register(sub)
+    action = next(a for a in sub.choices["harvest"]._actions if a.dest == "strategy")
+    assert sorted(action.choices) == sorted(STRATEGIES)

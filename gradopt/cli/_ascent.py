@@ -366,7 +366,8 @@ def register(sub) -> None:
                                     "domain's corpus train split: the fiddle tunes for abc; text has none)")
     p.add_argument("--min-reward", type=float, default=0.0, help="reward a suspect must reach")
     p.add_argument("--max-items", type=int, default=64)
-    p.add_argument("--strategy", default="racing", choices=["racing", "uncertainty", "random"])
+    # rewardmodels.STRATEGIES, spelled out so that building the parser does not import torch
+    p.add_argument("--strategy", default="racing", choices=["racing", "uncertainty", "infogain", "random"])
     p.add_argument("--iteration", type=int, default=0)
     p.add_argument("--edit", default="any", choices=TOKEN_KINDS,
                    help="what may change (token kinds of `optimize --edit`; no whole-tune moves here)")
