@@ -57,6 +57,12 @@ def _uncertainty(mean, sd, k, rng, exclude, window: int = 4) -> list[tuple[int, 
     j = np.concatenate(cand_j)
     p = 1.0 / (1.0 + np.exp(-(mean[i] - mean[j])))
     score = p * (1 - p) * np.sqrt(sd[i] ** 2 + sd[j] ** 2)
+    return _top_pairs(i, j, score, k, exclude)[0]
+
+
+def _top_pairs(i, j, score, k, exclude) -> tuple[list[tuple[int, int]], set]:
+    """The k highest-scoring candidate pairs (i[c], j[c]) not in `exclude` (either order), and the
+    set of pairs taken or excluded."""
     out: list[tuple[int, int]] = []
     seen = set(exclude)
     for idx in np.argsort(-score, kind="stable"):
@@ -66,7 +72,7 @@ def _uncertainty(mean, sd, k, rng, exclude, window: int = 4) -> list[tuple[int, 
             out.append((int(i[idx]), int(j[idx])))
             if len(out) == k:
                 break
-    return out
+    return out, seen
 
 
 def information_gain(mu: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -88,15 +94,7 @@ def _infogain(mean, sd, k, rng, exclude, window: int = 4) -> list[tuple[int, int
     i = np.concatenate([order[:-d] for d in range(1, w + 1)] + [rng.integers(0, n, 20 * k)])
     j = np.concatenate([order[d:] for d in range(1, w + 1)] + [(i[-20 * k:] + rng.integers(1, n, 20 * k)) % n])
     score = information_gain(mean[i] - mean[j], sd[i] ** 2 + sd[j] ** 2)
-    out: list[tuple[int, int]] = []
-    seen = set(exclude)
-    for idx in np.argsort(-score, kind="stable"):
-        key = _key(int(i[idx]), int(j[idx]))
-        if key not in seen:
-            seen.add(key)
-            out.append((int(i[idx]), int(j[idx])))
-            if len(out) == k:
-                break
+    out, seen = _top_pairs(i, j, score, k, exclude)
     if len(out) < k:  # candidates exhausted: fill with random pairs not yet taken
         out += _random(n, k - len(out), rng, seen)
     return out
