@@ -136,13 +136,17 @@ def music_features(text: str, validity=None, *, length_aware: bool = True) -> di
     }
 
 
+def _standardised(features: dict[str, float], length_aware: bool) -> float:
+    """(Σ_k w_k f_k - CENTRE) / SCALE with the rater's own centre and scale, before any clip."""
+    centre, scale = (CENTRE, SCALE) if length_aware else (LEGACY_CENTRE, LEGACY_SCALE)
+    return (sum(WEIGHTS[k] * features[k] for k in WEIGHTS) - centre) / scale
+
+
 def utility_of(features: dict[str, float] | None, length_aware: bool = True) -> float:
     """The utility of `music_features` computed with the same `length_aware`."""
     if features is None:
         return INVALID
-    centre, scale = (CENTRE, SCALE) if length_aware else (LEGACY_CENTRE, LEGACY_SCALE)
-    raw = sum(WEIGHTS[k] * features[k] for k in WEIGHTS)
-    return float(np.clip((raw - centre) / scale, FLOOR, 6.0))  # unclipped_utility: the same without the clip
+    return float(np.clip(_standardised(features, length_aware), FLOOR, 6.0))
 
 
 def unclipped_utility(text: str, length_aware: bool = True) -> float:
@@ -151,10 +155,7 @@ def unclipped_utility(text: str, length_aware: bool = True) -> float:
     oracle editor) sees which edits help a tune sitting there. Not what the rater compares: that is
     `utility_of`."""
     features = music_features(text, length_aware=length_aware)
-    if features is None:
-        return -math.inf
-    centre, scale = (CENTRE, SCALE) if length_aware else (LEGACY_CENTRE, LEGACY_SCALE)
-    return float((sum(WEIGHTS[k] * features[k] for k in WEIGHTS) - centre) / scale)
+    return -math.inf if features is None else float(_standardised(features, length_aware))
 
 
 def checked_utility(job: tuple):
