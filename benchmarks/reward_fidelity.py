@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 
 import domains
@@ -217,7 +219,28 @@ def run_recipe(recipe, note: str, gen, tok, train, utility, rater, sets, seed: i
     cpu = {"pool": pool.cpu_s, "ratings": rating_cpu, "bradley_terry": info.pop("bt_cpu_s"),
            "fit": info.pop("fit_cpu_s")}
     return {"note": note, "recipe": repr(recipe), "ceiling": recipe.targets == "utility",
-            **info, "cpu_s": sum(cpu.values()), "cpu_s_parts": cpu, **measure(rm, gen, tok, sets)}
+            **info, "cpu_s": sum(cpu.values()), "cpu_s_parts": cpu, "costs": costs(rm, gen, tok, sets["corpus"][0]),
+            **measure(rm, gen, tok, sets)}
+
+
+ENSEMBLE_MEMBERS = 5  # the ensemble the README recommends (train-reward --ensemble 5)
+
+
+def costs(rm, gen, tok, texts: list[str]) -> dict:
+    """Scoring throughput (items per CPU second: encoding + forward, batches of 64, on `texts`) and
+    memory: the model's parameter and buffer bytes, its head's, and those of a ENSEMBLE_MEMBERS-member
+    `RewardEnsemble` (one backbone, one head row per member)."""
+    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    c0 = time.process_time()
+    with torch.no_grad():
+        for i in range(0, len(texts), 64):
+            rm.predict(*domains.encode_batch(tok, texts[i:i + 64], gen))
+    cpu = time.process_time() - c0
+    total = nbytes(list(rm.parameters()) + list(rm.buffers()))
+    head = nbytes(rm.head.parameters())
+    return {"score_items": len(texts), "score_cpu_s": cpu, "score_items_per_cpu_s": len(texts) / cpu if cpu else None,
+            "model_bytes": total, "head_bytes": head,
+            f"ensemble{ENSEMBLE_MEMBERS}_bytes": total + (ENSEMBLE_MEMBERS - 1) * head}
 
 
 def print_summary(results, sets, split, shown, best_here, q: bool, wall0: float, path) -> None:
@@ -255,30 +278,69 @@ def shown_recipe(results: dict, split: str, chosen: str) -> tuple[str | None, st
 
 GOAL_KEYS = ("heldout_pairwise_accuracy_3000", "corpus_r", "samples_r", "heldout_collection_r", "edit_capture",
              "corpus_ascent_utility_gain", "heldout_collection_ascent_utility_gain", "ensemble_sd_error_spearman")
-GOAL_SOURCES = {  # figures of the goal this script does not measure, and where they come from
-    "heldout_pairwise_accuracy_3000": "benchmarks/rating_efficiency.py: held-out pairwise accuracy at 3000 ratings",
-    "heldout_collection_r": "benchmarks/music_ascent.py: results.<recipe>.calibration.sets.held-out.r_mean_utility "
-                            "(this script's generator and pools see every collection, so none is held out here)",
-    "edit_capture": "benchmarks/edit_ranking.py: capture = top-1 edit's utility gain / best edit's gain",
-    "corpus_ascent_utility_gain": "benchmarks/music_ascent.py: results.<recipe>.sets.corpus.on.mean_du "
-                                  "(default do-no-harm guard)",
-    "heldout_collection_ascent_utility_gain": "benchmarks/music_ascent.py: results.<recipe>.sets.held-out.on.mean_du "
-                                              "(default do-no-harm guard)",
-    "ensemble_sd_error_spearman": "benchmarks/music_ascent.py: results.<recipe>.calibration.pooled."
-                                  "spearman_sd_abs_error (goal: >= 0.3 on held-out items)",
+GOAL_SOURCES = {  # goal figures this script does not measure: (full-run result file, JSON pointer, what it is)
+    "heldout_pairwise_accuracy_3000": (
+        "rating_efficiency_probe_music.json", "/bt_random/3000",
+        "benchmarks/rating_efficiency.py --model probe_music: held-out pairwise accuracy at 3000 ratings of the "
+        "Bradley-Terry regression on random pairs (the library's default path), mean over seeds"),
+    "heldout_collection_r": (
+        "music_ascent.json", "/results/<recipe>/calibration/sets/held-out/r_mean_utility",
+        "benchmarks/music_ascent.py: Pearson r of the ensemble mean with the utility on whole tunes of a collection "
+        "nobody rated (this script's generator and pools see every collection, so none is held out here)"),
+    "edit_capture": (
+        "edit_ranking.json", "/rankings/<recipe>/lm8/capture",
+        "benchmarks/edit_ranking.py: utility gain of the edit the engine's objective (lm_weight 8) ranks first / "
+        "the best single edit's gain"),
+    "corpus_ascent_utility_gain": (
+        "music_ascent.json", "/results/<recipe>/sets/corpus/on/mean_du",
+        "benchmarks/music_ascent.py: mean utility change of ascent from held-out corpus tunes, default guard"),
+    "heldout_collection_ascent_utility_gain": (
+        "music_ascent.json", "/results/<recipe>/sets/held-out/on/mean_du",
+        "benchmarks/music_ascent.py: mean utility change of ascent from the held-out collection, default guard"),
+    "ensemble_sd_error_spearman": (
+        "music_ascent.json", "/results/<recipe>/calibration/pooled/spearman_sd_abs_error",
+        "benchmarks/music_ascent.py: Spearman of the members' SD with the absolute error on held-out items "
+        "(goal >= 0.3)"),
 }
 
 
-def goal(results: dict, recipe: str | None) -> dict:
+def pointer_get(doc, pointer: str):
+    """The value at JSON pointer `pointer` ("/a/b/0") in `doc`, or None where the path is absent."""
+    for part in pointer.strip("/").split("/"):
+        if isinstance(doc, dict) and part in doc:
+            doc = doc[part]
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            return None
+    return doc
+
+
+def goal(results: dict, recipe: str | None, results_dir: Path = RESULTS) -> dict:
     """The project's goal figures for `recipe` (the shown one): corpus_r (Pearson, held-out corpus
-    tunes) and samples_r (Pearson, free generator samples) measured here; the others null, with a
-    note naming the benchmark that measures them (`GOAL_SOURCES`)."""
+    tunes) and samples_r (Pearson, free generator samples) measured here; the others read from the
+    full (non-quick) result files of the benchmarks that measure them (`GOAL_SOURCES`), each
+    with its file, pointer and commit under "sources"; null (the note says why) when that file is
+    absent, is a --quick run, or holds no figure for `recipe`."""
     r = results.get(recipe) if recipe else None
-    here = {"corpus_r": r["corpus"]["pearson"] if r else None, "samples_r": r["samples"]["pearson"] if r else None}
-    figures = {k: here.get(k) for k in GOAL_KEYS}
+    figures = {"corpus_r": r["corpus"]["pearson"] if r else None, "samples_r": r["samples"]["pearson"] if r else None}
     notes = {"corpus_r": "this run: recipes.<recipe>.corpus.pearson",
-             "samples_r": "this run: recipes.<recipe>.samples.pearson (free samples)", **GOAL_SOURCES}
-    return {"recipe": recipe, **figures, "notes": {k: notes[k] for k in GOAL_KEYS}}
+             "samples_r": "this run: recipes.<recipe>.samples.pearson (free samples)"}
+    sources = {}
+    for key, (name, pointer, what) in GOAL_SOURCES.items():
+        pointer = pointer.replace("<recipe>", recipe or "<recipe>")
+        path = results_dir / name
+        doc = json.loads(path.read_text()) if path.exists() else None
+        value = pointer_get(doc, pointer) if doc is not None and recipe and not doc.get("quick") else None
+        figures[key] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        why = ("" if figures[key] is not None else " -- none yet: " + (
+            f"{name} is absent" if doc is None else f"{name} is a --quick run" if doc.get("quick")
+            else f"{name} holds no number at that pointer"))
+        notes[key] = f"{what}; benchmarks/results/{name}#{pointer}{why}"
+        if figures[key] is not None:
+            sources[key] = {"file": f"benchmarks/results/{name}", "pointer": pointer, "commit": doc.get("commit")}
+    return {"recipe": recipe, **{k: figures[k] for k in GOAL_KEYS}, "notes": {k: notes[k] for k in GOAL_KEYS},
+            "sources": sources}
 
 
 def main() -> None:

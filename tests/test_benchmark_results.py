@@ -301,18 +301,38 @@ GOAL = ("heldout_pairwise_accuracy_3000", "corpus_r", "samples_r", "heldout_coll
         "corpus_ascent_utility_gain", "heldout_collection_ascent_utility_gain", "ensemble_sd_error_spearman")
 
 
-def test_reward_fidelity_goal_holds_every_figure_and_says_where_the_others_come_from():
-    from reward_fidelity import goal
+def test_reward_fidelity_goal_holds_every_figure_and_says_where_the_others_come_from(tmp_path):
+    from reward_fidelity import GOAL_SOURCES, goal
 
     results = {"practical_x": {"corpus": {"pearson": 0.41}, "samples": {"pearson": 0.23}},
                "other": {"corpus": {"pearson": 0.9}, "samples": {"pearson": 0.8}}}
-    g = goal(results, "practical_x")
-    assert g["recipe"] == "practical_x" and set(g) == {"recipe", "notes", *GOAL}
+    g = goal(results, "practical_x", tmp_path)  # no source files yet
+    assert g["recipe"] == "practical_x" and set(g) == {"recipe", "notes", "sources", *GOAL}
     assert (g["corpus_r"], g["samples_r"]) == (0.41, 0.23)  # the shown recipe's, not another's
     for key in set(GOAL) - {"corpus_r", "samples_r"}:
-        assert g[key] is None and "benchmarks/" in g["notes"][key], key
-    assert set(g["notes"]) == set(GOAL)
-    assert goal(results, None)["corpus_r"] is None
+        assert g[key] is None and "benchmarks/" in g["notes"][key] and "absent" in g["notes"][key], key
+    assert set(g["notes"]) == set(GOAL) and g["sources"] == {}
+    assert goal(results, None, tmp_path)["corpus_r"] is None
+
+    # full-run files: each figure is read at its pointer, for the shown recipe, with its commit
+    def doc(recipe, du, quick=False):
+        ens = {"sets": {"corpus": {"on": {"mean_du": du}}, "held-out": {"on": {"mean_du": du - 0.5}}},
+               "calibration": {"sets": {"held-out": {"r_mean_utility": 0.61}}, "pooled": {"spearman_sd_abs_error": 0.33}}}
+        return {"quick": quick, "commit": "abc", "results": {recipe: ens}}
+    (tmp_path / "music_ascent.json").write_text(json.dumps(doc("practical_x", 0.25)))
+    (tmp_path / "edit_ranking.json").write_text(json.dumps(
+        {"quick": False, "commit": "def", "rankings": {"practical_x": {"lm8": {"capture": 0.7}, "lm0": {"capture": 0.1}}}}))
+    (tmp_path / "rating_efficiency_probe_music.json").write_text(json.dumps(
+        {"quick": True, "commit": "q", "bt_random": {"3000": 0.71}}))  # a quick run does not count
+    g = goal(results, "practical_x", tmp_path)
+    assert g["corpus_ascent_utility_gain"] == 0.25 and g["heldout_collection_ascent_utility_gain"] == -0.25
+    assert (g["heldout_collection_r"], g["ensemble_sd_error_spearman"], g["edit_capture"]) == (0.61, 0.33, 0.7)
+    assert g["heldout_pairwise_accuracy_3000"] is None and "--quick" in g["notes"]["heldout_pairwise_accuracy_3000"]
+    assert g["sources"]["edit_capture"] == {"file": "benchmarks/results/edit_ranking.json",
+                                            "pointer": "/rankings/practical_x/lm8/capture", "commit": "def"}
+    assert set(g["sources"]) == set(GOAL_SOURCES) - {"heldout_pairwise_accuracy_3000"}
+    # another recipe's figures are never borrowed
+    assert goal({"other": results["other"]}, "other", tmp_path)["edit_capture"] is None
 
 
 def test_report_split_shows_the_chosen_recipe_and_select_split_the_best_practical_one():
@@ -338,3 +358,18 @@ def test_edit_ranking_music_row_rates_the_pool_of_its_practical_row():
         base = dataclasses.replace(scaled(PRACTICAL, factor), sampling="bar-aware")
         assert pool_fields(scaled(MUSIC, factor)) == pool_fields(base)
         assert MUSIC.annotations != "none"
+
+
+def test_reward_fidelity_costs_count_the_ensemble_as_one_backbone_and_k_heads(char_tokenizer, tiny_generator, small_texts):
+    import rewardmodels
+    from reward_fidelity import ENSEMBLE_MEMBERS, costs
+
+    rm = rewardmodels.RewardModel.from_generator(tiny_generator, pooling="mean")
+    texts = [t[:120] for t in small_texts[:10]]
+    c = costs(rm, tiny_generator, char_tokenizer, texts)
+    ens = rewardmodels.RewardEnsemble.from_generator(tiny_generator, members=ENSEMBLE_MEMBERS)
+    ens_bytes = sum(t.numel() * t.element_size() for t in list(ens.parameters()) + list(ens.buffers()))
+    # the buffers differ in shape (per-member normalisation), so allow that slack only
+    assert abs(c[f"ensemble{ENSEMBLE_MEMBERS}_bytes"] - ens_bytes) <= 2 * 4 * ENSEMBLE_MEMBERS
+    assert c["head_bytes"] == (rm.head.weight.numel() + 1) * 4 and c["model_bytes"] > 100 * c["head_bytes"]
+    assert c["score_items"] == len(texts) == 10 and c["score_items_per_cpu_s"] > 0
