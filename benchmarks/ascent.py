@@ -249,7 +249,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")
     ap.add_argument("--polish-rounds", type=int, default=0, help="engine exact-swap rounds (0: 8, or 4 with --quick)")
     ap.add_argument("--candidates", type=int, default=16, help="exact-swap candidates per row and round")
-    ap.add_argument("--combine", type=int, default=4, help="improving swaps merged per polish round (1 = off)")
+    ap.add_argument("--combine", type=int, default=16, help="improving swaps merged per polish round (1 = off)")
     ap.add_argument("--pick", choices=["ranked", "uniform"], default="ranked",
                     help="exact-swap candidates: the row's best untried swaps by first-order gain, or a random "
                          "position and one of its top-k tokens (gradopt.PolishConfig.pick)")

@@ -103,7 +103,7 @@ def main() -> None:
     splits = bench_corpus(args.max_chars, whole)
     w = gradopt.ObjectiveWeights(lm_weight=args.lm_weight)
     base = gradopt.AscentConfig(steps=0, check_every=4, seed=args.seed, objective=w, trust=None,
-                                polish=gradopt.PolishConfig(rounds=1, top_k=8, candidates=16, combine=4))
+                                polish=gradopt.PolishConfig(rounds=1, top_k=8, candidates=16, combine=16))
     tok, gen, rm, info = build_models(args, splits["train"], splits["val"], log, base)
     grammar = domains.ABCConstraint.from_texts(tok, splits["train"])
     starts = eval_starts(gen, tok, splits, eval_split(args.split), args.starts, grammar, args.seed)["samples"]

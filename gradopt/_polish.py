@@ -44,7 +44,7 @@ class PolishConfig:
     top_k: int = 8  # pick "uniform": tokens proposed per position by the gradient
     candidates: int = 16  # candidates scored exactly per row and round
     pick: str = "ranked"  # "ranked" (the best untried swaps of the whole row) | "uniform" (random position, top-k token)
-    combine: int = 4  # merge up to this many improving swaps per round into one more candidate; 1 = off
+    combine: int = 16  # merge up to this many improving swaps per round into one more candidate; 1 = off
     proposal: str = "gcg"  # "gcg" (the swap rounds above) | "gwg" | "dlp" (`rounds` sampler steps, `_gwg`)
     sampler: GWGConfig = field(default_factory=GWGConfig)  # gwg/dlp: sites, temperature, step size, acceptance
 
