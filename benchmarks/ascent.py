@@ -249,7 +249,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=8, help="engine gradient steps")
     ap.add_argument("--polish-rounds", type=int, default=0, help="engine exact-swap rounds (0: 8, or 4 with --quick)")
     ap.add_argument("--candidates", type=int, default=16, help="exact-swap candidates per row and round")
-    ap.add_argument("--combine", type=int, default=4, help="improving swaps merged per polish round (1 = off)")
+    ap.add_argument("--combine", type=int, default=16, help="improving swaps merged per polish round (1 = off)")
+    ap.add_argument("--pick", choices=["ranked", "uniform"], default="ranked",
+                    help="exact-swap candidates: the row's best untried swaps by first-order gain, or a random "
+                         "position and one of its top-k tokens (gradopt.PolishConfig.pick)")
     ap.add_argument("--lm-weight", type=float, default=8.0,
                     help="weight of the generator's mean log-likelihood per token in the editing objective")
     ap.add_argument("--edit", choices=["pitch", "any"], default="pitch",
@@ -304,7 +307,7 @@ def engine_configs(args) -> tuple[gradopt.AscentConfig, gradopt.AscentConfig]:
         objective=gradopt.ObjectiveWeights(lm_weight=args.lm_weight),
         optimizer=gradopt.Adam(lr=0.5),
         polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if args.quick else 8), top_k=8,
-                                    candidates=args.candidates, combine=args.combine),
+                                    candidates=args.candidates, combine=args.combine, pick=args.pick),
         trust=None)  # the raw engine against the baselines; the do-no-harm guard is measured in do_no_harm.py
     # The same engine with the logits relaxation (stronger mover in a sweep on validation tunes).
     cfg_logits = dataclasses.replace(cfg, relaxation=gradopt.SimplexLogits(init_scale=3.0), optimizer=gradopt.Adam(lr=0.3))

@@ -1,21 +1,25 @@
 """How good is the gradient's estimate of a single-token edit, and what do gradient-informed samplers buy?
 
-Setting: benchmarks/ascent.py's (ABC tunes cut to --max-chars, its char-level generator and practical
-reward model, reused from --work or trained there; header lines frozen, --edit pitch by default;
-objective J = reward + lm_weight * mean log-lik), on the first --starts generator samples of the
-split (bar-aware).
+Setting: benchmarks/ascent.py's (its corpus: whole tunes by default, --max-chars n cuts them at a
+bar line as ascent.py's; its char-level generator and practical reward model, reused from --work
+or trained there, so an ascent.py --work directory of the same length serves; header lines
+frozen, --edit pitch by default; objective J = reward + lm_weight * mean log-lik), on the first
+--starts generator samples of the split (bar-aware).
 
 1. Rank agreement: per start, Spearman between the first-order estimate ``g[i, v] - g[i, x_i]`` and
    the exact ΔJ over its single-token edits (`gradopt.rank_agreement`, at most --max-exact per start,
-   sampled uniformly), and how often the estimate's top-k edits improve J exactly against all edits.
+   sampled uniformly), and how often the estimate's top-k edits improve J exactly against all edits;
+   the same for the reward term alone (lm_weight 0).
 2. Verified objective gain per CPU second at (about) equal CPU on the same starts: the exact-swap
-   polish alone (`optimize`, no gradient steps, proposal "gcg"), the same polish slot with
+   polish alone (`optimize`, no gradient steps, proposal "gcg", pick "ranked"; "polish_gcg_uniform"
+   picks a random position and one of its top-k tokens instead), the same polish slot with
    Gibbs-with-gradients (greedy and Metropolis-Hastings) and discrete Langevin (greedy) proposals,
    and random single-token hill climbing (`gradopt.hill_climb`). The engine runs are sized from a
    fit of two short calibration runs to --cpu seconds; every method's output is re-scored exactly; all keep
    valid starts valid (the ABC screen).
 
-Writes benchmarks/results/first_order.json (--quick: first_order_quick.json) with its commit,
+Writes benchmarks/results/first_order.json (--quick: first_order_quick.json; a cut, --max-chars n,
+adds "_<n>chars", --split select "_select") with its commit,
 machine and config (benchmarks/provenance.py); one summary line last.
 """
 
@@ -30,9 +34,10 @@ import numpy as np
 import domains
 import gradopt
 from ascent import build_models, climb, eval_starts
+from ascent_measures import WHOLE_CHARS, bench_corpus
 from gradopt import exact_scores, memo_validate
 from provenance import write_result
-from reward_recipes import PRACTICAL, edit_space, eval_split, run_parser, start_corpus_run
+from reward_recipes import PRACTICAL, edit_space, eval_split, run_parser, start_run
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -75,7 +80,9 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=16)
     ap.add_argument("--lm-weight", type=float, default=8.0, help="as benchmarks/ascent.py")
     ap.add_argument("--edit", choices=["pitch", "any"], default="pitch")
-    ap.add_argument("--max-chars", type=int, default=150)
+    ap.add_argument("--max-chars", type=int, default=0,
+                    help="0: whole tunes (up to %d characters, as benchmarks/ascent.py); n > 0: cut to whole bars "
+                         "within n characters" % WHOLE_CHARS)
     ap.add_argument("--max-exact", type=int, default=0, help="exact edits per start for the rank agreement "
                                                              "(0: 96 with --quick, else 512)")
     ap.add_argument("--cpu", type=float, default=0.0,
@@ -88,12 +95,15 @@ def main() -> None:
     args.max_exact = args.max_exact or (96 if q else 512)
     args.cpu = args.cpu or (15.0 if q else 60.0)
     args.gen_minutes, args.pooling = 0.75 if q else 4.0, PRACTICAL.pooling  # as benchmarks/ascent.py
-    args.harvest_rounds, args.free_sampling = 0, False
+    args.harvest_rounds, args.free_sampling, args.recipe = 0, False, "practical"
+    whole = args.max_chars in (0, WHOLE_CHARS)
+    args.max_chars = WHOLE_CHARS if whole else args.max_chars
     wall0 = time.perf_counter()
-    log, splits = start_corpus_run(args.threads, args.max_chars)
+    log = start_run(args.threads)
+    splits = bench_corpus(args.max_chars, whole)
     w = gradopt.ObjectiveWeights(lm_weight=args.lm_weight)
     base = gradopt.AscentConfig(steps=0, check_every=4, seed=args.seed, objective=w, trust=None,
-                                polish=gradopt.PolishConfig(rounds=1, top_k=8, candidates=16, combine=4))
+                                polish=gradopt.PolishConfig(rounds=1, top_k=8, candidates=16, combine=16))
     tok, gen, rm, info = build_models(args, splits["train"], splits["val"], log, base)
     grammar = domains.ABCConstraint.from_texts(tok, splits["train"])
     starts = eval_starts(gen, tok, splits, eval_split(args.split), args.starts, grammar, args.seed)["samples"]
@@ -102,6 +112,7 @@ def main() -> None:
     log(f"{len(starts)} starts, mean J {j0.mean():.3f}")
 
     agree = agreement(starts, rm, gen, tok, w, args.edit, args.max_exact)
+    agree_reward = agreement(starts, rm, gen, tok, dataclasses.replace(w, lm_weight=0.0), args.edit, args.max_exact)
     log(f"rank agreement: Spearman mean {agree['spearman_mean']:.3f} (median {agree['spearman_median']:.3f}); "
         f"top-1 improving {agree['improving_fraction_top1']:.2f} vs all {agree['improving_fraction_all']:.2f}")
 
@@ -109,7 +120,9 @@ def main() -> None:
         s = gradopt.GWGConfig(temperature=args.temperature, step_size=args.step_size, acceptance=acceptance, **kw)
         return dataclasses.replace(base, polish=dataclasses.replace(base.polish, proposal=proposal, sampler=s))
 
-    configs = {"polish_gcg": base, "polish_gwg_greedy": sampler("gwg", "greedy"),
+    configs = {"polish_gcg": base,
+               "polish_gcg_uniform": dataclasses.replace(base, polish=dataclasses.replace(base.polish, pick="uniform")),
+               "polish_gwg_greedy": sampler("gwg", "greedy"),
                "polish_gwg_mh": sampler("gwg", "mh"), "polish_gwg2_greedy": sampler("gwg", "greedy", sites=2),
                "polish_dlp_greedy": sampler("dlp", "greedy")}
     methods = {}
@@ -128,9 +141,11 @@ def main() -> None:
                                                          for r, s in zip(m["rows"], starts)]))}
         log(f"{name}: gain {report[name]['gain']:+.4f} ± {report[name]['gain_se']:.4f} in {m['cpu_s']:.1f} CPU s "
             f"({m['rounds']} rounds), {report[name]['gain_per_cpu_s']:.4f}/CPU-s")
-    out = RESULTS / f"first_order{'_quick' if q else ''}.json"
+    out = RESULTS / (f"first_order{'_quick' if q else ''}{'' if whole else f'_{args.max_chars}chars'}"
+                     f"{'_select' if args.split == 'select' else ''}.json")
     write_result(out, {"benchmark": "first_order", "quick": q, "split": args.split, "setup": info,
-                       "rank_agreement": agree, "methods": report, "total_wall_s": time.perf_counter() - wall0},
+                       "rank_agreement": agree,
+                       "rank_agreement_reward_only": agree_reward, "methods": report, "total_wall_s": time.perf_counter() - wall0},
                  vars(args))
     best = max(report, key=lambda k: report[k]["gain_per_cpu_s"])
     print(f"first_order{' (quick)' if q else ''}: Spearman {agree['spearman_mean']:.3f}; gain/CPU-s "

@@ -49,7 +49,7 @@ from ._objective import (
     soft_log_likelihood,
 )
 from ._optim import Adam
-from ._polish import PolishConfig, polish, propose_swaps, sample_candidates
+from ._polish import PolishConfig, polish, propose_swaps, ranked_candidates, sample_candidates
 from ._projection import project_argmax, project_nearest
 from ._recipes import build_reward_model, harvest_round, header_frozen_masks
 from ._relax import (
@@ -78,7 +78,7 @@ __all__ = [
     "bar_of_chars", "freeze_bars", "freeze_positions", "freeze_prefix", "freeze_special", "parse_bars",
     "ObjectiveWeights", "Terms", "discrete_log_likelihood", "discrete_terms", "kl_to_start", "mean_entropy",
     "relaxed_terms", "reward_term", "score_sequences", "shared_backbone", "smoothed_start", "soft_log_likelihood",
-    "Adam", "PolishConfig", "polish", "propose_swaps", "sample_candidates",
+    "Adam", "PolishConfig", "polish", "propose_swaps", "ranked_candidates", "sample_candidates",
     "project_argmax", "project_nearest",
     "RELAXATIONS", "EmbeddingPEZ", "GumbelSoftmax", "RelaxContext", "Relaxation", "Relaxed", "SimplexEntropy",
     "SimplexLogits", "StraightThrough", "make_relaxation",

@@ -3,9 +3,18 @@
 Legend: b batch, t time, v vocab, k top-k, n candidates per row.
 
 Each round: the gradient of the objective with respect to the one-hot input, ``g = dJ/dx`` (b,t,v),
-ranks single-token swaps by their first-order gain ``g[i, v] - g[i, x_i]``; each row draws `n`
-candidates (a free position and one of its top-k tokens), every candidate is scored exactly, and
-the best one replaces the row's sequence if it beats it (Zou et al. 2023). With ``combine = m > 1``
+ranks single-token swaps by their first-order gain ``g[i, v] - g[i, x_i]``; each row takes `n`
+candidates, every candidate is scored exactly, and the best one replaces the row's sequence if it
+beats it (Zou et al. 2023). Which candidates (`PolishConfig.pick`):
+
+ranked    the row's n best swaps by first-order gain over all its free positions together, none
+          already scored at the row's current sequence (a row that did not move tries its next-best
+          swaps, not the same ones again; its memory is cleared when it moves)
+uniform   n draws of a uniformly random free position and one of its top-k tokens (GCG as Zou et
+          al.): with few tokens per position (pitch edits allow ~14 note letters, k = 8) the
+          gradient hardly chooses, and the round is close to random single edits
+
+With ``combine = m > 1``
 the round also merges the row's best improving swaps at up to m distinct positions into one
 candidate and scores it exactly (one more sequence per row): when the merged sequence beats the
 best single swap it is kept instead, so a round can make several verified edits.
@@ -20,8 +29,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import torch
+import torch.nn.functional as F
 
 from ._edit_problem import EditProblem
+from ._first_order import deltas_from_gradient
 from ._gwg import GWGConfig
 
 
@@ -30,15 +41,18 @@ class PolishConfig:
     """How many exact-swap rounds to run after the continuous ascent."""
 
     rounds: int = 4  # swap rounds; 0 = off
-    top_k: int = 8  # tokens proposed per position by the gradient
+    top_k: int = 8  # pick "uniform": tokens proposed per position by the gradient
     candidates: int = 16  # candidates scored exactly per row and round
-    combine: int = 4  # merge up to this many improving swaps per round into one more candidate; 1 = off
+    pick: str = "ranked"  # "ranked" (the best untried swaps of the whole row) | "uniform" (random position, top-k token)
+    combine: int = 16  # merge up to this many improving swaps per round into one more candidate; 1 = off
     proposal: str = "gcg"  # "gcg" (the swap rounds above) | "gwg" | "dlp" (`rounds` sampler steps, `_gwg`)
     sampler: GWGConfig = field(default_factory=GWGConfig)  # gwg/dlp: sites, temperature, step size, acceptance
 
     def __post_init__(self) -> None:
         if self.rounds < 0 or self.top_k <= 0 or self.candidates <= 0 or self.combine <= 0:
             raise ValueError(f"rounds must be >= 0 and top_k, candidates, combine > 0: {self}")
+        if self.pick not in ("ranked", "uniform"):
+            raise ValueError(f"PolishConfig.pick must be 'ranked' or 'uniform', got {self.pick!r}")
         if self.proposal not in ("gcg", "gwg", "dlp"):
             raise ValueError(f"PolishConfig.proposal must be 'gcg', 'gwg' or 'dlp', got {self.proposal!r}")
         if not isinstance(self.sampler, GWGConfig):
@@ -89,6 +103,22 @@ def sample_candidates(
     return out
 
 
+def ranked_candidates(grad: torch.Tensor, ids: torch.Tensor, free: torch.Tensor, allowed: torch.Tensor,
+                      tried: torch.Tensor, n: int) -> torch.Tensor:
+    """Each row's `n` best single swaps by first-order gain ``grad[i, v] - grad[i, x_i]`` over all its
+    free positions and allowed tokens, skipping the current tokens and the swaps marked in `tried`
+    (b,t,v) -> (b, n, t); a row with fewer than n such swaps fills the rest with itself (no-op)."""
+    b, t, v = grad.shape
+    gain = deltas_from_gradient(grad, ids, free, allowed)
+    gain = gain.scatter(-1, ids[..., None], -torch.inf).masked_fill(tried, -torch.inf).reshape(b, t * v)
+    top = gain.topk(min(n, t * v), dim=-1)  # (b,n')
+    out = ids[:, None, :].repeat(1, n, 1)
+    for r, j in (top.values > -torch.inf).nonzero().tolist():  # nan gains are never picked
+        pos, tok = divmod(int(top.indices[r, j]), v)
+        out[r, j, pos] = tok
+    return out
+
+
 def polish(problem: EditProblem, cfg: PolishConfig, gens: list[torch.Generator]
            ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Run `cfg.rounds` swap rounds on `problem` -> (ids (b,t), exact objective (b,), sequences scored).
@@ -101,12 +131,18 @@ def polish(problem: EditProblem, cfg: PolishConfig, gens: list[torch.Generator]
     free, allowed, score_fn, accept_fn = problem.free, problem.allowed, problem.score_fn, problem.accept_fn
     evals = 0
     active = torch.isfinite(value)
+    tried = torch.zeros(*ids.shape, allowed.shape[-1], dtype=torch.bool)  # (b,t,v) swaps scored at ids
     for _ in range(cfg.rounds):
         if not bool(active.any()):
             break
         grad = problem.grad_fn(ids)
-        proposals = propose_swaps(grad, ids, free & active[:, None], allowed, cfg.top_k)
-        cands = sample_candidates(ids, free & active[:, None], proposals, cfg.candidates, gens)
+        if cfg.pick == "ranked":
+            cands = ranked_candidates(grad, ids, free & active[:, None], allowed, tried, cfg.candidates)
+            tried |= F.one_hot(cands, tried.shape[-1]).any(1) & (cands != ids[:, None, :]).any(1)[..., None]
+        else:
+            proposals = propose_swaps(grad, ids, free & active[:, None], allowed, cfg.top_k)
+            cands = sample_candidates(ids, free & active[:, None], proposals, cfg.candidates, gens)
+        before = ids.clone()
         b, n, t = cands.shape
         flat = cands.reshape(b * n, t)
         rows = torch.arange(b).repeat_interleave(n)
@@ -135,6 +171,7 @@ def polish(problem: EditProblem, cfg: PolishConfig, gens: list[torch.Generator]
                 if accept_fn is None or bool(accept_fn(cands[r, j][None], torch.tensor([r]))[0]):
                     ids[r], value[r] = cands[r, j], scores[r, j]
                     break
+        tried &= (ids == before).all(-1)[:, None, None]  # a row that moved starts a fresh memory
     return ids, value, evals
 
 

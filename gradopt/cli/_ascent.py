@@ -283,6 +283,7 @@ def cmd_harvest(args) -> int:
 
 def add_ascent_args(p) -> None:
     """The ascent's options (`_config` reads them), shared by optimize, harvest and improve-corpus."""
+    from .._polish import PolishConfig
     from .._relax import RELAXATIONS
 
     p.add_argument("--steps", type=int, default=60, help="gradient steps")
@@ -292,7 +293,7 @@ def add_ascent_args(p) -> None:
     p.add_argument("--lm-weight", type=float, default=1.0, help="weight of the generator log-likelihood")
     p.add_argument("--lr", type=float, default=0.5, help="Adam step size")
     p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
-    p.add_argument("--polish-combine", type=int, default=4,
+    p.add_argument("--polish-combine", type=int, default=PolishConfig().combine,
                    help="merge up to this many improving swaps per polish round into one more verified candidate (1 = off)")
 
 
