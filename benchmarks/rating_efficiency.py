@@ -25,7 +25,8 @@ rating_efficiency[_quick]_probe_music.json.
 
 Writes benchmarks/results/rating_efficiency.json (or rating_efficiency_quick.json with --quick)
 as {method: {n_ratings: mean_accuracy}} plus per-seed values, with the commit, machine and config
-(benchmarks/provenance.py), and prints one summary line last.
+(benchmarks/provenance.py), and prints one summary line last. --seed-base B (a selection run: seeds
+B, B+1, ..., another train/test item split) adds "_seedbaseB" to the file name.
 """
 
 from __future__ import annotations
@@ -201,13 +202,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", choices=MODELS, default="network",
                     help="reward model: the fine-tuned network (default) or the annotated probe (probe_music)")
     ap.add_argument("--seeds", type=int, default=0, help="number of seeds (0 = 1 with --quick, else 3)")
+    ap.add_argument("--seed-base", type=int, default=0,
+                    help="first seed (seeds are seed-base, seed-base + 1, ...); it also draws the train/test "
+                         "item split, so selection runs (e.g. --seed-base 100) hold out other items than the "
+                         "report run (0)")
     return ap.parse_args()
 
 
-def load_pool(quick: bool, n_train: int, n_test: int, log):
-    """The rated items (a fixed random subset of the cached pool), encoded, with their hidden utilities."""
+def load_pool(quick: bool, n_train: int, n_test: int, log, split_seed: int = 0):
+    """The rated items (a random subset of the cached pool, drawn with seed 123 + `split_seed`; the
+    first `n_train` are the training items), encoded, with their hidden utilities."""
     texts, origins, gen, tok = build_pool(N_POOL, progress=log, gen_minutes=0.75 if quick else 1.5)
-    keep = np.random.default_rng(123).permutation(len(texts))[: n_train + n_test]
+    keep = np.random.default_rng(123 + split_seed).permutation(len(texts))[: n_train + n_test]
     texts, origins = [texts[i] for i in keep], [origins[i] for i in keep]
     ids, mask = domains.encode_batch(tok, texts, gen)
     u = utilities(rm.SimulatedRater(), texts)
@@ -277,14 +283,16 @@ def main() -> None:
     torch.set_num_threads(1)
     t_start = time.time()
     sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
-    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    if args.seed_base < 0:
+        raise ValueError(f"--seed-base must be >= 0, got {args.seed_base}")
+    seeds = list(range(args.seed_base, args.seed_base + (args.seeds or (1 if args.quick else 3))))
     methods = methods_for(args.model)
     n_train, n_test = (300, 150) if args.quick else (900, 300)
     steps = args.steps or (100 if args.quick else 200)
     cfg = rm.RewardTrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
     log = lambda msg: print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
 
-    texts, origins, gen, tok, ids, mask, u = load_pool(args.quick, n_train, n_test, log)
+    texts, origins, gen, tok, ids, mask, u = load_pool(args.quick, n_train, n_test, log, args.seed_base)
     tr, te = np.arange(n_train), np.arange(n_train, n_train + n_test)
     tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
     tally = {"per_seed": {m: {str(n): [] for n in sizes} for m in methods},
@@ -322,8 +330,9 @@ def main() -> None:
     if args.model != "network":
         out["setup"]["reward_model"] = {"model": args.model, "recipe": dataclasses.asdict(PROBE_RECIPE)}
     suffix = "" if args.model == "network" else f"_{args.model}"
+    suffix += f"_seedbase{args.seed_base}" if args.seed_base else ""  # a selection run keeps the report's file
     name = f"rating_efficiency{'_quick' if args.quick else ''}{suffix}.json"
-    kept = {k: v for k, v in vars(args).items() if k not in ("model", "seeds") or args.model != "network"}
+    kept = {k: v for k, v in vars(args).items() if k not in ("model", "seeds", "seed_base") or args.model != "network"}
     config = {**kept, "sizes": sizes, "seeds": seeds, "n_train": n_train, "n_test": n_test,
               "train_config": cfg.__dict__, "network": PRESET.__dict__, "n_pool": N_POOL, "max_chars": MAX_CHARS,
               "gen_minutes": 0.75 if args.quick else 1.5, "eval_pairs": 3000}
