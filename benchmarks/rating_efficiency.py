@@ -16,7 +16,8 @@ models (to supply covariates); that time is recorded separately.
 
 --model probe_music swaps the fine-tuned network for the annotated probe (`rewardmodels.PRACTICAL_MUSIC`'s
 model part: a closed-form ridge head on the frozen generator's mean-pooled hidden states and pooled
-musical annotations, `rewardmodels.fit_model`, λ by 5-fold cross-validation); the pairwise baseline
+musical annotations, `rewardmodels.fit_head` as `rewardmodels.fit_model` runs it, λ by 5-fold
+cross-validation; the frozen features are computed once per item, `FeatureCache`); the pairwise baseline
 is then a logistic regression on the same standardised features over the same rated pairs
 (`rewardmodels.fit_pairwise_head`: ties as half wins, λ by 5-fold cross-validation over the pairs).
 It also runs bt_uncertainty and bt_infogain (as bt_racing with `next_pairs(..., "uncertainty")` or
@@ -26,7 +27,8 @@ rating_efficiency[_quick]_probe_music.json.
 Writes benchmarks/results/rating_efficiency.json (or rating_efficiency_quick.json with --quick)
 as {method: {n_ratings: mean_accuracy}} plus per-seed values, with the commit, machine and config
 (benchmarks/provenance.py), and prints one summary line last. --seed-base B (a selection run: seeds
-B, B+1, ..., another train/test item split) adds "_seedbaseB" to the file name.
+B, B+1, ..., another train/test item split) adds "_seedbaseB" to the file name. --jobs K runs the
+seeds in K forked processes (same results, less wall time).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -101,9 +104,13 @@ def utilities(rater: rm.SimulatedRater, texts: list[str]) -> np.ndarray:
     path = CACHE / f"utility_{version}.json"
     if path.exists():
         rater.cache.update(json.loads(path.read_text()))
+    known = len(rater.cache)
     u = rater.utility(texts)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rater.cache))
+    if len(rater.cache) > known:  # written whole, then renamed: parallel seeds never read half a file
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rater.cache))
+        os.replace(tmp, path)
     return u
 
 
@@ -111,17 +118,48 @@ MODELS = ("network", "probe_music")
 PROBE_RECIPE = rm.PRACTICAL_MUSIC  # only its model part (pooling, probe fit, annotations) is used here
 
 
-def train_model(gen, ids, mask, cfg, *, targets=None, weights=None, pairs=None, ties=None, kind="network", tok=None):
+class FeatureCache:
+    """The probe's pooled features (frozen backbone + pooled annotations: fixed per item) of every
+    token row of ids (n, t), computed once; probes built by `probe_model` look their rows up here
+    instead of running the backbone again (the same values up to float rounding)."""
+
+    def __init__(self, gen, tok, ids: torch.Tensor, mask: torch.Tensor) -> None:
+        self.X = probe_model(gen, tok, None).features(ids, mask)  # (n, w)
+        self.row = {ids[i].numpy().tobytes(): i for i in range(len(ids))}
+
+    def features(self, ids: torch.Tensor, attention_mask=None, batch_size: int = 64) -> torch.Tensor:
+        """Cached features of the rows of ids (b, t) -> (b, w); a row not cached raises KeyError."""
+        return self.X[[self.row[r.tobytes()] for r in ids.numpy()]]
+
+
+def probe_model(gen, tok, cache: FeatureCache | None) -> rm.RewardModel:
+    """An unfitted annotated probe (`PROBE_RECIPE`'s pooling and annotations) from `gen`; with a
+    `cache`, its `features` and `predict` read the cached features (the head is applied to them)."""
+    model = rm.RewardModel.from_generator(gen, pooling=PROBE_RECIPE.pooling, annotations="abc",
+                                          token_texts=rm.token_texts(tok), annotation_features=True)
+    if cache is not None:
+        def predict(ids, attention_mask=None, batch_size=64, raw=False):
+            with torch.no_grad():
+                r = model.head(cache.features(ids).to(model.head.weight.dtype)).squeeze(-1)
+            return r if raw else (r - model.norm_mean) / model.norm_std
+
+        model.features, model.predict = cache.features, predict
+    return model.eval()
+
+
+def train_model(gen, ids, mask, cfg, *, targets=None, weights=None, pairs=None, ties=None, kind="network", tok=None,
+                cache: FeatureCache | None = None):
     """A reward model from `gen`: the fine-tuned network (kind "network") or the annotated probe
-    ("probe_music"), regressed on BT targets (precision weights) or fitted on [winner, loser] pairs."""
+    ("probe_music": what `rm.fit_model(PROBE_RECIPE, ...)` fits, on `cache`'s features), regressed on
+    BT targets (precision weights) or fitted on [winner, loser] pairs."""
     if kind == "probe_music":
+        torch.manual_seed(cfg.seed)
+        model = probe_model(gen, tok, cache)
         if pairs is not None:
-            torch.manual_seed(cfg.seed)
-            model = rm.RewardModel.from_generator(gen, pooling=PROBE_RECIPE.pooling, annotations="abc",
-                                                  token_texts=rm.token_texts(tok), annotation_features=True)
             rm.fit_pairwise_head(model, ids, mask, pairs, ties, seed=cfg.seed)
-            return model.eval()
-        return rm.fit_model(PROBE_RECIPE, gen, tok, ids, mask, targets, weights, np.arange(len(ids)), cfg.seed)[0]
+        else:
+            rm.fit_head(model, ids, mask, targets, weights, seed=cfg.seed, groups=np.arange(len(ids)))
+        return model.eval()
     model = rm.RewardModel.from_generator(gen)
     if pairs is not None:
         rm.train_pairwise(model, ids, mask, pairs, ties, cfg)
@@ -202,6 +240,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", choices=MODELS, default="network",
                     help="reward model: the fine-tuned network (default) or the annotated probe (probe_music)")
     ap.add_argument("--seeds", type=int, default=0, help="number of seeds (0 = 1 with --quick, else 3)")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel in this many processes")
     ap.add_argument("--seed-base", type=int, default=0,
                     help="first seed (seeds are seed-base, seed-base + 1, ...); it also draws the train/test "
                          "item split, so selection runs (e.g. --seed-base 100) hold out other items than the "
@@ -278,6 +317,50 @@ def measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log) -> N
         measure_size(n, seed, args, cfg, pool, record, tally, log)
 
 
+def new_tally(methods, sizes) -> dict:
+    """Empty per-seed records of one run: accuracies, covariate seconds, ceilings, training seconds."""
+    return {"per_seed": {m: {str(n): [] for n in sizes} for m in methods},
+            "true_acc": {m: {str(n): [] for n in sizes} for m in methods},  # vs the noiseless utility order
+            "extra": {str(n): [] for n in sizes}, "ceiling": [],
+            "train_seconds": {m: 0.0 for m in methods}}
+
+
+def merge_tallies(tallies: list[dict]) -> dict:
+    """One tally from per-seed tallies (in seed order): lists concatenated, seconds summed."""
+    out = tallies[0]
+    for t in tallies[1:]:
+        for key in ("per_seed", "true_acc"):
+            for m, by_n in t[key].items():
+                for n, v in by_n.items():
+                    out[key][m][n] += v
+        for n, v in t["extra"].items():
+            out["extra"][n] += v
+        out["ceiling"] += t["ceiling"]
+        for m, v in t["train_seconds"].items():
+            out["train_seconds"][m] += v
+    return out
+
+
+_SEED_JOB = None  # the per-seed function of `run_seeds`, inherited by forked workers
+
+
+def _run_seed(seed: int) -> dict:
+    return _SEED_JOB(seed)
+
+
+def run_seeds(job, seeds: list[int], jobs: int) -> list[dict]:
+    """[job(seed) for seed in seeds], in `jobs` forked processes when jobs > 1 (each seed's results
+    depend only on its seed, so they equal a sequential run's)."""
+    global _SEED_JOB
+    if jobs <= 1:
+        return [job(s) for s in seeds]
+    import multiprocessing
+
+    _SEED_JOB = job
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(seeds))) as workers:
+        return workers.map(_run_seed, seeds, chunksize=1)
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
@@ -295,14 +378,16 @@ def main() -> None:
     texts, origins, gen, tok, ids, mask, u = load_pool(args.quick, n_train, n_test, log, args.seed_base)
     tr, te = np.arange(n_train), np.arange(n_train, n_train + n_test)
     tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
-    tally = {"per_seed": {m: {str(n): [] for n in sizes} for m in methods},
-             "true_acc": {m: {str(n): [] for n in sizes} for m in methods},  # vs the noiseless utility order
-             "extra": {str(n): [] for n in sizes}, "ceiling": [],
-             "train_seconds": {m: 0.0 for m in methods}}
-    fitter = functools.partial(train_model, kind=args.model, tok=tok)
+    cache = FeatureCache(gen, tok, ids, mask) if args.model == "probe_music" else None
+    fitter = functools.partial(train_model, kind=args.model, tok=tok, cache=cache)
     pool = (gen, ids, mask, tr, tr_texts, n_train, fitter)
-    for seed in seeds:
-        measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log)
+
+    def one_seed(seed: int) -> dict:
+        t = new_tally(methods, sizes)
+        measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, t, log)
+        return t
+
+    tally = merge_tallies(run_seeds(one_seed, seeds, args.jobs))
     per_seed, true_acc, ceiling = tally["per_seed"], tally["true_acc"], tally["ceiling"]
 
     mean = {m: {n: float(np.mean(v)) for n, v in per_seed[m].items()} for m in methods}
@@ -332,7 +417,8 @@ def main() -> None:
     suffix = "" if args.model == "network" else f"_{args.model}"
     suffix += f"_seedbase{args.seed_base}" if args.seed_base else ""  # a selection run keeps the report's file
     name = f"rating_efficiency{'_quick' if args.quick else ''}{suffix}.json"
-    kept = {k: v for k, v in vars(args).items() if k not in ("model", "seeds", "seed_base") or args.model != "network"}
+    kept = {k: v for k, v in vars(args).items()  # --jobs changes the wall time only
+            if k != "jobs" and (k not in ("model", "seeds", "seed_base") or args.model != "network")}
     config = {**kept, "sizes": sizes, "seeds": seeds, "n_train": n_train, "n_test": n_test,
               "train_config": cfg.__dict__, "network": PRESET.__dict__, "n_pool": N_POOL, "max_chars": MAX_CHARS,
               "gen_minutes": 0.75 if args.quick else 1.5, "eval_pairs": 3000}
