@@ -240,6 +240,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", choices=MODELS, default="network",
                     help="reward model: the fine-tuned network (default) or the annotated probe (probe_music)")
     ap.add_argument("--seeds", type=int, default=0, help="number of seeds (0 = 1 with --quick, else 3)")
+    ap.add_argument("--sizes", default="", help="comma-separated numbers of ratings (default: 1000,3000 with "
+                    "--quick, else 100,300,1000,3000); other than the default adds '_n<sizes>' to the file name")
+    ap.add_argument("--methods", default="", help="comma-separated subset of the model's methods (default: all); "
+                    "a subset adds '_<methods>' to the file name")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel in this many processes")
     ap.add_argument("--seed-base", type=int, default=0,
                     help="first seed (seeds are seed-base, seed-base + 1, ...); it also draws the train/test "
@@ -365,11 +369,19 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     t_start = time.time()
-    sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
+    default_sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else default_sizes
+    if min(sizes) < 1:
+        raise ValueError(f"--sizes must be positive numbers of ratings, got {args.sizes!r}")
     if args.seed_base < 0:
         raise ValueError(f"--seed-base must be >= 0, got {args.seed_base}")
     seeds = list(range(args.seed_base, args.seed_base + (args.seeds or (1 if args.quick else 3))))
     methods = methods_for(args.model)
+    if args.methods:
+        unknown = set(args.methods.split(",")) - set(methods)
+        if unknown:
+            raise ValueError(f"--methods: {sorted(unknown)} not among {methods} (model {args.model})")
+        methods = tuple(m for m in methods if m in args.methods.split(","))
     n_train, n_test = (300, 150) if args.quick else (900, 300)
     steps = args.steps or (100 if args.quick else 200)
     cfg = rm.RewardTrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
@@ -404,10 +416,10 @@ def main() -> None:
                   "invalid_fraction": float(np.mean(u == rm.INVALID))},
         "wall_seconds": time.time() - t_start,
     }
-    hyp = mean["bt_racing"].get("1000"), mean["pairwise"].get("3000")
+    hyp = mean.get("bt_racing", {}).get("1000"), mean.get("pairwise", {}).get("3000")
     out["hypothesis_a1000_ge_c3000"] = None if None in hyp else bool(hyp[0] >= hyp[1])
     active = [m for m in ACTIVE if m in methods]
-    if "1000" in mean["pairwise"] and "3000" in mean["pairwise"]:  # the essay's claim, best active strategy
+    if active and "1000" in mean.get(active[0], {}) and "3000" in mean.get("pairwise", {}):  # the essay's claim
         best = max(active, key=lambda m: mean[m]["1000"])
         out["best_active_1000_vs_pairwise_3000"] = {
             "method": best, "active_at_1000": mean[best]["1000"], "pairwise_at_3000": mean["pairwise"]["3000"],
@@ -416,6 +428,8 @@ def main() -> None:
         out["setup"]["reward_model"] = {"model": args.model, "recipe": dataclasses.asdict(PROBE_RECIPE)}
     suffix = "" if args.model == "network" else f"_{args.model}"
     suffix += f"_seedbase{args.seed_base}" if args.seed_base else ""  # a selection run keeps the report's file
+    suffix += f"_n{'-'.join(map(str, sizes))}" if sizes != default_sizes else ""
+    suffix += f"_{'-'.join(methods)}" if methods != methods_for(args.model) else ""
     name = f"rating_efficiency{'_quick' if args.quick else ''}{suffix}.json"
     kept = {k: v for k, v in vars(args).items()  # --jobs changes the wall time only
             if k != "jobs" and (k not in ("model", "seeds", "seed_base") or args.model != "network")}
