@@ -275,15 +275,17 @@ def measure_size(n, seed, args, cfg, pool, record, tally, log) -> None:
     pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_train), sd=np.ones(n_train), coef=np.zeros(0)), n,
                           "random", seed=1000 * seed + n)
     winners = rater.simulate(tr_texts, pairs)
-    t0 = time.perf_counter()
-    model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s, fitter=fitter)
-    tally["train_seconds"]["bt_random"] += time.perf_counter() - t0
-    record("bt_random", n, model)
-    wins, ties = split_outcomes(pairs, winners)
-    t0 = time.perf_counter()
-    model = fitter(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
-    tally["train_seconds"]["pairwise"] += time.perf_counter() - t0
-    record("pairwise", n, model)
+    if "bt_random" in tally["per_seed"]:
+        t0 = time.perf_counter()
+        model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s, fitter=fitter)
+        tally["train_seconds"]["bt_random"] += time.perf_counter() - t0
+        record("bt_random", n, model)
+    if "pairwise" in tally["per_seed"]:
+        wins, ties = split_outcomes(pairs, winners)
+        t0 = time.perf_counter()
+        model = fitter(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
+        tally["train_seconds"]["pairwise"] += time.perf_counter() - t0
+        record("pairwise", n, model)
     rated = {}
     for method in [m for m in ACTIVE if m in tally["per_seed"]]:
         r_pairs, r_win, cov, extra_s = racing_ratings(gen, ids[tr], mask[tr], tr_texts, rater, n, cfg_s, seed,
