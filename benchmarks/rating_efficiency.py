@@ -16,7 +16,8 @@ models (to supply covariates); that time is recorded separately.
 
 --model probe_music swaps the fine-tuned network for the annotated probe (`rewardmodels.PRACTICAL_MUSIC`'s
 model part: a closed-form ridge head on the frozen generator's mean-pooled hidden states and pooled
-musical annotations, `rewardmodels.fit_model`, λ by 5-fold cross-validation); the pairwise baseline
+musical annotations, `rewardmodels.fit_head` as `rewardmodels.fit_model` runs it, λ by 5-fold
+cross-validation; the frozen features are computed once per item, `FeatureCache`); the pairwise baseline
 is then a logistic regression on the same standardised features over the same rated pairs
 (`rewardmodels.fit_pairwise_head`: ties as half wins, λ by 5-fold cross-validation over the pairs).
 It also runs bt_uncertainty and bt_infogain (as bt_racing with `next_pairs(..., "uncertainty")` or
@@ -25,7 +26,9 @@ rating_efficiency[_quick]_probe_music.json.
 
 Writes benchmarks/results/rating_efficiency.json (or rating_efficiency_quick.json with --quick)
 as {method: {n_ratings: mean_accuracy}} plus per-seed values, with the commit, machine and config
-(benchmarks/provenance.py), and prints one summary line last.
+(benchmarks/provenance.py), and prints one summary line last. --seed-base B (a selection run: seeds
+B, B+1, ..., another train/test item split) adds "_seedbaseB" to the file name. --jobs K runs the
+seeds in K forked processes (same results, less wall time).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -100,9 +104,13 @@ def utilities(rater: rm.SimulatedRater, texts: list[str]) -> np.ndarray:
     path = CACHE / f"utility_{version}.json"
     if path.exists():
         rater.cache.update(json.loads(path.read_text()))
+    known = len(rater.cache)
     u = rater.utility(texts)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rater.cache))
+    if len(rater.cache) > known:  # written whole, then renamed: parallel seeds never read half a file
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rater.cache))
+        os.replace(tmp, path)
     return u
 
 
@@ -110,17 +118,48 @@ MODELS = ("network", "probe_music")
 PROBE_RECIPE = rm.PRACTICAL_MUSIC  # only its model part (pooling, probe fit, annotations) is used here
 
 
-def train_model(gen, ids, mask, cfg, *, targets=None, weights=None, pairs=None, ties=None, kind="network", tok=None):
+class FeatureCache:
+    """The probe's pooled features (frozen backbone + pooled annotations: fixed per item) of every
+    token row of ids (n, t), computed once; probes built by `probe_model` look their rows up here
+    instead of running the backbone again (the same values up to float rounding)."""
+
+    def __init__(self, gen, tok, ids: torch.Tensor, mask: torch.Tensor) -> None:
+        self.X = probe_model(gen, tok, None).features(ids, mask)  # (n, w)
+        self.row = {ids[i].numpy().tobytes(): i for i in range(len(ids))}
+
+    def features(self, ids: torch.Tensor, attention_mask=None, batch_size: int = 64) -> torch.Tensor:
+        """Cached features of the rows of ids (b, t) -> (b, w); a row not cached raises KeyError."""
+        return self.X[[self.row[r.tobytes()] for r in ids.numpy()]]
+
+
+def probe_model(gen, tok, cache: FeatureCache | None) -> rm.RewardModel:
+    """An unfitted annotated probe (`PROBE_RECIPE`'s pooling and annotations) from `gen`; with a
+    `cache`, its `features` and `predict` read the cached features (the head is applied to them)."""
+    model = rm.RewardModel.from_generator(gen, pooling=PROBE_RECIPE.pooling, annotations="abc",
+                                          token_texts=rm.token_texts(tok), annotation_features=True)
+    if cache is not None:
+        def predict(ids, attention_mask=None, batch_size=64, raw=False):
+            with torch.no_grad():
+                r = model.head(cache.features(ids).to(model.head.weight.dtype)).squeeze(-1)
+            return r if raw else (r - model.norm_mean) / model.norm_std
+
+        model.features, model.predict = cache.features, predict
+    return model.eval()
+
+
+def train_model(gen, ids, mask, cfg, *, targets=None, weights=None, pairs=None, ties=None, kind="network", tok=None,
+                cache: FeatureCache | None = None):
     """A reward model from `gen`: the fine-tuned network (kind "network") or the annotated probe
-    ("probe_music"), regressed on BT targets (precision weights) or fitted on [winner, loser] pairs."""
+    ("probe_music": what `rm.fit_model(PROBE_RECIPE, ...)` fits, on `cache`'s features), regressed on
+    BT targets (precision weights) or fitted on [winner, loser] pairs."""
     if kind == "probe_music":
+        torch.manual_seed(cfg.seed)
+        model = probe_model(gen, tok, cache)
         if pairs is not None:
-            torch.manual_seed(cfg.seed)
-            model = rm.RewardModel.from_generator(gen, pooling=PROBE_RECIPE.pooling, annotations="abc",
-                                                  token_texts=rm.token_texts(tok), annotation_features=True)
             rm.fit_pairwise_head(model, ids, mask, pairs, ties, seed=cfg.seed)
-            return model.eval()
-        return rm.fit_model(PROBE_RECIPE, gen, tok, ids, mask, targets, weights, np.arange(len(ids)), cfg.seed)[0]
+        else:
+            rm.fit_head(model, ids, mask, targets, weights, seed=cfg.seed, groups=np.arange(len(ids)))
+        return model.eval()
     model = rm.RewardModel.from_generator(gen)
     if pairs is not None:
         rm.train_pairwise(model, ids, mask, pairs, ties, cfg)
@@ -201,13 +240,23 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", choices=MODELS, default="network",
                     help="reward model: the fine-tuned network (default) or the annotated probe (probe_music)")
     ap.add_argument("--seeds", type=int, default=0, help="number of seeds (0 = 1 with --quick, else 3)")
+    ap.add_argument("--sizes", default="", help="comma-separated numbers of ratings (default: 1000,3000 with "
+                    "--quick, else 100,300,1000,3000); other than the default adds '_n<sizes>' to the file name")
+    ap.add_argument("--methods", default="", help="comma-separated subset of the model's methods (default: all); "
+                    "a subset adds '_<methods>' to the file name")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run in parallel in this many processes")
+    ap.add_argument("--seed-base", type=int, default=0,
+                    help="first seed (seeds are seed-base, seed-base + 1, ...); it also draws the train/test "
+                         "item split, so selection runs (e.g. --seed-base 100) hold out other items than the "
+                         "report run (0)")
     return ap.parse_args()
 
 
-def load_pool(quick: bool, n_train: int, n_test: int, log):
-    """The rated items (a fixed random subset of the cached pool), encoded, with their hidden utilities."""
+def load_pool(quick: bool, n_train: int, n_test: int, log, split_seed: int = 0):
+    """The rated items (a random subset of the cached pool, drawn with seed 123 + `split_seed`; the
+    first `n_train` are the training items), encoded, with their hidden utilities."""
     texts, origins, gen, tok = build_pool(N_POOL, progress=log, gen_minutes=0.75 if quick else 1.5)
-    keep = np.random.default_rng(123).permutation(len(texts))[: n_train + n_test]
+    keep = np.random.default_rng(123 + split_seed).permutation(len(texts))[: n_train + n_test]
     texts, origins = [texts[i] for i in keep], [origins[i] for i in keep]
     ids, mask = domains.encode_batch(tok, texts, gen)
     u = utilities(rm.SimulatedRater(), texts)
@@ -226,15 +275,17 @@ def measure_size(n, seed, args, cfg, pool, record, tally, log) -> None:
     pairs = rm.next_pairs(rm.Scores(mean=np.zeros(n_train), sd=np.ones(n_train), coef=np.zeros(0)), n,
                           "random", seed=1000 * seed + n)
     winners = rater.simulate(tr_texts, pairs)
-    t0 = time.perf_counter()
-    model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s, fitter=fitter)
-    tally["train_seconds"]["bt_random"] += time.perf_counter() - t0
-    record("bt_random", n, model)
-    wins, ties = split_outcomes(pairs, winners)
-    t0 = time.perf_counter()
-    model = fitter(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
-    tally["train_seconds"]["pairwise"] += time.perf_counter() - t0
-    record("pairwise", n, model)
+    if "bt_random" in tally["per_seed"]:
+        t0 = time.perf_counter()
+        model = fit_and_regress(gen, ids[tr], mask[tr], pairs, winners, cfg_s, fitter=fitter)
+        tally["train_seconds"]["bt_random"] += time.perf_counter() - t0
+        record("bt_random", n, model)
+    if "pairwise" in tally["per_seed"]:
+        wins, ties = split_outcomes(pairs, winners)
+        t0 = time.perf_counter()
+        model = fitter(gen, ids[tr], mask[tr], cfg_s, pairs=wins, ties=ties)
+        tally["train_seconds"]["pairwise"] += time.perf_counter() - t0
+        record("pairwise", n, model)
     rated = {}
     for method in [m for m in ACTIVE if m in tally["per_seed"]]:
         r_pairs, r_win, cov, extra_s = racing_ratings(gen, ids[tr], mask[tr], tr_texts, rater, n, cfg_s, seed,
@@ -272,29 +323,85 @@ def measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log) -> N
         measure_size(n, seed, args, cfg, pool, record, tally, log)
 
 
+def new_tally(methods, sizes) -> dict:
+    """Empty per-seed records of one run: accuracies, covariate seconds, ceilings, training seconds."""
+    return {"per_seed": {m: {str(n): [] for n in sizes} for m in methods},
+            "true_acc": {m: {str(n): [] for n in sizes} for m in methods},  # vs the noiseless utility order
+            "extra": {str(n): [] for n in sizes}, "ceiling": [],
+            "train_seconds": {m: 0.0 for m in methods}}
+
+
+def merge_tallies(tallies: list[dict]) -> dict:
+    """One tally from per-seed tallies (in seed order): lists concatenated, seconds summed."""
+    out = tallies[0]
+    for t in tallies[1:]:
+        for key in ("per_seed", "true_acc"):
+            for m, by_n in t[key].items():
+                for n, v in by_n.items():
+                    out[key][m][n] += v
+        for n, v in t["extra"].items():
+            out["extra"][n] += v
+        out["ceiling"] += t["ceiling"]
+        for m, v in t["train_seconds"].items():
+            out["train_seconds"][m] += v
+    return out
+
+
+_SEED_JOB = None  # the per-seed function of `run_seeds`, inherited by forked workers
+
+
+def _run_seed(seed: int) -> dict:
+    return _SEED_JOB(seed)
+
+
+def run_seeds(job, seeds: list[int], jobs: int) -> list[dict]:
+    """[job(seed) for seed in seeds], in `jobs` forked processes when jobs > 1 (each seed's results
+    depend only on its seed, so they equal a sequential run's)."""
+    global _SEED_JOB
+    if jobs <= 1:
+        return [job(s) for s in seeds]
+    import multiprocessing
+
+    _SEED_JOB = job
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(seeds))) as workers:
+        return workers.map(_run_seed, seeds, chunksize=1)
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     t_start = time.time()
-    sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
-    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    default_sizes = [1000, 3000] if args.quick else [100, 300, 1000, 3000]
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else default_sizes
+    if min(sizes) < 1:
+        raise ValueError(f"--sizes must be positive numbers of ratings, got {args.sizes!r}")
+    if args.seed_base < 0:
+        raise ValueError(f"--seed-base must be >= 0, got {args.seed_base}")
+    seeds = list(range(args.seed_base, args.seed_base + (args.seeds or (1 if args.quick else 3))))
     methods = methods_for(args.model)
+    if args.methods:
+        unknown = set(args.methods.split(",")) - set(methods)
+        if unknown:
+            raise ValueError(f"--methods: {sorted(unknown)} not among {methods} (model {args.model})")
+        methods = tuple(m for m in methods if m in args.methods.split(","))
     n_train, n_test = (300, 150) if args.quick else (900, 300)
     steps = args.steps or (100 if args.quick else 200)
     cfg = rm.RewardTrainConfig(steps=steps, batch_size=16, lr=1e-3, warmup=20)
     log = lambda msg: print(f"[{time.time() - t_start:6.0f} s] {msg}", flush=True)  # noqa: E731
 
-    texts, origins, gen, tok, ids, mask, u = load_pool(args.quick, n_train, n_test, log)
+    texts, origins, gen, tok, ids, mask, u = load_pool(args.quick, n_train, n_test, log, args.seed_base)
     tr, te = np.arange(n_train), np.arange(n_train, n_train + n_test)
     tr_texts, te_texts = [texts[i] for i in tr], [texts[i] for i in te]
-    tally = {"per_seed": {m: {str(n): [] for n in sizes} for m in methods},
-             "true_acc": {m: {str(n): [] for n in sizes} for m in methods},  # vs the noiseless utility order
-             "extra": {str(n): [] for n in sizes}, "ceiling": [],
-             "train_seconds": {m: 0.0 for m in methods}}
-    fitter = functools.partial(train_model, kind=args.model, tok=tok)
+    cache = FeatureCache(gen, tok, ids, mask) if args.model == "probe_music" else None
+    fitter = functools.partial(train_model, kind=args.model, tok=tok, cache=cache)
     pool = (gen, ids, mask, tr, tr_texts, n_train, fitter)
-    for seed in seeds:
-        measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, tally, log)
+
+    def one_seed(seed: int) -> dict:
+        t = new_tally(methods, sizes)
+        measure_seed(seed, sizes, args, cfg, pool, te, te_texts, u, t, log)
+        return t
+
+    tally = merge_tallies(run_seeds(one_seed, seeds, args.jobs))
     per_seed, true_acc, ceiling = tally["per_seed"], tally["true_acc"], tally["ceiling"]
 
     mean = {m: {n: float(np.mean(v)) for n, v in per_seed[m].items()} for m in methods}
@@ -311,10 +418,10 @@ def main() -> None:
                   "invalid_fraction": float(np.mean(u == rm.INVALID))},
         "wall_seconds": time.time() - t_start,
     }
-    hyp = mean["bt_racing"].get("1000"), mean["pairwise"].get("3000")
+    hyp = mean.get("bt_racing", {}).get("1000"), mean.get("pairwise", {}).get("3000")
     out["hypothesis_a1000_ge_c3000"] = None if None in hyp else bool(hyp[0] >= hyp[1])
     active = [m for m in ACTIVE if m in methods]
-    if "1000" in mean["pairwise"] and "3000" in mean["pairwise"]:  # the essay's claim, best active strategy
+    if active and "1000" in mean.get(active[0], {}) and "3000" in mean.get("pairwise", {}):  # the essay's claim
         best = max(active, key=lambda m: mean[m]["1000"])
         out["best_active_1000_vs_pairwise_3000"] = {
             "method": best, "active_at_1000": mean[best]["1000"], "pairwise_at_3000": mean["pairwise"]["3000"],
@@ -322,8 +429,12 @@ def main() -> None:
     if args.model != "network":
         out["setup"]["reward_model"] = {"model": args.model, "recipe": dataclasses.asdict(PROBE_RECIPE)}
     suffix = "" if args.model == "network" else f"_{args.model}"
+    suffix += f"_seedbase{args.seed_base}" if args.seed_base else ""  # a selection run keeps the report's file
+    suffix += f"_n{'-'.join(map(str, sizes))}" if sizes != default_sizes else ""
+    suffix += f"_{'-'.join(methods)}" if methods != methods_for(args.model) else ""
     name = f"rating_efficiency{'_quick' if args.quick else ''}{suffix}.json"
-    kept = {k: v for k, v in vars(args).items() if k not in ("model", "seeds") or args.model != "network"}
+    kept = {k: v for k, v in vars(args).items()  # --jobs changes the wall time only
+            if k != "jobs" and (k not in ("model", "seeds", "seed_base") or args.model != "network")}
     config = {**kept, "sizes": sizes, "seeds": seeds, "n_train": n_train, "n_test": n_test,
               "train_config": cfg.__dict__, "network": PRESET.__dict__, "n_pool": N_POOL, "max_chars": MAX_CHARS,
               "gen_minutes": 0.75 if args.quick else 1.5, "eval_pairs": 3000}
