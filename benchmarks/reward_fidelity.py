@@ -49,7 +49,7 @@ from scipy.stats import spearmanr
 
 import domains
 import rewardmodels
-from provenance import write_result
+from provenance import RUN_STATE, write_result
 from reward_recipes import (PRACTICAL, Recipe, eval_corpus, eval_samples, eval_split, fit_model,
                             load_or_train_generator, make_pool, pitch_edit, run_parser, scaled, start_corpus_run)
 
@@ -190,6 +190,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--recipes", help="comma-separated subset of the recipes to run")
     ap.add_argument("--out", help="result file (default: results/reward_fidelity[_quick][_select].json); give one "
                                   "with --recipes so a partial run does not replace the full table")
+    ap.add_argument("--regoal", action="store_true",
+                    help="only refresh the goal object of the existing result file from the benchmarks that measure "
+                         "its other figures (run after they change); nothing is re-measured")
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="held-out items: 'select' (val tunes, sample seed 1) to choose a recipe, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
@@ -280,7 +283,7 @@ GOAL_KEYS = ("heldout_pairwise_accuracy_3000", "corpus_r", "samples_r", "heldout
              "corpus_ascent_utility_gain", "heldout_collection_ascent_utility_gain", "ensemble_sd_error_spearman")
 GOAL_SOURCES = {  # goal figures this script does not measure: (full-run result file, JSON pointer, what it is)
     "heldout_pairwise_accuracy_3000": (
-        "rating_efficiency_probe_music.json", "/bt_random/3000",
+        "rating_efficiency_probe_music_n1000-3000_bt_random-pairwise.json", "/bt_random/3000",
         "benchmarks/rating_efficiency.py --model probe_music: held-out pairwise accuracy at 3000 ratings of the "
         "Bradley-Terry regression on random pairs (the library's default path), mean over seeds"),
     "heldout_collection_r": (
@@ -288,7 +291,7 @@ GOAL_SOURCES = {  # goal figures this script does not measure: (full-run result 
         "benchmarks/music_ascent.py: Pearson r of the ensemble mean with the utility on whole tunes of a collection "
         "nobody rated (this script's generator and pools see every collection, so none is held out here)"),
     "edit_capture": (
-        "edit_ranking.json", "/rankings/<recipe>/lm8/capture",
+        "edit_ranking.json", "/rankings/<recipe>~1lm8/capture",
         "benchmarks/edit_ranking.py: utility gain of the edit the engine's objective (lm_weight 8) ranks first / "
         "the best single edit's gain"),
     "corpus_ascent_utility_gain": (
@@ -305,8 +308,9 @@ GOAL_SOURCES = {  # goal figures this script does not measure: (full-run result 
 
 
 def pointer_get(doc, pointer: str):
-    """The value at JSON pointer `pointer` ("/a/b/0") in `doc`, or None where the path is absent."""
-    for part in pointer.strip("/").split("/"):
+    """The value at JSON pointer `pointer` ("/a/b/0"; "~1" stands for "/" in a key, "~0" for "~") in
+    `doc`, or None where the path is absent."""
+    for part in (p.replace("~1", "/").replace("~0", "~") for p in pointer.strip("/").split("/")):
         if isinstance(doc, dict) and part in doc:
             doc = doc[part]
         elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
@@ -343,10 +347,26 @@ def goal(results: dict, recipe: str | None, results_dir: Path = RESULTS) -> dict
             "sources": sources}
 
 
+def regoal(path: Path, results_dir: Path = RESULTS) -> dict:
+    """Refresh the goal object of the result file `path` from the current source files (`goal`),
+    leaving the run's own figures and provenance as they are; the goal records the commit it was
+    assembled at ("assembled_at"). Returns the new goal."""
+    doc = json.loads(path.read_text())
+    g = goal(doc["recipes"], doc["goal"]["recipe"], results_dir)
+    doc["goal"] = {**g, "assembled_at": RUN_STATE["commit"]}
+    path.write_text(json.dumps(doc, indent=1, default=str))
+    return doc["goal"]
+
+
 def main() -> None:
     args = parse_args()
     q = args.quick
     split = eval_split(args.split)
+    default_path = RESULTS / f"reward_fidelity{'_quick' if q else ''}{'_select' if split.name == 'select' else ''}.json"
+    if args.regoal:
+        g = regoal(Path(args.out) if args.out else default_path)
+        print("reward_fidelity goal: " + ", ".join(f"{k} {g[k]:.3f}" if g[k] is not None else f"{k} -" for k in GOAL_KEYS))
+        return
     wall0 = time.perf_counter()
     log, splits = start_corpus_run(args.threads, MAX_CHARS)
     train, val, test = splits["train"], splits["val"], splits["test"]
@@ -392,8 +412,7 @@ def main() -> None:
             "ceiling": "trained on the hidden utility: an upper reference, not usable in practice"},
         "recipes": results, "goal": goal(results, shown), "total_wall_s": time.perf_counter() - wall0,
     }
-    path = Path(args.out) if args.out else (
-        RESULTS / f"reward_fidelity{'_quick' if q else ''}{'_select' if split.name == 'select' else ''}.json")
+    path = Path(args.out) if args.out else default_path
     write_result(path, out, config)
     print_summary(results, sets, split, shown, best_here, q, wall0, path)
 

@@ -321,15 +321,15 @@ def test_reward_fidelity_goal_holds_every_figure_and_says_where_the_others_come_
         return {"quick": quick, "commit": "abc", "results": {recipe: ens}}
     (tmp_path / "music_ascent.json").write_text(json.dumps(doc("practical_x", 0.25)))
     (tmp_path / "edit_ranking.json").write_text(json.dumps(
-        {"quick": False, "commit": "def", "rankings": {"practical_x": {"lm8": {"capture": 0.7}, "lm0": {"capture": 0.1}}}}))
-    (tmp_path / "rating_efficiency_probe_music.json").write_text(json.dumps(
+        {"quick": False, "commit": "def", "rankings": {"practical_x/lm8": {"capture": 0.7}, "practical_x/lm0": {"capture": 0.1}}}))
+    (tmp_path / GOAL_SOURCES["heldout_pairwise_accuracy_3000"][0]).write_text(json.dumps(
         {"quick": True, "commit": "q", "bt_random": {"3000": 0.71}}))  # a quick run does not count
     g = goal(results, "practical_x", tmp_path)
     assert g["corpus_ascent_utility_gain"] == 0.25 and g["heldout_collection_ascent_utility_gain"] == -0.25
     assert (g["heldout_collection_r"], g["ensemble_sd_error_spearman"], g["edit_capture"]) == (0.61, 0.33, 0.7)
     assert g["heldout_pairwise_accuracy_3000"] is None and "--quick" in g["notes"]["heldout_pairwise_accuracy_3000"]
     assert g["sources"]["edit_capture"] == {"file": "benchmarks/results/edit_ranking.json",
-                                            "pointer": "/rankings/practical_x/lm8/capture", "commit": "def"}
+                                            "pointer": "/rankings/practical_x~1lm8/capture", "commit": "def"}
     assert set(g["sources"]) == set(GOAL_SOURCES) - {"heldout_pairwise_accuracy_3000"}
     # another recipe's figures are never borrowed
     assert goal({"other": results["other"]}, "other", tmp_path)["edit_capture"] is None
@@ -373,3 +373,18 @@ def test_reward_fidelity_costs_count_the_ensemble_as_one_backbone_and_k_heads(ch
     assert abs(c[f"ensemble{ENSEMBLE_MEMBERS}_bytes"] - ens_bytes) <= 2 * 4 * ENSEMBLE_MEMBERS
     assert c["head_bytes"] == (rm.head.weight.numel() + 1) * 4 and c["model_bytes"] > 100 * c["head_bytes"]
     assert c["score_items"] == len(texts) == 10 and c["score_items_per_cpu_s"] > 0
+
+
+def test_reward_fidelity_regoal_refreshes_only_the_goal(tmp_path):
+    from reward_fidelity import regoal
+
+    run = {"commit": "run-commit", "recipes": {"practical_x": {"corpus": {"pearson": 0.7}, "samples": {"pearson": 0.5}}},
+           "goal": {"recipe": "practical_x", "edit_capture": None}}
+    path = tmp_path / "reward_fidelity.json"
+    path.write_text(json.dumps(run))
+    (tmp_path / "edit_ranking.json").write_text(json.dumps(
+        {"quick": False, "commit": "er", "rankings": {"practical_x/lm8": {"capture": 0.9}}}))
+    g = regoal(path, tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["goal"] == g and g["edit_capture"] == 0.9 and g["corpus_r"] == 0.7 and "assembled_at" in g
+    assert doc["commit"] == "run-commit" and doc["recipes"] == run["recipes"]  # the run itself is untouched
