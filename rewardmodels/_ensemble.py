@@ -48,16 +48,16 @@ the 5-member runs, at 5868f25 on the same generator, are not committed) the pool
 went 0.13 -> 0.33 (select) and 0.02 -> 0.21 (report); with ``practical_music`` the default
 guard's mean Δu rose on select (corpus +0.43 -> +0.47, unrated collection +0.31 -> +0.38, none
 worse either way); on report it fell on test tunes (+0.43 -> +0.31, worse 12% -> 25%) and rose on
-airdsAirs (+0.11 -> +0.20, worse 19% -> 6%). With ``practical_bar_aware`` (a probe that does not track the utility there, r < 0) the guard lost more
-with 64 members (select test tunes -0.01 -> -0.42), a guess being that 5 noisy members refused
-its edits by chance (not measured)."""
+airdsAirs (+0.11 -> +0.20, worse 19% -> 6%). With ``practical_bar_aware`` (a probe that does not
+track the utility there, r < 0) the guard lost more with 64 members (select test tunes -0.01 ->
+-0.42), a guess being that 5 noisy members refused its edits by chance (not measured)."""
 
 
 class RewardEnsemble(RewardModel):
     """`members` linear heads on one GPT-2 backbone; scores are mean - pessimism * sd over members."""
 
-    def __init__(self, config: GPT2Config, pooling: str = "mean", members: int = DEFAULT_MEMBERS, pessimism: float = 0.0,
-                 bar_ids=None, **annotations) -> None:
+    def __init__(self, config: GPT2Config, pooling: str = "mean", members: int = DEFAULT_MEMBERS,
+                 pessimism: float = 0.0, bar_ids=None, **annotations) -> None:
         if members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {members}")
         super().__init__(config, pooling, bar_ids=bar_ids, **annotations)
