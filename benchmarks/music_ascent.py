@@ -25,7 +25,9 @@ Calibration, per recipe: on held-out items (the split's corpus tunes, held-out c
 pitch variant of each, and the unguarded engine's outputs), Spearman between the members' SD and
 the absolute error |a·mean + b - utility|, where a, b are an affine (least-squares) fit of the
 ensemble mean to the hidden utility on the rating pool's items (the training items); also the
-rank-based variant |rank(mean) - rank(utility)| / n within the pooled held-out items.
+rank-based variant |rank(mean) - rank(utility)| / n within the pooled held-out items; and, for the
+mean's fidelity, the pitch-pair accuracy (how often the ensemble mean orders a pitch variant and its
+parent as the utility does, pairs of equal utility left out).
 
 The annotations overlap what the simulated rater scores, so an annotated model's Δu here is an
 optimistic figure for people. Writes benchmarks/results/music_ascent[_quick][_select].json; one
@@ -63,7 +65,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--split", choices=["select", "report"], default="report")
     ap.add_argument("--recipes", default="practical_bar_aware,practical_music",
                     help=f"comma-separated names from rewardmodels.RECIPES ({', '.join(rewardmodels.RECIPES)})")
-    ap.add_argument("--members", type=int, default=5, help="ensemble members (bootstrap probes)")
+    ap.add_argument("--members", type=int, default=rewardmodels.DEFAULT_MEMBERS, help="ensemble members (bootstrap probes)")
     ap.add_argument("--gen-minutes", type=float, default=None,
                     help="CPU-minutes to train the generator once (default 0.75 with --quick, else 4)")
     ap.add_argument("--threads", type=int, default=1)
@@ -92,9 +94,10 @@ def ascend(texts, ens, gen, tok, engine, validate, rater) -> tuple[dict, list[st
     return out, outputs
 
 
-def calibration(ens, gen, tok, train_texts, train_u, sets: dict[str, list[str]], rater) -> dict:
-    """Spearman(member SD, |affine-fitted mean - utility|) per held-out set and pooled, and the
-    rank-based variant pooled (module docstring)."""
+def calibration(ens, gen, tok, train_texts, train_u, sets: dict[str, list[str]], rater, parents: list[str]) -> dict:
+    """Spearman(member SD, |affine-fitted mean - utility|) per held-out set and pooled, the
+    rank-based variant pooled, and the pitch-pair accuracy of `sets["pitch variants"]` against
+    their `parents` (module docstring)."""
     def members(texts):
         ids, mask = domains.encode_batch(tok, texts, gen)
         m = ens.predict_members(ids, mask).double().numpy()  # (n, K)
@@ -118,6 +121,9 @@ def calibration(ens, gen, tok, train_texts, train_u, sets: dict[str, list[str]],
     rank_err = np.abs(rankdata(m) - rankdata(u)) / len(m)
     out["pooled"] = {"n": len(m), "spearman_sd_abs_error": float(spearmanr(sd, np.abs(a * m + b - u)).statistic),
                      "spearman_sd_rank_error": float(spearmanr(sd, rank_err).statistic)}
+    gain = members(sets["pitch variants"])[0] - members(parents)[0]
+    du = rater.utility(sets["pitch variants"]) - rater.utility(parents)
+    out["pitch_pair_accuracy"] = float(np.mean(np.sign(gain[du != 0]) == np.sign(du[du != 0])))
     return out
 
 
@@ -165,7 +171,7 @@ def main() -> None:
                 log(f"{name} {set_name} guard {g}: Δu {m['mean_du']:+.3f} ± {m['se_du']:.3f}, worse "
                     f"{m['frac_worse']:.2f}, kept {m['frac_kept']:.2f}, Δreward {m['mean_d_reward']:+.3f}")
         r["calibration"] = calibration(ens, gen, tok, pool.texts, pool_u, {**calib_base, "ascent outputs": outputs},
-                                       rater)
+                                       rater, parents=calib_base["corpus"] + calib_base["held-out"])
         log(f"{name} calibration: Spearman(sd, |error|) pooled {r['calibration']['pooled']['spearman_sd_abs_error']:+.3f}")
         results[name] = r
     config = {"quick": q, "split": args.split, "recipes": names, "members": args.members, "tunes_per_set": n,

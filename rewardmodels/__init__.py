@@ -6,7 +6,7 @@ from ._active import STRATEGIES, next_pairs
 from ._bradley_terry import Scores, fit, win_probability
 from ._judges import JudgeConfig, abc_body, auto_compare, auto_winner, broken_reasons, compression_ratio
 from ._model import ANNOTATIONS, BAR_POOLINGS, POOLINGS, RewardModel, bar_pool, bar_token_ids, pool_annotations, token_texts
-from ._ensemble import RewardEnsemble, bootstrap_heads, fit_ensemble, load_reward_model
+from ._ensemble import DEFAULT_MEMBERS, RewardEnsemble, bootstrap_heads, fit_ensemble, load_reward_model
 from ._recipes import (
     BASELINE,
     PRACTICAL,
@@ -67,7 +67,7 @@ __all__ = [
     "export_openai", "export_trl", "import_index_pairs", "import_openai", "import_trl",
     "split_prefix", "KINDS", "ORIGINS", "Comparison", "Item", "QueueEntry", "RatingStore", "Skip", "StoreError",
     "SESSION_VERDICTS", "RatingPair", "RatingSession", "check_rater", "split_pair_id",
-    "item_id", "read_jsonl", "POOLINGS", "BAR_POOLINGS", "ANNOTATIONS", "bar_pool", "bar_token_ids", "pool_annotations", "token_texts", "RewardModel", "RewardEnsemble", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_attention_query", "fit_head", "fit_pairwise_head", "pairwise_logistic",
+    "item_id", "read_jsonl", "POOLINGS", "BAR_POOLINGS", "ANNOTATIONS", "bar_pool", "bar_token_ids", "pool_annotations", "token_texts", "RewardModel", "RewardEnsemble", "DEFAULT_MEMBERS", "bootstrap_heads", "fit_ensemble", "load_reward_model", "RewardTrainConfig", "bradley_terry_loss", "bt_regression_loss", "fit_attention_query", "fit_head", "fit_pairwise_head", "pairwise_logistic",
     "group_folds", "train_pairwise", "train_reward_model", "JudgeConfig", "abc_body", "auto_compare", "auto_winner",
     "broken_reasons", "compression_ratio", "FLOOR", "INVALID", "TIE_RATE", "SimulatedRater", "checked_utility", "music_features", "text_key", "unclipped_utility",
     "fit_store", "load_scores", "propose_pairs", "rate_pairs", "save_scores", "train_from_store",
