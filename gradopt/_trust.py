@@ -118,7 +118,8 @@ def verdict(gain_mean: float, gain_sd: float, changed: int, budget: int, free: i
     if math.isnan(gain_sd):  # a single reward model: no spread to be pessimistic about
         if not cfg.single_model:
             return (f"unsure: one reward model cannot say how sure it is (its gain {gain_mean:.2f}); train an "
-                    f"ensemble (gradopt train-reward --ensemble 5) or accept its edits at your risk "
+                    f"ensemble (gradopt train-reward --recipe practical_music --ensemble 64) or accept its edits "
+                    "at your risk "
                     f"(TrustConfig(single_model=True), --trust-single-model)")
         if gain_mean > cfg.margin:
             return None
