@@ -30,6 +30,12 @@ and samples of seed 1001, where the recipe the other benchmarks use (`CHOSEN`) i
 re-chosen (``--chosen`` names another recipe a select run chose). The rating pools draw from the training split and seed 99 + --seed, so no held-out
 item is rated for training. benchmarks/ascent.py reports on the same report items.
 
+Its ``goal`` object holds the issue's figures for the shown recipe: corpus_r and samples_r from this
+run, the others read from the full runs of the benchmarks that measure them (`GOAL_SOURCES`: file,
+JSON pointer and commit under ``goal.sources``); ``--regoal`` refreshes only that object after one of
+those runs. Each recipe's row records its costs (scoring items per CPU second, model and ensemble
+bytes).
+
 Writes benchmarks/results/reward_fidelity.json (--quick: reward_fidelity_quick.json; --split
 select adds "_select"); one summary line last.
 """
