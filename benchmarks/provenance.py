@@ -84,3 +84,17 @@ def write_result(path: Path, result: dict, config: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**head, **result}, indent=1, default=str))
     return path
+
+
+def json_pointer(doc, pointer: str):
+    """The value at JSON pointer `pointer` ("/a/b/0"; "~1" stands for "/" in a key, "~0" for "~") in
+    `doc`; KeyError naming the missing part when the path is absent."""
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        elif isinstance(doc, dict) and part in doc:
+            doc = doc[part]
+        else:
+            raise KeyError(f"no key {part!r} on the way to {pointer}")
+    return doc

@@ -55,7 +55,7 @@ from scipy.stats import spearmanr
 
 import domains
 import rewardmodels
-from provenance import RUN_STATE, write_result
+from provenance import RUN_STATE, json_pointer, write_result
 from reward_recipes import (PRACTICAL, Recipe, eval_corpus, eval_samples, eval_split, fit_model,
                             load_or_train_generator, make_pool, pitch_edit, run_parser, scaled, start_corpus_run)
 
@@ -313,19 +313,6 @@ GOAL_SOURCES = {  # goal figures this script does not measure: (full-run result 
 }
 
 
-def pointer_get(doc, pointer: str):
-    """The value at JSON pointer `pointer` ("/a/b/0"; "~1" stands for "/" in a key, "~0" for "~") in
-    `doc`, or None where the path is absent."""
-    for part in (p.replace("~1", "/").replace("~0", "~") for p in pointer.strip("/").split("/")):
-        if isinstance(doc, dict) and part in doc:
-            doc = doc[part]
-        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
-            doc = doc[int(part)]
-        else:
-            return None
-    return doc
-
-
 def goal(results: dict, recipe: str | None, results_dir: Path = RESULTS) -> dict:
     """The project's goal figures for `recipe` (the shown one): corpus_r (Pearson, held-out corpus
     tunes) and samples_r (Pearson, free generator samples) measured here; the others read from the
@@ -341,7 +328,10 @@ def goal(results: dict, recipe: str | None, results_dir: Path = RESULTS) -> dict
         pointer = pointer.replace("<recipe>", recipe or "<recipe>")
         path = results_dir / name
         doc = json.loads(path.read_text()) if path.exists() else None
-        value = pointer_get(doc, pointer) if doc is not None and recipe and not doc.get("quick") else None
+        try:
+            value = json_pointer(doc, pointer) if doc is not None and recipe and not doc.get("quick") else None
+        except KeyError:
+            value = None
         figures[key] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         why = ("" if figures[key] is not None else " -- none yet: " + (
             f"{name} is absent" if doc is None else f"{name} is a --quick run" if doc.get("quick")

@@ -54,16 +54,12 @@ def resolve(target: str, results: Path):
     file = results.parent.parent / path
     if not file.is_file():
         raise KeyError(f"{path} does not exist")
-    value = json.loads(file.read_text())
-    for part in pointer.split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(value, list):
-            value = value[int(part)]
-        elif part in value:
-            value = value[part]
-        else:
-            raise KeyError(f"{path}: no key {part!r} on the way to {pointer}")
-    return value
+    from provenance import json_pointer
+
+    try:
+        return json_pointer(json.loads(file.read_text()), pointer)
+    except KeyError as e:
+        raise KeyError(f"{path}: {e.args[0]}") from None
 
 
 def status_problems(readme: str, results: Path = RESULTS) -> list[str]:
