@@ -232,13 +232,11 @@ def run_recipe(recipe, note: str, gen, tok, train, utility, rater, sets, seed: i
             **measure(rm, gen, tok, sets)}
 
 
-ENSEMBLE_MEMBERS = 5  # the ensemble the README recommends (train-reward --ensemble 5)
-
-
 def costs(rm, gen, tok, texts: list[str]) -> dict:
     """Scoring throughput (items per CPU second: encoding + forward, batches of 64, on `texts`) and
-    memory: the model's parameter and buffer bytes, its head's, and those of a ENSEMBLE_MEMBERS-member
-    `RewardEnsemble` (one backbone, one head row per member)."""
+    memory: the model's parameter and buffer bytes, its head's, and those of a `RewardEnsemble` of
+    `rewardmodels.DEFAULT_MEMBERS` members, the default the README recommends (one backbone, one head
+    row per member)."""
     nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
     c0 = time.process_time()
     with torch.no_grad():
@@ -249,7 +247,8 @@ def costs(rm, gen, tok, texts: list[str]) -> dict:
     head = nbytes(rm.head.parameters())
     return {"score_items": len(texts), "score_cpu_s": cpu, "score_items_per_cpu_s": len(texts) / cpu if cpu else None,
             "model_bytes": total, "head_bytes": head,
-            f"ensemble{ENSEMBLE_MEMBERS}_bytes": total + (ENSEMBLE_MEMBERS - 1) * head}
+            "ensemble_members": rewardmodels.DEFAULT_MEMBERS,
+            "ensemble_bytes": total + (rewardmodels.DEFAULT_MEMBERS - 1) * head}
 
 
 def print_summary(results, sets, split, shown, best_here, q: bool, wall0: float, path) -> None:

@@ -358,15 +358,17 @@ def test_edit_ranking_music_row_rates_the_pool_of_its_practical_row():
 
 def test_reward_fidelity_costs_count_the_ensemble_as_one_backbone_and_k_heads(char_tokenizer, tiny_generator, small_texts):
     import rewardmodels
-    from reward_fidelity import ENSEMBLE_MEMBERS, costs
+    from reward_fidelity import costs
 
     rm = rewardmodels.RewardModel.from_generator(tiny_generator, pooling="mean")
     texts = [t[:120] for t in small_texts[:10]]
     c = costs(rm, tiny_generator, char_tokenizer, texts)
-    ens = rewardmodels.RewardEnsemble.from_generator(tiny_generator, members=ENSEMBLE_MEMBERS)
-    ens_bytes = sum(t.numel() * t.element_size() for t in list(ens.parameters()) + list(ens.buffers()))
-    # the buffers differ in shape (per-member normalisation), so allow that slack only
-    assert abs(c[f"ensemble{ENSEMBLE_MEMBERS}_bytes"] - ens_bytes) <= 2 * 4 * ENSEMBLE_MEMBERS
+    k = c["ensemble_members"]
+    assert k == rewardmodels.DEFAULT_MEMBERS
+    ens = rewardmodels.RewardEnsemble.from_generator(tiny_generator, members=k)
+    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    # parameters exactly (one backbone, k head rows); the buffers differ in shape (per-member normalisation)
+    assert c["ensemble_bytes"] - nbytes(rm.buffers()) == nbytes(ens.parameters())
     assert c["head_bytes"] == (rm.head.weight.numel() + 1) * 4 and c["model_bytes"] > 100 * c["head_bytes"]
     assert c["score_items"] == len(texts) == 10 and c["score_items_per_cpu_s"] > 0
 
