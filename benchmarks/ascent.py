@@ -4,9 +4,16 @@ Setting: whole ABC tunes of the two training fiddle collections (`ascent_measure
 held-out tunes of up to 510 characters as they are, the generator's 512-token context; the
 collection `do_no_harm.HELD_OUT` stays unseen; ``--max-chars 150`` cuts every tune at a bar line
 instead, the older setting), a small char-level generator trained here for a fixed CPU budget
-(or reused from --work), a reward model trained by regression on Bradley-Terry latents of
-simulated ratings (`rewardmodels.SimulatedRater`, agreement 0.75). `slots` output slots start
-from generator samples (whole-tune samples: up to the context), and again from held-out corpus tunes:
+(or reused from --work), and the reward model the README recommends: ``--recipe practical_music``
+(`rewardmodels.PRACTICAL_MUSIC`, 0.3x its items with --quick) as a `rewardmodels.RewardEnsemble` of
+``--members`` bootstrap ridge probes (default `rewardmodels.DEFAULT_MEMBERS`, 64), fitted to the
+Bradley-Terry latents of simulated ratings (`rewardmodels.SimulatedRater`, agreement 0.75);
+``--recipe practical --members 1`` is the single un-annotated probe of older files. Every method
+(engine, hill-climbing, polish-only, best-of-N, the batch recipe) scores with this one model: the
+ensemble's score is its members' mean (pessimism 0), so the engine's objective is the mean and
+the members' spread is read only by the do-no-harm guard of ``gradopt.AscentConfig()`` (the
+raw engine here runs with ``trust=None``). `slots` output slots start from generator samples
+(whole-tune samples: up to the context), and again from held-out corpus tunes:
 
 - engine: `gradopt.optimize` edits its sample (objective reward + lm_weight * mean log-lik), with the
   default simplex/entropy relaxation; `engine_logits` is the same run with the logits relaxation;
@@ -86,6 +93,7 @@ from reward_recipes import (PRACTICAL, build_reward_model, edit_space, eval_corp
                             load_or_train_generator, run_parser, scaled, start_run)
 
 RESULTS = Path(__file__).parent / "results"
+DEFAULT_RECIPE = "practical_music"  # the recipe the README recommends (`rewardmodels.PRACTICAL_MUSIC`)
 
 
 def eval_starts(gen, tok, splits: dict[str, list[str]], split, slots: int, constraint=None, seed: int = 0,
@@ -100,10 +108,12 @@ def eval_starts(gen, tok, splits: dict[str, list[str]], split, slots: int, const
 def build_models(args, train: list[str], val: list[str], log, engine: gradopt.AscentConfig):
     """(tokenizer, generator, reward model, info): reuse --work if it holds them, else train.
 
-    The reward model follows `rewardmodels.PRACTICAL` (0.3x the items with --quick), the best
-    practical recipe in benchmarks/reward_fidelity.py: simulated ratings of corpus tunes, generator
-    samples (drawn as the starts are) and pitch variants of both, Bradley-Terry, and a linear
-    probe (ridge head on the frozen generator's mean-pooled features)."""
+    The reward model follows --recipe (0.3x the items with --quick): by default
+    `rewardmodels.PRACTICAL_MUSIC` as a `rewardmodels.RewardEnsemble` of --members bootstrap ridge
+    probes (`rewardmodels.DEFAULT_MEMBERS`), the model the README tells users to train: simulated
+    ratings of corpus tunes, generator samples (drawn as the starts are) and pitch variants of both,
+    Bradley-Terry, probes on the frozen generator's mean-pooled features and musical annotations.
+    ``--members 1`` fits a single probe."""
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="ascent_bench_"))
     rdir = work / "reward"
     tok, gen, info = load_or_train_generator(work / "generator", train, val, args.max_chars, args.gen_minutes)
@@ -115,19 +125,23 @@ def build_models(args, train: list[str], val: list[str], log, engine: gradopt.As
     if (rdir / "config.json").exists():
         rm = rewardmodels.load_reward_model(rdir)
         info["reward"] = "reused"
-        if rm.pooling != args.pooling:
-            raise SystemExit(f"{rdir} holds a reward model with {rm.pooling!r} pooling, not {args.pooling!r}: "
-                             "use another --work directory")
+        held = (rm.pooling, getattr(rm, "members", 1), rm.annotations is not None)
+        wanted = (args.pooling, args.members, rewardmodels.RECIPES[args.recipe].annotations != "none")
+        if held != wanted:
+            raise SystemExit(f"{rdir} holds a reward model with (pooling, members, annotated) {held}, not {wanted} "
+                             f"(--pooling, --members, --recipe {args.recipe}): use another --work directory")
     else:
         base = rewardmodels.RECIPES[args.recipe]
         recipe = scaled(base, 0.3) if args.quick else base
         bar_aware = not getattr(args, "free_sampling", True) and hasattr(domains, "ABCConstraint")
         recipe = dataclasses.replace(recipe, sampling="bar-aware" if bar_aware else "free",
                                      harvest_rounds=args.harvest_rounds, pooling=args.pooling)
-        rm, rinfo = build_reward_model(recipe, gen, tok, train, seed=0, ascent=engine)
+        rm, rinfo = build_reward_model(recipe, gen, tok, train, seed=0, ascent=engine,
+                                       members=args.members if args.members > 1 else 0)
         rm.save_pretrained(rdir)
-        info["reward"] = {"recipe": repr(recipe), **rinfo}
-        log(f"reward model: {rinfo['items']} items, {rinfo['comparisons']} comparisons, {rinfo['cpu_s']:.0f} CPU s "
+        info["reward"] = {"recipe": repr(recipe), "members": args.members, **rinfo}
+        log(f"reward model: {args.members} member(s), {rinfo['items']} items, {rinfo['comparisons']} comparisons, "
+            f"{rinfo['cpu_s']:.0f} CPU s "
             f"(held-out fidelity: benchmarks/reward_fidelity.py)")
     info["reward_cpu_s"] = time.process_time() - t0
     return tok, gen, rm.eval(), info
@@ -272,13 +286,18 @@ def parse_args() -> argparse.Namespace:
                     help="batch recipe: samples per slot best-of-N draws before the engine (0: 4, or 2 with --quick)")
     ap.add_argument("--free-sampling", action="store_true",
                     help="draw starts and best-of-N samples freely instead of bar-aware (domains.ABCConstraint)")
-    ap.add_argument("--recipe", choices=sorted(rewardmodels.RECIPES), default="practical",
-                    help="reward-model recipe (rewardmodels.RECIPES); other than 'practical' the result "
-                         "file is named ascent[...]_<recipe>.json")
+    ap.add_argument("--recipe", choices=sorted(rewardmodels.RECIPES), default=DEFAULT_RECIPE,
+                    help="reward-model recipe (rewardmodels.RECIPES); other than %r the result file is named "
+                         "ascent[...]_<recipe>.json" % DEFAULT_RECIPE)
+    ap.add_argument("--members", type=int, default=rewardmodels.DEFAULT_MEMBERS,
+                    help="bootstrap probes of the reward ensemble (1: a single model; 2 or more need a 'probe' "
+                         "recipe); other than the default the result file name adds _<n>members")
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="starts: 'select' (val tunes, sample seed 1) for sweeps that choose settings, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
     args = ap.parse_args()
+    if args.members < 1:
+        ap.error(f"--members must be >= 1 (1: a single reward model), got {args.members}")
     if args.max_chars < 0 or (args.whole and args.max_chars not in (0, WHOLE_CHARS)):
         ap.error(f"--max-chars must be 0 (whole tunes) or a positive cut length, and --whole takes no cut; "
                  f"got --max-chars {args.max_chars}{' with --whole' if args.whole else ''}")
@@ -288,7 +307,7 @@ def parse_args() -> argparse.Namespace:
     q = args.quick
     # --quick on whole tunes: few slots, so that the run stays under 10 minutes on a shared machine
     args.slots = 8 if q else 64
-    args.oracle_slots = 4 if q else 16  # the oracle parses every candidate (~50-100 ms each)
+    args.oracle_slots = 8 if q else 16  # the oracle parses every candidate (~50-100 ms each); 8: an interval
     args.dnh_tunes = 6 if q else 40  # tunes per set of the do-no-harm block
     # best-of-N rounds at most (each draws one whole tune per slot): with --quick equal evaluations are
     # not reached (flagged n_capped), equal CPU is
@@ -623,10 +642,12 @@ def measure_do_no_harm(args, ctx, screen, log) -> dict | None:
 
 
 def result_suffix(args, split) -> str:
-    """ascent[_quick][_<n>chars][_<recipe>][_select].json: whole tunes carry no length, a cut its
-    length; the default recipe ("practical") no name."""
+    """ascent[_quick][_<n>chars][_<recipe>][_<n>members][_select].json: whole tunes carry no length,
+    a cut its length; the default reward model (`DEFAULT_RECIPE`, `rewardmodels.DEFAULT_MEMBERS`
+    members) no name."""
     return (("_quick" if args.quick else "") + ("" if args.whole else f"_{args.max_chars}chars")
-            + ("" if getattr(args, "recipe", "practical") == "practical" else f"_{args.recipe}")
+            + ("" if args.recipe == DEFAULT_RECIPE else f"_{args.recipe}")
+            + ("" if args.members == rewardmodels.DEFAULT_MEMBERS else f"_{args.members}members")
             + ("_select" if split.name == "select" else ""))
 
 
