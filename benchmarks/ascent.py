@@ -61,9 +61,13 @@ Selection and report use different starts (`reward_recipes.SPLITS`): the engine'
 were chosen in --quick sweeps on generator samples of seed 1 — now ``--split select`` (val corpus
 tunes, samples of seed 1 + --seed) — and the figures quoted come from ``--split report`` (the
 default: test corpus tunes, samples of seed 1001 + --seed), starts no setting was chosen on. The
-reward model's recipe was chosen by benchmarks/reward_fidelity.py on its select split; its rating
-pool draws from the training split and seed 99 + --seed. Best-of-N's fresh samples use the split's
-own seeds (`EvalSplit.baseline_seed`).
+reward model's recipe was chosen by benchmarks/reward_fidelity.py on its select split. The
+engine's lm_weight 8 was chosen with the single probe; with the 64-member ensemble a --quick select
+run at lm_weight 1 (not kept) against 8 gave from corpus tunes utility -0.01 vs -0.14 (reward
++0.10 vs +0.05), from samples +0.01 vs +0.15, oracle fraction 0.01 vs 0.27: no clear winner on 8
+slots, so 8 stays. The rating pool draws from the training split and seed 99 + --seed.
+Best-of-N's fresh samples use the split's own seeds (`EvalSplit.baseline_seed`). The do-no-harm
+block always measures the report split's tunes (`ascent_measures.do_no_harm_default`).
 
 Writes benchmarks/results/ascent.json (--quick: ascent_quick.json; a cut, --max-chars n, adds
 "_<n>chars", --split select "_select"), with {method: value} objects ``objective_gain_per_cpu_s``,
