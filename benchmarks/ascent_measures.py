@@ -74,8 +74,10 @@ def bootstrap_ratio(num_per_slot, den_per_slot, scale: float = 1.0, n_boot: int 
     """95% percentile interval of scale * mean(num[i]) / mean(den[i]) over slots i resampled with
     replacement (the same slots for both methods), keeping every resample: one where the
     baseline does not gain counts as +inf when num gains (`gain_ratio`) and as undefined when
-    neither gains. With any undefined resample there is no interval (ci95 None).
-    Returns {"ci95": [lo, hi] or None, "den_not_gaining_fraction", "undefined_fraction"}."""
+    neither gains. With any undefined resample there is no interval (ci95 None); "ci95_defined" is
+    the interval over the defined resamples only (None if there are none): conditional on a
+    resample where one of the two gains, so it is quoted with its undefined fraction.
+    Returns {"ci95": [lo, hi] or None, "ci95_defined", "den_not_gaining_fraction", "undefined_fraction"}."""
     a, b = np.asarray(num_per_slot, float), np.asarray(den_per_slot, float)
     same_slots_ratio(a, b)  # the shape check
     rng = np.random.default_rng(seed)
@@ -85,11 +87,12 @@ def bootstrap_ratio(num_per_slot, den_per_slot, scale: float = 1.0, n_boot: int 
     gains = mb > 0
     ratio[gains] = scale * ma[gains] / mb[gains]
     ratio[~gains & (ma > 0)] = math.inf
-    undefined = float(np.isnan(ratio).mean())
-    ci = None if undefined > 0 else [float(np.percentile(ratio, 2.5, method="lower")),
-                                     float(np.percentile(ratio, 97.5, method="higher"))]  # data points: inf-safe
-    return {"ci95": ci, "den_not_gaining_fraction": float((~gains).mean()), "undefined_fraction": undefined,
-            "resamples": n_boot}
+    defined = ratio[~np.isnan(ratio)]
+    undefined = 1.0 - len(defined) / n_boot
+    ci_defined = None if not len(defined) else [float(np.percentile(defined, 2.5, method="lower")),
+                                                float(np.percentile(defined, 97.5, method="higher"))]  # inf-safe
+    return {"ci95": None if undefined > 0 else ci_defined, "ci95_defined": ci_defined,
+            "den_not_gaining_fraction": float((~gains).mean()), "undefined_fraction": undefined, "resamples": n_boot}
 
 
 def json_number(x):
@@ -121,10 +124,12 @@ def per_cpu_ratio(num: dict, den: dict, key: str = "objective_gain_per_slot", se
 
 def fraction_of(num_per_slot, den_per_slot, seed: int = 0) -> dict:
     """mean(num) / mean(den) over the same slots with its bootstrap interval (e.g. the engine's
-    utility gain as a fraction of the oracle editor's)."""
+    utility gain as a fraction of the oracle editor's); "ci95_defined": `bootstrap_ratio`'s interval
+    over the resamples where either gains."""
     boot = bootstrap_ratio(num_per_slot, den_per_slot, seed=seed)
     return {"fraction": json_number(same_slots_ratio(num_per_slot, den_per_slot)),
             "ci95": [json_number(x) for x in boot["ci95"]] if boot["ci95"] else None,
+            "ci95_defined": [json_number(x) for x in boot["ci95_defined"]] if boot["ci95_defined"] else None,
             "num_gain": float(np.mean(num_per_slot)), "den_gain": float(np.mean(den_per_slot)),
             "den_not_gaining_fraction": boot["den_not_gaining_fraction"], "undefined_fraction": boot["undefined_fraction"]}
 

@@ -95,7 +95,7 @@ def main() -> None:
     args.max_exact = args.max_exact or (96 if q else 512)
     args.cpu = args.cpu or (15.0 if q else 60.0)
     args.gen_minutes, args.pooling = 0.75 if q else 4.0, PRACTICAL.pooling  # as benchmarks/ascent.py
-    args.harvest_rounds, args.free_sampling, args.recipe = 0, False, "practical"
+    args.harvest_rounds, args.free_sampling, args.recipe, args.members = 0, False, "practical", 1
     whole = args.max_chars in (0, WHOLE_CHARS)
     args.max_chars = WHOLE_CHARS if whole else args.max_chars
     wall0 = time.perf_counter()

@@ -49,11 +49,14 @@ def harvest_round(rm, gen, tok, corpus: list[str], recipe, ascent: AscentConfig,
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
-def build_reward_model(recipe, gen, tok, corpus: list[str], seed: int = 0, ascent: AscentConfig | None = None):
+def build_reward_model(recipe, gen, tok, corpus: list[str], seed: int = 0, ascent: AscentConfig | None = None,
+                       members: int = 0):
     """Pool, simulated ratings (`rewardmodels.SimulatedRater`, agreement 0.75, seed `seed`),
     Bradley-Terry and fit of a `rewardmodels.Recipe` in one call -> (model, info), then its harvest
     rounds (round k starts from seed 199 + 100 * seed + k). `ascent`: the engine configuration of the
-    harvest rounds, needed when ``recipe.harvest_rounds > 0``. info: `rewardmodels.fit_recipe`'s, plus
+    harvest rounds, needed when ``recipe.harvest_rounds > 0``. ``members = K >= 2``: the model (and
+    every refit) is a `rewardmodels.RewardEnsemble` of K bootstrap probes (`rewardmodels.fit_recipe`);
+    0: a single model. info: `rewardmodels.fit_recipe`'s, plus
     CPU seconds of each stage and per round the number of edits kept and their mean utility gain."""
     from rewardmodels import RatingPool, SimulatedRater, fit_recipe, make_pool
 
@@ -65,7 +68,7 @@ def build_reward_model(recipe, gen, tok, corpus: list[str], seed: int = 0, ascen
     c0 = time.process_time()
     utility = rater.utility(pool.texts)
     rating = time.process_time() - c0
-    rm, info = fit_recipe(recipe, pool, utility, gen, tok, rater, seed)
+    rm, info = fit_recipe(recipe, pool, utility, gen, tok, rater, seed, members)
     harvest_cpu, rounds = 0.0, []
     for k in range(recipe.harvest_rounds):
         c0 = time.process_time()
@@ -80,7 +83,7 @@ def build_reward_model(recipe, gen, tok, corpus: list[str], seed: int = 0, ascen
         utility = np.concatenate([utility, rater.utility(starts + outputs)])
         rating += time.process_time() - c1
         u_gain = float(np.mean(utility[n + len(starts):] - utility[n : n + len(starts)])) if starts else 0.0
-        rm, info = fit_recipe(recipe, pool, utility, gen, tok, rater, seed)
+        rm, info = fit_recipe(recipe, pool, utility, gen, tok, rater, seed, members)
         rounds.append({"edited": len(starts), "utility_gain_of_edits": u_gain})
     info.update({"pool_cpu_s": pool.cpu_s, "rating_cpu_s": rating, "harvest_cpu_s": harvest_cpu,
                  "harvest_rounds": rounds})

@@ -59,7 +59,8 @@ def test_bench_corpus_keeps_held_out_tunes_whole_and_the_held_out_collection_uns
 def summary(method, cpu, objective=None, utility=None, **kw) -> dict:
     """The fields of an `ascent.summarise` row the measures read."""
     out = {"method": method, "cpu_s": cpu, "objective_gain_per_slot": list(objective or [0.0]),
-           "utility_gain_per_slot": list(utility or [0.0]), "valid_fraction": 1.0, "valid_kept_fraction": 1.0}
+           "utility_gain_per_slot": list(utility or [0.0]), "valid_fraction": 1.0, "valid_kept_fraction": 1.0,
+           "valid_fraction_start": 1.0}
     out["utility_gain"] = float(np.mean(out["utility_gain_per_slot"]))
     out["reward_gain"] = kw.pop("reward_gain", 0.5)
     return {**out, **kw}
@@ -89,7 +90,7 @@ def results_for(ratio_hill: float, ratio_polish: float, oracle_fraction: float, 
         res[f"polish_only_equal_time/{origin}"] = summary("polish_only_equal_time", 2.0,
                                                           [2 * x / ratio_polish for x in g])
     res["oracle_hill_climb_equal_evals/samples"] = summary("oracle", 0.0, None, g, slots=3)
-    res["engine_free_edits/samples"] = summary("engine_free_edits", 1.0, g, valid_fraction=0.95)
+    res["engine_free_edits/samples"] = summary("engine_free_edits", 1.0, g, valid_fraction=0.95, valid_kept_fraction=0.95)
     return res
 
 
@@ -117,6 +118,13 @@ def test_acceptance_reports_the_goal_keys_and_judges_each_criterion():
     harm = {**DNH_OK, "pooled": {"frac_worse": 0.15}}
     assert acceptance(results_for(3.5, 1.6, 0.7, 0.1), harm, q=False)["criteria"]["do_no_harm"] is False
     assert acceptance(results_for(3.5, 1.6, 0.7, 0.1), DNH_OK, q=True)["met"] is None  # quick: not judged
+    # validity under free edits counts the outputs of valid starts: 95% of all outputs valid is not
+    # enough when only 85% of those from valid starts are
+    res = results_for(3.5, 1.6, 0.7, 0.1)
+    res["engine_free_edits/samples"]["valid_kept_fraction"] = 0.85
+    g = acceptance(res, DNH_OK, q=False)
+    assert g["valid_fraction_free_edits"] == 0.95 and g["valid_kept_fraction_free_edits"] == 0.85
+    assert g["criteria"]["valid_90pct_free_edits"] is False and g["met"] is False
 
 
 def test_method_dicts_hold_every_method():

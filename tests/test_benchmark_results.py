@@ -266,6 +266,7 @@ def test_bootstrap_is_exact_for_proportional_gains():
     den = np.linspace(0.1, 1.0, 15)
     boot = bootstrap_ratio(2 * den, den, scale=1.5, n_boot=200)
     assert boot["ci95"] == pytest.approx([3.0, 3.0]) and boot["undefined_fraction"] == 0
+    assert boot["ci95_defined"] == boot["ci95"]
 
 
 def test_bootstrap_has_no_interval_when_neither_gains_in_some_resample():
@@ -273,6 +274,10 @@ def test_bootstrap_has_no_interval_when_neither_gains_in_some_resample():
 
     boot = bootstrap_ratio([0.3, -0.2, -0.2], [0.3, -0.2, -0.2], n_boot=300)
     assert boot["undefined_fraction"] > 0 and boot["ci95"] is None
+    # over the resamples where either gains (here both, equally) the ratio is exactly 1
+    assert boot["ci95_defined"] == pytest.approx([1.0, 1.0])
+    none = bootstrap_ratio([-0.1, 0.0], [-0.2, 0.0], n_boot=50)
+    assert none["undefined_fraction"] == 1.0 and none["ci95_defined"] is None
 
 
 def test_ratios_compare_the_same_slots():

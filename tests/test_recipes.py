@@ -127,3 +127,16 @@ def test_build_reward_model_runs_harvest_rounds(setup):
     edited = info["harvest_rounds"][0]["edited"]
     assert len(info["harvest_rounds"]) == 1 and 0 <= edited <= 3
     assert info["items"] == 8 + 4 + 2 * edited and info["origins"].get("harvested", 0) == edited
+
+
+def test_build_reward_model_fits_an_ensemble_through_its_harvest_rounds(setup):
+    from gradopt import AscentConfig, PolishConfig, build_reward_model
+    from rewardmodels import RewardEnsemble
+
+    corpus, tok, gen = setup
+    recipe = dataclasses.replace(TINY, char_edited=0, pitch_variants=0, harvest_rounds=1, harvest_starts=3)
+    ascent = AscentConfig(steps=4, check_every=2, restarts=1, polish=PolishConfig(rounds=1, top_k=4, candidates=4))
+    rm, _ = build_reward_model(recipe, gen, tok, corpus, seed=0, ascent=ascent, members=3)
+    assert isinstance(rm, RewardEnsemble) and rm.members == 3  # the model after the round's refit
+    single, _ = build_reward_model(TINY, gen, tok, corpus, seed=0)
+    assert not isinstance(single, RewardEnsemble)
