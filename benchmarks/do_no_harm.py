@@ -2,7 +2,8 @@
 
 Setting (what a new user does): a small char-level generator trained on two fiddle collections
 (ryansMammoth + oneills1850, train split, tunes cut to whole bars within --max-chars), a reward
-ensemble of K = 5 bootstrap ridge probes on its hidden states, fitted on simulated ratings of the
+ensemble of K = --members bootstrap ridge probes on its hidden states (default
+`rewardmodels.DEFAULT_MEMBERS` = 64), fitted on simulated ratings of the
 pool of the reward-model recipe --recipe (`rewardmodels.RECIPES`; default "practical": corpus
 tunes, generator samples and pitch variants; "practical_music" adds the musical annotations a
 user would use; agreement 0.75, Bradley-Terry, `rewardmodels.fit_recipe`), then `gradopt.optimize` with pitch edits (note letters only,
@@ -54,7 +55,7 @@ TRAIN_COLLECTIONS = ("ryansMammoth", "oneills1850")
 HELD_OUT = {"select": "miscFolk", "report": "airdsAirs"}
 CORPUS_SPLIT = {"select": "val", "report": "test"}
 BUDGETS = (0.05, 0.1, 0.2, 1.0)  # 1.0 = no budget (the raw engine's search)
-PESSIMISM = (0.0, 0.5, 1.0, 2.0)
+PESSIMISM = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 MARGINS = (0.0, 0.1, 0.25, 0.5)
 LL_DROPS = (math.inf, 0.1, 0.03, 0.01, 0.003, 0.0)  # TrustConfig.max_loglik_drop (nats per token); inf = off
 WORSE = 0.1  # a tune is "made worse" when its utility drops by more than this
@@ -145,7 +146,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--work", default=str(Path(__file__).resolve().parent.parent / "work" / "do_no_harm"),
                     help="cache directory for the generator (reused when it holds one)")
     ap.add_argument("--max-chars", type=int, default=300, help="longest whole tune edited (generator context + 2)")
-    ap.add_argument("--members", type=int, default=5, help="ensemble members")
+    ap.add_argument("--members", type=int, default=rewardmodels.DEFAULT_MEMBERS, help="ensemble members (bootstrap probes)")
     ap.add_argument("--recipe", default="practical", choices=sorted(rewardmodels.RECIPES),
                     help="reward-model recipe of the ensemble (practical_music: the annotated one users would use)")
     ap.add_argument("--threads", type=int, default=2)
