@@ -77,7 +77,8 @@ def train_loop(modules: Mapping[str, torch.nn.Module], step_fn: StepFn, budget: 
     clock = Clock(budget, spent=spent)
     bar = tqdm(total=budget.max_steps, initial=step, disable=not progress, desc=desc, unit="step")
     last_saved = step
-    while not clock.out(step):
+    now = clock.spent  # one reading per step, recorded and judged alike: the last record shows the budget used up
+    while not clock.out(step, now):
         lr = lr_schedule(step, total=budget.max_steps, warmup=cfg.warmup, floor=cfg.floor, peak=cfg.lr,
                          min_progress=clock.spent / budget.cpu_seconds)
         for group in opt.param_groups:
@@ -93,7 +94,8 @@ def train_loop(modules: Mapping[str, torch.nn.Module], step_fn: StepFn, budget: 
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
-        history.append({"step": step, "cpu_s": round(clock.spent, 3), "loss": float(loss.detach()), "lr": lr,
+        now = clock.spent
+        history.append({"step": step, "cpu_s": round(now, 3), "loss": float(loss.detach()), "lr": lr,
                         **{k: (float(v) if isinstance(v, (int, float, torch.Tensor)) else v) for k, v in stats.items()}})
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")

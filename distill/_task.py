@@ -47,9 +47,10 @@ class Clock:
     def spent(self) -> float:
         return time.process_time() - self._start
 
-    def out(self, step: int) -> bool:
-        """True once the CPU budget or the step cap is used up."""
-        return self.spent >= self.budget.cpu_seconds or step >= self.budget.max_steps
+    def out(self, step: int, spent: float | None = None) -> bool:
+        """True once the CPU budget or the step cap is used up; `spent`: the CPU seconds to judge
+        (a reading the caller recorded), else the time spent now."""
+        return (self.spent if spent is None else spent) >= self.budget.cpu_seconds or step >= self.budget.max_steps
 
 
 @dataclass(kw_only=True)

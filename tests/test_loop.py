@@ -59,6 +59,18 @@ def test_cpu_budget_binds(tmp_path):
     assert hist[-1]["cpu_s"] >= 0.2
 
 
+def test_the_last_record_shows_the_cpu_budget_used_up(tmp_path, monkeypatch):
+    # a clock that advances 0.03 s at every reading: the loop must judge the budget on the reading
+    # it records, or its last record can fall short of the budget it stopped on
+    import time
+
+    ticks = iter(i * 0.03 for i in range(100_000))
+    monkeypatch.setattr(time, "process_time", lambda: next(ticks))
+    model, step_fn = _setup()
+    hist = train_loop({"m": model}, step_fn, Budget(cpu_seconds=0.2, max_steps=10_000), tmp_path, LoopConfig(lr=0.01))
+    assert hist[-1]["cpu_s"] >= 0.2 and hist[-2]["cpu_s"] < 0.2
+
+
 def test_extra_state_survives_resume(tmp_path):
     model, step_fn = _setup()
     extra = {"beta": 0.1}
