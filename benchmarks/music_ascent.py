@@ -94,10 +94,11 @@ def ascend(texts, ens, gen, tok, engine, validate, rater) -> tuple[dict, list[st
     return out, outputs
 
 
-def calibration(ens, gen, tok, train_texts, train_u, sets: dict[str, list[str]], rater, parents: list[str]) -> dict:
+def calibration(ens, gen, tok, train_texts, train_u, sets: dict[str, list[str]], rater,
+                parents: tuple[str, ...] = ("corpus", "held-out")) -> dict:
     """Spearman(member SD, |affine-fitted mean - utility|) per held-out set and pooled, the
     rank-based variant pooled, and the pitch-pair accuracy of `sets["pitch variants"]` against
-    their `parents` (module docstring)."""
+    their parents, the sets named in `parents` in order (module docstring)."""
     def members(texts):
         ids, mask = domains.encode_batch(tok, texts, gen)
         m = ens.predict_members(ids, mask).double().numpy()  # (n, K)
@@ -108,9 +109,11 @@ def calibration(ens, gen, tok, train_texts, train_u, sets: dict[str, list[str]],
     out = {"affine_fit": {"slope": float(a), "intercept": float(b), "train_items": len(train_texts),
                           "train_r": float(np.corrcoef(mean, train_u)[0, 1])}, "sets": {}}
     pooled = {"mean": [], "sd": [], "u": []}
+    scored = {}  # set name -> (ensemble mean, utility)
     for name, texts in sets.items():
         m, sd = members(texts)
         u = rater.utility(texts)
+        scored[name] = (m, u)
         err = np.abs(a * m + b - u)
         out["sets"][name] = {"n": len(texts), "spearman_sd_abs_error": float(spearmanr(sd, err).statistic),
                              "mean_sd": float(sd.mean()), "mean_abs_error": float(err.mean()),
@@ -121,8 +124,8 @@ def calibration(ens, gen, tok, train_texts, train_u, sets: dict[str, list[str]],
     rank_err = np.abs(rankdata(m) - rankdata(u)) / len(m)
     out["pooled"] = {"n": len(m), "spearman_sd_abs_error": float(spearmanr(sd, np.abs(a * m + b - u)).statistic),
                      "spearman_sd_rank_error": float(spearmanr(sd, rank_err).statistic)}
-    gain = members(sets["pitch variants"])[0] - members(parents)[0]
-    du = rater.utility(sets["pitch variants"]) - rater.utility(parents)
+    (mv, uv), (mp, up) = scored["pitch variants"], (np.concatenate(x) for x in zip(*(scored[p] for p in parents)))
+    gain, du = mv - mp, uv - up
     out["pitch_pair_accuracy"] = float(np.mean(np.sign(gain[du != 0]) == np.sign(du[du != 0])))
     return out
 
@@ -171,7 +174,7 @@ def main() -> None:
                 log(f"{name} {set_name} guard {g}: Δu {m['mean_du']:+.3f} ± {m['se_du']:.3f}, worse "
                     f"{m['frac_worse']:.2f}, kept {m['frac_kept']:.2f}, Δreward {m['mean_d_reward']:+.3f}")
         r["calibration"] = calibration(ens, gen, tok, pool.texts, pool_u, {**calib_base, "ascent outputs": outputs},
-                                       rater, parents=calib_base["corpus"] + calib_base["held-out"])
+                                       rater)
         log(f"{name} calibration: Spearman(sd, |error|) pooled {r['calibration']['pooled']['spearman_sd_abs_error']:+.3f}")
         results[name] = r
     config = {"quick": q, "split": args.split, "recipes": names, "members": args.members, "tunes_per_set": n,
