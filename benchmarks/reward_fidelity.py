@@ -30,8 +30,8 @@ and samples of seed 1001, where the recipe the other benchmarks use (`CHOSEN`) i
 re-chosen (``--chosen`` names another recipe a select run chose). The rating pools draw from the training split and seed 99 + --seed, so no held-out
 item is rated for training. benchmarks/ascent.py reports on the same report items.
 
-Its ``goal`` object holds the issue's figures for the shown recipe: corpus_r and samples_r from this
-run, the others read from the full runs of the benchmarks that measure them (`GOAL_SOURCES`: file,
+Its ``goal`` object holds the issue's figures for the shown recipe: corpus_r and samples_r (bar-aware
+samples, as the issue's acceptance says; the free samples' r beside as samples_free_r) from this run, the others read from the full runs of the benchmarks that measure them (`GOAL_SOURCES`: file,
 JSON pointer and commit under ``goal.sources``); ``--regoal`` refreshes only that object after one of
 those runs. Each recipe's row records its costs (scoring items per CPU second, model and ensemble
 bytes).
@@ -314,14 +314,18 @@ GOAL_SOURCES = {  # goal figures this script does not measure: (full-run result 
 
 def goal(results: dict, recipe: str | None, results_dir: Path = RESULTS) -> dict:
     """The project's goal figures for `recipe` (the shown one): corpus_r (Pearson, held-out corpus
-    tunes) and samples_r (Pearson, free generator samples) measured here; the others read from the
+    tunes) and samples_r (Pearson, bar-aware generator samples, as the acceptance names them; free
+    samples when the run drew none, and their r beside as samples_free_r) measured here; the others read from the
     full (non-quick) result files of the benchmarks that measure them (`GOAL_SOURCES`), each
     with its file, pointer and commit under "sources"; null (the note says why) when that file is
     absent, is a --quick run, or holds no figure for `recipe`."""
     r = results.get(recipe) if recipe else None
-    figures = {"corpus_r": r["corpus"]["pearson"] if r else None, "samples_r": r["samples"]["pearson"] if r else None}
+    bar = "samples_bar" if r and "samples_bar" in r else "samples"
+    figures = {"corpus_r": r["corpus"]["pearson"] if r else None, "samples_r": r[bar]["pearson"] if r else None}
     notes = {"corpus_r": "this run: recipes.<recipe>.corpus.pearson",
-             "samples_r": "this run: recipes.<recipe>.samples.pearson (free samples)"}
+             "samples_r": f"this run: recipes.<recipe>.{bar}.pearson ("
+                          + ("bar-aware samples, as the issue's acceptance names them" if bar == "samples_bar"
+                             else "free samples: this run drew no bar-aware ones") + ")"}
     sources = {}
     for key, (name, pointer, what) in GOAL_SOURCES.items():
         pointer = pointer.replace("<recipe>", recipe or "<recipe>")
@@ -338,8 +342,9 @@ def goal(results: dict, recipe: str | None, results_dir: Path = RESULTS) -> dict
         notes[key] = f"{what}; benchmarks/results/{name}#{pointer}{why}"
         if figures[key] is not None:
             sources[key] = {"file": f"benchmarks/results/{name}", "pointer": pointer, "commit": doc.get("commit")}
-    return {"recipe": recipe, **{k: figures[k] for k in GOAL_KEYS}, "notes": {k: notes[k] for k in GOAL_KEYS},
-            "sources": sources}
+    free = r["samples"]["pearson"] if r and bar == "samples_bar" else None  # beside the goal, not part of it
+    return {"recipe": recipe, **{k: figures[k] for k in GOAL_KEYS}, "samples_free_r": free,
+            "notes": {k: notes[k] for k in GOAL_KEYS}, "sources": sources}
 
 
 def regoal(path: Path, results_dir: Path = RESULTS) -> dict:

@@ -308,8 +308,12 @@ def test_reward_fidelity_goal_holds_every_figure_and_says_where_the_others_come_
     results = {"practical_x": {"corpus": {"pearson": 0.41}, "samples": {"pearson": 0.23}},
                "other": {"corpus": {"pearson": 0.9}, "samples": {"pearson": 0.8}}}
     g = goal(results, "practical_x", tmp_path)  # no source files yet
-    assert g["recipe"] == "practical_x" and set(g) == {"recipe", "notes", "sources", *GOAL}
-    assert (g["corpus_r"], g["samples_r"]) == (0.41, 0.23)  # the shown recipe's, not another's
+    assert g["recipe"] == "practical_x" and set(g) == {"recipe", "notes", "sources", "samples_free_r", *GOAL}
+    assert (g["corpus_r"], g["samples_r"], g["samples_free_r"]) == (0.41, 0.23, None)  # the shown recipe's
+    # with bar-aware samples (the acceptance's set) samples_r is theirs, the free samples' r beside it
+    bar = {k: {**v, "samples_bar": {"pearson": 0.77}} for k, v in results.items()}
+    g_bar = goal(bar, "practical_x", tmp_path)
+    assert (g_bar["samples_r"], g_bar["samples_free_r"]) == (0.77, 0.23) and "bar-aware" in g_bar["notes"]["samples_r"]
     for key in set(GOAL) - {"corpus_r", "samples_r"}:
         assert g[key] is None and "benchmarks/" in g["notes"][key] and "absent" in g["notes"][key], key
     assert set(g["notes"]) == set(GOAL) and g["sources"] == {}
