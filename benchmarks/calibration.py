@@ -1,0 +1,216 @@
+"""Which uncertainty signal predicts the reward model's error on held-out items?
+
+The 64-member bootstrap ensemble's SD hardly tracks its error in the full music_ascent run
+(Spearman 0.02 there): with ~1,200 rated items the bootstrap's spread is small and nearly the same
+everywhere, while the error is mostly bias (what the features cannot express), which no resample
+of the same items shows. This benchmark measures, on the same held-out items, signals that could
+see more of it, all computed from the rated data alone (never the simulated rater):
+
+    members_sd      the library's: SD over the ensemble's bootstrap members
+    leverage        the ridge probe's own posterior variance, z' (Z'WZ + λI)^-1 z (centred features)
+    knn_distance    mean distance to the 10 nearest rated items in the probe's standardised features
+    block_disagree  |probe on the hidden states - probe on the musical annotations|: two members that
+                    differ in kind (`rewardmodels.PRACTICAL_MUSIC` reads both feature blocks)
+    error_head      a ridge head predicting the probe's out-of-fold absolute residual on the rated
+                    items (5 folds grouped by root parent; target |bt - oof| or its square minus the
+                    Bradley-Terry posterior variance), read on new items
+
+Setting: that of benchmarks/music_ascent.py (tunes cut at a bar line to <= 150 characters, its
+generator trained on the two training collections for 4 CPU-minutes or reused from --work, the
+`practical_music` recipe's rating pool rated by the simulated rater at agreement 0.75, a
+64-member ensemble). Held-out items per split: corpus tunes (select: val, report: test), whole tunes
+of the split's unrated collection (`do_no_harm.HELD_OUT`) and a pitch variant of each; the unguarded
+engine's outputs that music_ascent adds are left out here (they need engine runs). The error is
+|a·mean + b - utility|, a and b an affine fit of the ensemble mean to the utility on the rated
+items, as in music_ascent. The error head's target and λ are chosen on the select split (pooled
+Spearman); the report split's figures are quoted. Spearman intervals: 2,000 bootstrap resamples of
+the pooled items.
+
+Writes benchmarks/results/calibration.json (--quick: calibration_quick.json); one summary line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from provenance import write_result  # first: it records the tree's git state as the run starts
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+import domains
+import rewardmodels
+from do_no_harm import HELD_OUT, TRAIN_COLLECTIONS
+from music_ascent import CALIBRATION_ITEMS, MAX_CHARS, whole_tunes
+from reward_recipes import cut_corpus, eval_corpus, eval_split, load_or_train_generator, make_pool, scaled, start_run
+from rewardmodels._recipes import fit_recipe, root_groups, simulate_comparisons
+from rewardmodels._model import POOLING_WIDTH
+from rewardmodels._train import DEFAULT_L2, _ridge, choose_l2, group_folds, standardise
+
+RESULTS = Path(__file__).parent / "results"
+HEAD_L2 = (30.0, 300.0, 3000.0)  # the error head's λ grid (chosen on select)
+HEAD_TARGETS = ("abs", "sq_minus_bt_var")
+NEIGHBOURS = 10
+
+
+def oof_predictions(Z: np.ndarray, y: np.ndarray, w: np.ndarray, groups, lam: float, folds: int = 5,
+                    seed: int = 0) -> np.ndarray:
+    """Out-of-fold ridge predictions (n,) of y from Z, folds grouped by `groups` (`group_folds`)."""
+    fold = group_folds(groups, folds, seed)
+    out = np.empty_like(y)
+    for k in range(folds):
+        tr = fold != k
+        beta, b = _ridge(Z[tr], y[tr], w[tr], lam)
+        out[~tr] = Z[~tr] @ beta + b
+    return out
+
+
+def error_target(y: np.ndarray, oof: np.ndarray, bt_sd: np.ndarray, kind: str) -> np.ndarray:
+    """What the error head learns per rated item: |y - oof| ("abs") or (y - oof)² minus the target's
+    own posterior variance ("sq_minus_bt_var": the part of the squared residual its noise does not explain)."""
+    if kind == "abs":
+        return np.abs(y - oof)
+    if kind == "sq_minus_bt_var":
+        return (y - oof) ** 2 - bt_sd ** 2
+    raise ValueError(f"error target must be one of {HEAD_TARGETS}, got {kind!r}")
+
+
+def leverage(Z_train: np.ndarray, w: np.ndarray, lam: float, Z: np.ndarray) -> np.ndarray:
+    """z' (Zc' W Zc + λI)^-1 z for each row z of Z, centred at the training items' weighted mean:
+    the ridge probe's posterior variance up to the noise scale."""
+    mz = w @ Z_train / w.sum()
+    Zc = Z_train - mz
+    A = np.linalg.inv(Zc.T @ (w[:, None] * Zc) + lam * np.eye(Z.shape[1]))
+    Q = Z - mz
+    return np.einsum("ij,jk,ik->i", Q, A, Q)
+
+
+def knn_distance(Z_train: np.ndarray, Z: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
+    """Mean Euclidean distance from each row of Z to its k nearest rows of Z_train."""
+    d2 = (Z ** 2).sum(1)[:, None] + (Z_train ** 2).sum(1)[None, :] - 2 * Z @ Z_train.T
+    d2 = np.sort(np.maximum(d2, 0.0), axis=1)[:, :k]
+    return np.sqrt(d2).mean(1)
+
+
+def spearman_ci(signal: np.ndarray, err: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
+    """Spearman(signal, err) with a 95% bootstrap interval over items."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(err), (resamples, len(err)))
+    boot = [spearmanr(signal[i], err[i]).statistic for i in idx]
+    return {"spearman": float(spearmanr(signal, err).statistic),
+            "ci95": [float(np.nanpercentile(boot, 2.5)), float(np.nanpercentile(boot, 97.5))], "n": len(err)}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="0.3x rating pool, 0.75-minute generator, 40 items per set")
+    ap.add_argument("--work", default=str(Path(__file__).resolve().parent.parent / "work" / "music_ascent"),
+                    help="cache directory for the generator (music_ascent's; reused when it holds one)")
+    ap.add_argument("--members", type=int, default=rewardmodels.DEFAULT_MEMBERS)
+    ap.add_argument("--threads", type=int, default=1)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    q = args.quick
+    c_start, wall0 = time.process_time(), time.perf_counter()
+    log = start_run(args.threads)
+    splits = cut_corpus(MAX_CHARS, TRAIN_COLLECTIONS)
+    minutes = 0.75 if q else 4.0
+    gdir = Path(args.work) / f"generator_{MAX_CHARS}{'_quick' if q else ''}"
+    tok, gen, setup = load_or_train_generator(gdir, splits["train"], splits["val"], MAX_CHARS, minutes)
+    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
+    recipe = scaled(rewardmodels.PRACTICAL_MUSIC, 0.3) if q else rewardmodels.PRACTICAL_MUSIC
+    pool = make_pool(recipe, gen, tok, splits["train"], seed=0)
+    u_pool = rater.utility(pool.texts)
+    c0 = time.process_time()
+    ens, info = fit_recipe(recipe, pool, u_pool, gen, tok, rater, seed=0, members=args.members)
+    fit_cpu = time.process_time() - c0
+    wins, ties = simulate_comparisons(recipe, pool, u_pool, rater, 0)  # the same draws fit_recipe made
+    bt = rewardmodels.fit(wins, len(pool.texts), ties=ties if len(ties) else None)
+    log(f"ensemble of {args.members} on {len(pool.texts)} rated items ({fit_cpu:.0f} CPU s)")
+
+    def score(texts):
+        ids, mask = domains.encode_batch(tok, texts, gen)
+        with torch.no_grad():
+            return ens.features(ids, mask).double().numpy(), ens.predict_members(ids, mask).double().numpy()
+
+    X, M = score(pool.texts)
+    y, bt_sd, groups = bt.mean, bt.sd, root_groups(len(pool.texts), pool.edits)
+    w = 1.0 / bt_sd ** 2
+    w = w / w.mean()
+    Z, sd = standardise(X, w)
+    lam, _ = choose_l2(Z, y, w, DEFAULT_L2, 5, 0, groups)  # as the ensemble's own fit
+    oof = oof_predictions(Z, y, w, groups, lam)
+    a, b = np.polyfit(M.mean(1), u_pool, 1)
+    hidden = slice(0, POOLING_WIDTH[ens.pooling] * gen.config.n_embd)  # then the pooled annotations
+    annots = slice(hidden.stop, Z.shape[1])
+    block_heads = {}
+    for name, sl in (("hidden", hidden), ("annotations", annots)):
+        lb, _ = choose_l2(Z[:, sl], y, w, (1.0, 10.0, 100.0, 1000.0), 5, 0, groups)
+        block_heads[name] = (sl, *_ridge(Z[:, sl], y, w, lb))
+    heads = {(t, l): _ridge(Z, error_target(y, oof, bt_sd, t), np.ones_like(y), l)
+             for t in HEAD_TARGETS for l in HEAD_L2}
+
+    rng = np.random.default_rng(3)
+    per_split = {}
+    for split_name in ("select", "report"):
+        split = eval_split(split_name)
+        n = 40 if q else CALIBRATION_ITEMS
+        corpus = eval_corpus(splits, tok, split)[:n]
+        held = whole_tunes(tok, HELD_OUT[split_name], n, seed=1 if split_name == "select" else 2)
+        sets = {"corpus": corpus, "held-out": held,
+                "pitch variants": [domains.pitch_edit(t, int(rng.integers(1, 7)), rng) for t in corpus + held]}
+        rows = {"err": [], "set": []}
+        for set_name, texts in sets.items():
+            Xs, Ms = score(texts)
+            Zs = Xs / sd
+            mean = Ms.mean(1)
+            rows["err"].append(np.abs(a * mean + b - rater.utility(texts)))
+            rows["set"] += [set_name] * len(texts)
+            sig = {"members_sd": Ms.std(1, ddof=1), "leverage": leverage(Z, w, lam, Zs),
+                   "knn_distance": knn_distance(Z, Zs)}
+            (sh, bh, ch), (sa, ba, ca) = block_heads["hidden"], block_heads["annotations"]
+            sig["block_disagree"] = np.abs((Zs[:, sh] @ bh + ch) - (Zs[:, sa] @ ba + ca))
+            for (t, l), (beta, c) in heads.items():
+                sig[f"error_head/{t}/l{l:g}"] = Zs @ beta + c
+            for k, v in sig.items():
+                rows.setdefault(k, []).append(v)
+        err, set_of = np.concatenate(rows.pop("err")), np.array(rows.pop("set"))
+        per_split[split_name] = {"pooled": {}, "sets": {s: {"n": int((set_of == s).sum())} for s in sets},
+                                 "mean_abs_error": float(err.mean())}
+        for k, v in rows.items():
+            v = np.concatenate(v)
+            per_split[split_name]["pooled"][k] = spearman_ci(v, err)
+            for s in sets:
+                per_split[split_name]["sets"][s][k] = float(spearmanr(v[set_of == s], err[set_of == s]).statistic)
+        log(f"{split_name}: " + ", ".join(f"{k} {r['spearman']:+.2f}" for k, r in per_split[split_name]["pooled"].items()))
+
+    sel = per_split["select"]["pooled"]
+    head = max((k for k in sel if k.startswith("error_head/")), key=lambda k: sel[k]["spearman"])
+    best = max(sel, key=lambda k: sel[k]["spearman"])
+    rep = per_split["report"]["pooled"]
+    config = {"quick": q, "members": args.members, "recipe": repr(recipe), "max_chars": MAX_CHARS,
+              "train_collections": TRAIN_COLLECTIONS, "held_out": HELD_OUT, "items_per_set": 40 if q else CALIBRATION_ITEMS,
+              "gen_minutes": minutes, "probe_l2": lam, "head_l2_grid": HEAD_L2, "head_targets": HEAD_TARGETS,
+              "neighbours": NEIGHBOURS}
+    out = {"benchmark": "calibration", "quick": q, "setup": setup, "rated_items": len(pool.texts),
+           "bt_corr_utility": info["bt_corr_utility"], "oof_r_bt": float(np.corrcoef(oof, y)[0, 1]),
+           "splits": per_split, "chosen_error_head": head, "best_signal_on_select": best,
+           "goal": {"ensemble_sd_error_spearman": rep["members_sd"]["spearman"],
+                    "chosen_error_head_spearman": rep[head]["spearman"],
+                    "best_signal_on_select": best, "best_signal_spearman": rep[best]["spearman"], "target": 0.3},
+           "cpu_s": time.process_time() - c_start, "wall_s": time.perf_counter() - wall0}
+    path = write_result(RESULTS / f"calibration{'_quick' if q else ''}.json", out, config)
+    print(f"calibration{' (quick)' if q else ''}: Spearman(signal, |error|) on report items: members' SD "
+          f"{rep['members_sd']['spearman']:+.2f}, {head} (chosen on select) {rep[head]['spearman']:+.2f} "
+          f"[{rep[head]['ci95'][0]:+.2f}, {rep[head]['ci95'][1]:+.2f}], best on select {best} "
+          f"{rep[best]['spearman']:+.2f}; goal 0.3; {path}")
+
+
+if __name__ == "__main__":
+    main()

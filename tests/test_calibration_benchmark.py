@@ -1,0 +1,85 @@
+"""benchmarks/calibration.py's uncertainty signals on synthetic data where the answer is known:
+the error head finds where a linear fit errs, leverage and nearest-neighbour distance grow away
+from the rated items, and out-of-fold predictions never see their own fold."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+sys.path.append(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+calibration = pytest.importorskip("calibration")
+from rewardmodels._train import _ridge, group_folds  # noqa: E402
+
+
+def heteroscedastic(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """y linear in Z plus noise whose SD grows with the first feature."""
+    Z = rng.normal(size=(n, 5))
+    y = Z @ np.array([1.0, -0.5, 0.3, 0.0, 0.2]) + rng.normal(size=n) * np.exp(Z[:, 0])
+    return Z, y
+
+
+@pytest.mark.parametrize("kind", calibration.HEAD_TARGETS)
+def test_error_head_ranks_where_the_probe_errs(kind):
+    rng = np.random.default_rng(0)
+    Z, y = heteroscedastic(600, rng)
+    w = np.ones(len(y))
+    oof = calibration.oof_predictions(Z, y, w, np.arange(len(y)), lam=1.0)
+    beta, c = _ridge(Z, calibration.error_target(y, oof, np.zeros_like(y), kind), w, 1.0)
+    Zt, yt = heteroscedastic(400, rng)
+    probe, b = _ridge(Z, y, w, 1.0)
+    err = np.abs(yt - Zt @ probe - b)
+    assert spearmanr(Zt @ beta + c, err).statistic > 0.3
+    # a head that learns nothing about the residual (the targets shuffled) ranks by chance
+    shuffled = rng.permutation(calibration.error_target(y, oof, np.zeros_like(y), kind))
+    beta0, c0 = _ridge(Z, shuffled, w, 1.0)
+    assert abs(spearmanr(Zt @ beta0 + c0, err).statistic) < 0.2
+
+
+def test_error_target_subtracts_the_targets_own_variance():
+    y, oof, sd = np.array([1.0, 0.0]), np.array([0.0, 0.0]), np.array([0.5, 0.0])
+    assert calibration.error_target(y, oof, sd, "abs").tolist() == [1.0, 0.0]
+    assert calibration.error_target(y, oof, sd, "sq_minus_bt_var").tolist() == [0.75, 0.0]
+    with pytest.raises(ValueError, match="error target"):
+        calibration.error_target(y, oof, sd, "huber")
+
+
+def test_oof_predictions_never_see_their_own_fold():
+    rng = np.random.default_rng(1)
+    Z, y = rng.normal(size=(60, 3)), rng.normal(size=60)
+    groups = np.repeat(np.arange(20), 3)
+    w = np.ones(60)
+    oof = calibration.oof_predictions(Z, y, w, groups, lam=0.5, folds=4, seed=2)
+    fold = group_folds(groups, 4, 2)
+    for k in range(4):
+        beta, b = _ridge(Z[fold != k], y[fold != k], w[fold != k], 0.5)
+        np.testing.assert_allclose(oof[fold == k], Z[fold == k] @ beta + b)
+    full, b = _ridge(Z, y, w, 0.5)
+    assert not np.allclose(oof, Z @ full + b)  # not the in-sample fit
+
+
+def test_leverage_and_distance_grow_away_from_the_rated_items():
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(200, 4))
+    probes = np.array([[0.0, 0, 0, 0], [2.0, 0, 0, 0], [6.0, 0, 0, 0]])
+    lev = calibration.leverage(Z, np.ones(200), 1.0, probes)
+    dist = calibration.knn_distance(Z, probes, k=5)
+    assert lev[0] < lev[1] < lev[2] and dist[0] < dist[1] < dist[2]
+    # knn_distance is the brute-force mean of the k smallest distances
+    brute = np.sort(np.linalg.norm(probes[:, None, :] - Z[None], axis=-1), axis=1)[:, :5].mean(1)
+    np.testing.assert_allclose(dist, brute, rtol=1e-6)
+    # leverage is z'(Zc'Zc + λI)^-1 z at the centred point
+    Zc = Z - Z.mean(0)
+    q = probes[1] - Z.mean(0)
+    np.testing.assert_allclose(lev[1], q @ np.linalg.solve(Zc.T @ Zc + np.eye(4), q))
+
+
+def test_spearman_interval_contains_the_estimate():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=300)
+    r = calibration.spearman_ci(x, x + rng.normal(size=300), resamples=300)
+    assert r["ci95"][0] < r["spearman"] < r["ci95"][1] and r["n"] == 300 and r["spearman"] > 0.5
