@@ -183,6 +183,13 @@ def forward_flops(model, tokens: float, t: float) -> float:
     return tokens * (2 * 12 * layers * d * d + 4 * layers * t * d + 2 * v * d)
 
 
+def scoring_flops(rm, gen, t: float) -> float:
+    """Forward FLOPs of scoring one sequence of `t` tokens for reward and likelihood: one pass when the
+    reward model shares the generator's transformer (`gradopt.shared_backbone`, as the engine and the
+    exact scorer then run it), both models' passes otherwise."""
+    return forward_flops(gen, t, t) + (0.0 if gradopt.shared_backbone(rm, gen) else forward_flops(rm, t, t))
+
+
 def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=None) -> dict:
     rm, gen, tok, rater, validate, lm_weight = ctx
     texts = [domains.decode(tok, r) for r in rows]
@@ -226,8 +233,8 @@ def run_engine(starts, rm, gen, tok, cfg, validate, edit: str = "pitch"):
                            progress=True)
     t = float(np.mean([len(s) for s in starts]))
     b, steps = len(starts) * cfg.restarts, cfg.steps
-    per_seq = forward_flops(rm, t, t) + forward_flops(gen, t, t)
-    soft = b * steps * 3 * per_seq  # forward + backward through both models
+    per_seq = scoring_flops(rm, gen, t)
+    soft = b * steps * 3 * per_seq  # forward + backward
     other = max(res.reward_evals - b * steps, 0) * per_seq
     gaps = [r.gap for r in res.rows if np.isfinite(r.gap)]
     return res, soft + other, float(np.mean(np.abs(gaps))) if gaps else None
@@ -361,7 +368,7 @@ def measure_editors(results, origin, starts, args, ctx, cfg, cfg_logits, screen,
     snaps = climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit, screen)
     t = float(np.mean([len(s) for s in starts]))
     for key, (rows, cpu, wall, evals) in snaps.items():
-        fl = evals * (forward_flops(rm, t, t) + forward_flops(gen, t, t))
+        fl = evals * scoring_flops(rm, gen, t)
         results[f"hill_climb_equal_{key}/{origin}"] = summarise(f"hill_climb_equal_{key}", rows, starts, ctx,
                                                                 cpu, wall, evals, fl)
     log(f"hill-climbing/{origin} done")

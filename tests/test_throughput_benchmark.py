@@ -62,6 +62,16 @@ def test_separate_models_count_two_passes(models):
                                                         + throughput.forward_flops(rm2, 32, 16)))
 
 
+def test_ascent_counts_one_pass_when_the_backbone_is_shared(models):
+    from ascent import scoring_flops
+
+    tok, gen, rm = models
+    assert scoring_flops(rm, gen, 16) == pytest.approx(throughput.forward_flops(gen, 16, 16))
+    gen2, rm2 = throughput.build_models(tok, n_positions=64, separate=True)
+    assert scoring_flops(rm2, gen2, 16) == pytest.approx(throughput.forward_flops(gen2, 16, 16)
+                                                         + throughput.forward_flops(rm2, 16, 16))
+
+
 def test_engine_call_is_the_ascent_step(models):
     tok, gen, rm = models
     rows = throughput.random_rows(tok, 3, 20)
