@@ -130,9 +130,10 @@ unguarded ascent gains +0.31 on held-out corpus tunes and +0.04 on the unrated a
 31% of each worse; the default do-no-harm guard keeps 31% of the inputs and gains +0.31 / +0.20,
 with 25% / 6% worse; the members' SD tracks the error with Spearman 0.21 (0.02 with 5 members on
 the same generator; selection split 0.33). The full run (benchmarks/results/music_ascent.json:
-1,195 rated items, 40 + 40 tunes) gains +0.27 / +0.13 under the guard with 0% / 2.5% of tunes
-worse (unguarded +0.28 / +0.20, 17.5% worse), held-out collection r 0.78, but there the SD does not
-track the error (Spearman 0.02). The annotations overlap what the simulated rater scores, so these
+1,197 rated items, 40 + 40 tunes, re-run after the bar-aware sampler fix) gains +0.21 / +0.11 under
+the guard with 0% / 2.5% of tunes worse (unguarded +0.24 / +0.21, 7.5% / 22.5% worse), held-out
+collection r 0.75, but there the SD hardly tracks the error (Spearman 0.10; the best other signal,
+an error head on out-of-fold residuals, 0.21: benchmarks/results/calibration.json). The annotations overlap what the simulated rater scores, so these
 figures are optimistic for people."""
 
 RECIPES = {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
