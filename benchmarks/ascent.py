@@ -63,21 +63,22 @@ Selection and report use different starts (`reward_recipes.SPLITS`): the engine'
 were chosen in --quick sweeps on generator samples of seed 1 — now ``--split select`` (val corpus
 tunes, samples of seed 1 + --seed) — and the figures quoted come from ``--split report`` (the
 default: test corpus tunes, samples of seed 1001 + --seed), starts no setting was chosen on. The
-reward model's recipe was chosen by benchmarks/reward_fidelity.py on its select split. The
-engine's lm_weight is 4: 8 was chosen with the single probe; with the 64-member ensemble --quick
-select runs (cached models, commit cc0291a; not kept) gave, for lm_weight 1 / 4 / 8, from corpus
-tunes utility -0.01 / -0.06 / -0.14 (reward +0.10 / +0.07 / +0.05), oracle fraction 0.01 / 0.41 /
-0.27, objective per CPU-s vs hill-climbing 2.57x at 4 and 2.60x at 8: 4 is the only weight that is
-not last on either utility figure, so it became the default (the report split was not looked at
-for this choice). The relaxation: with the simplex the 8 gradient steps hardly moved a row (on the select split's 8 samples, 2 of 8 rows changed before the
-polish and none of the corpus tunes), so the engine's result equalled polish-only's at the same
-rounds. With the logits relaxation every sample row moved; --quick select runs (commit 707e950,
-same cached models, lm_weight 4, gain in J per CPU-s, samples / corpus tunes) gave polish-only
-0.034 / 0.014, logits at Adam step 0.5 / 1 / 2 / 4 with start logits 3 x one-hot: 0.033 / 0.025,
-0.041 / 0.030, 0.050 / 0.031 (mean of two runs), 0.055 / 0.021; step 2 with start 1.5: 0.050 / 0.027,
-with 16 steps: 0.053 / 0.019 (CPU times vary by about 20% between repeats). Step 2, start 3, 8 steps became the default (utility +0.13 / +0.04 on
-select); lm_weight 8 with logits lost utility from corpus tunes (-0.25). The rating pool draws
-from the training split and seed 99 + --seed.
+reward model's recipe was chosen by benchmarks/reward_fidelity.py on its select split. The engine's
+lm_weight is 4: 8 was chosen with the single probe; with the 64-member ensemble --quick select runs
+(cached models, commit cc0291a; not kept) gave, for lm_weight 1 / 4 / 8, from corpus tunes utility
+-0.01 / -0.06 / -0.14 (reward +0.10 / +0.07 / +0.05), oracle fraction 0.01 / 0.41 / 0.27, objective
+per CPU-s vs hill-climbing 2.57x at 4 and 2.60x at 8: 4 is the only weight that is not last on
+either utility figure, so it became the default (the report split was not looked at for this
+choice). The relaxation: with the simplex the 8 gradient steps hardly moved a row (on the select
+split's 8 samples, 2 of 8 rows changed before the polish and none of the corpus tunes), so the
+engine's result equalled polish-only's at the same rounds. With the logits relaxation every sample
+row moved; --quick select runs (commit 707e950, same cached models, lm_weight 4, gain in J per
+CPU-s, samples / corpus tunes) gave polish-only 0.034 / 0.014, logits at Adam step 0.5 / 1 / 2 / 4
+with start logits 3 x one-hot: 0.033 / 0.025, 0.041 / 0.030, 0.050 / 0.031 (mean of two runs), 0.055
+/ 0.021; step 2 with start 1.5: 0.050 / 0.027, with 16 steps: 0.053 / 0.019 (CPU times vary by about
+20% between repeats). Step 2, start 3, 8 steps became the default (utility +0.13 / +0.04 on select);
+lm_weight 8 with logits lost utility from corpus tunes (-0.25). The rating pool draws from the
+training split and seed 99 + --seed.
 Best-of-N's fresh samples use the split's own seeds (`EvalSplit.baseline_seed`). The do-no-harm
 block always measures the report split's tunes (`ascent_measures.do_no_harm_default`).
 
@@ -352,7 +353,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def engine_configs(args) -> tuple[gradopt.AscentConfig, gradopt.AscentConfig]:
+def engine_configs(args) -> tuple[gradopt.AscentConfig, gradopt.AscentConfig, str]:
     """(the engine's setting, the same engine with the other relaxation, that row's name)."""
     relaxations = {"logits": (gradopt.SimplexLogits(init_scale=args.init_scale), LOGITS_LR),
                    "simplex": (gradopt.SimplexEntropy(entropy_start=0.5, entropy_end=0.0), SIMPLEX_LR)}
@@ -370,8 +371,9 @@ def engine_configs(args) -> tuple[gradopt.AscentConfig, gradopt.AscentConfig]:
 
 
 def measure_editors(results, origin, starts, args, ctx, cfg, cfg_alt, alt_name, screen, log):
-    """The engine (and, in full runs, the engine with the other relaxation, row `alt_name`) and hill-climbing at the engine's evaluations and CPU on `starts`,
-    into `results`; returns the engine's result, its rows, its evaluations per slot and the mean length."""
+    """The engine (and in full runs the engine with the other relaxation, row `alt_name`) and
+    hill-climbing at the engine's evaluations and CPU on `starts`, into `results`; returns the
+    engine's result, its rows, its evaluations per slot and the mean length."""
     rm, gen, tok, rater, _, lm_weight = ctx
     res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate(screen), args.edit)
     eng_rows = [r.tokens for r in res.rows]
