@@ -142,10 +142,12 @@ def _meter_and_unit(text: str) -> tuple[Fraction | None, Fraction] | None:
 
 
 def _read_tuplet(m: re.Match, r: _Reading) -> int:
-    """A tuplet mark ``(p:q:r``: the next r (default p) notes last q/p of their length."""
+    """A tuplet mark ``(p:q:r``: the next r (default p) notes last q/p of their length (p or q 0:
+    no tuplet)."""
     p = int(m.group(1))
     q = int(m.group(2)) if m.group(2) else {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if r.compound else 2)
-    r.tup_left, r.tup_ratio = int(m.group(3)) if m.group(3) else p, Fraction(q, p)
+    if p and q:  # "(0" or "(3:0" is no tuplet (a free edit can write one): the mark changes nothing
+        r.tup_left, r.tup_ratio = int(m.group(3)) if m.group(3) else p, Fraction(q, p)
     r.bar.items.append(Item(m.start(), m.end(), "inert"))
     return m.end()
 

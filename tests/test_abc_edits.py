@@ -204,3 +204,14 @@ def test_edit_space_gathers_masks_and_moves(tunes, char_tokenizer):
     assert domains.ABCDomain().moves(tune, "bars") == bar_moves(tune)
     with pytest.raises(ValueError, match="unknown edit kind"):
         edit_space(tune, char_tokenizer, "tempo")
+
+
+@pytest.mark.parametrize("mark", ["(0", "(3:0"])
+def test_a_zero_tuplet_is_no_tuplet(mark):
+    # a free edit can write "(0" (the engine's free edits crashed the annotator on one): it reads as
+    # an inert mark, and the notes after it keep their lengths
+    plain = "X:1\nT:t\nM:2/4\nL:1/8\nK:D\nABcd|dcBA|\n"
+    marked = plain.replace("|dcBA", "|" + mark + "dcBA")
+    a, b = domains.read_bars(plain), domains.read_bars(marked)
+    assert b is not None and [bar.duration for bar in b.bars] == [bar.duration for bar in a.bars]
+    assert domains.annotate_abc(marked).shape[0] > 0
