@@ -395,3 +395,19 @@ def test_reward_fidelity_regoal_refreshes_only_the_goal(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["goal"] == g and g["edit_capture"] == 0.9 and g["corpus_r"] == 0.7 and "assembled_at" in g
     assert doc["commit"] == "run-commit" and doc["recipes"] == run["recipes"]  # the run itself is untouched
+
+
+def test_ascent_engine_relaxation_options(monkeypatch):
+    import gradopt
+    from ascent import LOGITS_LR, SIMPLEX_LR, engine_configs, parse_args
+
+    monkeypatch.setattr(sys, "argv", ["ascent.py", "--quick"])
+    cfg, alt, name = engine_configs(parse_args())
+    assert isinstance(cfg.relaxation, gradopt.SimplexLogits) and cfg.relaxation.init_scale == 3.0
+    assert cfg.optimizer.lr == LOGITS_LR and cfg.objective.lm_weight == 4.0 and cfg.trust is None
+    assert name == "engine_simplex" and isinstance(alt.relaxation, gradopt.SimplexEntropy)
+    assert alt.optimizer.lr == SIMPLEX_LR and alt.polish == cfg.polish and alt.steps == cfg.steps
+    monkeypatch.setattr(sys, "argv", ["ascent.py", "--relaxation", "simplex", "--lr", "0.7"])
+    cfg, alt, name = engine_configs(parse_args())
+    assert isinstance(cfg.relaxation, gradopt.SimplexEntropy) and cfg.optimizer.lr == 0.7
+    assert name == "engine_logits" and isinstance(alt.relaxation, gradopt.SimplexLogits) and alt.optimizer.lr == LOGITS_LR
