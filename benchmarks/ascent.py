@@ -194,11 +194,12 @@ def forward_flops(model, tokens: float, t: float) -> float:
     return tokens * (2 * 12 * layers * d * d + 4 * layers * t * d + 2 * v * d)
 
 
-def scoring_flops(rm, gen, t: float) -> float:
+def scoring_flops(rm, gen, t: float, shared: bool | None = None) -> float:
     """Forward FLOPs of scoring one sequence of `t` tokens for reward and likelihood: one pass when the
-    reward model shares the generator's transformer (`gradopt.shared_backbone`, as the engine and the
-    exact scorer then run it), both models' passes otherwise."""
-    return forward_flops(gen, t, t) + (0.0 if gradopt.shared_backbone(rm, gen) else forward_flops(rm, t, t))
+    reward model shares the generator's transformer (`shared`; None: ask `gradopt.shared_backbone`,
+    as the engine and the exact scorer do), both models' passes otherwise."""
+    shared = gradopt.shared_backbone(rm, gen) if shared is None else shared
+    return forward_flops(gen, t, t) + (0.0 if shared else forward_flops(rm, t, t))
 
 
 def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=None) -> dict:

@@ -30,11 +30,12 @@ and samples of seed 1001, where the recipe the other benchmarks use (`CHOSEN`) i
 re-chosen (``--chosen`` names another recipe a select run chose). The rating pools draw from the training split and seed 99 + --seed, so no held-out
 item is rated for training. benchmarks/ascent.py reports on the same report items.
 
-Its ``goal`` object holds the issue's figures for the shown recipe: corpus_r and samples_r (bar-aware
-samples, as the issue's acceptance says; the free samples' r beside as samples_free_r) from this run, the others read from the full runs of the benchmarks that measure them (`GOAL_SOURCES`: file,
-JSON pointer and commit under ``goal.sources``); ``--regoal`` refreshes only that object after one of
-those runs. Each recipe's row records its costs (scoring items per CPU second, model and ensemble
-bytes).
+Its ``goal`` object holds the issue's figures for the shown recipe: corpus_r and samples_r
+(bar-aware samples, as the issue's acceptance says; the free samples' r beside as samples_free_r)
+from this run, the others read from the full runs of the benchmarks that measure them
+(`GOAL_SOURCES`: file, JSON pointer and commit under ``goal.sources``); ``--regoal`` refreshes only
+that object after one of those runs. Each recipe's row records its costs (scoring items per CPU
+second, model and ensemble bytes).
 
 Writes benchmarks/results/reward_fidelity.json (--quick: reward_fidelity_quick.json; --split
 select adds "_select"); one summary line last.
@@ -315,10 +316,10 @@ GOAL_SOURCES = {  # goal figures this script does not measure: (full-run result 
 def goal(results: dict, recipe: str | None, results_dir: Path = RESULTS) -> dict:
     """The project's goal figures for `recipe` (the shown one): corpus_r (Pearson, held-out corpus
     tunes) and samples_r (Pearson, bar-aware generator samples, as the acceptance names them; free
-    samples when the run drew none, and their r beside as samples_free_r) measured here; the others read from the
-    full (non-quick) result files of the benchmarks that measure them (`GOAL_SOURCES`), each
-    with its file, pointer and commit under "sources"; null (the note says why) when that file is
-    absent, is a --quick run, or holds no figure for `recipe`."""
+    samples when the run drew none, and their r beside as samples_free_r) measured here; the others
+    read from the full (non-quick) result files of the benchmarks that measure them
+    (`GOAL_SOURCES`), each with its file, pointer and commit under "sources"; null (the note says
+    why) when that file is absent, is a --quick run, or holds no figure for `recipe`."""
     r = results.get(recipe) if recipe else None
     bar = "samples_bar" if r and "samples_bar" in r else "samples"
     figures = {"corpus_r": r["corpus"]["pearson"] if r else None, "samples_r": r[bar]["pearson"] if r else None}

@@ -53,7 +53,7 @@ import domains
 import gradopt
 import rewardmodels
 from provenance import write_result  # first: it reads the git state as the run starts
-from ascent import forward_flops, matmul_flops
+from ascent import forward_flops, matmul_flops, scoring_flops
 from ascent_measures import WHOLE_CHARS, bench_corpus
 from reward_recipes import run_parser, start_run
 from gradopt._ascent import _Scorer
@@ -117,8 +117,7 @@ def engine_call(rm, gen, tok, rows, cfg: gradopt.AscentConfig = gradopt.AscentCo
 
 def pass_flops(rm, gen, b: int, t: int, shared: bool, backward: bool) -> float:
     """FLOPs of one call (see DEFINITIONS)."""
-    fwd = forward_flops(gen, b * t, t) + (0 if shared else forward_flops(rm, b * t, t))
-    return (3 if backward else 1) * fwd
+    return (3 if backward else 1) * b * scoring_flops(rm, gen, t, shared)  # FLOPs are linear in the tokens
 
 
 def _status_bytes(field: str) -> int:
