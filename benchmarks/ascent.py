@@ -293,6 +293,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--polish-rounds", type=int, default=0, help="engine exact-swap rounds (0: 8, or 4 with --quick)")
     ap.add_argument("--candidates", type=int, default=16, help="exact-swap candidates per row and round")
     ap.add_argument("--combine", type=int, default=16, help="improving swaps merged per polish round (1 = off)")
+    ap.add_argument("--backoff", action="store_true",
+                    help="halve a merge that loses to the best single swap until it wins (gradopt.PolishConfig.backoff)")
     ap.add_argument("--pick", choices=["ranked", "uniform"], default="ranked",
                     help="exact-swap candidates: the row's best untried swaps by first-order gain, or a random "
                          "position and one of its top-k tokens (gradopt.PolishConfig.pick)")
@@ -364,7 +366,8 @@ def engine_configs(args) -> tuple[gradopt.AscentConfig, gradopt.AscentConfig, st
         objective=gradopt.ObjectiveWeights(lm_weight=args.lm_weight),
         optimizer=gradopt.Adam(lr=args.lr or default_lr),
         polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if args.quick else 8), top_k=8,
-                                    candidates=args.candidates, combine=args.combine, pick=args.pick),
+                                    candidates=args.candidates, combine=args.combine, pick=args.pick,
+                                    backoff=args.backoff),
         trust=None)  # the raw engine against the baselines; the do-no-harm guard is measured in do_no_harm.py
     other = "simplex" if args.relaxation == "logits" else "logits"
     alt_relax, alt_lr = relaxations[other]

@@ -14,6 +14,17 @@ see more of it, all computed from the rated data alone (never the simulated rate
     error_head      a ridge head predicting the probe's out-of-fold absolute residual on the rated
                     items (5 folds grouped by root parent; target |bt - oof| or its square minus the
                     Bradley-Terry posterior variance), read on new items
+    extremeness     |ensemble mean - its mean over the rated items|: how far out the model places the
+                    item (a shrunk regression errs most at the extremes, where an optimiser goes)
+    backbone_sd     SD of the item's score over backbones: the ensemble's mean beside a probe of the
+                    same recipe on each of `--backbones - 1` more generators (same corpus, same CPU
+                    minutes, other seeds), fitted to the same Bradley-Terry scores; members that
+                    differ in their features, not only in their resample of the rated items
+    backbone+members  sqrt(backbone_sd² + members_sd²)
+
+`backbone_mean` is also scored as a reward model (the mean over backbones, its own affine fit to
+the utility on the rated items): its mean absolute error and r with the utility per set, beside
+the ensemble's.
 
 Setting: that of benchmarks/music_ascent.py (tunes cut at a bar line to <= 150 characters, its
 generator trained on the two training collections for 4 CPU-minutes or reused from --work, the
@@ -45,7 +56,8 @@ import domains
 import rewardmodels
 from do_no_harm import HELD_OUT, TRAIN_COLLECTIONS
 from music_ascent import CALIBRATION_ITEMS, MAX_CHARS, whole_tunes
-from reward_recipes import cut_corpus, eval_corpus, eval_split, load_or_train_generator, make_pool, scaled, start_run
+from reward_recipes import (cut_corpus, eval_corpus, eval_split, fit_model, load_or_train_generator, make_pool, scaled,
+                            start_run)
 from rewardmodels._recipes import fit_recipe, root_groups, simulate_comparisons
 from rewardmodels._model import POOLING_WIDTH
 from rewardmodels._train import DEFAULT_L2, _ridge, choose_l2, group_folds, standardise
@@ -110,6 +122,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--work", default=str(Path(__file__).resolve().parent.parent / "work" / "music_ascent"),
                     help="cache directory for the generator (music_ascent's; reused when it holds one)")
     ap.add_argument("--members", type=int, default=rewardmodels.DEFAULT_MEMBERS)
+    ap.add_argument("--backbones", type=int, default=3,
+                    help="generators (seeds 0..N-1) whose probes' spread is the backbone_sd signal; 1 = off")
     ap.add_argument("--threads", type=int, default=1)
     return ap.parse_args()
 
@@ -155,6 +169,32 @@ def main() -> None:
         block_heads[name] = (sl, *_ridge(Z[:, sl], y, w, lb))
     heads = {(t, l): _ridge(Z, error_target(y, oof, bt_sd, t), np.ones_like(y), l)
              for t in HEAD_TARGETS for l in HEAD_L2}
+    backbones, setup["backbones"] = [], []
+    for seed in range(1, args.backbones):
+        tok_k, gen_k, info_k = load_or_train_generator(gdir.with_name(f"{gdir.name}_seed{seed}"), splits["train"],
+                                                       splits["val"], MAX_CHARS, minutes, seed=seed)
+        if tok_k.get_vocab() != tok.get_vocab():
+            raise RuntimeError(f"backbone seed {seed}: its tokenizer differs from the main generator's")
+        c0 = time.process_time()
+        ids_k, mask_k = domains.encode_batch(tok, pool.texts, gen_k)
+        model_k, fit_k = fit_model(recipe, gen_k, tok, ids_k, mask_k, y, 1.0 / bt_sd ** 2, groups, seed=0)
+        backbones.append((gen_k, model_k))
+        setup["backbones"].append({"seed": seed, **info_k, "probe_l2": fit_k.get("probe_l2"),
+                                   "fit_cpu_s": time.process_time() - c0})
+        log(f"backbone seed {seed}: probe fitted ({time.process_time() - c0:.0f} CPU s)")
+
+    def backbone_scores(texts, mean):
+        """(n, backbones): the ensemble's mean, then each other backbone's probe."""
+        cols = [mean]
+        for gen_k, model_k in backbones:
+            ids, mask = domains.encode_batch(tok, texts, gen_k)
+            with torch.no_grad():
+                cols.append(model_k.predict(ids, mask).double().numpy())
+        return np.stack(cols, 1)
+
+    centre = M.mean(1).mean()
+    B_pool = backbone_scores(pool.texts, M.mean(1))
+    a_bb, b_bb = np.polyfit(B_pool.mean(1), u_pool, 1)
 
     rng = np.random.default_rng(3)
     per_split = {}
@@ -166,14 +206,24 @@ def main() -> None:
         sets = {"corpus": corpus, "held-out": held,
                 "pitch variants": [domains.pitch_edit(t, int(rng.integers(1, 7)), rng) for t in corpus + held]}
         rows = {"err": [], "set": []}
+        accuracy = {}
         for set_name, texts in sets.items():
             Xs, Ms = score(texts)
             Zs = Xs / sd
             mean = Ms.mean(1)
-            rows["err"].append(np.abs(a * mean + b - rater.utility(texts)))
+            u = rater.utility(texts)
+            rows["err"].append(np.abs(a * mean + b - u))
             rows["set"] += [set_name] * len(texts)
+            Bs = backbone_scores(texts, mean)
+            accuracy[set_name] = {
+                "ensemble": {"mae": float(np.abs(a * mean + b - u).mean()), "r": float(np.corrcoef(mean, u)[0, 1])},
+                "backbone_mean": {"mae": float(np.abs(a_bb * Bs.mean(1) + b_bb - u).mean()),
+                                  "r": float(np.corrcoef(Bs.mean(1), u)[0, 1])}}
             sig = {"members_sd": Ms.std(1, ddof=1), "leverage": leverage(Z, w, lam, Zs),
-                   "knn_distance": knn_distance(Z, Zs)}
+                   "knn_distance": knn_distance(Z, Zs), "extremeness": np.abs(mean - centre)}
+            if backbones:
+                sig["backbone_sd"] = Bs.std(1, ddof=1)
+                sig["backbone+members"] = np.sqrt(sig["backbone_sd"] ** 2 + sig["members_sd"] ** 2)
             (sh, bh, ch), (sa, ba, ca) = block_heads["hidden"], block_heads["annotations"]
             sig["block_disagree"] = np.abs((Zs[:, sh] @ bh + ch) - (Zs[:, sa] @ ba + ca))
             for (t, l), (beta, c) in heads.items():
@@ -182,7 +232,7 @@ def main() -> None:
                 rows.setdefault(k, []).append(v)
         err, set_of = np.concatenate(rows.pop("err")), np.array(rows.pop("set"))
         per_split[split_name] = {"pooled": {}, "sets": {s: {"n": int((set_of == s).sum())} for s in sets},
-                                 "mean_abs_error": float(err.mean())}
+                                 "mean_abs_error": float(err.mean()), "accuracy": accuracy}
         for k, v in rows.items():
             v = np.concatenate(v)
             per_split[split_name]["pooled"][k] = spearman_ci(v, err)
@@ -194,7 +244,7 @@ def main() -> None:
     head = max((k for k in sel if k.startswith("error_head/")), key=lambda k: sel[k]["spearman"])
     best = max(sel, key=lambda k: sel[k]["spearman"])
     rep = per_split["report"]["pooled"]
-    config = {"quick": q, "members": args.members, "recipe": repr(recipe), "max_chars": MAX_CHARS,
+    config = {"quick": q, "members": args.members, "backbones": args.backbones, "recipe": repr(recipe), "max_chars": MAX_CHARS,
               "train_collections": TRAIN_COLLECTIONS, "held_out": HELD_OUT, "items_per_set": 40 if q else CALIBRATION_ITEMS,
               "gen_minutes": minutes, "probe_l2": lam, "head_l2_grid": HEAD_L2, "head_targets": HEAD_TARGETS,
               "neighbours": NEIGHBOURS}

@@ -112,9 +112,11 @@ def start_corpus_run(threads: int, max_chars: int):
     return log, cut_corpus(max_chars)
 
 
-def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_chars: int, minutes: float):
+def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_chars: int, minutes: float,
+                            seed: int = 0):
     """(tokenizer, generator, info): the benchmarks' 2x64 char-level generator, reused from `gdir`
-    when it holds one, else trained there for `minutes` CPU-minutes."""
+    when it holds one, else trained there for `minutes` CPU-minutes (`seed`: initial weights and
+    data order; the tokenizer depends on the texts only)."""
     t0 = time.process_time()
     if (gdir / "config.json").exists():
         tok, gen = domains.load_tokenizer(gdir), domains.load_generator(gdir)
@@ -122,9 +124,9 @@ def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_ch
     else:
         tok = domains.build_char_tokenizer(train + val)
         preset = domains.GeneratorPreset(n_layer=2, n_head=2, n_embd=64, n_positions=max_chars + 2)
-        gen = domains.build_generator(preset, tok, seed=0)
+        gen = domains.build_generator(preset, tok, seed=seed)
         cfg = domains.GeneratorTrainConfig(max_steps=100_000, cpu_minutes=minutes, batch_size=16, lr=3e-3,
-                                  warmup=50, eval_every=100_000)
+                                           warmup=50, eval_every=100_000, seed=seed)
         summary = domains.train_generator(gen, tok, train, val[:50], cfg, gdir, progress=True,
                                           normalisation=domains.NormaliseConfig())  # cut_corpus keeps spaces
         gen = domains.load_generator(gdir)

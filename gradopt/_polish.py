@@ -17,7 +17,10 @@ uniform   n draws of a uniformly random free position and one of its top-k token
 With ``combine = m > 1``
 the round also merges the row's best improving swaps at up to m distinct positions into one
 candidate and scores it exactly (one more sequence per row): when the merged sequence beats the
-best single swap it is kept instead, so a round can make several verified edits.
+best single swap it is kept instead, so a round can make several verified edits. With
+``backoff=True`` a merge that does not beat the best single swap is halved (its first-ranked half
+of the swaps, scored exactly, one more sequence per such row) until it wins or two swaps are left:
+swaps that each help can hurt together, and the whole merge then fails where a part of it would not.
 
 ``proposal="gwg"`` or ``"dlp"`` replaces the swap rounds by as many steps of a gradient-informed
 sampler (`_gwg`: Gibbs-with-gradients, discrete Langevin) with the settings of `sampler`, each step
@@ -45,6 +48,7 @@ class PolishConfig:
     candidates: int = 16  # candidates scored exactly per row and round
     pick: str = "ranked"  # "ranked" (the best untried swaps of the whole row) | "uniform" (random position, top-k token)
     combine: int = 16  # merge up to this many improving swaps per round into one more candidate; 1 = off
+    backoff: bool = False  # a failed merge is halved and re-scored until it wins or has 2 swaps
     proposal: str = "gcg"  # "gcg" (the swap rounds above) | "gwg" | "dlp" (`rounds` sampler steps, `_gwg`)
     sampler: GWGConfig = field(default_factory=GWGConfig)  # gwg/dlp: sites, temperature, step size, acceptance
 
@@ -150,14 +154,9 @@ def polish(problem: EditProblem, cfg: PolishConfig, gens: list[torch.Generator]
         evals += b * n
         scores = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, -torch.inf))
         order = scores.argsort(dim=-1, descending=True)
-        merged = _merge(ids, cands, scores, order, value, active, cfg.combine) if cfg.combine > 1 else {}
-        if merged:
-            rows_m = torch.tensor(sorted(merged))
-            merged_ids = torch.stack([merged[r] for r in rows_m.tolist()])
-            merged_scores = score_fn(merged_ids, rows_m)
-            evals += len(rows_m)
-            merged = {r: (merged_ids[i], merged_scores[i]) for i, r in enumerate(rows_m.tolist())
-                      if torch.isfinite(merged_scores[i])}
+        swaps = _improving_swaps(ids, cands, scores, order, value, active, cfg.combine) if cfg.combine > 1 else {}
+        merged, evals_m = _score_merges(ids, swaps, scores, order, value, score_fn, cfg.backoff)
+        evals += evals_m
         for r in range(b):
             if not bool(active[r]):
                 continue
@@ -175,22 +174,50 @@ def polish(problem: EditProblem, cfg: PolishConfig, gens: list[torch.Generator]
     return ids, value, evals
 
 
-def _merge(ids, cands, scores, order, value, active, m: int) -> dict[int, torch.Tensor]:
-    """Per row with at least two improving swaps at distinct positions: the row's sequence with its
-    best (up to m) improving swaps applied together -> {row: (t,) ids}."""
+def _improving_swaps(ids, cands, scores, order, value, active, m: int) -> dict[int, list[tuple[int, int]]]:
+    """Per active row with at least two improving swaps at distinct positions: its best (up to m)
+    of them, best first -> {row: [(position, token), ...]}."""
     out = {}
     for r in range(ids.shape[0]):
         if not bool(active[r]):
             continue
-        seq, used = ids[r].clone(), set()
+        used: list[tuple[int, int]] = []
         for j in order[r].tolist():
             if not scores[r, j] > value[r] or len(used) == m:
                 break
             pos = (cands[r, j] != ids[r]).nonzero()[:, 0].tolist()
-            if len(pos) != 1 or pos[0] in used:
+            if len(pos) != 1 or any(p == pos[0] for p, _ in used):
                 continue
-            seq[pos[0]] = cands[r, j, pos[0]]
-            used.add(pos[0])
+            used.append((pos[0], int(cands[r, j, pos[0]])))
         if len(used) > 1:
-            out[r] = seq
+            out[r] = used
     return out
+
+
+def _score_merges(ids, swaps, scores, order, value, score_fn, backoff: bool) -> tuple[dict, int]:
+    """Each row's merge of its `swaps` scored exactly -> ({row: (ids (t,), score)}, sequences scored).
+    A row's entry is its merge that beats both its value and its best single swap; without
+    `backoff` it is the whole merge or nothing, with it the merge is halved (first-ranked half)
+    and re-scored until it wins or fewer than two swaps remain. Non-finite scores never win."""
+    out, evals = {}, 0
+    n_of = {r: len(s) for r, s in swaps.items()}
+    while n_of:
+        rows = sorted(n_of)
+        seqs = []
+        for r in rows:
+            seq = ids[r].clone()
+            for pos, tok in swaps[r][: n_of[r]]:
+                seq[pos] = tok
+            seqs.append(seq)
+        seqs_t = torch.stack(seqs)
+        got = score_fn(seqs_t, torch.tensor(rows))
+        evals += len(rows)
+        nxt = {}
+        for i, r in enumerate(rows):
+            bar = max(float(value[r]), float(scores[r, order[r, 0]]))
+            if torch.isfinite(got[i]) and float(got[i]) > bar:
+                out[r] = (seqs_t[i], got[i])
+            elif backoff and n_of[r] // 2 >= 2:
+                nxt[r] = n_of[r] // 2
+        n_of = nxt
+    return out, evals

@@ -189,3 +189,29 @@ def test_a_row_that_did_not_move_tries_its_next_best_swaps():
                                    [torch.Generator().manual_seed(0)])
     assert evals == 2 * 3
     assert (new_value > value).all()  # round 2 scored the next three, not the same three again
+
+
+def test_backoff_halves_a_merge_that_fails_together_until_it_wins():
+    w, ids = _toy(5, b=3, t=12, v=6)
+    b, t, v = w.shape
+    start = ids.clone()
+
+    def score(cand, rows):  # additive, but more than two changes at once are punished
+        over = ((cand != start[rows]).sum(-1) - 2).clamp(min=0)
+        return w[rows].gather(-1, cand[..., None])[..., 0].sum(-1) - 100.0 * over
+
+    value = score(ids, torch.arange(b))
+    free, allowed = torch.ones(b, t, dtype=torch.bool), torch.ones(v, dtype=torch.bool)
+    out = {}
+    for backoff in (False, True):
+        gens = [torch.Generator().manual_seed(i) for i in range(b)]
+        cfg = PolishConfig(rounds=1, candidates=8, combine=8, backoff=backoff)
+        out[backoff] = polish(EditProblem(ids.clone(), value.clone(), free, allowed, lambda x: w, score, None), cfg,
+                              gens)
+        assert torch.allclose(out[backoff][1], score(out[backoff][0], torch.arange(b)))  # still exact
+    plain, halved = out[False], out[True]
+    assert ((plain[0] != ids).sum(-1) == 1).all()  # the whole merge lost: one swap per row
+    assert ((halved[0] != ids).sum(-1) == 2).all()  # halved down to the two best swaps, which win
+    assert (halved[1] > plain[1]).all()
+    # each row re-scored its merge at 8 (or fewer) -> 4 -> 2 swaps: at most two more sequences per row
+    assert plain[2] < halved[2] <= plain[2] + 2 * b
