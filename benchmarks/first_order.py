@@ -14,7 +14,9 @@ frozen, --edit pitch by default; objective J = reward + lm_weight * mean log-lik
    polish alone (`optimize`, no gradient steps, proposal "gcg", pick "ranked"; "polish_gcg_uniform"
    picks a random position and one of its top-k tokens instead), the same polish slot with
    Gibbs-with-gradients (greedy and Metropolis-Hastings) and discrete Langevin (greedy) proposals,
-   and random single-token hill climbing (`gradopt.hill_climb`). The engine runs are sized from a
+   and random single-token hill climbing (`gradopt.hill_climb`); "polish_gcg_backoff" halves a
+   merge of improving swaps that loses (`PolishConfig.backoff`), "polish_gcg_c8" scores 8 candidates
+   per row and round instead of 16. --methods runs a subset. The engine runs are sized from a
    fit of two short calibration runs to --cpu seconds; every method's output is re-scored exactly; all keep
    valid starts valid (the ABC screen).
 
@@ -90,6 +92,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.05, help="τ of the samplers' proposals (and MH target)")
     ap.add_argument("--step-size", type=float, default=0.25, help="dlp α")
     ap.add_argument("--split", choices=["select", "report"], default="select")
+    ap.add_argument("--methods", type=lambda x: [m for m in x.split(",") if m], default=[],
+                    help="comma-separated subset of the methods of part 2 (default: all)")
     args = ap.parse_args()
     q = args.quick
     args.max_exact = args.max_exact or (96 if q else 512)
@@ -120,17 +124,27 @@ def main() -> None:
         s = gradopt.GWGConfig(temperature=args.temperature, step_size=args.step_size, acceptance=acceptance, **kw)
         return dataclasses.replace(base, polish=dataclasses.replace(base.polish, proposal=proposal, sampler=s))
 
-    configs = {"polish_gcg": base,
-               "polish_gcg_uniform": dataclasses.replace(base, polish=dataclasses.replace(base.polish, pick="uniform")),
+    def gcg(**kw):
+        return dataclasses.replace(base, polish=dataclasses.replace(base.polish, **kw))
+
+    configs = {"polish_gcg": base, "polish_gcg_uniform": gcg(pick="uniform"),
+               "polish_gcg_backoff": gcg(backoff=True), "polish_gcg_c8": gcg(candidates=8),
+               "polish_gcg_c8_backoff": gcg(candidates=8, backoff=True),
                "polish_gwg_greedy": sampler("gwg", "greedy"),
                "polish_gwg_mh": sampler("gwg", "mh"), "polish_gwg2_greedy": sampler("gwg", "greedy", sites=2),
                "polish_dlp_greedy": sampler("dlp", "greedy")}
+    unknown = set(args.methods) - set(configs) - {"hill_climb"}
+    if unknown:
+        raise SystemExit(f"--methods: unknown {sorted(unknown)}; choose from {sorted(configs) + ['hill_climb']}")
     methods = {}
     for name, cfg in configs.items():
+        if args.methods and name not in args.methods:
+            continue
         rows, cpu, rounds = run_optimize(starts, rm, gen, tok, cfg, args.edit, grammar.accepts, args.cpu)
         methods[name] = {"rows": rows, "cpu_s": cpu, "rounds": rounds}
-    snap = climb(starts, rm, gen, tok, 1, args.cpu, args.lm_weight, args.seed, args.edit, grammar.accepts)["time"]
-    methods["hill_climb"] = {"rows": snap.rows, "cpu_s": snap.cpu_s, "rounds": snap.evals // len(starts)}
+    if not args.methods or "hill_climb" in args.methods:
+        snap = climb(starts, rm, gen, tok, 1, args.cpu, args.lm_weight, args.seed, args.edit, grammar.accepts)["time"]
+        methods["hill_climb"] = {"rows": snap.rows, "cpu_s": snap.cpu_s, "rounds": snap.evals // len(starts)}
     report = {}
     for name, m in methods.items():
         gain = exact_scores(rm, gen, m["rows"], pad, args.lm_weight)[2] - j0
