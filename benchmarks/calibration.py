@@ -56,8 +56,7 @@ import domains
 import rewardmodels
 from do_no_harm import HELD_OUT, TRAIN_COLLECTIONS
 from music_ascent import CALIBRATION_ITEMS, MAX_CHARS, whole_tunes
-from reward_recipes import (cut_corpus, eval_corpus, eval_split, fit_model, load_or_train_generator, make_pool, scaled,
-                            start_run)
+from reward_recipes import cut_corpus, eval_corpus, eval_split, load_or_train_generator, make_pool, scaled, start_run
 from rewardmodels._recipes import fit_recipe, root_groups, simulate_comparisons
 from rewardmodels._model import POOLING_WIDTH
 from rewardmodels._train import DEFAULT_L2, _ridge, choose_l2, group_folds, standardise
@@ -177,7 +176,7 @@ def main() -> None:
             raise RuntimeError(f"backbone seed {seed}: its tokenizer differs from the main generator's")
         c0 = time.process_time()
         ids_k, mask_k = domains.encode_batch(tok, pool.texts, gen_k)
-        model_k, fit_k = fit_model(recipe, gen_k, tok, ids_k, mask_k, y, 1.0 / bt_sd ** 2, groups, seed=0)
+        model_k, fit_k = rewardmodels.fit_model(recipe, gen_k, tok, ids_k, mask_k, y, 1.0 / bt_sd ** 2, groups, seed=0)
         backbones.append((gen_k, model_k))
         setup["backbones"].append({"seed": seed, **info_k, "probe_l2": fit_k.get("probe_l2"),
                                    "fit_cpu_s": time.process_time() - c0})
