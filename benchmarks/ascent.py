@@ -166,15 +166,16 @@ def build_models(args, train: list[str], val: list[str], log, engine: gradopt.As
 
 
 def climb(starts, rm, gen, tok, evals_per_slot: int, cpu_budget: float, lm_weight: float, seed: int,
-          edit: str = "pitch", screen=None, objective=None):
+          edit: str = "pitch", screen=None, objective=None, lm_floor: bool = False):
     """`gradopt.hill_climb` in the benchmark's edit space (`edit_space`: header lines frozen, `edit`
     masks), valid starts kept valid by `memo_validate(screen)`; snapshots at equal evaluations and
     equal CPU time. objective: as in `gradopt.hill_climb` (the oracle climbs the rater's hidden
-    utility, which already scores invalid tunes lowest)."""
+    utility, which already scores invalid tunes lowest). lm_floor: the engine's likelihood floor
+    (`gradopt.ObjectiveWeights.lm_floor`)."""
     freeze, allowed = edit_space(starts, tok, edit)
     return gradopt.hill_climb(starts, rm, gen, tok, evals_per_slot=evals_per_slot, cpu_budget=cpu_budget,
                               lm_weight=lm_weight, seed=seed, freeze=freeze, allowed=allowed,
-                              validate=memo_validate(screen), objective=objective)
+                              validate=memo_validate(screen), objective=objective, lm_floor=lm_floor)
 
 
 def matmul_flops(seconds: float = 1.5, n: int = 1024) -> float:
@@ -203,11 +204,12 @@ def scoring_flops(rm, gen, t: float, shared: bool | None = None) -> float:
 
 
 def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=None) -> dict:
-    rm, gen, tok, rater, validate, lm_weight = ctx
+    rm, gen, tok, rater, validate, lm_weight, lm_floor = ctx
     texts = [domains.decode(tok, r) for r in rows]
     starts = [domains.decode(tok, r) for r in start_rows]
-    r1, ll1, j1 = exact_scores(rm, gen, rows, tok.pad_token_id, lm_weight)
-    r0, ll0, j0 = exact_scores(rm, gen, start_rows, tok.pad_token_id, lm_weight)
+    floor = gradopt.mean_logliks(gen, start_rows, tok.pad_token_id) if lm_floor else None
+    r1, ll1, j1 = exact_scores(rm, gen, rows, tok.pad_token_id, lm_weight, floor=floor)
+    r0, ll0, j0 = exact_scores(rm, gen, start_rows, tok.pad_token_id, lm_weight, floor=floor)
     u1, u0 = rater.utility(texts), rater.utility(starts)
     n1 = np.array([max(len(r) - 1, 1) for r in rows])
     n0 = np.array([max(len(r) - 1, 1) for r in start_rows])
@@ -226,7 +228,8 @@ def summarise(name, rows, start_rows, ctx, cpu, wall, evals, flops=None, gap=Non
         "sequences_per_s": len(rows) / wall if wall > 0 else None,
         "utility_gain_per_cpu_s": float((u1 - u0).mean()) / cpu if cpu > 0 else None,
         "reward_gain_per_cpu_s": float((r1 - r0).mean()) / cpu if cpu > 0 else None,
-        # the engine's own objective J = reward + lm_weight * mean log-lik, re-scored on the discrete rows
+        # the engine's own objective J = reward + lm_weight * mean log-lik (with --lm-floor
+        # reward + lm_weight * min(0, mean log-lik - the start's)), re-scored on the discrete rows
         "objective_gain": float((j1 - j0).mean()),
         "objective_gain_per_slot": [float(x) for x in j1 - j0],
         "objective_gain_per_cpu_s": float((j1 - j0).mean()) / cpu if cpu > 0 else None,
@@ -307,6 +310,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--init-scale", type=float, default=3.0, help="logits relaxation: start logits = this x one-hot")
     ap.add_argument("--lm-weight", type=float, default=4.0,
                     help="weight of the generator's mean log-likelihood per token in the editing objective")
+    ap.add_argument("--lm-floor", action="store_true",
+                    help="the likelihood term as a floor: lm_weight * min(0, mean log-lik - the start's) "
+                         "(gradopt.ObjectiveWeights.lm_floor), for every editor and for J")
     ap.add_argument("--edit", choices=["pitch", "any"], default="pitch",
                     help="what the editing methods may change: note letters only (rhythm kept) or any token")
     ap.add_argument("--pooling", choices=list(rewardmodels.POOLINGS), default=PRACTICAL.pooling,
@@ -363,7 +369,7 @@ def engine_configs(args) -> tuple[gradopt.AscentConfig, gradopt.AscentConfig, st
     relax, default_lr = relaxations[args.relaxation]
     cfg = gradopt.AscentConfig(
         steps=args.steps, check_every=4, seed=args.seed, relaxation=relax,
-        objective=gradopt.ObjectiveWeights(lm_weight=args.lm_weight),
+        objective=gradopt.ObjectiveWeights(lm_weight=args.lm_weight, lm_floor=args.lm_floor),
         optimizer=gradopt.Adam(lr=args.lr or default_lr),
         polish=gradopt.PolishConfig(rounds=args.polish_rounds or (4 if args.quick else 8), top_k=8,
                                     candidates=args.candidates, combine=args.combine, pick=args.pick,
@@ -378,7 +384,7 @@ def measure_editors(results, origin, starts, args, ctx, cfg, cfg_alt, alt_name, 
     """The engine (and in full runs the engine with the other relaxation, row `alt_name`) and
     hill-climbing at the engine's evaluations and CPU on `starts`, into `results`; returns the
     engine's result, its rows, its evaluations per slot and the mean length."""
-    rm, gen, tok, rater, _, lm_weight = ctx
+    rm, gen, tok, rater, _, lm_weight, lm_floor = ctx
     res, flops, gap = run_engine(starts, rm, gen, tok, cfg, memo_validate(screen), args.edit)
     eng_rows = [r.tokens for r in res.rows]
     results[f"engine/{origin}"] = summarise("engine", eng_rows, starts, ctx, res.cpu_seconds, res.seconds,
@@ -392,7 +398,8 @@ def measure_editors(results, origin, starts, args, ctx, cfg, cfg_alt, alt_name, 
     r0, _, _ = exact_scores(rm, gen, starts, tok.pad_token_id, lm_weight)
     u0 = rater.utility([domains.decode(tok, s) for s in starts])
     results[f"engine/{origin}"]["start_corr_reward_utility"] = float(np.corrcoef(r0, u0)[0, 1])
-    snaps = climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit, screen)
+    snaps = climb(starts, rm, gen, tok, per_slot, res.cpu_seconds, lm_weight, args.seed, args.edit, screen,
+                  lm_floor=lm_floor)
     t = float(np.mean([len(s) for s in starts]))
     for key, (rows, cpu, wall, evals) in snaps.items():
         fl = evals * scoring_flops(rm, gen, t)
@@ -406,7 +413,7 @@ def measure_oracle(results, starts, eng_rows, per_slot, args, ctx, log) -> None:
     """The edit space's ceiling: the same random mutations kept when the rater's hidden utility
     rises (a perfect reward model; unclipped, so that it also climbs from the floor), at the
     engine's evaluations per slot, on the first slots. Gains are reported in the clipped utility."""
-    rm, gen, tok, rater, _, lm_weight = ctx
+    rm, gen, tok, rater, _, lm_weight, _ = ctx
     k = args.oracle_slots
     memo: dict[str, float] = {}
 
@@ -434,7 +441,7 @@ def measure_best_of_n(results, curve, starts, res, per_slot, t, args, split, ctx
     """Best-of-N run round by round and timed, until it has the engine's evaluations per slot
     (or the cap) and twice the engine's CPU: equal evaluations, equal CPU time (the first N
     whose measured CPU reaches the engine's) and the gain-against-CPU curve, all measured."""
-    rm, gen, tok, rater, _, _ = ctx
+    rm, gen, tok, rater, *_ = ctx
     n_cap = args.best_of_n_cap
     snaps_b = gradopt.best_of_n(starts, rm, gen, tok, n_max=n_cap, seed=split.baseline_seed + 1000 * args.seed,
                                 temperature=args.temperature, constraint=constraint,
@@ -690,12 +697,13 @@ def measure_do_no_harm(args, ctx, screen, log) -> dict | None:
 
 
 def result_suffix(args, split) -> str:
-    """ascent[_quick][_<n>chars][_<recipe>][_<n>members][_select].json: whole tunes carry no length,
-    a cut its length; the default reward model (`DEFAULT_RECIPE`, `rewardmodels.DEFAULT_MEMBERS`
-    members) no name."""
+    """ascent[_quick][_<n>chars][_<recipe>][_<n>members][_floor][_select].json: whole tunes carry no
+    length, a cut its length; the default reward model (`DEFAULT_RECIPE`, `rewardmodels.DEFAULT_MEMBERS`
+    members) no name; --lm-floor "_floor"."""
     return (("_quick" if args.quick else "") + ("" if args.whole else f"_{args.max_chars}chars")
             + ("" if args.recipe == DEFAULT_RECIPE else f"_{args.recipe}")
             + ("" if args.members == rewardmodels.DEFAULT_MEMBERS else f"_{args.members}members")
+            + ("_floor" if args.lm_floor else "")
             + ("_select" if split.name == "select" else ""))
 
 
@@ -714,7 +722,7 @@ def main() -> None:
     flops_peak = matmul_flops()
     log(f"models ready; matmul {flops_peak / 1e9:.1f} GFLOP/s")
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
-    ctx = (rm, gen, tok, rater, memo_validate(), args.lm_weight)
+    ctx = (rm, gen, tok, rater, memo_validate(), args.lm_weight, args.lm_floor)
     grammar = domains.ABCConstraint.from_texts(tok, train)
     constraint = None if args.free_sampling else grammar  # bar-aware starts and best-of-N draws
     screen = grammar.accepts  # fast validity screen for the editors

@@ -12,7 +12,7 @@ recipe run with its harvest rounds (`_recipes`).
 
 from ._ascent import AscentConfig, optimize
 from ._ascent_batch import allowed_per_position, pad_batch, row_seed
-from ._baselines import Snapshot, best_of_n, exact_scores, hill_climb, memo_validate
+from ._baselines import Snapshot, best_of_n, exact_scores, hill_climb, mean_logliks, memo_validate
 from ._corpus_job import (
     CorpusJobConfig,
     ModelsSpec,
@@ -84,7 +84,7 @@ __all__ = [
     "SimplexLogits", "StraightThrough", "make_relaxation",
     "AscentResult", "RowResult", "project_entropy", "project_simplex", "tsallis2_entropy",
     "build_reward_model", "harvest_round", "header_frozen_masks",
-    "Snapshot", "best_of_n", "exact_scores", "hill_climb", "memo_validate",
+    "Snapshot", "best_of_n", "exact_scores", "hill_climb", "mean_logliks", "memo_validate",
     "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "improve_shard", "job_domain", "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",
     "EditProblem", "GWGConfig", "SamplerRun", "gibbs_with_gradients", "run_sampler",

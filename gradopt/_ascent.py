@@ -134,15 +134,26 @@ class _Scorer:
     def exact(self, ids, rows) -> tuple[Terms, torch.Tensor, torch.Tensor]:
         """Exact terms, total loglik and objective of `ids`, which hold the batch's `rows`."""
         bt = self.batch
+        ref = None if bt.loglik_ref is None else bt.loglik_ref[rows]
         terms, total_ll = discrete_terms(self.reward_model, self.generator, ids, bt.mask[rows], bt.start[rows],
+                                         bt.free[rows], self.w, self.shared, loglik_ref=ref)
+        return terms, total_ll, terms.total(self.w, 1.0)
+
+    def inputs(self) -> tuple[Terms, torch.Tensor, torch.Tensor]:
+        """`exact` of the inputs (the restart-0 rows); sets the batch's likelihood floor from them."""
+        bt = self.batch
+        rows = torch.arange(0, bt.B, bt.r)
+        terms, total_ll = discrete_terms(self.reward_model, self.generator, bt.ids0, bt.mask[rows], bt.start[rows],
                                          bt.free[rows], self.w, self.shared)
+        if self.w.lm_floor:
+            bt.loglik_ref, terms.loglik_ref = terms.loglik.repeat_interleave(bt.r), terms.loglik
         return terms, total_ll, terms.total(self.w, 1.0)
 
     def relaxed(self, relaxed: Relaxed) -> Terms:
         """Relaxed terms of all B rows."""
         bt = self.batch
         return relaxed_terms(self.reward_model, self.generator, relaxed, bt.mask, bt.start, bt.free, self.w,
-                             self.shared)
+                             self.shared, loglik_ref=bt.loglik_ref)
 
     def decode(self, rows_ids: torch.Tensor, rows_len: Sequence[int]) -> list[str | None]:
         if self.tokenizer is None:
@@ -161,8 +172,7 @@ class _Scorer:
 def _score_inputs(batch: AscentBatch, scorer: _Scorer) -> dict:
     """The inputs' "before" scores: each input itself, scored exactly (its restart-0 rows; not a
     projection of the initial relaxation, which need not land on the input), its text and validity."""
-    inputs = torch.arange(0, batch.B, batch.r)  # (b,) restart-0 rows
-    terms0, ll0, val0 = scorer.exact(batch.ids0, inputs)
+    terms0, ll0, val0 = scorer.inputs()
     scorer.count(batch.b)
     texts = scorer.decode(batch.ids0, batch.lengths[:: batch.r])
     valid = [scorer.is_valid(x) for x in texts]

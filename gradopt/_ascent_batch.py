@@ -127,6 +127,7 @@ class AscentBatch:
     onehot0: torch.Tensor  # (B,t,v) the starts as one-hots
     start: torch.Tensor  # (B,t,v) the smoothed inputs (KL anchor)
     fixed_embeds: torch.Tensor  # (B,t,d) the starts' embeddings
+    loglik_ref: torch.Tensor | None = None  # (B,) the inputs' mean log-lik, set when they are scored (lm_floor)
 
     @property
     def b(self) -> int:

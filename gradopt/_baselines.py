@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ._ascent_batch import pad_batch
-from ._objective import score_sequences, shared_backbone
+from ._objective import ObjectiveWeights, discrete_log_likelihood, lm_part, score_sequences, shared_backbone
 
 
 class Snapshot(NamedTuple):
@@ -52,8 +52,10 @@ def memo_validate(screen: Callable[[str], bool] | None = None) -> Callable[[str]
 
 @torch.no_grad()
 def exact_scores(reward_model, generator, rows: Sequence[Sequence[int]], pad_id: int, lm_weight: float,
-                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(reward, total log-lik, J) of token rows, each (n,) float64, J = reward + lm_weight * mean log-lik.
+                 batch_size: int = 64, floor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reward, total log-lik, J) of token rows, each (n,) float64, J = reward + lm_weight * mean log-lik,
+    or with `floor` (n,) (the starts' mean log-lik: `ObjectiveWeights.lm_floor`)
+    J = reward + lm_weight * min(0, mean log-lik - floor).
 
     The rows-level twin of `score_texts` (which encodes texts and refuses out-of-context ones): the
     same `score_sequences`, one pass when the models share a backbone, summed in float64."""
@@ -63,10 +65,20 @@ def exact_scores(reward_model, generator, rows: Sequence[Sequence[int]], pad_id:
     for lo in range(0, len(ids), batch_size):
         r, mean_ll, total = score_sequences(reward_model, generator, ids[lo:lo + batch_size],
                                             mask[lo:lo + batch_size], shared)
-        r = r.double()
-        out.append(torch.stack([r, total.double(), r + lm_weight * mean_ll.double()], 1))
+        out.append(torch.stack([r.double(), total.double(), mean_ll.double()], 1))
     x = torch.cat(out).numpy()
-    return x[:, 0], x[:, 1], x[:, 2]
+    w = ObjectiveWeights(lm_weight=lm_weight, lm_floor=floor is not None)
+    return x[:, 0], x[:, 1], x[:, 0] + lm_weight * lm_part(x[:, 2], floor, w)
+
+
+def mean_logliks(generator, rows: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """The generator's mean log-likelihood per predicted token of token rows (n,) float64 (the
+    likelihood floor of `exact_scores`)."""
+    ids, mask = pad_batch([list(r) for r in rows], pad_id)
+    with torch.no_grad():
+        out = [discrete_log_likelihood(generator, ids[lo:lo + batch_size], mask[lo:lo + batch_size])[0]
+               for lo in range(0, len(ids), batch_size)]
+    return torch.cat(out).double().numpy()
 
 
 def _rewards(reward_model, rows, pad_id: int) -> np.ndarray:
@@ -152,7 +164,8 @@ def _mutations(ids: torch.Tensor, mask: torch.Tensor, tokenizer, freeze, allowed
 def hill_climb(starts: Sequence[Sequence[int]], reward_model, generator, tokenizer, *, evals_per_slot: int,
                cpu_budget: float, lm_weight: float, seed: int, freeze: torch.Tensor | None = None,
                allowed: torch.Tensor | None = None, validate: Callable[[str], bool] | None = None,
-               objective: Callable[[list[list[int]]], np.ndarray] | None = None) -> dict[str, Snapshot]:
+               objective: Callable[[list[list[int]]], np.ndarray] | None = None,
+               lm_floor: bool = False) -> dict[str, Snapshot]:
     """Random single-token mutation hill climbing in the engine's edit space.
 
     Each round mutates one random free position of every slot to a random token it allows (the
@@ -162,7 +175,8 @@ def hill_climb(starts: Sequence[Sequence[int]], reward_model, generator, tokeniz
     `allowed` there (default every token but the special and unknown ones).
 
     objective: rows -> (b,) values to climb instead of J = reward + lm_weight * mean log-lik
-    (`exact_scores`); with it, validity is not screened (an oracle objective scores invalid texts
+    (`exact_scores`; lm_floor: its likelihood floor at each start's own mean log-lik, as
+    `ObjectiveWeights.lm_floor`); with it, validity is not screened (an oracle objective scores invalid texts
     itself). validate: default none (every text counts as valid); `memo_validate()` for ABC.
     Returns {"evals": `Snapshot` after `evals_per_slot` evaluations per slot (the start's
     included), "time": the first after `cpu_budget` process CPU seconds}; it runs until both."""
@@ -183,8 +197,9 @@ def hill_climb(starts: Sequence[Sequence[int]], reward_model, generator, tokeniz
     mutations = _mutations(ids, mask, tokenizer, freeze, allowed)
     rng = np.random.default_rng(seed)
     cur = [list(s) for s in starts]
+    floor = mean_logliks(generator, cur, tokenizer.pad_token_id) if lm_floor and objective is None else None
     value = objective or (lambda rows: exact_scores(reward_model, generator, rows, tokenizer.pad_token_id,
-                                                    lm_weight)[2])
+                                                    lm_weight, floor=floor)[2])
     val = value(cur)
     start_ok = [validate(decode(tokenizer, s)) for s in cur] if objective is None else [False] * b
     evals, snaps, it = b, {}, 0

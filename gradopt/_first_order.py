@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from ._ascent_batch import _masks, pad_batch
 from ._models import frozen_models
-from ._objective import ObjectiveWeights, discrete_terms, relaxed_terms, shared_backbone, smoothed_start
+from ._objective import (ObjectiveWeights, discrete_terms, relaxed_terms, score_sequences, shared_backbone,
+                         smoothed_start)
 from ._relax import Relaxed
 
 
@@ -35,6 +36,11 @@ class Sites(NamedTuple):
     free: torch.Tensor  # (b,t) True = the position may change
     allowed: torch.Tensor  # (v,) shared by all positions or (b,t,v) per position; never a special token
     start: torch.Tensor  # (b,t,v) the smoothed inputs (the KL term's anchor)
+    loglik_ref: torch.Tensor | None = None  # (b,) the inputs' mean log-lik (`ObjectiveWeights.lm_floor`)
+
+    def ref(self, rows) -> torch.Tensor | None:
+        """`loglik_ref` of `rows` (None when the objective has no likelihood floor)."""
+        return None if self.loglik_ref is None else self.loglik_ref[rows]
 
 
 def edit_sites(ids, reward_model, generator, weights: ObjectiveWeights, freeze=None, allowed=None,
@@ -55,7 +61,11 @@ def edit_sites(ids, reward_model, generator, weights: ObjectiveWeights, freeze=N
     allowed, frozen = _masks(ids, mask, specials, v, freeze, allowed, tokenizer)
     dtype = reward_model.embedding_matrix().dtype
     start = smoothed_start(F.one_hot(ids, v).to(dtype), allowed, weights.kl_smoothing)
-    return Sites(ids=ids, mask=mask, free=~frozen, allowed=allowed, start=start)
+    ref = None
+    if weights.lm_floor:
+        with frozen_models(reward_model, generator):
+            ref = score_sequences(reward_model, generator, ids, mask)[1].to(dtype)
+    return Sites(ids=ids, mask=mask, free=~frozen, allowed=allowed, start=start, loglik_ref=ref)
 
 
 def objective_gradient(ids, reward_model, generator, sites: Sites, weights: ObjectiveWeights,
@@ -67,7 +77,7 @@ def objective_gradient(ids, reward_model, generator, sites: Sites, weights: Obje
     x = F.one_hot(ids, sites.start.shape[-1]).to(sites.start.dtype).requires_grad_(True)
     with torch.enable_grad():
         terms = relaxed_terms(reward_model, generator, Relaxed(probs=x), sites.mask, sites.start, sites.free,
-                              weights, shared)
+                              weights, shared, loglik_ref=sites.loglik_ref)
         total = terms.total(weights, 0.0)
         (g,) = torch.autograd.grad(torch.where(torch.isfinite(total), total, 0.0).sum(), x)
     return torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
@@ -107,7 +117,7 @@ def exact_deltas(sites: Sites, reward_model, generator, weights: ObjectiveWeight
 
     def score(ids, rows):
         terms, _ = discrete_terms(reward_model, generator, ids, sites.mask[rows], sites.start[rows],
-                                  sites.free[rows], weights, shared)
+                                  sites.free[rows], weights, shared, loglik_ref=sites.ref(rows))
         return terms.total(weights, 1.0)
 
     base = score(sites.ids, rows_all)

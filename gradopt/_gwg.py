@@ -257,7 +257,7 @@ def gibbs_with_gradients(ids, reward_model, generator, cfg: GWGConfig = GWGConfi
 
     def score_fn(cand, rows):
         terms, _ = discrete_terms(reward_model, generator, cand, sites.mask[rows], sites.start[rows],
-                                  sites.free[rows], weights, shared)
+                                  sites.free[rows], weights, shared, loglik_ref=sites.ref(rows))
         return terms.total(weights, 1.0)
 
     accept_fn = None

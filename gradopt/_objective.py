@@ -10,12 +10,18 @@ with R the reward model's score, L the PPLM-style mean soft log-likelihood under
 (gradients flow through the generator into the relaxed prefix), s the smoothed start sequence and H
 the mean Shannon entropy of the free positions (annealed from 0 up to `entropy_weight`). At a
 one-hot vertex p = one_hot(x) every term equals its discrete value, so J(one_hot(x)) = J(x).
+
+With ``lm_floor`` the likelihood term is a floor instead of a bonus: lm_weight * min(0, L(p) - L0),
+L0 the input's own mean log-likelihood, so an edit pays for making the piece less likely under the
+generator but earns nothing for making it more likely (a generator's favourite continuation is often
+a blander piece, which the likelihood bonus rewards).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from domains import sequence_log_probs
@@ -31,6 +37,7 @@ class ObjectiveWeights:
     kl_weight: float = 0.0  # weight of KL(p || smoothed start) over free positions; 0 = off
     entropy_weight: float = 0.0  # final weight of the entropy penalty, ramped linearly from 0
     kl_smoothing: float = 0.1  # mass of the uniform mixed into the start for the KL term
+    lm_floor: bool = False  # True: the likelihood term is lm_weight * min(0, L - L(input)): drops cost, rises earn 0
 
     def __post_init__(self) -> None:
         for name in ("lm_weight", "kl_weight", "entropy_weight"):
@@ -116,10 +123,23 @@ class Terms:
     loglik: torch.Tensor  # mean per-token log-likelihood
     kl: torch.Tensor
     entropy: torch.Tensor
+    loglik_ref: torch.Tensor | None = None  # the inputs' mean log-likelihood (`ObjectiveWeights.lm_floor`)
 
     def total(self, w: ObjectiveWeights, frac: float) -> torch.Tensor:
-        j = self.reward + w.lm_weight * self.loglik - w.kl_weight * self.kl
+        j = self.reward + w.lm_weight * lm_part(self.loglik, self.loglik_ref, w)
+        j = j - w.kl_weight * self.kl
         return j - (w.entropy_weight * frac) * self.entropy
+
+
+def lm_part(loglik, loglik_ref, w: ObjectiveWeights):
+    """The likelihood term before its weight: the mean log-likelihood itself, or with ``w.lm_floor``
+    min(0, loglik - loglik_ref) (tensors or arrays, (b,))."""
+    if not w.lm_floor:
+        return loglik
+    if loglik_ref is None:
+        raise ValueError("ObjectiveWeights(lm_floor=True) needs the inputs' log-likelihood (loglik_ref)")
+    d = loglik - loglik_ref
+    return d.clamp(max=0.0) if isinstance(d, torch.Tensor) else np.minimum(d, 0.0)
 
 
 def shared_backbone(reward_model, generator) -> bool:
@@ -147,10 +167,11 @@ def _joint(reward_model, generator, attention_mask, ids=None, embeds=None) -> tu
 
 
 def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, start, free, w: ObjectiveWeights,
-                  shared: bool = False) -> Terms:
+                  shared: bool = False, loglik_ref: torch.Tensor | None = None) -> Terms:
     """The objective's parts at a relaxed point (differentiable). shared: the models share their
     transformer (`shared_backbone`), so reward and log-likelihood come from one pass when both read
-    the same soft input (relaxations without their own embeddings)."""
+    the same soft input (relaxations without their own embeddings). loglik_ref (b,): the inputs'
+    mean log-likelihood, needed with ``w.lm_floor``."""
     zero = torch.zeros(relaxed.probs.shape[0], dtype=relaxed.probs.dtype, device=relaxed.probs.device)
     if shared and w.lm_weight and relaxed.embeds is None:
         wte = generator.get_input_embeddings().weight
@@ -161,7 +182,7 @@ def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, sta
         loglik = soft_log_likelihood(generator, relaxed.probs, attention_mask) if w.lm_weight else zero
     kl = kl_to_start(relaxed.probs, start, free) if w.kl_weight else zero
     ent = mean_entropy(relaxed.probs, free) if w.entropy_weight else zero
-    return Terms(reward=reward.to(zero.dtype), loglik=loglik, kl=kl, entropy=ent)
+    return Terms(reward=reward.to(zero.dtype), loglik=loglik, kl=kl, entropy=ent, loglik_ref=loglik_ref)
 
 
 @torch.no_grad()
@@ -183,13 +204,14 @@ def score_sequences(reward_model, generator, ids, attention_mask, shared: bool |
 
 @torch.no_grad()
 def discrete_terms(reward_model, generator, ids, attention_mask, start, free, w: ObjectiveWeights,
-                   shared: bool = False) -> tuple[Terms, torch.Tensor]:
+                   shared: bool = False, loglik_ref: torch.Tensor | None = None) -> tuple[Terms, torch.Tensor]:
     """The objective's parts at token ids, scored exactly (``score(ids)``, ``input_ids``), and the
-    total log-likelihood (b,). shared: one pass of the shared transformer (`shared_backbone`)."""
+    total log-likelihood (b,). shared: one pass of the shared transformer (`shared_backbone`).
+    loglik_ref (b,): the inputs' mean log-likelihood, needed with ``w.lm_floor``."""
     dtype = start.dtype
     reward, mean_ll, total_ll = score_sequences(reward_model, generator, ids, attention_mask, shared)
     reward = reward.to(dtype)
     onehot = torch.nn.functional.one_hot(ids, start.shape[-1]).to(dtype)
     zero = torch.zeros_like(reward)
     kl = kl_to_start(onehot, start, free) if w.kl_weight else zero
-    return Terms(reward=reward, loglik=mean_ll.to(dtype), kl=kl, entropy=zero), total_ll.to(dtype)
+    return Terms(reward=reward, loglik=mean_ll.to(dtype), kl=kl, entropy=zero, loglik_ref=loglik_ref), total_ll.to(dtype)

@@ -136,3 +136,14 @@ def test_the_likelihood_limit_reaches_the_guard(command):
     assert _config(args).trust.max_loglik_drop == 0.07
     default = build_parser().parse_args([*command, *models])
     assert _config(default).trust == TrustConfig()
+
+
+@pytest.mark.parametrize("command", [["optimize", "--in", "x.abc", "--out", "y.abc"], ["improve-corpus", "x.abc", "y.abc"]])
+def test_the_likelihood_floor_reaches_the_objective(command):
+    from gradopt.cli import build_parser
+    from gradopt.cli._ascent import _config
+
+    models = ["--generator", "g", "--reward", "r"]
+    args = build_parser().parse_args([*command, *models, "--lm-weight", "4", "--lm-floor"])
+    assert _config(args).objective.lm_floor and _config(args).objective.lm_weight == 4
+    assert not _config(build_parser().parse_args([*command, *models])).objective.lm_floor

@@ -93,7 +93,8 @@ def _config(args):
         max_loglik_drop=getattr(args, "max_loglik_drop", TrustConfig().max_loglik_drop))
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
-        relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight),
+        relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight,
+                                                                     lm_floor=args.lm_floor),
         optimizer=Adam(lr=args.lr), polish=PolishConfig(rounds=args.polish_rounds, combine=args.polish_combine),
         require_valid=not getattr(args, "allow_invalid", False), trust=trust,
     )
@@ -291,6 +292,8 @@ def add_ascent_args(p) -> None:
     p.add_argument("--restarts", type=int, default=1, help="random restarts per tune")
     p.add_argument("--relaxation", default="simplex", choices=sorted(RELAXATIONS))
     p.add_argument("--lm-weight", type=float, default=1.0, help="weight of the generator log-likelihood")
+    p.add_argument("--lm-floor", action="store_true",
+                   help="likelihood as a floor: only a drop below the input's mean log-likelihood costs, a rise earns nothing")
     p.add_argument("--lr", type=float, default=0.5, help="Adam step size")
     p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
     p.add_argument("--polish-combine", type=int, default=PolishConfig().combine,
