@@ -15,13 +15,14 @@ frozen, --edit pitch by default; objective J = reward + lm_weight * mean log-lik
    picks a random position and one of its top-k tokens instead), the same polish slot with
    Gibbs-with-gradients (greedy and Metropolis-Hastings) and discrete Langevin (greedy) proposals,
    and random single-token hill climbing (`gradopt.hill_climb`); "polish_gcg_backoff" halves a
-   merge of improving swaps that loses (`PolishConfig.backoff`), "polish_gcg_c8" scores 8 candidates
-   per row and round instead of 16. --methods runs a subset. The engine runs are sized from a
+   merge of improving swaps that loses (`PolishConfig.backoff`), "polish_gcg_c8" (c4, c2) scores 8 (4, 2)
+   candidates per row and round instead of 16, "polish_gcg_c4_single" 4 without merging the
+   improving ones. --methods runs a subset. The engine runs are sized from a
    fit of two short calibration runs to --cpu seconds; every method's output is re-scored exactly; all keep
    valid starts valid (the ABC screen).
 
 Writes benchmarks/results/first_order.json (--quick: first_order_quick.json; a cut, --max-chars n,
-adds "_<n>chars", --split select "_select") with its commit,
+adds "_<n>chars", a --cpu other than the default "_<s>cpu", --split select "_select") with its commit,
 machine and config (benchmarks/provenance.py); one summary line last.
 """
 
@@ -97,7 +98,9 @@ def main() -> None:
     args = ap.parse_args()
     q = args.quick
     args.max_exact = args.max_exact or (96 if q else 512)
-    args.cpu = args.cpu or (15.0 if q else 60.0)
+    default_cpu = 15.0 if q else 60.0
+    cpu_tag = "" if args.cpu in (0.0, default_cpu) else f"_{args.cpu:g}cpu"
+    args.cpu = args.cpu or default_cpu
     args.gen_minutes, args.pooling = 0.75 if q else 4.0, PRACTICAL.pooling  # as benchmarks/ascent.py
     args.harvest_rounds, args.free_sampling, args.recipe, args.members = 0, False, "practical", 1
     whole = args.max_chars in (0, WHOLE_CHARS)
@@ -130,6 +133,8 @@ def main() -> None:
     configs = {"polish_gcg": base, "polish_gcg_uniform": gcg(pick="uniform"),
                "polish_gcg_backoff": gcg(backoff=True), "polish_gcg_c8": gcg(candidates=8),
                "polish_gcg_c8_backoff": gcg(candidates=8, backoff=True),
+               "polish_gcg_c4": gcg(candidates=4), "polish_gcg_c2": gcg(candidates=2),
+               "polish_gcg_c4_single": gcg(candidates=4, combine=1),
                "polish_gwg_greedy": sampler("gwg", "greedy"),
                "polish_gwg_mh": sampler("gwg", "mh"), "polish_gwg2_greedy": sampler("gwg", "greedy", sites=2),
                "polish_dlp_greedy": sampler("dlp", "greedy")}
@@ -155,7 +160,7 @@ def main() -> None:
                                                          for r, s in zip(m["rows"], starts)]))}
         log(f"{name}: gain {report[name]['gain']:+.4f} ± {report[name]['gain_se']:.4f} in {m['cpu_s']:.1f} CPU s "
             f"({m['rounds']} rounds), {report[name]['gain_per_cpu_s']:.4f}/CPU-s")
-    out = RESULTS / (f"first_order{'_quick' if q else ''}{'' if whole else f'_{args.max_chars}chars'}"
+    out = RESULTS / (f"first_order{'_quick' if q else ''}{'' if whole else f'_{args.max_chars}chars'}{cpu_tag}"
                      f"{'_select' if args.split == 'select' else ''}.json")
     write_result(out, {"benchmark": "first_order", "quick": q, "split": args.split, "setup": info,
                        "rank_agreement": agree,
