@@ -48,7 +48,7 @@ import gradopt
 import rewardmodels
 from gradopt import memo_validate
 from provenance import write_result
-from reward_recipes import cut_tune, edit_space, fit_model, load_or_train_generator, make_pool, scaled, start_run
+from reward_recipes import cut_tune, edit_space, fit_recipe, load_or_train_generator, make_pool, scaled, start_run
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN_COLLECTIONS = ("ryansMammoth", "oneills1850")
@@ -67,7 +67,7 @@ def fit_reward_ensemble(gen, tok, train: list[str], name: str, quick: bool, memb
     recipe = scaled(rewardmodels.RECIPES[name], 0.4) if quick else rewardmodels.RECIPES[name]
     pool = make_pool(recipe, gen, tok, train, seed=0)
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
-    ens, fit = fit_model(recipe, pool, rater.utility(pool.texts), gen, tok, rater, seed=0, members=members)
+    ens, fit = fit_recipe(recipe, pool, rater.utility(pool.texts), gen, tok, rater, seed=0, members=members)
     info = {"name": name, "recipe": repr(recipe), "items": fit["items"], "comparisons": fit["comparisons"],
             "l2": fit.get("l2"), "members": members, "cpu_s": time.process_time() - c0}
     log(f"reward ensemble ({name}): {info['items']} items, {info['comparisons']} comparisons, "

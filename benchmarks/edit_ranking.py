@@ -54,7 +54,7 @@ import domains
 import rewardmodels
 from gradopt import exact_scores
 from provenance import write_result
-from reward_recipes import (PRACTICAL, edit_space, eval_samples, eval_split, fit_model,
+from reward_recipes import (PRACTICAL, edit_space, eval_samples, eval_split, fit_recipe,
                             load_or_train_generator, make_pool, run_parser, scaled, start_corpus_run)
 
 RESULTS = Path(__file__).parent / "results"
@@ -127,7 +127,7 @@ def fit_reward_models(args, gen, tok, train, log):
                 "ceiling_music": dataclasses.replace(music, targets="utility")}
     models, fits = {}, {}
     for name, rec in variants.items():
-        models[name], info = fit_model(rec, pool, utility, gen, tok, rater, args.seed)
+        models[name], info = fit_recipe(rec, pool, utility, gen, tok, rater, args.seed)
         fits[name] = {"recipe": repr(rec), "probe_l2": info.get("probe_l2"), "items": info["items"],
                       "comparisons": info["comparisons"]}
     log(f"reward models fitted on {len(pool.texts)} rated items")

@@ -50,7 +50,7 @@ import domains
 import gradopt
 import rewardmodels
 from do_no_harm import HELD_OUT, TRAIN_COLLECTIONS, WORSE, metrics, run
-from reward_recipes import cut_corpus, eval_corpus, eval_split, fit_model, load_or_train_generator, make_pool, scaled, start_run
+from reward_recipes import cut_corpus, eval_corpus, eval_split, fit_recipe, load_or_train_generator, make_pool, scaled, start_run
 
 RESULTS = Path(__file__).parent / "results"
 MAX_CHARS = 150  # as benchmarks/reward_fidelity.py
@@ -162,7 +162,7 @@ def main() -> None:
         c0 = time.process_time()
         pool = make_pool(recipe, gen, tok, splits["train"], seed=0)
         pool_u = rater.utility(pool.texts)
-        ens, info = fit_model(recipe, pool, pool_u, gen, tok, rater, seed=0, members=args.members)
+        ens, info = fit_recipe(recipe, pool, pool_u, gen, tok, rater, seed=0, members=args.members)
         r = {"recipe": repr(recipe), "members": args.members, "fit_cpu_s": time.process_time() - c0,
              "items": info["items"], "sets": {}}
         outputs = []

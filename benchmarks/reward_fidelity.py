@@ -57,7 +57,7 @@ from scipy.stats import spearmanr
 import domains
 import rewardmodels
 from provenance import RUN_STATE, json_pointer, write_result
-from reward_recipes import (PRACTICAL, Recipe, eval_corpus, eval_samples, eval_split, fit_model,
+from reward_recipes import (PRACTICAL, Recipe, eval_corpus, eval_samples, eval_split, fit_recipe,
                             load_or_train_generator, make_pool, pitch_edit, run_parser, scaled, start_corpus_run)
 
 RESULTS = Path(__file__).parent / "results"
@@ -225,7 +225,7 @@ def run_recipe(recipe, note: str, gen, tok, train, utility, rater, sets, seed: i
     """One recipe: its rating pool, its fit, its CPU parts and its held-out measures."""
     pool = make_pool(recipe, gen, tok, train, seed)
     u, rating_cpu = utility(pool.texts)
-    rm, info = fit_model(recipe, pool, u, gen, tok, rater, seed)
+    rm, info = fit_recipe(recipe, pool, u, gen, tok, rater, seed)
     cpu = {"pool": pool.cpu_s, "ratings": rating_cpu, "bradley_terry": info.pop("bt_cpu_s"),
            "fit": info.pop("fit_cpu_s")}
     return {"note": note, "recipe": repr(recipe), "ceiling": recipe.targets == "utility",
