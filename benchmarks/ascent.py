@@ -77,8 +77,13 @@ CPU-s, samples / corpus tunes) gave polish-only 0.034 / 0.014, logits at Adam st
 with start logits 3 x one-hot: 0.033 / 0.025, 0.041 / 0.030, 0.050 / 0.031 (mean of two runs), 0.055
 / 0.021; step 2 with start 1.5: 0.050 / 0.027, with 16 steps: 0.053 / 0.019 (CPU times vary by about
 20% between repeats). Step 2, start 3, 8 steps became the default (utility +0.13 / +0.04 on select);
-lm_weight 8 with logits lost utility from corpus tunes (-0.25). The rating pool draws from the
-training split and seed 99 + --seed.
+lm_weight 8 with logits lost utility from corpus tunes (-0.25). --lm-floor (the likelihood term as
+a floor, `ObjectiveWeights.lm_floor`; --quick select runs at commit a187634, ascent_quick_select.json
+and ascent_quick_floor_select.json, same cached models, 8 slots): from corpus tunes the engine's
+reward and utility change -0.02 / -0.05 without the floor and +0.08 / +0.05 with it, but from
+samples its utility gain falls from +0.27 to 0.00 (reward +0.62 -> +0.51): there the likelihood
+bonus itself improves the samples. So the floor stays an option, not the default. The rating pool
+draws from the training split and seed 99 + --seed.
 Best-of-N's fresh samples use the split's own seeds (`EvalSplit.baseline_seed`). The do-no-harm
 block always measures the report split's tunes (`ascent_measures.do_no_harm_default`).
 
