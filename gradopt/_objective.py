@@ -13,8 +13,8 @@ one-hot vertex p = one_hot(x) every term equals its discrete value, so J(one_hot
 
 With ``lm_floor`` the likelihood term is a floor instead of a bonus: lm_weight * min(0, L(p) - L0),
 L0 the input's own mean log-likelihood, so an edit pays for making the piece less likely under the
-generator but earns nothing for making it more likely (a generator's favourite continuation is often
-a blander piece, which the likelihood bonus rewards).
+generator but earns nothing for making it more likely: the likelihood guards the edits instead of
+steering them (benchmarks/ascent.py reports where that helps and where it costs).
 """
 
 from __future__ import annotations
