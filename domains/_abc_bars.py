@@ -34,9 +34,10 @@ _INERT = frozenset(" `()-\t") | _DECORATIONS
 
 
 def length_value(spec: str) -> Fraction:
-    """Multiplier of an ABC length: ``""`` 1, ``"3"`` 3, ``"/"`` 1/2, ``"//"`` 1/4, ``"3/2"`` 3/2."""
+    """Multiplier of an ABC length: ``""`` 1, ``"3"`` 3, ``"/"`` 1/2, ``"//"`` 1/4, ``"3/2"`` 3/2;
+    ValueError for anything else, a zero denominator (``"/0"``) included."""
     m = re.fullmatch(r"(\d*)(/*)(\d*)", spec)
-    if m is None:
+    if m is None or (m.group(2) and m.group(3) and int(m.group(3)) == 0):
         raise ValueError(f"not an ABC length: {spec!r}")
     num = int(m.group(1)) if m.group(1) else 1
     slashes, den = len(m.group(2)), m.group(3)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import domains
 from domains import ABC_CHANNELS, annotate_abc, read_key, token_annotations
 
 CH = {c: i for i, c in enumerate(ABC_CHANNELS)}
@@ -104,3 +105,12 @@ def test_token_annotations_align_with_characters():
 def test_bad_input_names_it():
     with pytest.raises(ValueError, match="annotate_abc"):
         annotate_abc(b"X:1")
+
+
+def test_a_zero_length_denominator_is_unread_not_a_crash():
+    # free edits can write "A/0"; the reward model annotates every candidate, so this must not raise
+    text = "X:1\nM:4/4\nL:1/8\nK:C\nA/0 B|c2 d2|\n"
+    assert domains.read_bars(text) is None and domains.bar_durations(text) is None
+    ann = domains.annotate_abc(text)
+    unread = domains.ABC_CHANNELS.index("unread")
+    assert ann.shape[0] == len(text) and ann[text.index("A"):, unread].all()

@@ -278,3 +278,9 @@ def test_bar_aware_samples_equal_the_reference_path(tiny_generator, char_tokeniz
         assert got == want, prefix
         if prefix:  # rows ended at different steps, so ended rows left the batch
             assert len({len(r) for r in got}) > 2 and sum(r[-1] == tok.eos_token_id for r in got) >= 3
+
+
+def test_a_zero_length_denominator_is_refused_not_a_crash(constraint, char_tokenizer):
+    assert not constraint.accepts(HEADER + "A/0 B|")
+    refused = walk(constraint, char_tokenizer, HEADER + "A/0")
+    assert refused == len(HEADER) + 2  # the "0" after the slash
