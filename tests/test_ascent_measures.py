@@ -143,13 +143,14 @@ def test_method_dicts_hold_every_method():
 # ---------------------------------------------------------------- the engine's objective, re-scored
 
 
-def test_rescored_objective_gain_is_the_engines_own(setup):
+@pytest.mark.parametrize("floor", [False, True])
+def test_rescored_objective_gain_is_the_engines_own(setup, floor):
     from ascent import run_engine, summarise
 
     tok, gen, rm, starts = setup
-    cfg = dataclasses.replace(CFG, objective=gradopt.ObjectiveWeights(lm_weight=2.0))
+    cfg = dataclasses.replace(CFG, objective=gradopt.ObjectiveWeights(lm_weight=2.0, lm_floor=floor))
     res, _, _ = run_engine(starts, rm, gen, tok, cfg, None)
-    ctx = (rm, gen, tok, SimpleNamespace(utility=count_c), lambda t: True, 2.0)
+    ctx = (rm, gen, tok, SimpleNamespace(utility=count_c), lambda t: True, 2.0, floor)
     s = summarise("engine", res.tokens, starts, ctx, res.cpu_seconds, res.seconds, res.reward_evals)
     own = [r.objective_after - r.objective_before for r in res.rows]
     assert any(abs(x) > 1e-6 for x in own), "the engine should move some row"
@@ -166,7 +167,7 @@ def test_polish_only_is_the_engine_without_steps_and_reaches_the_engines_cpu(set
     tok, gen, rm, starts = setup
     cfg = dataclasses.replace(CFG, steps=40, check_every=10)  # many steps: the engine costs more than its polish
     engine, _, _ = run_engine(starts, rm, gen, tok, cfg, None)
-    ctx = (rm, gen, tok, SimpleNamespace(utility=count_c), lambda t: True, 1.0)
+    ctx = (rm, gen, tok, SimpleNamespace(utility=count_c), lambda t: True, 1.0, False)
     results: dict = {}
     measure_polish_only(results, "x", starts, SimpleNamespace(edit="pitch"), ctx, cfg, engine.cpu_seconds, None,
                         lambda msg: None)
