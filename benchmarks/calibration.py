@@ -56,7 +56,7 @@ import domains
 import rewardmodels
 from do_no_harm import HELD_OUT, TRAIN_COLLECTIONS
 from music_ascent import CALIBRATION_ITEMS, MAX_CHARS, whole_tunes
-from reward_recipes import cut_corpus, eval_corpus, eval_split, load_or_train_generator, make_pool, scaled, start_run
+from reward_recipes import BENCH_PRESET, cut_corpus, eval_corpus, eval_split, load_or_train_generator, make_pool, scaled, start_run
 from rewardmodels._recipes import fit_recipe, root_groups, simulate_comparisons
 from rewardmodels._model import POOLING_WIDTH
 from rewardmodels._train import DEFAULT_L2, _ridge, choose_l2, group_folds, standardise
@@ -124,6 +124,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--backbones", type=int, default=3,
                     help="generators (seeds 0..N-1) whose probes' spread is the backbone_sd signal; 1 = off")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--gen-minutes", type=float, default=None,
+                    help="CPU-minutes to train the generator (default 4; --quick 0.75); other than the default, "
+                         "the generator has its own directory and the result its own file")
+    ap.add_argument("--preset", default=BENCH_PRESET, choices=[BENCH_PRESET, *domains.PRESETS],
+                    help="the generator's sizes: the benchmarks' 2x64 or a library preset (context cut to the tunes)")
     return ap.parse_args()
 
 
@@ -133,9 +138,13 @@ def main() -> None:
     c_start, wall0 = time.process_time(), time.perf_counter()
     log = start_run(args.threads)
     splits = cut_corpus(MAX_CHARS, TRAIN_COLLECTIONS)
-    minutes = 0.75 if q else 4.0
-    gdir = Path(args.work) / f"generator_{MAX_CHARS}{'_quick' if q else ''}"
-    tok, gen, setup = load_or_train_generator(gdir, splits["train"], splits["val"], MAX_CHARS, minutes)
+    default_minutes = 0.75 if q else 4.0
+    minutes = default_minutes if args.gen_minutes is None else args.gen_minutes
+    variant = ("" if (minutes, args.preset) == (default_minutes, BENCH_PRESET)
+               else f"_{args.preset}_{minutes:g}min")  # a backbone other than music_ascent's
+    gdir = Path(args.work) / f"generator_{MAX_CHARS}{'_quick' if q else ''}{variant}"
+    tok, gen, setup = load_or_train_generator(gdir, splits["train"], splits["val"], MAX_CHARS, minutes,
+                                              preset=args.preset)
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
     recipe = scaled(rewardmodels.PRACTICAL_MUSIC, 0.3) if q else rewardmodels.PRACTICAL_MUSIC
     pool = make_pool(recipe, gen, tok, splits["train"], seed=0)
@@ -171,7 +180,8 @@ def main() -> None:
     backbones, setup["backbones"] = [], []
     for seed in range(1, args.backbones):
         tok_k, gen_k, info_k = load_or_train_generator(gdir.with_name(f"{gdir.name}_seed{seed}"), splits["train"],
-                                                       splits["val"], MAX_CHARS, minutes, seed=seed)
+                                                       splits["val"], MAX_CHARS, minutes, seed=seed,
+                                                       preset=args.preset)
         if tok_k.get_vocab() != tok.get_vocab():
             raise RuntimeError(f"backbone seed {seed}: its tokenizer differs from the main generator's")
         c0 = time.process_time()
@@ -246,7 +256,8 @@ def main() -> None:
     config = {"quick": q, "members": args.members, "backbones": args.backbones, "recipe": repr(recipe), "max_chars": MAX_CHARS,
               "train_collections": TRAIN_COLLECTIONS, "held_out": HELD_OUT, "items_per_set": 40 if q else CALIBRATION_ITEMS,
               "gen_minutes": minutes, "probe_l2": lam, "head_l2_grid": HEAD_L2, "head_targets": HEAD_TARGETS,
-              "neighbours": NEIGHBOURS}
+              "neighbours": NEIGHBOURS, "preset": args.preset,
+              "generator_sizes": {k: getattr(gen.config, k) for k in ("n_layer", "n_head", "n_embd", "n_positions")}}
     out = {"benchmark": "calibration", "quick": q, "setup": setup, "rated_items": len(pool.texts),
            "bt_corr_utility": info["bt_corr_utility"], "oof_r_bt": float(np.corrcoef(oof, y)[0, 1]),
            "splits": per_split, "chosen_error_head": head, "best_signal_on_select": best,
@@ -254,7 +265,7 @@ def main() -> None:
                     "chosen_error_head_spearman": rep[head]["spearman"],
                     "best_signal_on_select": best, "best_signal_spearman": rep[best]["spearman"], "target": 0.3},
            "cpu_s": time.process_time() - c_start, "wall_s": time.perf_counter() - wall0}
-    path = write_result(RESULTS / f"calibration{'_quick' if q else ''}.json", out, config)
+    path = write_result(RESULTS / f"calibration{'_quick' if q else ''}{variant}.json", out, config)
     print(f"calibration{' (quick)' if q else ''}: Spearman(signal, |error|) on report items: members' SD "
           f"{rep['members_sd']['spearman']:+.2f}, {head} (chosen on select) {rep[head]['spearman']:+.2f} "
           f"[{rep[head]['ci95'][0]:+.2f}, {rep[head]['ci95'][1]:+.2f}], best on select {best} "

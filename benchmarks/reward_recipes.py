@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,19 +113,25 @@ def start_corpus_run(threads: int, max_chars: int):
     return log, cut_corpus(max_chars)
 
 
+BENCH_PRESET = "bench"  # the benchmarks' own generator: 2 layers, 2 heads, width 64
+
+
 def load_or_train_generator(gdir: Path, train: list[str], val: list[str], max_chars: int, minutes: float,
-                            seed: int = 0):
-    """(tokenizer, generator, info): the benchmarks' 2x64 char-level generator, reused from `gdir`
+                            seed: int = 0, preset: str = BENCH_PRESET):
+    """(tokenizer, generator, info): the benchmarks' char-level generator, reused from `gdir`
     when it holds one, else trained there for `minutes` CPU-minutes (`seed`: initial weights and
-    data order; the tokenizer depends on the texts only)."""
+    data order; the tokenizer depends on the texts only). `preset`: BENCH_PRESET (2 layers, width
+    64) or a name of `domains.PRESETS`, its context cut to the tunes' length."""
     t0 = time.process_time()
     if (gdir / "config.json").exists():
         tok, gen = domains.load_tokenizer(gdir), domains.load_generator(gdir)
         info: dict = {"generator": "reused"}
     else:
         tok = domains.build_char_tokenizer(train + val)
-        preset = domains.GeneratorPreset(n_layer=2, n_head=2, n_embd=64, n_positions=max_chars + 2)
-        gen = domains.build_generator(preset, tok, seed=seed)
+        sizes = (domains.GeneratorPreset(n_layer=2, n_head=2, n_embd=64, n_positions=max_chars + 2)
+                 if preset == BENCH_PRESET else
+                 dataclasses.replace(domains.PRESETS[preset], n_positions=max_chars + 2))
+        gen = domains.build_generator(sizes, tok, seed=seed)
         cfg = domains.GeneratorTrainConfig(max_steps=100_000, cpu_minutes=minutes, batch_size=16, lr=3e-3,
                                            warmup=50, eval_every=100_000, seed=seed)
         summary = domains.train_generator(gen, tok, train, val[:50], cfg, gdir, progress=True,
