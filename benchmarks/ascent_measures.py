@@ -164,10 +164,9 @@ def batch_recipe(starts, rm, gen, tok, cfg: gradopt.AscentConfig, utility, *, n:
     (None: the paired interval spans 0), "line": one sentence saying so}."""
     if n < 1:
         raise ValueError(f"batch_recipe: n (best-of-N's samples before the engine, the start included) must be >= 1, got {n}")
-    draws = gradopt.best_of_n(starts, rm, gen, tok, n_max=n, seed=seed, temperature=temperature, constraint=constraint)
-    picks = draws[-1].rows
-    freeze, allowed = edit_space(picks, tok, edit)
-    res = gradopt.optimize(picks, rm, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate)
+    draws, res = gradopt.best_then_polish(  # what `gradopt.generate` runs, all slots in one batch
+        starts, rm, gen, tok, best_of=n, seed=seed, temperature=temperature, polish=cfg, constraint=constraint,
+        edits=lambda ids: edit_space(ids.tolist(), tok, edit), validate=validate, batch_size=len(starts))
     cpu_a = draws[-1].cpu_s + res.cpu_seconds
     more = gradopt.best_of_n(starts, rm, gen, tok, n_max=max(n_cap, n), seed=seed, temperature=temperature,
                              constraint=constraint, stop=lambda k, cpu: cpu >= cpu_a)

@@ -282,6 +282,77 @@ def cmd_harvest(args) -> int:
     return 0
 
 
+def _sampling_constraint(args, domain, tok):
+    """The domain's sampling grammar when --bar-aware (its meters, units and keys read from --corpus
+    or the domain's training split), else None; a note when the domain has none."""
+    import domains
+
+    if not args.bar_aware:
+        return None
+    if domain.constraint(tok) is None:
+        print(f"note: --bar-aware: the {domain.name} domain has no sampling grammar; sampling freely", file=sys.stderr)
+        return None
+    if args.corpus:
+        texts = [p.text for p in _read(domain, args.corpus)]
+    else:
+        try:
+            texts = [p.text for p in domains.split_corpus(domain.corpus())["train"]]
+        except domains.CorpusError as err:
+            raise ValueError(f"{err}; give --corpus PATH for the bar-aware grammar") from err
+    return domain.constraint(tok, texts)
+
+
+def cmd_generate(args) -> int:
+    from .._generate import GenerateConfig, generate
+    from .._masks import freeze_bars
+
+    if args.n < 1 or args.best_of < 1:
+        raise ValueError(f"-n and --best-of must be >= 1, got {args.n} and {args.best_of}")
+    tok, gen, rm, domain = _load_models(args)
+    kind = _edit_kind(domain, args.edit)
+    header = domain.has_bars and not args.edit_header
+
+    def edits(ids):
+        freeze, allowed = domain.token_edits(kind, ids, tok)
+        if header:
+            head = freeze_bars(ids, tok, "header")
+            freeze = head if freeze is None else freeze | head
+        return freeze, allowed
+
+    cfg = GenerateConfig(best_of=args.best_of, polish=None if args.no_polish else _config(args),
+                         temperature=args.temperature, batch_size=args.batch_size, seed=args.seed)
+    res = generate(gen, rm, tok, args.n, cfg, constraint=_sampling_constraint(args, domain, tok), edits=edits,
+                   validate=None if args.no_validate else domain.validate, progress=True)
+    texts = res.texts
+    domain.write(texts, args.out)
+    table = [{"#": i, "title": (domain.title(p.text) or "")[:24], "sample": p.first_reward,
+              f"best-of-{args.best_of}": p.pick_reward, "->reward": p.reward, "changed": p.engine.changed if p.engine else 0,
+              "status": "-" if p.engine is None else "kept" if p.engine.kept else p.engine.status}
+             for i, p in enumerate(res.pieces, 1)]
+    utils = None if args.no_utility else _utilities([p.pick for p in res.pieces], domain)
+    if utils is not None:
+        for row, u_pick, u_out in zip(table, utils, _utilities(texts, domain)):
+            row["utility"], row["->utility"] = u_pick, u_out
+    cols = ["#", "title", "sample", f"best-of-{args.best_of}", "->reward", "utility", "->utility", "changed", "status"]
+    print_table(table, [c for c in cols if any(c in r for r in table)])
+    mean = lambda k: sum(r[k] for r in table) / len(table)  # noqa: E731
+    kept = sum(p.engine is not None and p.engine.kept for p in res.pieces)
+    line = (f"{len(texts)} pieces -> {args.out}: reward of a plain sample {mean('sample'):+.3f}, best-of-{args.best_of} "
+            f"{mean(f'best-of-{args.best_of}'):+.3f}, after the engine {mean('->reward'):+.3f}")
+    if utils is not None:
+        line += f" (simulated utility of the picks {mean('utility'):+.3f} -> {mean('->utility'):+.3f})"
+    line += (f"; {kept} picks kept unchanged by the guard; {res.samples} samples in {res.sample_cpu_seconds:.1f} "
+             f"CPU s, engine {res.engine_cpu_seconds:.1f} CPU s")
+    print(line)
+    if args.json:
+        import domains
+
+        rows = [{"text": p.text, "pick": p.pick, "first_reward": p.first_reward, "pick_reward": p.pick_reward,
+                 "reward": p.reward, "engine": p.engine.as_dict() if p.engine else None} for p in res.pieces]
+        domains.write_atomic(args.json, json.dumps(rows, indent=1))
+    return 0
+
+
 def add_ascent_args(p) -> None:
     """The ascent's options (`_config` reads them), shared by optimize, harvest and improve-corpus."""
     from .._polish import PolishConfig
@@ -298,6 +369,28 @@ def add_ascent_args(p) -> None:
     p.add_argument("--polish-rounds", type=int, default=4, help="exact-swap rounds at the end (0 = off)")
     p.add_argument("--polish-combine", type=int, default=PolishConfig().combine,
                    help="merge up to this many improving swaps per polish round into one more verified candidate (1 = off)")
+
+
+def _add_guard_args(p) -> None:
+    """The do-no-harm guard's options (`_config` reads them), shared by optimize and generate."""
+    from .._trust import TrustConfig
+
+    trust = TrustConfig()
+    p.add_argument("--no-guard", action="store_true",
+                   help="return the engine's best sequence even when the reward model is not confident it is better "
+                        "(by default a tune is kept unchanged unless its edit passes the do-no-harm guard)")
+    p.add_argument("--max-changed", type=float, default=trust.max_changed,
+                   help="guard: edit budget, the largest fraction of a tune's editable positions that may change")
+    p.add_argument("--pessimism", type=float, default=trust.pessimism,
+                   help="guard: k in the lower bound 'mean gain - k * SD over ensemble members' (reward ensembles)")
+    p.add_argument("--margin", type=float, default=trust.margin,
+                   help="guard: the lower bound (a single model's gain) must exceed this for the edit to be kept")
+    p.add_argument("--max-loglik-drop", type=float, default=trust.max_loglik_drop,
+                   help="guard: refuse an edit that lowers the generator's mean log-likelihood per token by more "
+                        "than this many nats (inf = no limit)")
+    p.add_argument("--trust-single-model", action="store_true",
+                   help="guard: accept a single reward model's edits when its gain exceeds --margin (by default a "
+                        "single model, which cannot say how sure it is, keeps every tune; an ensemble is measured)")
 
 
 def _add_engine_args(p) -> None:
@@ -340,26 +433,33 @@ def register(sub) -> None:
                    help="rounds of whole-tune moves searched exactly after the ascent for --edit rhythm, bars "
                         "and any (0 = off)")
     p.add_argument("--move-candidates", type=int, default=64, help="moves scored per tune and round")
-    from .._trust import TrustConfig
-
-    trust = TrustConfig()
-    p.add_argument("--no-guard", action="store_true",
-                   help="return the engine's best sequence even when the reward model is not confident it is better "
-                        "(by default a tune is kept unchanged unless its edit passes the do-no-harm guard)")
-    p.add_argument("--max-changed", type=float, default=trust.max_changed,
-                   help="guard: edit budget, the largest fraction of a tune's editable positions that may change")
-    p.add_argument("--pessimism", type=float, default=trust.pessimism,
-                   help="guard: k in the lower bound 'mean gain - k * SD over ensemble members' (reward ensembles)")
-    p.add_argument("--margin", type=float, default=trust.margin,
-                   help="guard: the lower bound (a single model's gain) must exceed this for the edit to be kept")
-    p.add_argument("--max-loglik-drop", type=float, default=trust.max_loglik_drop,
-                   help="guard: refuse an edit that lowers the generator's mean log-likelihood per token by more "
-                        "than this many nats (inf = no limit)")
-    p.add_argument("--trust-single-model", action="store_true",
-                   help="guard: accept a single reward model's edits when its gain exceeds --margin (by default a "
-                        "single model, which cannot say how sure it is, keeps every tune; an ensemble is measured)")
+    _add_guard_args(p)
     _add_engine_args(p)
     p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("generate", help="new pieces: best-of-N generator samples by the reward model, then the "
+                                        "engine on each pick (do-no-harm guard on)")
+    p.add_argument("-n", type=int, default=10, help="pieces to generate")
+    p.add_argument("--best-of", type=int, default=4,
+                   help="samples drawn per piece; the reward model keeps the best (1 = plain sampling)")
+    p.add_argument("--out", required=True, help="where to write the pieces, in the domain's format (an .abc file, a "
+                                                "text file, or for midi a folder)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--bar-aware", action="store_true",
+                   help="ABC only: sample with the bar-aware grammar (meters, units and keys of --corpus or the "
+                        "generator's training collections)")
+    p.add_argument("--corpus", help="pieces the bar-aware grammar reads its meters, units and keys from")
+    p.add_argument("--edit", default="pitch", choices=TOKEN_KINDS,
+                   help="what the engine may change in each pick (as for optimize; default pitch, as measured in "
+                        "benchmarks/ascent.py's batch recipe)")
+    p.add_argument("--edit-header", action="store_true", help="let the engine change header lines (T:, M:, K: ...)")
+    p.add_argument("--no-polish", action="store_true", help="best-of-N only: do not run the engine on the picks")
+    p.add_argument("--batch-size", type=int, default=16, help="picks per engine batch")
+    p.add_argument("--no-validate", action="store_true", help="do not require the engine's outputs to parse")
+    p.add_argument("--no-utility", action="store_true", help="skip the simulated rater's utility")
+    _add_guard_args(p)
+    _add_engine_args(p)
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("harvest", help="find the reward model's likely blind spots and queue them for rating")
     p.add_argument("--store", required=True, help="rating store directory (items.jsonl, queue.jsonl)")
