@@ -512,7 +512,7 @@ def measure_batch_recipe(results, starts, args, split, ctx, cfg, constraint, scr
     for arm, name in (("polish", "best_of_n_then_engine"), ("more_samples", "best_of_n_equal_time_to_recipe")):
         a = out[arm]
         s = summarise(name, a["rows"], starts, ctx, a["cpu_s"], a["wall_s"], a["evals"])
-        s.update({k: v for k, v in a.items() if k not in ("rows", "cpu_s", "wall_s", "evals")})
+        s.update({k: v for k, v in a.items() if k not in ("rows", "picks", "cpu_s", "wall_s", "evals")})
         results[f"{name}/samples"] = s
     log(out["line"])
     return {k: v for k, v in out.items() if k not in ("polish", "more_samples")} | {

@@ -185,7 +185,8 @@ def batch_recipe(starts, rm, gen, tok, cfg: gradopt.AscentConfig, utility, *, n:
             f"{names['more_samples']} {gb.mean():+.3f} in {snap.cpu_s:.1f} CPU s; difference {diff['mean']:+.3f} "
             f"(95% CI [{lo:+.3f}, {hi:+.3f}]): {verdict}")
     return {
-        "polish": {"rows": res.tokens, "n": n, "cpu_s": cpu_a, "draw_cpu_s": draws[-1].cpu_s,
+        "polish": {"rows": res.tokens, "picks": draws[-1].rows, "kept": sum(r.kept for r in res.rows),
+                   "n": n, "cpu_s": cpu_a, "draw_cpu_s": draws[-1].cpu_s,
                    "engine_cpu_s": res.cpu_seconds, "wall_s": draws[-1].wall_s + res.seconds,
                    "evals": draws[-1].evals + res.reward_evals},
         "more_samples": {"rows": snap.rows, "n": n_b, "cpu_s": snap.cpu_s, "wall_s": snap.wall_s, "evals": snap.evals,

@@ -208,6 +208,7 @@ def test_batch_recipe_polishes_the_best_of_n_pick_and_gives_more_samples_the_sam
     ref = gradopt.optimize(picks, rm, gen, CFG, tokenizer=tok, freeze=freeze, allowed=allowed,
                            validate=gradopt.memo_validate())
     assert out["polish"]["rows"] == ref.tokens  # best-of-2, then the engine on the pick
+    assert out["polish"]["picks"] == picks and out["polish"]["kept"] == sum(r.kept for r in ref.rows)
     more = out["more_samples"]
     assert more["cpu_s"] >= out["polish"]["cpu_s"] and not more["n_capped"]  # measured, at least (a)'s CPU
     assert more["n"] > 2
