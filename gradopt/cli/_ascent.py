@@ -444,7 +444,7 @@ def register(sub) -> None:
                    help="samples drawn per piece; the reward model keeps the best (1 = plain sampling)")
     p.add_argument("--out", required=True, help="where to write the pieces, in the domain's format (an .abc file, a "
                                                 "text file, or for midi a folder)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0.8: as measured)")
     p.add_argument("--bar-aware", action="store_true",
                    help="ABC only: sample with the bar-aware grammar (meters, units and keys of --corpus or the "
                         "generator's training collections)")
