@@ -30,8 +30,9 @@ def test_best_of_n_keeps_each_pieces_highest_reward_sample(models):
     tok, gen, rm = models
     res = generate(gen, rm, tok, N, GenerateConfig(best_of=3, polish=None, seed=7, max_new_tokens=30))
     # the same draws, scored independently: sample 1 with the seed, round k with seed + k
-    draws = [starts_from_generator(gen, tok, N, seed=7, max_new_tokens=30)]
-    draws += [starts_from_generator(gen, tok, N, seed=7 + k) for k in (2, 3)]
+    t = GenerateConfig().temperature
+    draws = [starts_from_generator(gen, tok, N, seed=7, max_new_tokens=30, temperature=t)]
+    draws += [starts_from_generator(gen, tok, N, seed=7 + k, temperature=t) for k in (2, 3)]
     rewards = np.stack([_rewards(rm, d, tok.pad_token_id) for d in draws])  # (3, N)
     best = rewards.argmax(0)
     assert [p.pick for p in res.pieces] == [domains.decode(tok, draws[b][i]) for i, b in enumerate(best)]
@@ -44,7 +45,7 @@ def test_best_of_n_keeps_each_pieces_highest_reward_sample(models):
 def test_best_of_one_without_polish_is_plain_sampling(models):
     tok, gen, rm = models
     res = generate(gen, rm, tok, N, GenerateConfig(best_of=1, polish=None, seed=3, max_new_tokens=30))
-    plain = starts_from_generator(gen, tok, N, seed=3, max_new_tokens=30)
+    plain = starts_from_generator(gen, tok, N, seed=3, max_new_tokens=30, temperature=GenerateConfig().temperature)
     assert res.texts == [domains.decode(tok, r) for r in plain]
     assert [p.pick_reward for p in res.pieces] == pytest.approx([p.first_reward for p in res.pieces])
 
