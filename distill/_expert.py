@@ -6,7 +6,8 @@ Each round (seed essay, "Amortized inference"):
              curriculum, the policy completes real corpus tunes from a prefix that shrinks round by
              round, so it first learns short endings, then whole tunes
     improve  each start by gradient ascent on the reward model (`gradopt.optimize`, do-no-harm
-             guard on) or by best-of-k sampling under the verified reward
+             guard on), by best-of-k sampling under the verified reward, or by both in turn
+             (best of k, then the ascent on the pick)
     verify   VERIFIED reward = task.reward(improved discrete texts), never a relaxation's score
     keep     rows above the threshold that pass task.validate
     train    likelihood fine-tune of the policy on the kept rows + a replay of the corpus
@@ -44,7 +45,7 @@ from ._loop import LoopConfig
 from ._task import Budget, DistillRun, Task, register
 
 SOURCES = ("samples", "bar_aware", "corpus")
-IMPROVERS = ("optimize", "best_of_n")
+IMPROVERS = ("optimize", "best_of_n", "best_of_n+optimize")
 THRESHOLDS = ("prev_mean", "top_fraction", "margin")
 
 
@@ -56,8 +57,9 @@ class ExpertConfig:
     rounds: int = 0  # improve -> keep -> fine-tune cycles; 0 = rounds until the Budget is spent
     n_per_round: int = 32  # starts per round
     source: str = "samples"  # "samples" (policy), "bar_aware" (policy under task.constraint_factory), "corpus"
-    improver: str = "best_of_n"  # "optimize" (gradopt.optimize, needs task.reward_model) or "best_of_n"
-    k: int = 4  # best_of_n improver: samples per start, the start included
+    improver: str = "best_of_n"  # "optimize" (gradopt.optimize, needs task.reward_model), "best_of_n", or
+    # "best_of_n+optimize" (best of k, then optimize on the pick: the batch recipe of benchmarks/ascent.py)
+    k: int = 4  # best_of_n improvers: samples per start, the start included
     threshold: str = "prev_mean"  # "prev_mean", "top_fraction" or "margin" (module docstring)
     top_fraction: float = 0.25  # "top_fraction": share of the valid improved rows kept
     margin: float = 0.0  # "margin": verified gain over the row's own start needed to keep it
@@ -88,9 +90,9 @@ class ExpertConfig:
         if self.curriculum and self.rounds == 0:
             raise ValueError("ExpertConfig.curriculum shrinks the prefix over a known number of rounds; set rounds "
                              ">= 1 with it (rounds=0 runs until the budget)")
-        if self.improver == "best_of_n" and self.source == "corpus":
-            raise ValueError("improver 'best_of_n' draws fresh samples and cannot improve given corpus pieces; "
-                             "use improver 'optimize' with source 'corpus'")
+        if self.improver.startswith("best_of_n") and self.source == "corpus":
+            raise ValueError(f"improver {self.improver!r} draws fresh samples and cannot improve given corpus "
+                             "pieces; use improver 'optimize' with source 'corpus'")
 
 
 # Expert iteration as benchmarks/distill.py runs it (results/distill.json, config "expert_config"):
@@ -236,7 +238,17 @@ def improve_best_of_n(rows: list[list[int]], prefixes: list[str], *, policy, tas
     return best
 
 
-IMPROVE = {"optimize": improve_optimize, "best_of_n": improve_best_of_n}
+def improve_best_then_optimize(rows: list[list[int]], prefixes: list[str], *, policy, task: Task,
+                               cfg: ExpertConfig, ascent, seed: int, context: int) -> list[str]:
+    """`improve_best_of_n`, then `improve_optimize` on each pick: the batch recipe that
+    benchmarks/ascent.py measured against more samples at equal CPU (and `gradopt.generate` runs)."""
+    kw = dict(policy=policy, task=task, cfg=cfg, ascent=ascent, seed=seed, context=context)
+    picks = improve_best_of_n(rows, prefixes, **kw)
+    return improve_optimize([task.tokenizer(t)["input_ids"] for t in picks], prefixes, **kw)
+
+
+IMPROVE = {"optimize": improve_optimize, "best_of_n": improve_best_of_n,
+           "best_of_n+optimize": improve_best_then_optimize}
 
 
 # ---- selection ----------------------------------------------------------------------------------
@@ -355,9 +367,9 @@ class _Run:
 
 
 def _check(task: Task, cfg: ExpertConfig, ascent) -> None:
-    if cfg.improver == "optimize":
+    if cfg.improver.endswith("optimize"):
         if task.reward_model is None:
-            raise ValueError("expert improver 'optimize' ascends Task.reward_model, which is None; set it (a "
+            raise ValueError(f"expert improver {cfg.improver!r} ascends Task.reward_model, which is None; set it (a "
                              "rewardmodels.RewardModel on the generator's tokenizer) or use improver 'best_of_n'")
         if ascent.trust is None or not ascent.trust.enabled:
             raise ValueError("expert iteration keeps the do-no-harm guard on; pass an AscentConfig with trust enabled")

@@ -129,7 +129,7 @@ def _files(d):
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.iterdir()) if p.is_file()}
 
 
-@pytest.mark.parametrize("improver", ["best_of_n", "optimize"])
+@pytest.mark.parametrize("improver", ["best_of_n", "optimize", "best_of_n+optimize"])
 def test_resume_skips_finished_rounds_and_equals_an_uninterrupted_run(tmp_path, improver):
     from gradopt import AscentConfig, PolishConfig, TrustConfig
 
@@ -154,6 +154,25 @@ def test_resume_skips_finished_rounds_and_equals_an_uninterrupted_run(tmp_path, 
     assert any(not torch.equal(a, b) for a, b in zip(params(make_task().generator), resumed.policy.parameters()))
     improved = distill._expert._read_jsonl(tmp_path / "b" / "round_1" / "improved.jsonl")
     assert any(r["text"] != r["start"] for r in improved)  # the improver changed something
+
+
+def test_best_then_optimize_ascends_from_the_best_of_k_pick_not_the_start():
+    from gradopt import AscentConfig, PolishConfig, TrustConfig
+
+    task = make_task(rm=True)
+    ascent = AscentConfig(steps=4, check_every=2, polish=PolishConfig(rounds=1), trust=TrustConfig(margin=0.0,
+                                                                                                    single_model=True))
+    cfg = ExpertConfig(n_per_round=6, k=3, improver="best_of_n+optimize")
+    prefixes = ["", "X:"] * 3  # the policy's own samples, as a round draws them
+    starts = distill._expert._sample_starts(task.generator, task, prefixes, seed=5, context=64, constraint_factory=None)
+    kw = dict(policy=task.generator, task=task, cfg=cfg, ascent=ascent, seed=5, context=64)
+    picks = distill._expert.improve_best_of_n(starts, prefixes, **kw)
+    out = distill._expert.improve_best_then_optimize(starts, prefixes, **kw)
+    from_picks = distill._expert.improve_optimize([task.tokenizer(t)["input_ids"] for t in picks], prefixes, **kw)
+    assert out == from_picks
+    start_texts = [distill._expert.decode(task.tokenizer, r) for r in starts]
+    assert picks != start_texts  # best-of-3 replaced some starts, so the ascent began elsewhere
+    assert out != distill._expert.improve_optimize(starts, prefixes, **kw)
 
 
 def test_resume_inside_a_round_reuses_its_improvement_and_fine_tune(tmp_path):
@@ -196,6 +215,10 @@ def test_bad_settings_raise(tmp_path):
         run_method("expert", make_task(), tmp_path, BIG, improver="optimize")
     with pytest.raises(ValueError, match="do-no-harm"):
         run_method("expert", make_task(rm=True), tmp_path, BIG, improver="optimize", ascent=AscentConfig(trust=None))
+    with pytest.raises(ValueError, match="reward_model"):
+        run_method("expert", make_task(), tmp_path, BIG, improver="best_of_n+optimize")
+    with pytest.raises(ValueError, match="corpus pieces"):
+        ExpertConfig(source="corpus", improver="best_of_n+optimize")
     with pytest.raises(ValueError, match="constraint_factory"):
         run_method("expert", make_task(), tmp_path, BIG, source="bar_aware")
     run_method("expert", make_task(), tmp_path / "w", BIG, loop=LOOP, rounds=1, n_per_round=2, k=1, finetune_steps=1)
