@@ -41,7 +41,8 @@ def run(script: str, *args: str, cwd: Path) -> str:
 
 
 def test_every_example_is_tested():
-    tested = {"optimize_one_tune.py", "rate_and_fit.py", "harvest_blind_spots.py", "improve_corpus.py"}
+    tested = {"optimize_one_tune.py", "rate_and_fit.py", "harvest_blind_spots.py", "improve_corpus.py",
+              "generate_tunes.py"}
     assert set(EXAMPLES) == tested, f"examples without a test: {set(EXAMPLES) - tested}"
 
 
@@ -52,6 +53,14 @@ def test_optimize_one_tune(models, tmp_path):
     assert "utility" in out and "(verified, discrete)" in out
     for name in ("before", "after"):
         assert (tmp_path / "out" / f"{name}.mid").read_bytes()[:4] == b"MThd"
+
+
+def test_generate_tunes(models, tmp_path):
+    d, _ = models
+    out = run("generate_tunes.py", "--generator", str(d / "gen"), "--reward", str(d / "rm"), "-n", "2",
+              "--best-of", "2", "--steps", "2", "--out", str(tmp_path / "new.abc"), cwd=tmp_path)
+    assert out.count("tune ") == 2 and "best-of-2" in out and "utility" in out
+    assert "wrote 2 tunes" in out and (tmp_path / "new.abc").read_text().strip()
 
 
 def test_rate_and_fit(tmp_path):
