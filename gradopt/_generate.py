@@ -11,10 +11,10 @@ engine cannot confidently improve is returned unchanged, and each piece says whi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 
 from ._ascent import AscentConfig, optimize
@@ -67,7 +67,7 @@ class GeneratedPiece:
 @dataclass
 class GenerateResult:
     pieces: list[GeneratedPiece]
-    sample_cpu_seconds: float  # drawing and scoring the best-of-N samples
+    sample_cpu_seconds: float  # drawing the samples and scoring them (best-of-N)
     engine_cpu_seconds: float  # the engine on the picks (0 with polish off)
     samples: int  # samples drawn in all
 
@@ -125,8 +125,10 @@ def generate(generator, reward_model, tokenizer, n: int, cfg: GenerateConfig = G
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.best_of, desc="best-of-N", unit="round")
+    c0 = time.process_time()
     first = starts_from_generator(generator, tokenizer, n, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                                   temperature=cfg.temperature, constraint=constraint)
+    first_cpu = time.process_time() - c0
     if bar is not None:
         bar.update(1)
     draws, engine = best_then_polish(
@@ -146,15 +148,7 @@ def generate(generator, reward_model, tokenizer, n: int, cfg: GenerateConfig = G
         reward = row.reward_after if row is not None else float(pick_r[i])
         pieces.append(GeneratedPiece(text=text, pick=decode(pick), first_reward=float(first_r[i]),
                                      pick_reward=float(pick_r[i]), reward=float(reward), engine=row))
-    return GenerateResult(pieces=pieces, sample_cpu_seconds=draws[-1].cpu_s,
+    return GenerateResult(pieces=pieces, sample_cpu_seconds=first_cpu + draws[-1].cpu_s,
                           engine_cpu_seconds=engine.cpu_seconds if engine is not None else 0.0,
                           samples=draws[-1].evals)
 
-
-def rewards_summary(result: GenerateResult) -> dict:
-    """Mean first-sample, pick and final reward, and how many picks the engine changed."""
-    p = result.pieces
-    return {"first_reward": float(np.mean([x.first_reward for x in p])),
-            "pick_reward": float(np.mean([x.pick_reward for x in p])),
-            "reward": float(np.mean([x.reward for x in p])),
-            "changed": int(sum(x.changed for x in p)), "n": len(p)}
