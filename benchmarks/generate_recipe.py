@@ -1,11 +1,13 @@
-"""What `gradopt generate` does by default, measured: best-of-N, then the engine with the library's
-defaults (do-no-harm guard on), against best-of-N' with the same total CPU.
+"""What `gradopt generate` does, measured: best-of-N, then the engine (do-no-harm guard on), against
+best-of-N' with the same total CPU.
 
 `benchmarks/ascent.py`'s batch-recipe row measured best-of-4 + engine with its own engine settings
 (8 logit steps, lm weight 4, 8 polish rounds, no guard). A user who runs `gradopt generate` gets
-`gradopt.AscentConfig()` instead: 60 simplex steps, lm weight 1, 4 polish rounds and the guard,
-which returns a pick unchanged unless the ensemble is confident the edit is better. This script
-measures that configuration with `ascent_measures.batch_recipe` (the library's
+the guard, which returns a pick unchanged unless the ensemble is confident the edit is better, and
+an engine setting: `--engine defaults` (`gradopt.AscentConfig()`: 60 simplex steps, lm weight 1, 4
+polish rounds) or `--engine polish` (`gradopt.POLISH_ENGINE`, ascent.py's setting); `--no-guard`
+drops the guard. The setting `generate` uses is chosen with `--split select` and reported with
+`--split report`. This script measures a setting with `ascent_measures.batch_recipe` (the library's
 `gradopt.best_then_polish`, all slots in one batch) on the same kind of starts as ascent.py:
 `--slots` bar-aware whole-tune samples of the split (its seeds), temperature 0.8, pitch edits, header
 frozen, the bar grammar as the validity screen. Models: the generator and reward model of an
@@ -15,12 +17,14 @@ Reported per arm: the simulated rater's utility gain over the first sample, with
 the paired difference, CPU seconds, and for the recipe how many picks the guard kept and how
 often the engine made its pick worse (utility drop > 0.1 from the pick).
 
-Writes benchmarks/results/generate_recipe.json (--quick: generate_recipe_quick.json); one summary line last.
+Writes benchmarks/results/generate_recipe[_quick][_select][_polish][_noguard].json (the parts
+for --quick, --split select, --engine polish, --no-guard); one summary line last.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from reward_recipes import eval_split, start_run
 
 RESULTS = Path(__file__).parent / "results"
 WORSE = 0.1  # a utility drop from the pick larger than this counts as made worse
+ENGINES = {"defaults": gradopt.AscentConfig(), "polish": gradopt.POLISH_ENGINE}
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--split", default="report", choices=["select", "report"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cap", type=int, default=128, help="most samples per slot the equal-CPU arm may draw")
+    ap.add_argument("--engine", default="defaults", choices=sorted(ENGINES),
+                    help="defaults: gradopt.AscentConfig(); polish: gradopt.POLISH_ENGINE (ascent.py's setting)")
+    ap.add_argument("--no-guard", action="store_true", help="the engine without its do-no-harm guard")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     if args.quick:
@@ -70,8 +78,11 @@ def main() -> None:
     grammar = domains.ABCConstraint.from_texts(tok, splits["train"])
     starts = eval_starts(gen, tok, splits, split, args.slots, grammar, args.seed, args.temperature)["samples"]
     rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
-    cfg = gradopt.AscentConfig()  # what `gradopt generate` runs by default
-    log(f"{len(starts)} starts; best-of-{args.best_of} + the engine's defaults vs best-of-N' at equal CPU")
+    cfg = ENGINES[args.engine]
+    if args.no_guard:
+        cfg = dataclasses.replace(cfg, trust=None)
+    log(f"{len(starts)} starts; best-of-{args.best_of} + the engine ({args.engine}{', no guard' if args.no_guard else ''}) "
+        f"vs best-of-N' at equal CPU")
     out = batch_recipe(starts, rm, gen, tok, cfg, rater.utility, n=args.best_of,
                        seed=split.baseline_seed + 1000 * args.seed, temperature=args.temperature,
                        constraint=grammar, edit="pitch", validate=grammar.accepts, n_cap=args.cap)
@@ -92,9 +103,12 @@ def main() -> None:
               "engine": engine, "line": out["line"], "wall_s": time.perf_counter() - wall0}
     config = {**vars(args), "engine": repr(cfg), "edit": "pitch", "worse": WORSE, "split_seeds": repr(split),
               "rater_agreement": 0.75}
-    path = write_result(RESULTS / f"generate_recipe{'_quick' if args.quick else ''}.json", result, config)
+    tag = ("_quick" if args.quick else "") + (f"_{args.split}" if args.split != "report" else "") + \
+        (f"_{args.engine}" if args.engine != "defaults" else "") + ("_noguard" if args.no_guard else "")
+    path = write_result(RESULTS / f"generate_recipe{tag}.json", result, config)
     g = out["utility_gain"]
-    print(f"generate_recipe: best-of-{args.best_of} + the engine's defaults utility {g['polish']['mean']:+.3f} vs "
+    print(f"generate_recipe ({args.split}, engine {args.engine}{', no guard' if args.no_guard else ''}): "
+          f"best-of-{args.best_of} + the engine utility {g['polish']['mean']:+.3f} vs "
           f"best-of-{out['more_samples']['n']} at equal CPU {g['more_samples']['mean']:+.3f}, difference "
           f"{g['difference']['mean']:+.3f} [{g['difference']['ci95'][0]:+.3f}, {g['difference']['ci95'][1]:+.3f}]; "
           f"the guard kept {a['kept']} of {len(starts)} picks, {engine['fraction_worse_than_pick']:.0%} made worse "

@@ -28,7 +28,7 @@ from ._corpus_job import (
 )
 from ._distance import dedup, edit_distance, nearest_distance, normalized_distance
 from ._edit_problem import EditProblem
-from ._generate import GenerateConfig, GeneratedPiece, GenerateResult, best_then_polish, generate
+from ._generate import POLISH_ENGINE, GenerateConfig, GeneratedPiece, GenerateResult, best_then_polish, generate
 from ._first_order import Agreement, Sites, edit_sites, exact_deltas, first_order_deltas, rank_agreement
 from ._edits import EDITS, NOTE_LETTERS, edit_masks, note_letters, pitch_edits
 from ._gwg import GWGConfig, SamplerRun, gibbs_with_gradients, run_sampler
@@ -85,7 +85,7 @@ __all__ = [
     "SimplexLogits", "StraightThrough", "make_relaxation",
     "AscentResult", "RowResult", "project_entropy", "project_simplex", "tsallis2_entropy",
     "build_reward_model", "harvest_round", "header_frozen_masks",
-    "GenerateConfig", "GeneratedPiece", "GenerateResult", "best_then_polish", "generate",
+    "POLISH_ENGINE", "GenerateConfig", "GeneratedPiece", "GenerateResult", "best_then_polish", "generate",
     "Snapshot", "best_of_n", "exact_scores", "hill_climb", "mean_logliks", "memo_validate",
     "CorpusJobConfig", "ModelsSpec", "Shard", "atomic_write", "improve_shard", "job_domain", "plan_shards", "read_corpus", "read_shard", "run_corpus_job", "summarise",
     "dedup", "edit_distance", "nearest_distance", "normalized_distance",

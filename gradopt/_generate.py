@@ -20,11 +20,22 @@ import torch
 from ._ascent import AscentConfig, optimize
 from ._ascent_batch import pad_batch
 from ._baselines import Snapshot, _rewards, best_of_n
+from ._objective import ObjectiveWeights
+from ._optim import Adam
+from ._polish import PolishConfig
+from ._relax import SimplexLogits
 from ._result import AscentResult, RowResult
 from ._starts import starts_from_generator
 
 # (padded ids (b,t)) -> (freeze (b,t) or None, allowed (b,t,v) or None): the edit space of a batch
 EditSpace = Callable[[torch.Tensor], tuple]
+
+# The engine as benchmarks/ascent.py runs it (its defaults, chosen there on the select split): 8
+# steps of the logits relaxation (Adam step 2), lm weight 4, 8 rounds of the exact-swap polish; the
+# do-no-harm guard on (ascent.py measures the raw engine, with trust=None).
+POLISH_ENGINE = AscentConfig(steps=8, check_every=4, relaxation=SimplexLogits(init_scale=3.0),
+                             objective=ObjectiveWeights(lm_weight=4.0), optimizer=Adam(lr=2.0),
+                             polish=PolishConfig(rounds=8, top_k=8, candidates=16, combine=16))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ import torch
 
 import domains
 from ascent_doubles import TEXTS, save_tiny_models, tiny_setup
-from gradopt import (AscentConfig, GenerateConfig, ObjectiveWeights, PolishConfig, TrustConfig, generate,
+from gradopt import (POLISH_ENGINE, AscentConfig, GenerateConfig, ObjectiveWeights, PolishConfig, TrustConfig, generate,
                      header_frozen_masks, starts_from_generator)
 from gradopt._baselines import _rewards
 from gradopt.cli import main
@@ -138,3 +138,17 @@ def test_generate_command_refuses_bad_counts(work, capsys):
     rc = main(["generate", "-n", "0", "--out", str(work / "x.abc"), "--generator", str(work / "gen"),
                "--reward", str(work / "rm")])
     assert rc == 2 and "-n" in capsys.readouterr().err
+
+
+def test_polish_engine_is_the_setting_ascent_py_measures(monkeypatch):
+    import sys
+    from pathlib import Path
+
+    # appended, not prepended: benchmarks/distill.py must not shadow the distill package
+    monkeypatch.setattr("sys.path", [*sys.path, str(Path(__file__).resolve().parent.parent / "benchmarks")])
+    import ascent
+
+    monkeypatch.setattr("sys.argv", ["ascent.py"])
+    measured, _, _ = ascent.engine_configs(ascent.parse_args())
+    assert dataclasses.replace(measured, trust=POLISH_ENGINE.trust) == POLISH_ENGINE
+    assert POLISH_ENGINE.trust is not None and POLISH_ENGINE.trust.enabled  # generate keeps the guard on
