@@ -1,5 +1,6 @@
 """New tunes from Python: draw 4 samples per tune, keep the one the reward model likes best, then
-let the engine edit its pitches (the do-no-harm guard returns a pick unchanged when it is unsure).
+let the engine edit its pitches (with --guard, a pick is returned unchanged when the reward model is
+unsure the edit is better).
 
     python examples/generate_tunes.py                      # models from `make demo` (runs/demo)
     python examples/generate_tunes.py -n 8 --best-of 8 --out runs/examples/new.abc
@@ -9,6 +10,7 @@ a reward that rises while the utility falls would mean the reward model is being
 """
 
 import argparse
+import dataclasses
 
 import domains
 import gradopt
@@ -19,7 +21,7 @@ parser.add_argument("--generator", default="runs/demo/generator", help="a traine
 parser.add_argument("--reward", default="runs/demo/reward", help="a trained reward model directory")
 parser.add_argument("-n", type=int, default=4, help="tunes to generate")
 parser.add_argument("--best-of", type=int, default=4, help="samples drawn per tune")
-parser.add_argument("--steps", type=int, default=60, help="ascent steps on each pick")
+parser.add_argument("--guard", action="store_true", help="the do-no-harm guard on each pick")
 parser.add_argument("--out", default="runs/examples/generated.abc")
 args = parser.parse_args()
 
@@ -28,7 +30,10 @@ generator = domains.load_generator(args.generator)
 reward_model = load_reward_model(args.reward)
 corpus = [p.text for p in domains.load_abc_corpus(domains.FIDDLE, domains.load_normalisation(args.generator))]
 
-cfg = gradopt.GenerateConfig(best_of=args.best_of, polish=gradopt.AscentConfig(steps=args.steps))
+engine = gradopt.POLISH_ENGINE  # the setting benchmarks/generate_recipe.py measured
+if args.guard:
+    engine = dataclasses.replace(engine, trust=gradopt.TrustConfig())
+cfg = gradopt.GenerateConfig(best_of=args.best_of, polish=engine)
 result = gradopt.generate(
     generator, reward_model, tok, args.n, cfg,
     constraint=domains.ABCConstraint.from_texts(tok, corpus),  # bar-aware samples: every bar full

@@ -58,7 +58,7 @@ def test_optimize_one_tune(models, tmp_path):
 def test_generate_tunes(models, tmp_path):
     d, _ = models
     out = run("generate_tunes.py", "--generator", str(d / "gen"), "--reward", str(d / "rm"), "-n", "2",
-              "--best-of", "2", "--steps", "2", "--out", str(tmp_path / "new.abc"), cwd=tmp_path)
+              "--best-of", "2", "--guard", "--out", str(tmp_path / "new.abc"), cwd=tmp_path)
     assert out.count("tune ") == 2 and "best-of-2" in out and "utility" in out
     assert "wrote 2 tunes" in out and (tmp_path / "new.abc").read_text().strip()
 

@@ -104,25 +104,37 @@ def test_generate_refuses_no_pieces(models):
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("generate_cli")
     tok = domains.build_char_tokenizer(TEXTS)
-    save_tiny_models(d, tok, n_positions=96)
+    gen = save_tiny_models(d, tok, n_positions=96)
     domains.save_normalisation(domains.NormaliseConfig(), d / "gen")
+    ens = RewardEnsemble.from_generator(gen, "mean", members=4)
+    torch.nn.init.normal_(ens.head.weight, std=1.0)  # members that disagree about everything
+    ens.save_pretrained(d / "ens")
     return d
 
 
 def test_generate_command_writes_pieces_and_says_what_each_stage_gave(work, capsys):
     out, rows = work / "new.abc", work / "new.json"
     rc = main(["generate", "-n", "3", "--best-of", "2", "--out", str(out), "--generator", str(work / "gen"),
-               "--reward", str(work / "rm"), "--steps", "2", "--check-every", "1", "--polish-rounds", "1",
-               "--no-guard", "--no-validate", "--edit", "any", "--threads", "1", "--json", str(rows)])
+               "--reward", str(work / "rm"), "--no-validate", "--edit", "any", "--threads", "1", "--json", str(rows)])
     assert rc == 0
     printed = capsys.readouterr().out
     last = printed.strip().splitlines()[-1]
     assert last.startswith(f"3 pieces -> {out}") and "best-of-2" in last and "after the engine" in last
+    assert "guard off" in last
     data = json.loads(rows.read_text())
     assert len(data) == 3 and all(r["pick_reward"] >= r["first_reward"] for r in data)
-    assert all(r["engine"] is not None for r in data)
+    assert all(r["engine"] is not None for r in data) and any(r["text"] != r["pick"] for r in data)
     written = out.read_text()
     assert all(r["text"].strip() in written for r in data)  # untrained models: the texts need not parse
+
+
+def test_generate_command_with_the_guard_keeps_picks_an_ensemble_cannot_vouch_for(work, capsys):
+    rows = work / "guarded.json"
+    assert main(["generate", "-n", "2", "--best-of", "2", "--out", str(work / "guarded.abc"), "--guard",
+                 "--max-changed", "1.0", "--no-validate", "--edit", "any", "--generator", str(work / "gen"),
+                 "--reward", str(work / "ens"), "--threads", "1", "--json", str(rows)]) == 0
+    assert "2 picks kept unchanged by the guard" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert all(r["engine"]["kept"] and r["text"] == r["pick"] for r in json.loads(rows.read_text()))
 
 
 def test_generate_command_without_polish_returns_the_picks(work, capsys):
@@ -150,5 +162,4 @@ def test_polish_engine_is_the_setting_ascent_py_measures(monkeypatch):
 
     monkeypatch.setattr("sys.argv", ["ascent.py"])
     measured, _, _ = ascent.engine_configs(ascent.parse_args())
-    assert dataclasses.replace(measured, trust=POLISH_ENGINE.trust) == POLISH_ENGINE
-    assert POLISH_ENGINE.trust is not None and POLISH_ENGINE.trust.enabled  # generate keeps the guard on
+    assert measured == POLISH_ENGINE and GenerateConfig().polish == POLISH_ENGINE

@@ -79,18 +79,23 @@ def _unique_names(pieces) -> list[str]:
     return names
 
 
+def _trust(args):
+    """The guard's TrustConfig from its options (`_add_guard_args`)."""
+    from .._trust import TrustConfig
+
+    return TrustConfig(max_changed=args.max_changed, pessimism=args.pessimism, margin=args.margin,
+                       single_model=getattr(args, "trust_single_model", False),
+                       max_loglik_drop=getattr(args, "max_loglik_drop", TrustConfig().max_loglik_drop))
+
+
 def _config(args):
     from .._ascent import AscentConfig
     from .._objective import ObjectiveWeights
     from .._optim import Adam
     from .._polish import PolishConfig
     from .._relax import make_relaxation
-    from .._trust import TrustConfig
 
-    trust = None if getattr(args, "no_guard", True) else TrustConfig(
-        max_changed=args.max_changed, pessimism=args.pessimism, margin=args.margin,
-        single_model=getattr(args, "trust_single_model", False),
-        max_loglik_drop=getattr(args, "max_loglik_drop", TrustConfig().max_loglik_drop))
+    trust = None if getattr(args, "no_guard", True) else _trust(args)
     return AscentConfig(
         steps=args.steps, check_every=args.check_every, restarts=args.restarts, seed=args.seed,
         relaxation=make_relaxation(args.relaxation), objective=ObjectiveWeights(lm_weight=args.lm_weight,
@@ -303,7 +308,8 @@ def _sampling_constraint(args, domain, tok):
 
 
 def cmd_generate(args) -> int:
-    from .._generate import GenerateConfig, generate
+    from .._ascent import AscentConfig
+    from .._generate import POLISH_ENGINE, GenerateConfig, generate
     from .._masks import freeze_bars
 
     if args.n < 1 or args.best_of < 1:
@@ -319,7 +325,9 @@ def cmd_generate(args) -> int:
             freeze = head if freeze is None else freeze | head
         return freeze, allowed
 
-    cfg = GenerateConfig(best_of=args.best_of, polish=None if args.no_polish else _config(args),
+    engine = {"polish": POLISH_ENGINE, "library": AscentConfig()}[args.engine]
+    engine = replace(engine, seed=args.seed, trust=_trust(args) if args.guard else None)
+    cfg = GenerateConfig(best_of=args.best_of, polish=None if args.no_polish else engine,
                          temperature=args.temperature, batch_size=args.batch_size, seed=args.seed)
     res = generate(gen, rm, tok, args.n, cfg, constraint=_sampling_constraint(args, domain, tok), edits=edits,
                    validate=None if args.no_validate else domain.validate, progress=True)
@@ -341,8 +349,9 @@ def cmd_generate(args) -> int:
             f"{mean(f'best-of-{args.best_of}'):+.3f}, after the engine {mean('->reward'):+.3f}")
     if utils is not None:
         line += f" (simulated utility of the picks {mean('utility'):+.3f} -> {mean('->utility'):+.3f})"
-    line += (f"; {kept} picks kept unchanged by the guard; {res.samples} samples in {res.sample_cpu_seconds:.1f} "
-             f"CPU s, engine {res.engine_cpu_seconds:.1f} CPU s")
+    guard = f"{kept} picks kept unchanged by the guard" if args.guard else "guard off"
+    line += (f"; {guard}; {res.samples} samples in {res.sample_cpu_seconds:.1f} CPU s, engine "
+             f"{res.engine_cpu_seconds:.1f} CPU s")
     print(line)
     if args.json:
         import domains
@@ -371,14 +380,20 @@ def add_ascent_args(p) -> None:
                    help="merge up to this many improving swaps per polish round into one more verified candidate (1 = off)")
 
 
-def _add_guard_args(p) -> None:
-    """The do-no-harm guard's options (`_config` reads them), shared by optimize and generate."""
+def _add_guard_args(p, opt_in: bool = False) -> None:
+    """The do-no-harm guard's options (`_config` and `_trust` read them), shared by optimize and
+    generate. opt_in: the guard is off unless --guard (generate), else on unless --no-guard."""
     from .._trust import TrustConfig
 
     trust = TrustConfig()
-    p.add_argument("--no-guard", action="store_true",
-                   help="return the engine's best sequence even when the reward model is not confident it is better "
-                        "(by default a tune is kept unchanged unless its edit passes the do-no-harm guard)")
+    if opt_in:
+        p.add_argument("--guard", action="store_true",
+                       help="run the do-no-harm guard on each pick: keep the pick unless the reward model is "
+                            "confident the engine's edit is better (off by default for new pieces; see the README)")
+    else:
+        p.add_argument("--no-guard", action="store_true",
+                       help="return the engine's best sequence even when the reward model is not confident it is "
+                            "better (by default a tune is kept unchanged unless its edit passes the do-no-harm guard)")
     p.add_argument("--max-changed", type=float, default=trust.max_changed,
                    help="guard: edit budget, the largest fraction of a tune's editable positions that may change")
     p.add_argument("--pessimism", type=float, default=trust.pessimism,
@@ -393,13 +408,15 @@ def _add_guard_args(p) -> None:
                         "single model, which cannot say how sure it is, keeps every tune; an ensemble is measured)")
 
 
-def _add_engine_args(p) -> None:
+def _add_engine_args(p, ascent: bool = True) -> None:
+    """Models, seed, --json, --threads; and the ascent's options unless `ascent` is False."""
     p.add_argument("--generator", required=True, help="generator directory (model + tokenizer files)")
     p.add_argument("--domain", choices=["abc", "text", "midi"], default=None,
                    help="what the pieces are (default: as recorded by train-generator in the generator's "
                         "domain.json, else abc)")
     p.add_argument("--reward", required=True, help="reward model or ensemble directory (save_pretrained)")
-    add_ascent_args(p)
+    if ascent:
+        add_ascent_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write per-row results as JSON here")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -438,7 +455,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("generate", help="new pieces: best-of-N generator samples by the reward model, then the "
-                                        "engine on each pick (do-no-harm guard on)")
+                                        "engine on each pick")
     p.add_argument("-n", type=int, default=10, help="pieces to generate")
     p.add_argument("--best-of", type=int, default=4,
                    help="samples drawn per piece; the reward model keeps the best (1 = plain sampling)")
@@ -454,11 +471,14 @@ def register(sub) -> None:
                         "benchmarks/ascent.py's batch recipe)")
     p.add_argument("--edit-header", action="store_true", help="let the engine change header lines (T:, M:, K: ...)")
     p.add_argument("--no-polish", action="store_true", help="best-of-N only: do not run the engine on the picks")
+    p.add_argument("--engine", default="polish", choices=["polish", "library"],
+                   help="the engine's setting: 'polish' (gradopt.POLISH_ENGINE: 8 gradient steps, lm weight 4, 8 "
+                        "exact-swap rounds; measured in benchmarks/generate_recipe.py) or 'library' (optimize's defaults)")
     p.add_argument("--batch-size", type=int, default=16, help="picks per engine batch")
     p.add_argument("--no-validate", action="store_true", help="do not require the engine's outputs to parse")
     p.add_argument("--no-utility", action="store_true", help="skip the simulated rater's utility")
-    _add_guard_args(p)
-    _add_engine_args(p)
+    _add_guard_args(p, opt_in=True)
+    _add_engine_args(p, ascent=False)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("harvest", help="find the reward model's likely blind spots and queue them for rating")
