@@ -6,6 +6,7 @@ Legend: b batch, t time, v vocab.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class GeneratorTrainConfig:
     eval_every: int = 250  # steps between validation passes and checkpoints
     seed: int = 0  # data order and initial RNG
     pack: bool = True  # train on context-length windows of the concatenated corpus (no padding)
+    keep_best: bool = False  # return the evaluated weights with the lowest validation cross-entropy, not the last
 
     def __post_init__(self) -> None:
         if self.max_steps <= 0 or self.batch_size <= 0 or self.eval_every <= 0:
@@ -137,6 +139,28 @@ def _save_checkpoint(model, opt, workdir: Path, step: int, elapsed: float, cpu: 
     tmp.rename(ckpt)
 
 
+def _best_so_far(workdir: Path) -> float:
+    """The lowest validation cross-entropy saved in ``workdir/best`` (inf when none is saved)."""
+    path = workdir / "best" / "best.json"
+    return json.loads(path.read_text())["val_cross_entropy"] if path.exists() else math.inf
+
+
+def _save_best(model, workdir: Path, step: int, val_ce: float) -> None:
+    """The weights and their validation cross-entropy into ``workdir/best``, written aside and
+    then moved into place (as `_save_checkpoint`)."""
+    import shutil
+
+    best, tmp = workdir / "best", workdir / "best.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    torch.save(model.state_dict(), tmp / "model.pt")
+    (tmp / "best.json").write_text(json.dumps({"step": step, "val_cross_entropy": val_ce}))
+    if best.exists():
+        shutil.rmtree(best)
+    tmp.rename(best)
+
+
 def _train_batch(step: int, train: list[torch.Tensor], stream: torch.Tensor, n_ctx: int, cfg: GeneratorTrainConfig,
                  pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) (b, t) of `step`, a function of the step alone (exact resume): context-length
@@ -174,7 +198,8 @@ def train_generator(
 ) -> dict:
     """Train `model` on `train_texts`, checkpointing into `workdir`; resumes if a checkpoint is there.
 
-    Writes ``workdir/`` (final model + tokenizer, `save_pretrained`), ``workdir/checkpoint/``
+    Writes ``workdir/`` (final model + tokenizer, `save_pretrained`; with `cfg.keep_best` the
+    evaluated weights of lowest validation cross-entropy, kept in ``workdir/best/``), ``workdir/checkpoint/``
     (model, optimizer, step) and ``workdir/train_log.jsonl`` (one line per evaluation).
     `normalisation`: how ABC `train_texts` were normalised; saved as ``normalisation.json`` so that
     tools loading the generator normalise a user's tunes the same way (`load_normalisation`).
@@ -220,6 +245,8 @@ def train_generator(
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.write(f"step {step}: train {float(loss):.3f}  val {val_ce:.3f} nats/token")
+            if cfg.keep_best and val_ce < _best_so_far(workdir):
+                _save_best(model, workdir, step, val_ce)
             _save_checkpoint(model, opt, workdir, step, time.time() - t0, cpu_minutes() * 60)
         if out_of_time:
             stopped_early = True
@@ -227,8 +254,15 @@ def train_generator(
     bar.close()
     log.close()
     model.eval()
+    best_info = {}
+    if cfg.keep_best and (workdir / "best" / "best.json").exists():
+        best = json.loads((workdir / "best" / "best.json").read_text())
+        best_info = {"last_val_cross_entropy": val_ce, "best_step": best["step"]}
+        if math.isnan(val_ce) or best["val_cross_entropy"] < val_ce:  # last weights worse or not evaluated
+            model.load_state_dict(torch.load(workdir / "best" / "model.pt", weights_only=True))
+            val_ce = best["val_cross_entropy"]
     model.save_pretrained(str(workdir))
     minutes = (time.time() - t0) / 60
     return {"steps": step, "val_cross_entropy": val_ce, "minutes": minutes, "cpu_minutes": cpu_minutes(),
             "torch_threads": torch.get_num_threads(), "stopped_early": stopped_early,
-            "finished": step >= cfg.max_steps}
+            "finished": step >= cfg.max_steps, **best_info}

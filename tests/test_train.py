@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -87,3 +88,46 @@ def test_old_config_names_are_deprecated_aliases_unused_in_the_repository():
              if any(bare.search(line) and not line.lstrip().startswith("#") and '"TrainConfig"' not in line
                     for line in p.read_text().splitlines())]  # comments and the aliases' own lines excepted
     assert users == [], f"the old config name is still used in {users}"
+
+
+def _scripted_evaluate(monkeypatch, values):
+    """`evaluate` that returns `values` in turn and records the weights it was shown."""
+    seen, it = [], iter(values)
+
+    def fake(model, val, pad_id):
+        seen.append(_weights(model))
+        return next(it)
+
+    monkeypatch.setattr(train_mod, "evaluate", fake)
+    return seen
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_keep_best_returns_the_weights_of_the_lowest_validation_loss(small_texts, char_tokenizer, tmp_path,
+                                                                     monkeypatch, keep_best):
+    seen = _scripted_evaluate(monkeypatch, [3.0, 1.0, 2.0])  # step 6 is best, the last (step 9) is not
+    cfg = domains.GeneratorTrainConfig(max_steps=9, batch_size=4, eval_every=3, warmup=2, keep_best=keep_best)
+    model = domains.build_generator("tiny", char_tokenizer, seed=0)
+    summary = domains.train_generator(model, char_tokenizer, small_texts, small_texts[:5], cfg, tmp_path,
+                                      progress=False)
+    expected = seen[1] if keep_best else seen[2]
+    saved = _weights(domains.load_generator(tmp_path))
+    assert all(torch.allclose(saved[k], expected[k]) for k in expected)
+    assert not all(torch.allclose(seen[1][k], seen[2][k]) for k in seen[1])  # the two differ
+    assert summary["val_cross_entropy"] == (1.0 if keep_best else 2.0)
+    assert summary.get("best_step") == (6 if keep_best else None)
+    assert (tmp_path / "best").exists() == keep_best
+
+
+def test_keep_best_survives_a_resume(small_texts, char_tokenizer, tmp_path, monkeypatch):
+    cfg = domains.GeneratorTrainConfig(max_steps=6, batch_size=4, eval_every=3, warmup=2, keep_best=True)
+    seen = _scripted_evaluate(monkeypatch, [1.0, 2.0])
+    domains.train_generator(domains.build_generator("tiny", char_tokenizer, seed=0), char_tokenizer, small_texts,
+                            small_texts[:5], cfg, tmp_path, progress=False)
+    seen_more = _scripted_evaluate(monkeypatch, [1.5, 1.8])  # the best (1.0, step 3) was written by the first run
+    more = dataclasses.replace(cfg, max_steps=12)
+    summary = domains.train_generator(domains.build_generator("tiny", char_tokenizer, seed=1), char_tokenizer,
+                                      small_texts, small_texts[:5], more, tmp_path, progress=False)
+    saved = _weights(domains.load_generator(tmp_path))
+    assert all(torch.allclose(saved[k], seen[0][k]) for k in saved)
+    assert summary["best_step"] == 3 and summary["val_cross_entropy"] == 1.0 and len(seen_more) == 2

@@ -139,7 +139,7 @@ def cmd_train_generator(args) -> int:
         train, vocab_size=args.vocab_size, **kind)
     model = domains.build_generator(args.preset, tok, seed=args.seed)
     cfg = domains.GeneratorTrainConfig(max_steps=args.steps, cpu_minutes=args.minutes, batch_size=args.batch_size,
-                              lr=args.lr, eval_every=args.eval_every, seed=args.seed)
+                              lr=args.lr, eval_every=args.eval_every, seed=args.seed, keep_best=args.keep_best)
     domains.save_domain_name(work, domain.name)  # sample, optimize and harvest read it
     summary = domains.train_generator(model, tok, train, val, cfg, work,
                                       normalisation=normalisation)
@@ -252,6 +252,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--keep-best", action="store_true",
+                   help="keep the evaluated weights with the lowest validation cross-entropy, not the last ones (a "
+                        "long run on a small corpus overfits: see the README's backbone figures)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_generator)
 
