@@ -10,9 +10,9 @@ They are re-exported here under the names the benchmark scripts use.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 

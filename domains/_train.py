@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._abc_corpus import NormaliseConfig, save_normalisation
+from ._files import write_atomic_with
 from ._generator import context_length, pad_ids
 from ._schedule import lr_schedule
 
@@ -139,26 +140,13 @@ def _save_checkpoint(model, opt, workdir: Path, step: int, elapsed: float, cpu: 
     tmp.rename(ckpt)
 
 
-def _best_so_far(workdir: Path) -> float:
-    """The lowest validation cross-entropy saved in ``workdir/best`` (inf when none is saved)."""
-    path = workdir / "best" / "best.json"
-    return json.loads(path.read_text())["val_cross_entropy"] if path.exists() else math.inf
+BEST_FILE = "best.pt"  # keep_best: the best evaluated weights, their step and validation cross-entropy
 
 
-def _save_best(model, workdir: Path, step: int, val_ce: float) -> None:
-    """The weights and their validation cross-entropy into ``workdir/best``, written aside and
-    then moved into place (as `_save_checkpoint`)."""
-    import shutil
-
-    best, tmp = workdir / "best", workdir / "best.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    torch.save(model.state_dict(), tmp / "model.pt")
-    (tmp / "best.json").write_text(json.dumps({"step": step, "val_cross_entropy": val_ce}))
-    if best.exists():
-        shutil.rmtree(best)
-    tmp.rename(best)
+def _best_so_far(workdir: Path) -> dict | None:
+    """What ``workdir/best.pt`` holds (weights, step, validation cross-entropy), None when absent."""
+    path = workdir / BEST_FILE
+    return torch.load(path, weights_only=True) if path.exists() else None
 
 
 def _train_batch(step: int, train: list[torch.Tensor], stream: torch.Tensor, n_ctx: int, cfg: GeneratorTrainConfig,
@@ -199,7 +187,7 @@ def train_generator(
     """Train `model` on `train_texts`, checkpointing into `workdir`; resumes if a checkpoint is there.
 
     Writes ``workdir/`` (final model + tokenizer, `save_pretrained`; with `cfg.keep_best` the
-    evaluated weights of lowest validation cross-entropy, kept in ``workdir/best/``), ``workdir/checkpoint/``
+    evaluated weights of lowest validation cross-entropy, kept in ``workdir/best.pt``), ``workdir/checkpoint/``
     (model, optimizer, step) and ``workdir/train_log.jsonl`` (one line per evaluation).
     `normalisation`: how ABC `train_texts` were normalised; saved as ``normalisation.json`` so that
     tools loading the generator normalise a user's tunes the same way (`load_normalisation`).
@@ -227,6 +215,7 @@ def train_generator(
     def cpu_minutes() -> float:
         return (time.process_time() - c0) / 60
     val_ce = float("nan")
+    best_ce = (_best_so_far(workdir) or {}).get("val_cross_entropy", math.inf)  # keep_best's bar, across resumes
     tokens_seen = 0
     stopped_early = False
     while step < cfg.max_steps:
@@ -245,8 +234,9 @@ def train_generator(
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.write(f"step {step}: train {float(loss):.3f}  val {val_ce:.3f} nats/token")
-            if cfg.keep_best and val_ce < _best_so_far(workdir):
-                _save_best(model, workdir, step, val_ce)
+            if cfg.keep_best and val_ce < best_ce:
+                best_ce, state = val_ce, {"model": model.state_dict(), "step": step, "val_cross_entropy": val_ce}
+                write_atomic_with(workdir / BEST_FILE, lambda tmp: torch.save(state, tmp))
             _save_checkpoint(model, opt, workdir, step, time.time() - t0, cpu_minutes() * 60)
         if out_of_time:
             stopped_early = True
@@ -255,11 +245,11 @@ def train_generator(
     log.close()
     model.eval()
     best_info = {}
-    if cfg.keep_best and (workdir / "best" / "best.json").exists():
-        best = json.loads((workdir / "best" / "best.json").read_text())
+    best = _best_so_far(workdir) if cfg.keep_best else None
+    if best is not None:
         best_info = {"last_val_cross_entropy": val_ce, "best_step": best["step"]}
         if math.isnan(val_ce) or best["val_cross_entropy"] < val_ce:  # last weights worse or not evaluated
-            model.load_state_dict(torch.load(workdir / "best" / "model.pt", weights_only=True))
+            model.load_state_dict(best["model"])
             val_ce = best["val_cross_entropy"]
     model.save_pretrained(str(workdir))
     minutes = (time.time() - t0) / 60

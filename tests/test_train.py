@@ -116,7 +116,7 @@ def test_keep_best_returns_the_weights_of_the_lowest_validation_loss(small_texts
     assert not all(torch.allclose(seen[1][k], seen[2][k]) for k in seen[1])  # the two differ
     assert summary["val_cross_entropy"] == (1.0 if keep_best else 2.0)
     assert summary.get("best_step") == (6 if keep_best else None)
-    assert (tmp_path / "best").exists() == keep_best
+    assert (tmp_path / "best.pt").exists() == keep_best
 
 
 def test_keep_best_survives_a_resume(small_texts, char_tokenizer, tmp_path, monkeypatch):

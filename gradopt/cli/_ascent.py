@@ -136,12 +136,23 @@ def _title(domain, piece) -> str:
     return (domain.title(piece.text) or piece.source)[:24]
 
 
+def _edit_masks(domain, kind: str, ids, tok, spec: str):
+    """(freeze, allowed) of a padded batch: the bars `spec` names (`freeze_bars`; '' = none) plus
+    the edit kind's own masks (`Domain.token_edits`)."""
+    from .._masks import freeze_bars
+
+    freeze = freeze_bars(ids, tok, spec) if spec else None
+    edit_freeze, allowed = domain.token_edits(kind, ids, tok)
+    if edit_freeze is not None:
+        freeze = edit_freeze if freeze is None else freeze | edit_freeze
+    return freeze, allowed
+
+
 def cmd_optimize(args) -> int:
     import domains
     from tqdm.auto import tqdm
 
     from .._ascent import optimize, pad_batch
-    from .._masks import freeze_bars
     from .._moves import MoveConfig
     from .._starts import starts_from_texts
 
@@ -165,10 +176,7 @@ def cmd_optimize(args) -> int:
     for lo in tqdm(range(0, len(starts), args.batch_size), desc="optimize", unit="batch"):
         batch = starts[lo : lo + args.batch_size]
         ids = pad_batch(batch, tok.pad_token_id)[0]
-        freeze = freeze_bars(ids, tok, spec) if spec else None
-        edit_freeze, allowed = domain.token_edits(kind, ids, tok)
-        if edit_freeze is not None:
-            freeze = edit_freeze if freeze is None else freeze | edit_freeze
+        freeze, allowed = _edit_masks(domain, kind, ids, tok, spec)
         res = optimize(batch, rm, gen, cfg, tokenizer=tok, freeze=freeze, allowed=allowed, validate=validate,
                        progress=True)
         rows.extend(res.rows)
@@ -310,20 +318,13 @@ def _sampling_constraint(args, domain, tok):
 def cmd_generate(args) -> int:
     from .._ascent import AscentConfig
     from .._generate import POLISH_ENGINE, GenerateConfig, generate
-    from .._masks import freeze_bars
 
     if args.n < 1 or args.best_of < 1:
         raise ValueError(f"-n and --best-of must be >= 1, got {args.n} and {args.best_of}")
     tok, gen, rm, domain = _load_models(args)
     kind = _edit_kind(domain, args.edit)
-    header = domain.has_bars and not args.edit_header
-
-    def edits(ids):
-        freeze, allowed = domain.token_edits(kind, ids, tok)
-        if header:
-            head = freeze_bars(ids, tok, "header")
-            freeze = head if freeze is None else freeze | head
-        return freeze, allowed
+    spec = "header" if domain.has_bars and not args.edit_header else ""
+    edits = lambda ids: _edit_masks(domain, kind, ids, tok, spec)  # noqa: E731
 
     engine = {"polish": POLISH_ENGINE, "library": AscentConfig()}[args.engine]
     engine = replace(engine, seed=args.seed, trust=_trust(args) if args.guard else None)
