@@ -13,7 +13,12 @@ see more of it, all computed from the rated data alone (never the simulated rate
                     differ in kind (`rewardmodels.PRACTICAL_MUSIC` reads both feature blocks)
     error_head      a ridge head predicting the probe's out-of-fold absolute residual on the rated
                     items (5 folds grouped by root parent; target |bt - oof| or its square minus the
-                    Bradley-Terry posterior variance), read on new items
+                    Bradley-Terry posterior variance), read on new items; "+len" heads also read the
+                    item's log length and its square (the held-out collection's whole tunes are longer
+                    than anything rated)
+    knn_residual    the mean out-of-fold |residual| of the k (10, 30) nearest rated items: a local,
+                    nonlinear error estimate (the error head is linear in the features)
+    log_length      log of the item's length in characters, alone
     extremeness     |ensemble mean - its mean over the rated items|: how far out the model places the
                     item (a shrunk regression errs most at the extremes, where an optimiser goes)
     backbone_sd     SD of the item's score over backbones: the ensemble's mean beside a probe of the
@@ -106,6 +111,18 @@ def knn_distance(Z_train: np.ndarray, Z: np.ndarray, k: int = NEIGHBOURS) -> np.
     return np.sqrt(d2).mean(1)
 
 
+def knn_residual(Z_train: np.ndarray, residual: np.ndarray, Z: np.ndarray, k: int) -> np.ndarray:
+    """Mean of `residual` over each row of Z's k nearest rows of Z_train (Euclidean)."""
+    d2 = (Z ** 2).sum(1)[:, None] + (Z_train ** 2).sum(1)[None, :] - 2 * Z @ Z_train.T
+    return residual[np.argsort(d2, axis=1)[:, :k]].mean(1)
+
+
+def length_columns(texts: list[str], centre: float, scale: float) -> np.ndarray:
+    """(n, 2): the standardised log length of each text and its square."""
+    z = (np.log([max(len(t), 1) for t in texts]) - centre) / scale
+    return np.stack([z, z ** 2], 1)
+
+
 def spearman_ci(signal: np.ndarray, err: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
     """Spearman(signal, err) with a 95% bootstrap interval over items."""
     rng = np.random.default_rng(seed)
@@ -177,6 +194,12 @@ def main() -> None:
         block_heads[name] = (sl, *_ridge(Z[:, sl], y, w, lb))
     heads = {(t, l): _ridge(Z, error_target(y, oof, bt_sd, t), np.ones_like(y), l)
              for t in HEAD_TARGETS for l in HEAD_L2}
+    log_len = np.log([max(len(t), 1) for t in pool.texts])
+    len_centre, len_scale = float(log_len.mean()), float(log_len.std() or 1.0)
+    Zl = np.concatenate([Z, length_columns(pool.texts, len_centre, len_scale)], 1)
+    len_heads = {(t, l): _ridge(Zl, error_target(y, oof, bt_sd, t), np.ones_like(y), l)
+                 for t in HEAD_TARGETS for l in HEAD_L2}
+    abs_residual = np.abs(y - oof)
     backbones, setup["backbones"] = [], []
     for seed in range(1, args.backbones):
         tok_k, gen_k, info_k = load_or_train_generator(gdir.with_name(f"{gdir.name}_seed{seed}"), splits["train"],
@@ -237,6 +260,12 @@ def main() -> None:
             sig["block_disagree"] = np.abs((Zs[:, sh] @ bh + ch) - (Zs[:, sa] @ ba + ca))
             for (t, l), (beta, c) in heads.items():
                 sig[f"error_head/{t}/l{l:g}"] = Zs @ beta + c
+            Zls = np.concatenate([Zs, length_columns(texts, len_centre, len_scale)], 1)
+            for (t, l), (beta, c) in len_heads.items():
+                sig[f"error_head/{t}+len/l{l:g}"] = Zls @ beta + c
+            for k in (NEIGHBOURS, 3 * NEIGHBOURS):
+                sig[f"knn_residual/k{k}"] = knn_residual(Z, abs_residual, Zs, k)
+            sig["log_length"] = np.log([max(len(t), 1) for t in texts])
             for k, v in sig.items():
                 rows.setdefault(k, []).append(v)
         err, set_of = np.concatenate(rows.pop("err")), np.array(rows.pop("set"))
