@@ -291,8 +291,9 @@ def plot(results: dict, curve: list[dict], path: Path) -> None:
 LOGITS_LR, SIMPLEX_LR = 2.0, 0.5  # Adam step sizes per relaxation (module docstring: how they were chosen)
 
 
-def parse_args() -> argparse.Namespace:
-    """The command line, plus the sizes --quick sets (slots, generator minutes, rating pool)."""
+def parse_args(extra=None) -> argparse.Namespace:
+    """The command line, plus the sizes --quick sets (slots, generator minutes, rating pool).
+    extra: a function that adds a calling script's own options to the parser (budget_curve.py)."""
     ap = run_parser(__doc__, "reduced run, a smoke test (8 slots; < 10 minutes wall on a shared 2-core machine)",
                     "directory with generator/ and reward/ to reuse (written if absent)")
     # Defaults from a sweep of --quick runs on the select split (pitch edits): the exact-swap polish does
@@ -344,6 +345,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--split", choices=["select", "report"], default="report",
                     help="starts: 'select' (val tunes, sample seed 1) for sweeps that choose settings, 'report' "
                          "(test tunes, sample seed 1001) for the figures quoted")
+    if extra is not None:
+        extra(ap)
     args = ap.parse_args()
     if args.members < 1:
         ap.error(f"--members must be >= 1 (1: a single reward model), got {args.members}")

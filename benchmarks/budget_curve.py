@@ -1,0 +1,145 @@
+"""How the engine's edge over random hill-climbing depends on the CPU budget.
+
+benchmarks/ascent.py compares the engine with hill-climbing at one budget: the engine's default
+(8 gradient steps, then 8 exact-swap polish rounds; about 3.5 CPU-s per whole tune). Both editors
+climb towards a local optimum of single pitch edits, so a ratio of gains per CPU-s measured at one
+budget says little about another. This script measures the curve: the engine with 1, 2, 4, 8 and
+16 polish rounds (--rounds), each against hill-climbing given exactly the engine run's own CPU
+time, from the same starts, with the same models, objective and edit space as ascent.py (its
+options and defaults: this script reads ascent.py's command line, plus --rounds).
+
+Per budget: the engine's and hill-climbing's verified gain in the objective J (reward +
+lm_weight x mean log-likelihood, discrete, re-scored), the ratio of gains per CPU-s with a
+bootstrap interval over slots (`ascent_measures.per_cpu_ratio`), the reward and the simulated
+rater's utility gains of both, and the ratio at equal reward-model evaluations. No setting is
+chosen here: every row is reported, on the split given (default report). The 8-round row repeats
+ascent.json's engine row with the same seed and starts (a consistency check: CPU times differ
+between runs by up to ~20%).
+
+Writes benchmarks/results/budget_curve.json (--quick: budget_curve_quick.json, --split select adds
+"_select") and a plot beside it; one summary line last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from provenance import write_result  # first: it records the tree's git state as the run starts
+
+import numpy as np
+
+import domains
+import gradopt
+import rewardmodels
+from ascent import (build_models, climb, engine_configs, eval_starts, parse_args, run_engine,
+                    summarise)
+from ascent_measures import bench_corpus, per_cpu_ratio
+from gradopt import memo_validate
+from reward_recipes import eval_split, start_run
+
+RESULTS = Path(__file__).parent / "results"
+KEYS = ("cpu_s", "reward_evals", "objective_gain", "reward_gain", "utility_gain", "utility_gain_se",
+        "objective_gain_per_cpu_s", "valid_kept_fraction")
+
+
+def rounds_option(ap) -> None:
+    ap.add_argument("--rounds", default="1,2,4,8,16",
+                    help="comma-separated polish rounds of the engine, one budget each")
+
+
+def parse_rounds(text: str) -> list[int]:
+    try:
+        rounds = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise SystemExit(f"--rounds takes comma-separated integers, got {text!r}") from None
+    if not rounds or rounds[0] < 1:
+        raise SystemExit(f"--rounds must list polish rounds >= 1, got {text!r}")
+    return rounds
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Gain in J against CPU-s for both editors (left) and the per-CPU-s ratio with its interval (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for who, colour in (("engine", "C0"), ("hill_climb", "C1")):
+        left.plot([r[who]["cpu_s"] for r in rows], [r[who]["objective_gain"] for r in rows], "o-", color=colour,
+                  label=who.replace("_", "-"))
+    for r in rows:
+        left.annotate(f"{r['rounds']}", (r["engine"]["cpu_s"], r["engine"]["objective_gain"]), fontsize=7,
+                      xytext=(3, -9), textcoords="offset points")
+    left.set_xscale("log")
+    left.set_xlabel("CPU seconds for all slots")
+    left.set_ylabel("verified gain in the objective J (mean over slots)")
+    left.set_title("Gain against CPU (labels: polish rounds)")
+    left.legend(fontsize=8)
+    x = [r["engine"]["cpu_s"] for r in rows]
+    y = [r["ratio"]["ratio"] for r in rows]
+    lo = [r["ratio"]["ci95"][0] if r["ratio"]["ci95"] else np.nan for r in rows]
+    hi = [r["ratio"]["ci95"][1] if r["ratio"]["ci95"] else np.nan for r in rows]
+    right.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="o-", capsize=3)
+    right.axhline(1, color="black", lw=0.5)
+    right.axhline(3, color="grey", lw=0.5, ls="--")
+    right.set_xscale("log")
+    right.set_xlabel("CPU seconds for all slots (the engine's, given to both)")
+    right.set_ylabel("engine / hill-climbing, gain in J per CPU-s")
+    right.set_title("The engine's edge, 95% interval over slots")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    args = parse_args(rounds_option)
+    rounds = parse_rounds(args.rounds)
+    split = eval_split(args.split)
+    wall0 = time.perf_counter()
+    log = start_run(args.threads)
+    splits = bench_corpus(args.max_chars, args.whole)
+    cfg, _, _ = engine_configs(args)
+    tok, gen, rm, info = build_models(args, splits["train"], splits["val"], log, cfg)
+    rater = rewardmodels.SimulatedRater(agreement=0.75, seed=0)
+    ctx = (rm, gen, tok, rater, memo_validate(), args.lm_weight, args.lm_floor)
+    grammar = domains.ABCConstraint.from_texts(tok, splits["train"])
+    starts = eval_starts(gen, tok, splits, split, args.slots, None if args.free_sampling else grammar, args.seed,
+                         args.temperature)["samples"]
+    rows = []
+    for n in rounds:
+        cfg_n = dataclasses.replace(cfg, polish=dataclasses.replace(cfg.polish, rounds=n))
+        res, _, _ = run_engine(starts, rm, gen, tok, cfg_n, memo_validate(grammar.accepts), args.edit)
+        eng = summarise("engine", [r.tokens for r in res.rows], starts, ctx, res.cpu_seconds, res.seconds,
+                        res.reward_evals)
+        snaps = climb(starts, rm, gen, tok, res.reward_evals // len(starts), res.cpu_seconds, args.lm_weight,
+                      args.seed, args.edit, grammar.accepts, lm_floor=args.lm_floor)
+        hc = {key: summarise(f"hill_climb_equal_{key}", s.rows, starts, ctx, s.cpu_s, s.wall_s, s.evals)
+              for key, s in snaps.items()}
+        row = {"rounds": n, "engine": {k: eng[k] for k in KEYS},
+               "hill_climb": {k: hc["time"][k] for k in KEYS},
+               "hill_climb_equal_evals": {k: hc["evals"][k] for k in KEYS},
+               "ratio": per_cpu_ratio(eng, hc["time"]),
+               "ratio_equal_evals_gain": float(np.mean(eng["objective_gain_per_slot"])
+                                               / np.mean(hc["evals"]["objective_gain_per_slot"]))}
+        rows.append(row)
+        ci = row["ratio"]["ci95"]
+        log(f"{n} polish rounds: engine {eng['cpu_s']:.0f} CPU-s, J +{eng['objective_gain']:.3f}; hill-climbing "
+            f"+{hc['time']['objective_gain']:.3f}; ratio {row['ratio']['ratio']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]")
+    config = {**vars(args), "rounds": rounds, "split": dataclasses.asdict(split), "engine": repr(cfg),
+              "rater_agreement": rater.agreement}
+    best = max(rows, key=lambda r: r["ratio"]["ratio"])
+    out = {"benchmark": "budget_curve", "quick": args.quick, "setup": info, "curve": rows,
+           "max_ratio": {"rounds": best["rounds"], "ratio": best["ratio"]["ratio"], "ci95": best["ratio"]["ci95"]},
+           "total_wall_s": time.perf_counter() - wall0}
+    suffix = ("_quick" if args.quick else "") + ("_select" if split.name == "select" else "")
+    path = write_result(RESULTS / f"budget_curve{suffix}.json", out, config)
+    plot(rows, path.with_suffix(".png"))
+    print(f"budget_curve{' (quick)' if args.quick else ''}: engine vs hill-climbing, gain in J per CPU-s, by polish "
+          "rounds: " + ", ".join(f"{r['rounds']}: {r['ratio']['ratio']:.2f}x" for r in rows) + f"; {path}")
+
+
+if __name__ == "__main__":
+    main()
