@@ -83,3 +83,20 @@ def test_spearman_interval_contains_the_estimate():
     x = rng.normal(size=300)
     r = calibration.spearman_ci(x, x + rng.normal(size=300), resamples=300)
     assert r["ci95"][0] < r["spearman"] < r["ci95"][1] and r["n"] == 300 and r["spearman"] > 0.5
+
+
+def test_knn_residual_averages_the_nearest_rated_items_residuals():
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(300, 3))
+    residual = np.abs(Z[:, 0])  # the error grows along the first feature
+    probes = np.array([[0.0, 0, 0], [1.5, 0, 0], [3.0, 0, 0]])
+    est = calibration.knn_residual(Z, residual, probes, k=7)
+    assert est[0] < est[1] < est[2]
+    nearest = np.argsort(np.linalg.norm(probes[:, None, :] - Z[None], axis=-1), axis=1)[:, :7]
+    np.testing.assert_allclose(est, residual[nearest].mean(1))
+
+
+def test_length_columns_standardise_log_length():
+    cols = calibration.length_columns(["ab", "abcd", ""], centre=np.log(2), scale=np.log(2))
+    np.testing.assert_allclose(cols[:, 0], [0.0, 1.0, -1.0])  # "" counts as length 1
+    np.testing.assert_allclose(cols[:, 1], cols[:, 0] ** 2)
