@@ -31,8 +31,9 @@ These are token-level descriptors, not judgements: which matter, and how, a rewa
 from ratings. They overlap what `rewardmodels.SimulatedRater` scores (key fit, steps, leaps, full
 bars, the last note), so a reward model's agreement with that rater is an optimistic figure for
 agreement with people, whose taste these channels may not cover. A ``K:`` change inside the body
-is not followed (the first key holds). Reading is pure Python and cached by text, so scoring a batch
-costs little next to the network.
+is not followed (the first key holds). Reading is pure Python and cached by text; the rhythm's part is
+cached by the text with every note letter read as C (`read_bars` treats all letters alike), so the
+pitch variants an editor scores read their body once and add only the pitch channels.
 
 `token_annotations(pieces)` maps the text of a token sequence (its token strings in order, "" for
 special tokens) to one row per token: the sum of its characters' rows (one character per token
@@ -115,26 +116,36 @@ def _beat(meter: Fraction) -> Fraction:
     return Fraction(3, 8) if compound else Fraction(1, meter.denominator)
 
 
-@lru_cache(maxsize=8192)
-def _annotate(text: str) -> np.ndarray:
-    out = np.zeros((len(text), len(ABC_CHANNELS)), dtype=np.float32)
-    body = read_bars(text)
+_MASK = str.maketrans("ABDEFGabcdefg", "CCCCCCCCCCCCC")  # every note letter to C: the same rhythm
+
+
+class _Timing(NamedTuple):
+    """What a tune's rhythm alone decides: the rows of every channel but the pitch ones, and its
+    notes as (bar index, start of the note's text) in order."""
+
+    rows: np.ndarray
+    notes: tuple[tuple[int, int], ...]
+
+
+@lru_cache(maxsize=1024)
+def _timing(skeleton: str) -> _Timing | None:
+    """`_Timing` of a tune whose body's note letters are all C (`_MASK`): `read_bars` treats
+    every note letter alike, so all pitch variants of a tune share this reading (an editor's
+    candidates read the body once). None when `read_bars` cannot follow the body."""
+    body = read_bars(skeleton)
     if body is None:
-        out[body_start(text):, CH["unread"]] = 1.0
-        return out
-    tonic, scale, signature = read_key(text)
-    scale_set = set(scale)
-    prev_midi, last_note = None, None
-    for bar in body.bars:
-        carried: dict[tuple[str, int], int] = {}  # (letter, octave) -> alteration until the bar line
+        return None
+    out = np.zeros((len(skeleton), len(ABC_CHANNELS)), dtype=np.float32)
+    notes = []
+    for b, bar in enumerate(body.bars):
         onset = Fraction(0)
         for item in bar.items:
             if item.kind not in ("note", "rest", "chord"):
                 continue
-            row = out[item.start]
+            row = out[item.start]  # a note's own row is its letter's, filled with the pitch channels
             if item.kind == "note":
-                row, prev_midi = _note(item, out, tonic, scale_set, signature, carried, prev_midi)
-                last_note = row
+                notes.append((b, item.start))
+                row = out[item.start + len(item.pitch) - len(item.pitch.lstrip("^_="))]
             else:
                 row[CH[item.kind]] = 1.0
             row[CH[_duration_channel(item.duration)]] = 1.0
@@ -149,22 +160,44 @@ def _annotate(text: str) -> np.ndarray:
             if body.meter is not None:
                 total = bar.duration
                 row[CH["bar_full" if total == body.meter else "bar_short" if total < body.meter else "bar_long"]] = 1.0
+    out.setflags(write=False)
+    return _Timing(out, tuple(notes))
+
+
+@lru_cache(maxsize=8192)
+def _annotate(text: str) -> np.ndarray:
+    start = body_start(text)
+    timing = _timing(text[:start] + text[start:].translate(_MASK))
+    if timing is None:
+        out = np.zeros((len(text), len(ABC_CHANNELS)), dtype=np.float32)
+        out[start:, CH["unread"]] = 1.0
+        out.setflags(write=False)
+        return out
+    out = timing.rows.copy()
+    tonic, scale, signature = read_key(text)
+    scale_set = set(scale)
+    prev_midi, last_note, carried, bar = None, None, {}, -1
+    for b, at in timing.notes:
+        if b != bar:  # accidentals carry to the end of their bar
+            carried, bar = {}, b
+        last_note, prev_midi = _note(text, at, out, tonic, scale_set, signature, carried, prev_midi)
     if last_note is not None:
         last_note[CH["last_note"]] = 1.0
     out.setflags(write=False)
     return out
 
 
-def _note(item, out, tonic, scale_set, signature, carried, prev_midi):
-    """Fill a note's pitch channels into its letter's row of `out` -> (that row, the note's MIDI
-    number, middle C = 60)."""
-    acc, letter, marks = _PITCH.match(item.pitch).groups()
+def _note(text, at, out, tonic, scale_set, signature, carried, prev_midi):
+    """Fill the pitch channels of the note whose text starts at `at` into its letter's row of `out`
+    -> (that row, the note's MIDI number, middle C = 60)."""
+    m = _PITCH.match(text, at)
+    acc, letter, marks = m.groups()
     name = letter.upper()
     octave = (4 if letter.isupper() else 5) + marks.count("'") - marks.count(",")
     if acc is not None:
         carried[(name, octave)] = _ACCIDENTAL[acc]
     midi = 12 * (octave + 1) + _NATURAL[name] + carried.get((name, octave), signature.get(name, 0))
-    row = out[item.start + item.pitch.index(letter)]
+    row = out[m.start(2)]
     pc = (midi - tonic) % 12
     row[CH["note"]] = 1.0
     row[CH[f"pc{pc}"]] = 1.0

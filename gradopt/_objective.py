@@ -143,11 +143,14 @@ def lm_part(loglik, loglik_ref, w: ObjectiveWeights):
 
 
 def shared_backbone(reward_model, generator) -> bool:
-    """True when the reward model's transformer has exactly the generator's weights (a reward model
-    that is a probe on the frozen generator, e.g. ``train_from_store(..., probe=True)``): then one
-    forward pass gives both the generator's predictions and the reward (`RewardModel.score_hidden`)."""
+    """True when the reward model's transformer has exactly the generator's weights and reads the
+    plain token embeddings (a reward model that is a probe on the frozen generator, e.g.
+    ``train_from_store(..., probe=True)``, annotated or not: `RewardModel.reads_plain_embeddings`):
+    then one forward pass gives both the generator's predictions and the reward
+    (`RewardModel.score_from_hidden`)."""
     rt, gt = getattr(reward_model, "transformer", None), getattr(generator, "transformer", None)
-    if rt is None or gt is None or not hasattr(reward_model, "score_hidden") or not hasattr(generator, "lm_head"):
+    if (rt is None or gt is None or not hasattr(generator, "lm_head")
+            or not getattr(reward_model, "reads_plain_embeddings", False)):
         return False
     if rt is gt:
         return True
@@ -160,10 +163,15 @@ def shared_backbone(reward_model, generator) -> bool:
     return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
 
 
-def _joint(reward_model, generator, attention_mask, ids=None, embeds=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(reward (b,), logits (b,t,v)) from one pass of the shared transformer."""
+def _joint(reward_model, generator, attention_mask, ids=None, probs=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward (b,), logits (b,t,v)) from one pass of the shared transformer over token ids (b,t)
+    or distributions probs (b,t,v) (fed as probs @ E)."""
+    embeds = None
+    if probs is not None:
+        wte = generator.get_input_embeddings().weight
+        embeds = probs.to(wte.dtype) @ wte
     h = generator.transformer(input_ids=ids, inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-    return reward_model.score_hidden(h, attention_mask), generator.lm_head(h)
+    return reward_model.score_from_hidden(h, attention_mask, ids=ids, probs=probs), generator.lm_head(h)
 
 
 def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, start, free, w: ObjectiveWeights,
@@ -174,8 +182,7 @@ def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, sta
     mean log-likelihood, needed with ``w.lm_floor``."""
     zero = torch.zeros(relaxed.probs.shape[0], dtype=relaxed.probs.dtype, device=relaxed.probs.device)
     if shared and w.lm_weight and relaxed.embeds is None:
-        wte = generator.get_input_embeddings().weight
-        reward, logits = _joint(reward_model, generator, attention_mask, embeds=relaxed.probs.to(wte.dtype) @ wte)
+        reward, logits = _joint(reward_model, generator, attention_mask, probs=relaxed.probs)
         loglik = _soft_loglik_from_logits(logits, relaxed.probs, attention_mask)
     else:
         reward = reward_term(reward_model, relaxed, attention_mask)

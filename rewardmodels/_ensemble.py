@@ -126,6 +126,9 @@ class RewardEnsemble(RewardModel):
     def _score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.aggregate(self.members_hidden(h, attention_mask))
 
+    def _score_head_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aggregate((self.head(x) - self.norm_mean) / self.norm_std)
+
     @torch.no_grad()
     def predict_members(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                         batch_size: int = 64) -> torch.Tensor:

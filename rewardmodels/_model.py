@@ -36,7 +36,7 @@ reaches e through the hidden states only). On one-hots and exact token embedding
 With soft c, position t's bar index k_t = min(Σ_{s<t} c_s, max(Σ c, 1) - 1) is fractional and its
 hidden state is shared between bars ⌊k_t⌋ and ⌈k_t⌉ by linear interpolation, so features are
 piecewise linear in c. The bar poolings have no `score_hidden` (hidden states alone do not say
-where the bars are): the engine then scores through `score_probs` / `score_embeds`.
+where the bars are); `score_from_hidden` takes the ids or probabilities beside the hidden states.
 
 Musical annotations (opt-in, ``annotations="abc"``, `domains.ANNOTATORS`): each position also
 carries a (b, t, C) annotation a computed by the domain from the decoded text (pitch class from the
@@ -48,7 +48,11 @@ note's row, so a probe can read them directly. Annotations per input kind: ids -
 the decoded text (token texts saved with the model); probs -> those of the argmax tokens; embeds ->
 those of the nearest tokens, in both cases constants: the gradient reaches p and e through the
 embedding path only, and exact scoring (the engine's verification and polish score ids) recomputes
-them. Annotated models have no `score_hidden` (the hidden states depend on the annotations).
+them. Annotated models have no `score_hidden` (the hidden states depend on the annotations). While
+W_a is zero (every probe fit: the backbone and W_a stay frozen) the transformer reads the token
+embeddings alone (`reads_plain_embeddings`), so hidden states that the generator computed from the
+same tokens serve the reward too: `score_from_hidden`, given the ids or probabilities for the
+annotations and bars. The engine uses it to score reward and likelihood in one pass.
 """
 
 from __future__ import annotations
@@ -239,10 +243,46 @@ class RewardModel(nn.Module):
                 annots = self.annotations_from_embeds(e, mask)
             e = e + self.annotation_proj(annots.to(e.dtype))
         h = self.transformer(inputs_embeds=e, attention_mask=mask).last_hidden_state  # (b, t, d)
+        return self._head_input(h, mask, bars, annots)
+
+    def _head_input(self, h: torch.Tensor, mask: torch.Tensor, bars: torch.Tensor | None,
+                    annots: torch.Tensor | None) -> torch.Tensor:
+        """The head's input from final hidden states: pooled h, then (with `annotation_features`) the
+        pooled annotations."""
         pooled = self.pool_hidden(h, mask, bars)
         if self.annotation_features:
             pooled = torch.cat([pooled, pool_annotations(annots.to(h.dtype), mask, self.indicators)], -1)
         return pooled
+
+    @property
+    def reads_plain_embeddings(self) -> bool:
+        """True when the transformer reads the token embeddings alone: no annotations, or an
+        annotation channel W_a that is zero (as after a probe fit). Then a transformer with the same
+        weights fed the same tokens (the generator a probe was fitted on) computes this model's
+        hidden states, and `score_from_hidden` scores them."""
+        return self.annotations is None or not bool(self.annotation_proj.weight.detach().any())
+
+    def score_from_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor, ids: torch.Tensor | None = None,
+                          probs: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised reward (b,) from final hidden states h (b, t, d) that a transformer with this
+        model's weights computed from the plain embeddings of token ids (b, t) or of distributions
+        probs (b, t, v) (exactly one of the two): equals `score(ids)` / `score_probs(probs)`, bars
+        and annotations read from ids or probs as those do. Needs `reads_plain_embeddings`."""
+        if (ids is None) == (probs is None):
+            raise ValueError("score_from_hidden takes exactly one of ids and probs")
+        if not self.reads_plain_embeddings:
+            raise ValueError("this model's transformer reads its annotations (W_a is not zero), so hidden states "
+                             "computed without them do not score it; use score, score_probs or score_embeds")
+        mask = attention_mask.long()
+        if ids is not None:
+            bars, annots = self.bars_from_ids(ids), self.annotations_from_ids(ids, mask)
+        else:
+            bars, annots = self.bars_from_probs(probs), self.annotations_from_probs(probs, mask)
+        return self._score_head_input(self._head_input(h, mask, bars, annots))
+
+    def _score_head_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised reward (b,) from the head's input x."""
+        return (self.head(x).squeeze(-1) - self.norm_mean) / self.norm_std
 
     def hidden_states(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Final hidden states (b, t, d) of token ids (b, t), annotations added for an annotated model."""

@@ -114,3 +114,33 @@ def test_a_zero_length_denominator_is_unread_not_a_crash():
     ann = domains.annotate_abc(text)
     unread = domains.ABC_CHANNELS.index("unread")
     assert ann.shape[0] == len(text) and ann[text.index("A"):, unread].all()
+
+
+def _fresh(text):
+    """Annotations computed with every cache empty."""
+    from domains import _abc_annotate
+
+    _abc_annotate._annotate.cache_clear()
+    _abc_annotate._timing.cache_clear()
+    return annotate_abc(text)
+
+
+def test_pitch_variants_share_the_rhythm_reading_but_not_the_pitches():
+    # The rhythm part is cached by the text with note letters read as C: a variant read after its
+    # sibling must get its own pitches, accidental carries, intervals and last note.
+    t = HEAD + "K:D\n\"Am\"F2 ^c2 d2|c4 B2|(3ABc d3|\n"
+    variants = [t, t.replace("F2", "G2"), t.replace("^c2 d2", "^c2 c2"), t.replace("d3|", "e3|"),
+                t.replace("(3ABc", "(3aBg")]
+    fresh = [_fresh(v) for v in variants]
+    assert len({a.tobytes() for a in fresh}) == len(variants)  # every edit changes some channel
+    from domains import _abc_annotate
+
+    _abc_annotate._annotate.cache_clear()
+    _abc_annotate._timing.cache_clear()
+    warm = [annotate_abc(v) for v in variants]  # the first fills the rhythm cache, the rest reuse it
+    assert _abc_annotate._timing.cache_info().hits == len(variants) - 1
+    for a, b in zip(warm, fresh):
+        np.testing.assert_array_equal(a, b)
+    # in the second variant the G (pitch class 5 above D) opens the tune: no interval before it
+    g = _at(variants[1], "G2")
+    assert _on(warm[1], g) >= {"note", "pc5", "in_scale", "dur_quarter", "downbeat", "on_beat"}
