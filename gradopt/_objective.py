@@ -192,14 +192,59 @@ def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, sta
     return Terms(reward=reward.to(zero.dtype), loglik=loglik, kl=kl, entropy=ent, loglik_ref=loglik_ref)
 
 
+LENGTH_GROUP = 8  # rows of one length scored together, unpadded, when at least this many share it
+LENGTH_CHUNK = 16  # the other rows: by length, in chunks of this many, each cut to its longest row
+
+
+def length_batches(attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, int]] | None:
+    """How to score rows of a right-padded batch without computing its padding: [(row indices,
+    length to cut them to)] covering every row once. Rows of one length go together when at least
+    `LENGTH_GROUP` share it (no padding at all: attention takes its causal fast path); the others,
+    sorted by length, in chunks of `LENGTH_CHUNK`, each cut to its longest row. None when the mask
+    is not right padding (ones, then zeros, in every row)."""
+    t = attention_mask.shape[1]
+    lengths = attention_mask.sum(1)
+    if not bool((attention_mask.bool() == (torch.arange(t) < lengths[:, None])).all()):
+        return None
+    out, rest = [], []
+    for length in torch.unique(lengths).tolist():
+        rows = torch.nonzero(lengths == length).flatten()
+        if len(rows) >= LENGTH_GROUP:
+            out.append((rows, int(length)))
+        else:
+            rest.append(rows)
+    if rest:
+        rows = torch.cat(rest)
+        rows = rows[torch.argsort(lengths[rows], stable=True)]
+        out += [(rows[i:i + LENGTH_CHUNK], int(lengths[rows[i:i + LENGTH_CHUNK]].max()))
+                for i in range(0, len(rows), LENGTH_CHUNK)]
+    return out
+
+
 @torch.no_grad()
 def score_sequences(reward_model, generator, ids, attention_mask, shared: bool | None = None):
     """Exact scores of token ids (b,t) -> (reward (b,), mean log-lik (b,), total log-lik (b,)).
 
     shared: the models share their transformer (None: check with `shared_backbone`); then one
-    forward pass serves both, else the reward model and the generator run separately."""
+    forward pass serves both, else the reward model and the generator run separately. A
+    right-padded batch is scored in `length_batches` (the same scores, without the padding's cost)."""
     if shared is None:
         shared = shared_backbone(reward_model, generator)
+    batches = length_batches(attention_mask) if ids.shape[0] > 1 else None
+    if batches is None or (len(batches) == 1 and batches[0][1] == ids.shape[1]):
+        return _score_padded(reward_model, generator, ids, attention_mask, shared)
+    out = None
+    for rows, length in batches:
+        part = _score_padded(reward_model, generator, ids[rows, :length], attention_mask[rows, :length], shared)
+        if out is None:
+            out = [torch.empty(ids.shape[0], dtype=x.dtype) for x in part]
+        for o, x in zip(out, part):
+            o[rows] = x
+    return tuple(out)
+
+
+def _score_padded(reward_model, generator, ids, attention_mask, shared: bool):
+    """`score_sequences` of one batch as it is."""
     if shared:
         reward, logits = _joint(reward_model, generator, attention_mask, ids=ids)
         mean_ll, total_ll = _discrete_loglik_from_logits(logits, ids, attention_mask)
