@@ -181,12 +181,14 @@ def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, sta
     the same soft input (relaxations without their own embeddings). loglik_ref (b,): the inputs'
     mean log-likelihood, needed with ``w.lm_floor``."""
     zero = torch.zeros(relaxed.probs.shape[0], dtype=relaxed.probs.dtype, device=relaxed.probs.device)
-    if shared and w.lm_weight and relaxed.embeds is None:
-        reward, logits = _joint(reward_model, generator, attention_mask, probs=relaxed.probs)
-        loglik = _soft_loglik_from_logits(logits, relaxed.probs, attention_mask)
-    else:
-        reward = reward_term(reward_model, relaxed, attention_mask)
-        loglik = soft_log_likelihood(generator, relaxed.probs, attention_mask) if w.lm_weight else zero
+    batches = length_batches(attention_mask) if attention_mask.shape[0] > 1 else None
+    if batches is None or (len(batches) == 1 and batches[0][1] == attention_mask.shape[1]):
+        reward, loglik = _network_terms(reward_model, generator, relaxed, attention_mask, w, shared)
+    else:  # the padding cut off, as in `score_sequences` (it influences no output, so no gradient either)
+        parts = [_network_terms(reward_model, generator, _cut(relaxed, rows, n), attention_mask[rows, :n], w, shared)
+                 for rows, n in batches]
+        inverse = torch.argsort(torch.cat([rows for rows, _ in batches]))
+        reward, loglik = (torch.cat(x)[inverse] for x in zip(*parts))
     kl = kl_to_start(relaxed.probs, start, free) if w.kl_weight else zero
     ent = mean_entropy(relaxed.probs, free) if w.entropy_weight else zero
     return Terms(reward=reward.to(zero.dtype), loglik=loglik, kl=kl, entropy=ent, loglik_ref=loglik_ref)
@@ -219,6 +221,23 @@ def length_batches(attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, int
         out += [(rows[i:i + LENGTH_CHUNK], int(lengths[rows[i:i + LENGTH_CHUNK]].max()))
                 for i in range(0, len(rows), LENGTH_CHUNK)]
     return out
+
+
+def _network_terms(reward_model, generator, relaxed: Relaxed, attention_mask, w: ObjectiveWeights,
+                   shared: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward (b,), mean soft log-likelihood (b,); zeros without an lm_weight) of one batch as it is."""
+    if shared and w.lm_weight and relaxed.embeds is None:
+        reward, logits = _joint(reward_model, generator, attention_mask, probs=relaxed.probs)
+        return reward, _soft_loglik_from_logits(logits, relaxed.probs, attention_mask)
+    reward = reward_term(reward_model, relaxed, attention_mask)
+    if not w.lm_weight:
+        return reward, torch.zeros(relaxed.probs.shape[0], dtype=relaxed.probs.dtype, device=relaxed.probs.device)
+    return reward, soft_log_likelihood(generator, relaxed.probs, attention_mask)
+
+
+def _cut(relaxed: Relaxed, rows: torch.Tensor, n: int) -> Relaxed:
+    """The rows `rows` of a relaxed batch, cut to their first n positions."""
+    return Relaxed(probs=relaxed.probs[rows, :n], embeds=None if relaxed.embeds is None else relaxed.embeds[rows, :n])
 
 
 @torch.no_grad()
