@@ -19,3 +19,20 @@ def test_rounds_are_sorted_and_unique():
 def test_bad_rounds_are_refused(text):
     with pytest.raises(SystemExit, match="--rounds"):
         budget_curve.parse_rounds(text)
+
+
+def _row(rounds, ratio):
+    r = {"ratio": ratio, "ci95": [ratio - 1, ratio + 1]}
+    return {"rounds": rounds, "ratio": r, "ratio_vs_polish_only": r, "engine": {"cpu_s": 1.0, "utility_gain": 0.1}}
+
+
+def test_the_quoted_budget_is_the_selection_runs_best(tmp_path):
+    import json
+
+    sel = tmp_path / "budget_curve_select.json"
+    assert budget_curve.goal_from_select([_row(1, 2.0)], sel) is None  # no selection run: nothing quoted
+    sel.write_text(json.dumps({"commit": "abc", "curve": [_row(1, 2.0), _row(2, 5.0), _row(4, 1.0)]}))
+    report = [_row(1, 9.0), _row(2, 3.0), _row(4, 4.0)]
+    goal = budget_curve.goal_from_select(report, sel)
+    assert goal["chosen_on_select"] == 2 and goal["ratio_vs_hill_climb"] == 3.0  # report's own row, not its best
+    assert budget_curve.goal_from_select([_row(8, 1.0)], sel) is None  # none of the selection's rounds measured
