@@ -123,9 +123,6 @@ class RewardEnsemble(RewardModel):
                      annots=None) -> torch.Tensor:
         return self.aggregate(self.members_embeds(e, attention_mask, bars, annots))
 
-    def _score_hidden(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.aggregate(self.members_hidden(h, attention_mask))
-
     def _score_head_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.aggregate((self.head(x) - self.norm_mean) / self.norm_std)
 

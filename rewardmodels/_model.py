@@ -385,8 +385,7 @@ class RewardModel(nn.Module):
 
         For callers that already ran this model's transformer (or one with identical weights, such
         as the generator a probe was fitted on): one pass then serves the generator and the reward."""
-        raw = self.head(self.pool_hidden(h, attention_mask.long())).squeeze(-1)
-        return (raw - self.norm_mean) / self.norm_std
+        return self._score_head_input(self.pool_hidden(h, attention_mask.long()))
 
     def embed_probs(self, p: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Token distributions p (b, t, v), checked, as input embeddings p @ E -> (b, t, d)."""
