@@ -90,7 +90,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for who, colour in (("engine", "C0"), ("hill_climb", "C1")):
+    for who, colour in (("engine", "C0"), ("hill_climb", "C1"), ("polish_only", "C2")):
         left.plot([r[who]["cpu_s"] for r in rows], [r[who]["objective_gain"] for r in rows], "o-", color=colour,
                   label=who.replace("_", "-"))
     for r in rows:
@@ -105,12 +105,18 @@ def plot(rows: list[dict], path: Path) -> None:
     y = [r["ratio"]["ratio"] for r in rows]
     lo = [r["ratio"]["ci95"][0] if r["ratio"]["ci95"] else np.nan for r in rows]
     hi = [r["ratio"]["ci95"][1] if r["ratio"]["ci95"] else np.nan for r in rows]
-    right.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="o-", capsize=3)
+    right.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="o-", capsize=3, label="vs hill-climbing")
+    y = [r["ratio_vs_polish_only"]["ratio"] for r in rows]
+    lo = [r["ratio_vs_polish_only"]["ci95"][0] if r["ratio_vs_polish_only"]["ci95"] else np.nan for r in rows]
+    hi = [r["ratio_vs_polish_only"]["ci95"][1] if r["ratio_vs_polish_only"]["ci95"] else np.nan for r in rows]
+    right.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="s--", capsize=3, color="C2",
+                   label="vs polish-only")
+    right.legend(fontsize=8)
     right.axhline(1, color="black", lw=0.5)
     right.axhline(3, color="grey", lw=0.5, ls="--")
     right.set_xscale("log")
     right.set_xlabel("CPU seconds for all slots (the engine's, given to both)")
-    right.set_ylabel("engine / hill-climbing, gain in J per CPU-s")
+    right.set_ylabel("engine / baseline, gain in J per CPU-s")
     right.set_title("The engine's edge, 95% interval over slots")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
