@@ -37,19 +37,24 @@ def test_one_pass_equals_two(probe_setup):
         assert torch.allclose(a, b, atol=1e-10)
     assert torch.allclose(one[0], rm.score(ids, mask), atol=1e-10)
     # the relaxed objective and its gradient, at a soft point
-    v = len(tok)
     torch.manual_seed(0)
-    probs = torch.softmax(torch.randn(*ids.shape, v, dtype=torch.float64) * 3, -1)
+    _soft_pass_equals_two(rm, gen, mask, torch.softmax(torch.randn(*ids.shape, len(tok), dtype=torch.float64) * 3, -1))
+
+
+def _soft_pass_equals_two(rm, gen, mask, probs):
+    """relaxed_terms at probs: reward, likelihood and the gradient in p agree with and without the
+    shared pass."""
+    v = probs.shape[-1]
     free, start = mask.bool(), torch.full_like(probs, 1.0 / v)
     w = gradopt.ObjectiveWeights(lm_weight=2.0)
-    grads = []
+    out = []
     for shared in (True, False):
         p = probs.clone().requires_grad_(True)
         terms = gradopt.relaxed_terms(rm, gen, gradopt.Relaxed(probs=p), mask, start, free, w, shared=shared)
         (g,) = torch.autograd.grad(terms.total(w, 1.0).sum(), p)
-        grads.append((terms.reward.detach(), terms.loglik.detach(), g))
-    for a, b in zip(*grads):
-        assert torch.allclose(a, b, atol=1e-10)
+        out.append((terms.reward.detach(), terms.loglik.detach(), g))
+    for a, b in zip(*out):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
 def test_optimize_gives_the_same_result_with_and_without_the_shared_pass(probe_setup, monkeypatch):
@@ -101,19 +106,10 @@ def test_annotated_and_bar_models_share_the_pass_and_agree(kind):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
     torch.testing.assert_close(one[0], rm.score(ids, mask), atol=1e-10, rtol=0)
     # soft point: reward, likelihood and the gradient (soft bars are differentiable in p)
-    v = len(tok)
     torch.manual_seed(1)
-    probs = torch.softmax(torch.nn.functional.one_hot(ids, v).double() * 4 + torch.randn(*ids.shape, v), -1)
-    free, start = mask.bool(), torch.full_like(probs, 1.0 / v)
-    w = gradopt.ObjectiveWeights(lm_weight=2.0)
-    out = []
-    for shared in (True, False):
-        p = probs.clone().requires_grad_(True)
-        terms = gradopt.relaxed_terms(rm, gen, gradopt.Relaxed(probs=p), mask, start, free, w, shared=shared)
-        (g,) = torch.autograd.grad(terms.total(w, 1.0).sum(), p)
-        out.append((terms.reward.detach(), terms.loglik.detach(), g))
-    for a, b in zip(*out):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    v = len(tok)
+    _soft_pass_equals_two(rm, gen, mask, torch.softmax(torch.nn.functional.one_hot(ids, v).double() * 4
+                                                       + torch.randn(*ids.shape, v), -1))
 
 
 def test_an_annotation_channel_in_use_keeps_the_passes_apart():
