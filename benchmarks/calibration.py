@@ -104,22 +104,29 @@ def leverage(Z_train: np.ndarray, w: np.ndarray, lam: float, Z: np.ndarray) -> n
     return np.einsum("ij,jk,ik->i", Q, A, Q)
 
 
+def _squared_distances(Z_train: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """(len(Z), len(Z_train)) squared Euclidean distances, clipped at 0 (rounding)."""
+    return np.maximum((Z ** 2).sum(1)[:, None] + (Z_train ** 2).sum(1)[None, :] - 2 * Z @ Z_train.T, 0.0)
+
+
 def knn_distance(Z_train: np.ndarray, Z: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
     """Mean Euclidean distance from each row of Z to its k nearest rows of Z_train."""
-    d2 = (Z ** 2).sum(1)[:, None] + (Z_train ** 2).sum(1)[None, :] - 2 * Z @ Z_train.T
-    d2 = np.sort(np.maximum(d2, 0.0), axis=1)[:, :k]
-    return np.sqrt(d2).mean(1)
+    return np.sqrt(np.sort(_squared_distances(Z_train, Z), axis=1)[:, :k]).mean(1)
 
 
 def knn_residual(Z_train: np.ndarray, residual: np.ndarray, Z: np.ndarray, k: int) -> np.ndarray:
     """Mean of `residual` over each row of Z's k nearest rows of Z_train (Euclidean)."""
-    d2 = (Z ** 2).sum(1)[:, None] + (Z_train ** 2).sum(1)[None, :] - 2 * Z @ Z_train.T
-    return residual[np.argsort(d2, axis=1)[:, :k]].mean(1)
+    return residual[np.argsort(_squared_distances(Z_train, Z), axis=1)[:, :k]].mean(1)
+
+
+def log_lengths(texts: list[str]) -> np.ndarray:
+    """log of each text's length in characters (an empty text counts as 1)."""
+    return np.log([max(len(t), 1) for t in texts])
 
 
 def length_columns(texts: list[str], centre: float, scale: float) -> np.ndarray:
     """(n, 2): the standardised log length of each text and its square."""
-    z = (np.log([max(len(t), 1) for t in texts]) - centre) / scale
+    z = (log_lengths(texts) - centre) / scale
     return np.stack([z, z ** 2], 1)
 
 
@@ -194,7 +201,7 @@ def main() -> None:
         block_heads[name] = (sl, *_ridge(Z[:, sl], y, w, lb))
     heads = {(t, l): _ridge(Z, error_target(y, oof, bt_sd, t), np.ones_like(y), l)
              for t in HEAD_TARGETS for l in HEAD_L2}
-    log_len = np.log([max(len(t), 1) for t in pool.texts])
+    log_len = log_lengths(pool.texts)
     len_centre, len_scale = float(log_len.mean()), float(log_len.std() or 1.0)
     Zl = np.concatenate([Z, length_columns(pool.texts, len_centre, len_scale)], 1)
     len_heads = {(t, l): _ridge(Zl, error_target(y, oof, bt_sd, t), np.ones_like(y), l)
@@ -265,7 +272,7 @@ def main() -> None:
                 sig[f"error_head/{t}+len/l{l:g}"] = Zls @ beta + c
             for k in (NEIGHBOURS, 3 * NEIGHBOURS):
                 sig[f"knn_residual/k{k}"] = knn_residual(Z, abs_residual, Zs, k)
-            sig["log_length"] = np.log([max(len(t), 1) for t in texts])
+            sig["log_length"] = log_lengths(texts)
             for k, v in sig.items():
                 rows.setdefault(k, []).append(v)
         err, set_of = np.concatenate(rows.pop("err")), np.array(rows.pop("set"))
