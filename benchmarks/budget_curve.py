@@ -63,6 +63,18 @@ def parse_rounds(text: str) -> list[int]:
     return rounds
 
 
+def ratio_text(r: dict, interval: bool = True) -> str:
+    """A `per_cpu_ratio` result as "1.23x [1.01, 1.50]"; the ratio may be None (neither gained) or
+    "inf" (the baseline did not gain), the interval None (some resamples undefined)."""
+    def num(x):
+        return "n/a" if x is None else f"{float(x):.2f}"
+
+    text = f"{num(r['ratio'])}x"
+    if interval:
+        text += f" [{num(r['ci95'][0])}, {num(r['ci95'][1])}]" if r["ci95"] else " [no interval]"
+    return text
+
+
 def goal_from_select(rows: list[dict], select_path: Path) -> dict | None:
     """This (report) run's row at the rounds whose ratio against hill-climbing was highest in the
     selection run at `select_path`; None when that run is absent or measured none of these rounds."""
@@ -73,7 +85,7 @@ def goal_from_select(rows: list[dict], select_path: Path) -> dict | None:
     sel = [r for r in sel if r["rounds"] in mine]
     if not sel:
         return None
-    chosen = max(sel, key=lambda r: r["ratio"]["ratio"])["rounds"]
+    chosen = max(sel, key=lambda r: float(r["ratio"]["ratio"]))["rounds"]  # "inf" when the baseline gained nothing
     row = mine[chosen]
     return {"chosen_on_select": chosen, "select_commit": json.loads(select_path.read_text()).get("commit"),
             "ratio_vs_hill_climb": row["ratio"]["ratio"], "ratio_vs_hill_climb_95ci": row["ratio"]["ci95"],
@@ -159,11 +171,9 @@ def main() -> None:
                "ratio_equal_evals_gain": float(np.mean(eng["objective_gain_per_slot"])
                                                / np.mean(hc["evals"]["objective_gain_per_slot"]))}
         rows.append(row)
-        ci, cp = row["ratio"]["ci95"], row["ratio_vs_polish_only"]["ci95"]
-        log(f"{n} polish rounds: engine {eng['cpu_s']:.0f} CPU-s, J +{eng['objective_gain']:.3f}; hill-climbing "
-            f"+{hc['time']['objective_gain']:.3f}, ratio {row['ratio']['ratio']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]; "
-            f"polish-only +{po['objective_gain']:.3f}, ratio {row['ratio_vs_polish_only']['ratio']:.2f}x "
-            f"[{cp[0]:.2f}, {cp[1]:.2f}]")
+        log(f"{n} polish rounds: engine {eng['cpu_s']:.0f} CPU-s, J {eng['objective_gain']:+.3f}; hill-climbing "
+            f"{hc['time']['objective_gain']:+.3f}, ratio {ratio_text(row['ratio'])}; polish-only "
+            f"{po['objective_gain']:+.3f}, ratio {ratio_text(row['ratio_vs_polish_only'])}")
     config = {**vars(args), "rounds": rounds, "split": dataclasses.asdict(split), "engine": repr(cfg),
               "rater_agreement": rater.agreement}
     out = {"benchmark": "budget_curve", "quick": args.quick, "setup": info, "curve": rows,
@@ -176,11 +186,14 @@ def main() -> None:
     path = write_result(RESULTS / f"budget_curve{suffix}.json", out, config)
     plot(rows, path.with_suffix(".png"))
     goal = out.get("goal")
-    chosen = (f"; at {goal['chosen_on_select']} rounds (chosen on select) {goal['ratio_vs_hill_climb']:.2f}x "
-              f"hill-climbing's, {goal['ratio_vs_polish_only']:.2f}x polish-only's") if goal else ""
+    chosen = (f"; at {goal['chosen_on_select']} rounds (chosen on select) "
+              f"{ratio_text({'ratio': goal['ratio_vs_hill_climb'], 'ci95': goal['ratio_vs_hill_climb_95ci']})} "
+              f"hill-climbing's, "
+              f"{ratio_text({'ratio': goal['ratio_vs_polish_only'], 'ci95': goal['ratio_vs_polish_only_95ci']})} "
+              "polish-only's") if goal else ""
     print(f"budget_curve{' (quick)' if args.quick else ''}{' (select)' if split.name == 'select' else ''}: engine vs "
           "hill-climbing, gain in J per CPU-s, by polish rounds: "
-          + ", ".join(f"{r['rounds']}: {r['ratio']['ratio']:.2f}x" for r in rows) + f"{chosen}; {path}")
+          + ", ".join(f"{r['rounds']}: {ratio_text(r['ratio'], interval=False)}" for r in rows) + f"{chosen}; {path}")
 
 
 if __name__ == "__main__":

@@ -36,3 +36,9 @@ def test_the_quoted_budget_is_the_selection_runs_best(tmp_path):
     goal = budget_curve.goal_from_select(report, sel)
     assert goal["chosen_on_select"] == 2 and goal["ratio_vs_hill_climb"] == 3.0  # report's own row, not its best
     assert budget_curve.goal_from_select([_row(8, 1.0)], sel) is None  # none of the selection's rounds measured
+
+
+def test_ratio_text_survives_undefined_ratios():
+    assert budget_curve.ratio_text({"ratio": 1.234, "ci95": [1.0, 1.5]}) == "1.23x [1.00, 1.50]"
+    assert budget_curve.ratio_text({"ratio": "inf", "ci95": None}) == "infx [no interval]"
+    assert budget_curve.ratio_text({"ratio": None, "ci95": None}, interval=False) == "n/ax"
