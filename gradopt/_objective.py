@@ -181,8 +181,8 @@ def relaxed_terms(reward_model, generator, relaxed: Relaxed, attention_mask, sta
     the same soft input (relaxations without their own embeddings). loglik_ref (b,): the inputs'
     mean log-likelihood, needed with ``w.lm_floor``."""
     zero = torch.zeros(relaxed.probs.shape[0], dtype=relaxed.probs.dtype, device=relaxed.probs.device)
-    batches = length_batches(attention_mask) if attention_mask.shape[0] > 1 else None
-    if batches is None or (len(batches) == 1 and batches[0][1] == attention_mask.shape[1]):
+    batches = length_batches(attention_mask)
+    if batches is None:
         reward, loglik = _network_terms(reward_model, generator, relaxed, attention_mask, w, shared)
     else:  # the padding cut off, as in `score_sequences` (it influences no output, so no gradient either)
         parts = [_network_terms(reward_model, generator, _cut(relaxed, rows, n), attention_mask[rows, :n], w, shared)
@@ -202,11 +202,12 @@ def length_batches(attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, int
     """How to score rows of a right-padded batch without computing its padding: [(row indices,
     length to cut them to)] covering every row once. Rows of one length go together when at least
     `LENGTH_GROUP` share it (no padding at all: attention takes its causal fast path); the others,
-    sorted by length, in chunks of `LENGTH_CHUNK`, each cut to its longest row. None when the mask
-    is not right padding (ones, then zeros, in every row)."""
+    sorted by length, in chunks of `LENGTH_CHUNK`, each cut to its longest row. None when there is
+    nothing to cut (every row at full length) or the mask is not right padding (ones, then zeros,
+    in every row): then the batch is scored as it is."""
     t = attention_mask.shape[1]
     lengths = attention_mask.sum(1)
-    if not bool((attention_mask.bool() == (torch.arange(t) < lengths[:, None])).all()):
+    if bool((lengths == t).all()) or not bool((attention_mask.bool() == (torch.arange(t) < lengths[:, None])).all()):
         return None
     out, rest = [], []
     for length in torch.unique(lengths).tolist():
@@ -249,8 +250,8 @@ def score_sequences(reward_model, generator, ids, attention_mask, shared: bool |
     right-padded batch is scored in `length_batches` (the same scores, without the padding's cost)."""
     if shared is None:
         shared = shared_backbone(reward_model, generator)
-    batches = length_batches(attention_mask) if ids.shape[0] > 1 else None
-    if batches is None or (len(batches) == 1 and batches[0][1] == ids.shape[1]):
+    batches = length_batches(attention_mask)
+    if batches is None:
         return _score_padded(reward_model, generator, ids, attention_mask, shared)
     out = None
     for rows, length in batches:

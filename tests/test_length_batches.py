@@ -69,3 +69,8 @@ def test_relaxed_terms_and_gradient_do_not_change_when_the_padding_is_cut(probe,
     whole = run()
     for a, b in zip(cut, whole):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_nothing_to_cut_scores_the_batch_as_it_is():
+    assert length_batches(_mask([6, 6, 6], 6)) is None
+    assert length_batches(_mask([6, 4], 6)) is not None
