@@ -100,3 +100,62 @@ def test_length_columns_standardise_log_length():
     cols = calibration.length_columns(["ab", "abcd", ""], centre=np.log(2), scale=np.log(2))
     np.testing.assert_allclose(cols[:, 0], [0.0, 1.0, -1.0])  # "" counts as length 1
     np.testing.assert_allclose(cols[:, 1], cols[:, 0] ** 2)
+
+
+def test_spearman_over_replicates_is_their_mean_on_shared_resamples():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=200)
+    errs = [x + rng.normal(size=200) * s for s in (0.5, 3.0)]
+    r = calibration.spearman_ci([x, x], errs, resamples=200)
+    each = [spearmanr(x, e).statistic for e in errs]
+    assert r["per_replicate"] == pytest.approx(each) and r["spearman"] == pytest.approx(np.mean(each))
+    assert r["ci95"][0] < r["spearman"] < r["ci95"][1]
+    assert "per_replicate" not in calibration.spearman_ci(x, errs[0], resamples=50)
+
+
+def test_subspace_members_read_their_columns_and_disagree_off_the_data():
+    rng = np.random.default_rng(6)
+    Z = rng.normal(size=(300, 8))
+    y = Z @ rng.normal(size=8) + 0.3 * rng.normal(size=300)
+    heads = calibration.subspace_heads(Z, y, np.ones(300), 1.0, members=40, fraction=0.5, seed=1)
+    assert len(heads) == 40
+    for cols, beta, b in heads:
+        assert cols.any() and beta.shape == (cols.sum(),)
+    # members differ in their columns, not all read the same half
+    assert len({cols.tobytes() for cols, _, _ in heads}) > 30
+    near, far = Z[:5], 6.0 * rng.normal(size=(5, 8))
+    assert calibration.subspace_sd(heads, far).mean() > 2 * calibration.subspace_sd(heads, near).mean()
+    # each member is a ridge probe on its columns (one bootstrap draw of the items)
+    cols, beta, b = heads[0]
+    from rewardmodels._ensemble import bootstrap_heads
+    ref, rb = bootstrap_heads(Z[:, cols], y, np.ones(300), 1.0, 1, 1)
+    np.testing.assert_allclose(beta, ref[0])
+    assert b == pytest.approx(rb[0])
+
+
+def test_oracle_head_ranks_by_a_learnable_error_and_not_by_noise():
+    rng = np.random.default_rng(7)
+    Z_fit, Z = rng.normal(size=(400, 4)), rng.normal(size=(300, 4))
+    err_fit, err = np.abs(Z_fit[:, 0]) + 0.1 * rng.random(400), np.abs(Z[:, 0])
+    # |z0| is not linear in z0, but z0's sign carries nothing: a linear head finds little
+    lin = calibration.oracle_head(Z_fit, err_fit, Z, err)
+    assert set(lin) == {f"l{lam:g}" for lam in calibration.ORACLE_L2} and max(lin.values()) < 0.3
+    # an error linear in the features is found
+    lin_fit, lin_err = Z_fit[:, 1] + 0.1 * rng.random(400), Z[:, 1]
+    assert min(calibration.oracle_head(Z_fit, lin_fit, Z, lin_err).values()) > 0.9
+
+
+def test_residual_terms_names_the_term_the_residual_follows():
+    feats = [{k: float(i % 3 == 0 and k == "cadence") + 0.01 * i * (k == "steps")
+              for k in calibration.UTILITY_WEIGHTS} for i in range(30)] + [None]
+    residual = np.array([-2.0 * f["cadence"] if f else 9.0 for f in feats])
+    out = calibration.residual_terms(feats, residual)
+    assert out["valid"] == 30 and out["n"] == 31
+    assert out["cadence"] == pytest.approx(-1.0) and abs(out["steps"]) < 0.5
+    assert out["key"] is None  # a constant term has no correlation
+
+
+def test_mean_tree_averages_nested_figures_and_skips_missing():
+    trees = [{"a": {"r": 1.0}, "b": None}, {"a": {"r": 3.0}, "b": 2.0}]
+    assert calibration._mean_tree(trees) == {"a": {"r": 2.0}, "b": 2.0}
+    assert calibration._mean_tree([None, None]) is None
