@@ -194,16 +194,23 @@ def oracle_head(Z_fit: np.ndarray, err_fit: np.ndarray, Z: np.ndarray, err: np.n
     return out
 
 
-def residual_terms(feats: list, residual: np.ndarray) -> dict:
-    """Which of the simulated rater's terms the reward model misses: Pearson r of the signed residual
-    (fitted reward - utility) with each weighted term w_k f_k over the valid tunes. `feats`: each
-    item's `music_features` (None: not a valid tune). A diagnosis from the rater's side; the reward
-    model never reads these."""
+def residual_terms(feats: list, residual: np.ndarray, utility: np.ndarray) -> dict:
+    """Which of the simulated rater's terms the reward model misses, over the valid tunes: "utility",
+    the Pearson r of the signed residual (fitted reward - utility) with the utility (negative: a
+    shrunk regression overrates bad items and underrates good ones), then for each weighted term
+    w_k f_k its partial r with the residual given the utility (what the residual follows beyond
+    that shrinkage). `feats`: each item's `music_features` (None: not a valid tune). A diagnosis
+    from the rater's side; the reward model never reads these."""
     ok = np.array([f is not None for f in feats])
-    out = {"valid": int(ok.sum()), "n": len(feats)}
+    res, u = residual[ok], utility[ok]
+
+    def given_u(v):
+        return v - np.polyval(np.polyfit(u, v, 1), u)
+
+    out = {"valid": int(ok.sum()), "n": len(feats), "utility": float(np.corrcoef(res, u)[0, 1])}
     for k, wk in UTILITY_WEIGHTS.items():
-        v = np.array([wk * f[k] for f in feats if f is not None])
-        out[k] = float(np.corrcoef(v, residual[ok])[0, 1]) if v.std() > 0 else None
+        v = given_u(np.array([wk * f[k] for f in feats if f is not None]))
+        out[k] = float(np.corrcoef(v, given_u(res))[0, 1]) if v.std() > 1e-12 else None
     return out
 
 
@@ -300,7 +307,7 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
     a_bb, b_bb = np.polyfit(B_pool.mean(1), u_pool, 1)
     out = {"setup": setup}
     for split_name, sets in items.items():
-        rows = {"err": [], "residual": [], "set": [], "Z": [], "signals": {}}
+        rows = {"err": [], "residual": [], "utility": [], "set": [], "Z": [], "signals": {}}
         accuracy = {}
         for set_name, texts in sets.items():
             Xs, Ms = score(texts)
@@ -308,6 +315,7 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
             mean = Ms.mean(1)
             u = rater.utility(texts)
             rows["residual"].append(a * mean + b - u)
+            rows["utility"].append(u)
             rows["err"].append(np.abs(a * mean + b - u))
             rows["set"] += [set_name] * len(texts)
             rows["Z"].append(Zs)
@@ -335,6 +343,7 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
             for k, v in sig.items():
                 rows["signals"].setdefault(k, []).append(v)
         out[split_name] = {"err": np.concatenate(rows["err"]), "residual": np.concatenate(rows["residual"]),
+                           "utility": np.concatenate(rows["utility"]),
                            "set": np.array(rows["set"]), "Z": np.concatenate(rows["Z"]), "accuracy": accuracy,
                            "signals": {k: np.concatenate(v) for k, v in rows["signals"].items()}}
         log(f"replicate {r}, {split_name}: " + ", ".join(
@@ -397,7 +406,8 @@ def main() -> None:
         res = {"pooled": {}, "sets": {s: {"n": int((set_of == s).sum())} for s in sets},
                "mean_abs_error": float(np.mean([e.mean() for e in errs])),
                "accuracy": _mean_tree([run[split_name]["accuracy"] for run in runs]),
-               "residual_terms": _mean_tree([residual_terms(feats, run[split_name]["residual"]) for run in runs])}
+               "residual_terms": _mean_tree([residual_terms(feats, run[split_name]["residual"],
+                                                                      run[split_name]["utility"]) for run in runs])}
         for k in runs[0][split_name]["signals"]:
             sigs = [run[split_name]["signals"][k] for run in runs]
             res["pooled"][k] = spearman_ci(sigs, errs)

@@ -145,14 +145,19 @@ def test_oracle_head_ranks_by_a_learnable_error_and_not_by_noise():
     assert min(calibration.oracle_head(Z_fit, lin_fit, Z, lin_err).values()) > 0.9
 
 
-def test_residual_terms_names_the_term_the_residual_follows():
-    feats = [{k: float(i % 3 == 0 and k == "cadence") + 0.01 * i * (k == "steps")
-              for k in calibration.UTILITY_WEIGHTS} for i in range(30)] + [None]
-    residual = np.array([-2.0 * f["cadence"] if f else 9.0 for f in feats])
-    out = calibration.residual_terms(feats, residual)
-    assert out["valid"] == 30 and out["n"] == 31
-    assert out["cadence"] == pytest.approx(-1.0) and abs(out["steps"]) < 0.5
-    assert out["key"] is None  # a constant term has no correlation
+def test_residual_terms_names_the_term_the_residual_follows_beyond_shrinkage():
+    rng = np.random.default_rng(8)
+    feats = [{k: float(rng.random()) for k in calibration.UTILITY_WEIGHTS} for _ in range(200)] + [None]
+    for f in feats[:-1]:
+        f["key"] = 1.0  # a constant term
+    utility = np.array([sum(calibration.UTILITY_WEIGHTS[k] * f[k] for k in f) for f in feats[:-1]] + [-9.0])
+    # a model that misses the cadence term and shrinks everything towards the mean
+    fitted = 0.5 * (utility - calibration.UTILITY_WEIGHTS["cadence"] * np.array([f["cadence"] for f in feats[:-1]] + [0]))
+    out = calibration.residual_terms(feats, fitted - utility, utility)
+    assert out["valid"] == 200 and out["n"] == 201
+    assert out["utility"] < -0.5  # shrinkage
+    assert out["cadence"] < -0.5 and all(abs(out[k]) < 0.3 for k in ("steps", "leaps", "meter", "repeat", "phrases"))
+    assert out["key"] is None
 
 
 def test_mean_tree_averages_nested_figures_and_skips_missing():
