@@ -133,8 +133,10 @@ the same generator; selection split 0.33). The full run (benchmarks/results/musi
 1,197 rated items, 40 + 40 tunes, re-run after the bar-aware sampler fix) gains +0.21 / +0.11 under
 the guard with 0% / 2.5% of tunes worse (unguarded +0.24 / +0.21, 7.5% / 22.5% worse), held-out
 collection r 0.75, but there the SD hardly tracks the error (Spearman 0.10; the best other signal,
-an error head on out-of-fold residuals, 0.21: benchmarks/results/calibration.json). The annotations overlap what the simulated rater scores, so these
-figures are optimistic for people."""
+an error head on out-of-fold residuals, 0.17 over three generators in
+benchmarks/results/calibration.json, where a head fitted to held-out items' true errors does no
+better). The annotations overlap what the simulated rater scores, so these figures are optimistic
+for people."""
 
 RECIPES = {"baseline": BASELINE, "practical": PRACTICAL, "practical_bar_aware": PRACTICAL_BAR_AWARE,
            "practical_ending": PRACTICAL_ENDING, "practical_attention": PRACTICAL_ATTENTION, "practical_music": PRACTICAL_MUSIC}
