@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ._abc_constraint import meter_length
-from ._abc_text import HEADER_LINE
+from ._abc_text import HEADER_LINE, length_value
 
 _NOTE = re.compile(r"(?P<pitch>(?:\^\^|__|\^|_|=)?[A-Ga-g][,']*|z)(?P<len>\d*(?:/+\d*)?)")
 _OPAQUE = re.compile(r'"[^"\n]*"|![^!\s]*!|\+[^+\s]*\+|\{[^}\n]*\}|%[^\n]*')
@@ -31,19 +31,6 @@ _INLINE_FIELD = re.compile(r"\[[A-Za-z]:")
 _TUPLET = re.compile(r"\((\d)(?::(\d)?(?::(\d))?)?")
 _DECORATIONS = frozenset(".~THLMOPSuv")
 _INERT = frozenset(" `()-\t") | _DECORATIONS
-
-
-def length_value(spec: str) -> Fraction:
-    """Multiplier of an ABC length: ``""`` 1, ``"3"`` 3, ``"/"`` 1/2, ``"//"`` 1/4, ``"3/2"`` 3/2;
-    ValueError for anything else, a zero denominator (``"/0"``) included."""
-    m = re.fullmatch(r"(\d*)(/*)(\d*)", spec)
-    if m is None or (m.group(2) and m.group(3) and int(m.group(3)) == 0):
-        raise ValueError(f"not an ABC length: {spec!r}")
-    num = int(m.group(1)) if m.group(1) else 1
-    slashes, den = len(m.group(2)), m.group(3)
-    if not slashes:
-        return Fraction(num)
-    return Fraction(num, int(den) * 2 ** (slashes - 1)) if den else Fraction(num, 2**slashes)
 
 
 def length_spec(mult: Fraction) -> str | None:

@@ -38,7 +38,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from ._abc_text import NOTE_LETTERS
+from ._abc_text import NOTE_LETTERS, length_value
 
 RESTS = frozenset("z")  # music21 does not count invisible rests (x) in a bar
 ACCIDENTALS = frozenset("^_=")
@@ -72,29 +72,17 @@ def _unit_length(value: str) -> Fraction | None:
     return Fraction(1, int(m.group(1))) if m and int(m.group(1)) else None
 
 
-def _spec_value(spec: str) -> Fraction:
-    """Length multiplier of a (possibly partial) ABC length: "" 1, "3" 3, "/" 1/2, "//" 1/4, "3/2" 3/2."""
-    m = re.fullmatch(r"(\d*)(/*)(\d*)", spec)
-    num = int(m.group(1)) if m.group(1) else 1
-    slashes, den = len(m.group(2)), m.group(3)
-    if not slashes:
-        return Fraction(num)
-    if den:
-        return Fraction(num, int(den) * 2 ** (slashes - 1))
-    return Fraction(num, 2**slashes)
-
-
 def _least(spec: str) -> Fraction:
     """The shortest length a partial length can still reach by appending slashes (``//`` quarters)."""
     if "/" not in spec:
-        return _spec_value(spec) / 4
-    return _spec_value(spec) / (2 if spec.endswith("/") and not spec.endswith("//") else 1)
+        return length_value(spec) / 4
+    return length_value(spec) / (2 if spec.endswith("/") and not spec.endswith("//") else 1)
 
 
 @lru_cache(maxsize=None)
 def _value_ratio(spec: str) -> tuple[int, int]:
-    """`_spec_value` as (numerator, denominator)."""
-    v = _spec_value(spec)
+    """`length_value` of a (possibly partial) length the grammar accepts, as (numerator, denominator)."""
+    v = length_value(spec)
     return v.numerator, v.denominator
 
 

@@ -8,7 +8,7 @@ import torch
 
 import domains
 from domains._abc_parse import bar_overruns as _bar_overruns
-from domains._abc_constraint import _LENGTH, _spec_value, meter_length
+from domains._abc_constraint import _LENGTH, length_value, meter_length
 
 HEADER = "X:1\nT:Test\nM:6/8\nL:1/8\nK:G\n"
 
@@ -37,9 +37,9 @@ def allowed_chars(constraint, tok, text):
 
 
 def test_length_values():
-    assert _spec_value("") == 1 and _spec_value("3") == 3 and _spec_value("/") == Fraction(1, 2)
-    assert _spec_value("//") == Fraction(1, 4) and _spec_value("3/2") == Fraction(3, 2)
-    assert _spec_value("/4") == Fraction(1, 4) and _spec_value("3/") == Fraction(3, 2)
+    assert length_value("") == 1 and length_value("3") == 3 and length_value("/") == Fraction(1, 2)
+    assert length_value("//") == Fraction(1, 4) and length_value("3/2") == Fraction(3, 2)
+    assert length_value("/4") == Fraction(1, 4) and length_value("3/") == Fraction(3, 2)
     assert meter_length("6/8") == Fraction(3, 4) and meter_length("C|") == 1 and meter_length("none") is None
     for good in ("2", "12", "/", "//", "3/2", "3/", "/8"):
         assert _LENGTH.fullmatch(good), good
