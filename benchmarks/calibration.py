@@ -35,6 +35,11 @@ on this split's (the best λ quoted): how much of the error any linear function 
 could rank, a ceiling for the error heads; and `residual_terms`, the Pearson r of the signed
 residual with each of the rater's weighted terms: which part of the utility the model misses.
 
+`probe+repetition` is a what-if beside them: the ensemble's probe refitted (same ratings, λ by the
+same cross-validation) with `repetition_features` appended (how many bars and half bars repeat an
+earlier one, and their squares), scored like the ensemble, to see whether the repetition the
+residual follows can be learned from the ratings once the model can see it.
+
 `backbone_mean` is also scored as a reward model (the mean over backbones, its own affine fit to
 the utility on the rated items): its mean absolute error and r with the utility per set, beside
 the ensemble's.
@@ -59,6 +64,7 @@ Writes benchmarks/results/calibration.json (--quick: calibration_quick.json); on
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -85,6 +91,7 @@ HEAD_TARGETS = ("abs", "sq_minus_bt_var")
 NEIGHBOURS = 10
 SUBSPACE_MEMBERS = 256  # members of the feature-subspace ensemble (its SD is noisy with fewer)
 SUBSPACE_FRACTION = 0.5  # of the feature columns each reads
+BAR_SPLIT = re.compile(r"[|:]+")  # bar lines and repeat signs, for `repetition_features`
 ORACLE_L2 = (10.0, 100.0, 1000.0, 10000.0)  # the oracle head's λ grid (the best is quoted: a ceiling)
 
 
@@ -144,6 +151,26 @@ def length_columns(texts: list[str], centre: float, scale: float) -> np.ndarray:
     """(n, 2): the standardised log length of each text and its square."""
     z = (log_lengths(texts) - centre) / scale
     return np.stack([z, z ** 2], 1)
+
+
+def repetition_features(texts: list[str]) -> np.ndarray:
+    """(n, 4) for a what-if probe: the fraction of a tune's bars that repeat an earlier bar exactly,
+    the fraction whose first half repeats an earlier bar's first half, and the square of each (a
+    linear probe cannot otherwise prefer a middling amount). Bars: the body split at bar lines and
+    repeat signs, spaces dropped; a tune without bars gives zeros."""
+    rows = []
+    for t in texts:
+        bars = [b for b in (re.sub(r"\s", "", x) for x in BAR_SPLIT.split(domains.abc_body(t))) if b]
+        whole = halves = 0
+        seen, seen_half = set(), set()
+        for b in bars:
+            half = b[: max(1, len(b) // 2)]
+            whole, halves = whole + (b in seen), halves + (half in seen_half)
+            seen.add(b)
+            seen_half.add(half)
+        f = np.array([whole, halves], dtype=float) / max(len(bars), 1)
+        rows.append(np.concatenate([f, f ** 2]))
+    return np.array(rows).reshape(len(texts), 4)
 
 
 def spearman_ci(signals, errs, resamples: int = 2000, seed: int = 0) -> dict:
@@ -281,6 +308,11 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
                  for t in HEAD_TARGETS for l in HEAD_L2}
     abs_residual = np.abs(y - oof)
     subspace = subspace_heads(Z, y, w, lam, SUBSPACE_MEMBERS, SUBSPACE_FRACTION, seed=r, groups=groups)
+    # what-if: the same probe also reading how much of the tune repeats itself
+    Zr, sd_r = standardise(np.concatenate([X, repetition_features(pool.texts)], 1), w)
+    lam_r, _ = choose_l2(Zr, y, w, DEFAULT_L2, 5, 0, groups)
+    rep_probe = _ridge(Zr, y, w, lam_r)
+    a_rp, b_rp = np.polyfit(Zr @ rep_probe[0] + rep_probe[1], u_pool, 1)
     setup = {"replicate": r, "rated_items": len(pool.texts), "fit_cpu_s": fit_cpu, "probe_l2": lam,
              "bt_corr_utility": info["bt_corr_utility"], "oof_r_bt": float(np.corrcoef(oof, y)[0, 1]),
              "backbones": []}
@@ -324,6 +356,9 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
                 "ensemble": {"mae": float(np.abs(a * mean + b - u).mean()), "r": float(np.corrcoef(mean, u)[0, 1])},
                 "backbone_mean": {"mae": float(np.abs(a_bb * Bs.mean(1) + b_bb - u).mean()),
                                   "r": float(np.corrcoef(Bs.mean(1), u)[0, 1])}}
+            rep_pred = (np.concatenate([Xs, repetition_features(texts)], 1) / sd_r) @ rep_probe[0] + rep_probe[1]
+            accuracy[set_name]["probe+repetition"] = {"mae": float(np.abs(a_rp * rep_pred + b_rp - u).mean()),
+                                                      "r": float(np.corrcoef(rep_pred, u)[0, 1])}
             sig = {"members_sd": Ms.std(1, ddof=1), "subspace_sd": subspace_sd(subspace, Zs),
                    "leverage": leverage(Z, w, lam, Zs), "knn_distance": knn_distance(Z, Zs),
                    "extremeness": np.abs(mean - centre)}

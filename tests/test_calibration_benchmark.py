@@ -164,3 +164,13 @@ def test_mean_tree_averages_nested_figures_and_skips_missing():
     trees = [{"a": {"r": 1.0}, "b": None}, {"a": {"r": 3.0}, "b": 2.0}]
     assert calibration._mean_tree(trees) == {"a": {"r": 2.0}, "b": 2.0}
     assert calibration._mean_tree([None, None]) is None
+
+
+def test_repetition_features_count_bars_and_half_bars_heard_before():
+    tunes = ["X:1\nM:4/4\nK:D\n|:ab cd|ab cd|ab fg|ef ga:|\n", "X:2\nK:D\n", "X:3\nK:D\nabcd|efga|\n"]
+    f = calibration.repetition_features(tunes)
+    assert f.shape == (3, 4)
+    # bars abcd abcd abfg efga: one whole repeat, halves ab ab ab ef: two
+    np.testing.assert_allclose(f[0], [0.25, 0.5, 0.0625, 0.25])
+    np.testing.assert_allclose(f[1], 0.0)  # no bars
+    np.testing.assert_allclose(f[2], 0.0)  # nothing repeats
