@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import unquote
 import math
 import re
 import sys
@@ -49,8 +50,10 @@ def status_section(readme: str) -> str:
 
 
 def resolve(target: str, results: Path):
-    """The value at `file#/json/pointer` (file relative to the repository root)."""
+    """The value at `file#/json/pointer` (file relative to the repository root; the pointer
+    percent-encoded as a URI fragment, so a key's space is written %20)."""
     path, _, pointer = target.partition("#")
+    pointer = unquote(pointer)
     file = results.parent.parent / path
     if not file.is_file():
         raise KeyError(f"{path} does not exist")
