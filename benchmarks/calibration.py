@@ -39,7 +39,8 @@ residual with each of the rater's weighted terms: which part of the utility the 
 `probe+repetition` is a what-if beside them: the ensemble's probe refitted (same ratings, λ by the
 same cross-validation) with `repetition_features` appended (how many bars and half bars repeat an
 earlier one, and their squares), scored like the ensemble, to see whether the repetition the
-residual follows can be learned from the ratings once the model can see it.
+residual follows can be learned from the ratings once the model can see it; `/linear` appends the
+two fractions alone (what an annotation channel pooled over bar lines would hand the probe).
 
 `backbone_mean` is also scored as a reward model (the mean over backbones, its own affine fit to
 the utility on the rated items): its mean absolute error and r with the utility per set, beside
@@ -93,6 +94,8 @@ NEIGHBOURS = 10
 SUBSPACE_MEMBERS = 256  # members of the feature-subspace ensemble (its SD is noisy with fewer)
 SUBSPACE_FRACTION = 0.5  # of the feature columns each reads
 BAR_SPLIT = re.compile(r"[|:]+")  # bar lines and repeat signs, for `repetition_features`
+REPETITION_WHAT_IFS = {"probe+repetition": [0, 1, 2, 3],  # the fractions and their squares
+                       "probe+repetition/linear": [0, 1]}  # the fractions alone (what a pooled channel gives)
 ORACLE_L2 = (10.0, 100.0, 1000.0, 10000.0)  # the oracle head's λ grid (the best is quoted)
 
 
@@ -310,10 +313,12 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
     abs_residual = np.abs(y - oof)
     subspace = subspace_heads(Z, y, w, lam, SUBSPACE_MEMBERS, SUBSPACE_FRACTION, seed=r, groups=groups)
     # what-if: the same probe also reading how much of the tune repeats itself
-    Zr, sd_r = standardise(np.concatenate([X, repetition_features(pool.texts)], 1), w)
-    lam_r, _ = choose_l2(Zr, y, w, DEFAULT_L2, 5, 0, groups)
-    rep_probe = _ridge(Zr, y, w, lam_r)
-    a_rp, b_rp = np.polyfit(Zr @ rep_probe[0] + rep_probe[1], u_pool, 1)
+    rep_probes = {}  # name -> (repetition columns, feature SDs, (β, intercept), affine fit to the utility)
+    for name, cols in REPETITION_WHAT_IFS.items():
+        Zr, sd_r = standardise(np.concatenate([X, repetition_features(pool.texts)[:, cols]], 1), w)
+        lam_r, _ = choose_l2(Zr, y, w, DEFAULT_L2, 5, 0, groups)
+        beta_r, c_r = _ridge(Zr, y, w, lam_r)
+        rep_probes[name] = (cols, sd_r, (beta_r, c_r), np.polyfit(Zr @ beta_r + c_r, u_pool, 1))
     setup = {"replicate": r, "rated_items": len(pool.texts), "fit_cpu_s": fit_cpu, "probe_l2": lam,
              "bt_corr_utility": info["bt_corr_utility"], "oof_r_bt": float(np.corrcoef(oof, y)[0, 1]),
              "backbones": []}
@@ -357,9 +362,10 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
                 "ensemble": {"mae": float(np.abs(a * mean + b - u).mean()), "r": float(np.corrcoef(mean, u)[0, 1])},
                 "backbone_mean": {"mae": float(np.abs(a_bb * Bs.mean(1) + b_bb - u).mean()),
                                   "r": float(np.corrcoef(Bs.mean(1), u)[0, 1])}}
-            rep_pred = (np.concatenate([Xs, repetition_features(texts)], 1) / sd_r) @ rep_probe[0] + rep_probe[1]
-            accuracy[set_name]["probe+repetition"] = {"mae": float(np.abs(a_rp * rep_pred + b_rp - u).mean()),
-                                                      "r": float(np.corrcoef(rep_pred, u)[0, 1])}
+            for name, (cols, sd_r, (beta_r, c_r), (a_r, b_r)) in rep_probes.items():
+                pred = (np.concatenate([Xs, repetition_features(texts)[:, cols]], 1) / sd_r) @ beta_r + c_r
+                accuracy[set_name][name] = {"mae": float(np.abs(a_r * pred + b_r - u).mean()),
+                                            "r": float(np.corrcoef(pred, u)[0, 1])}
             sig = {"members_sd": Ms.std(1, ddof=1), "subspace_sd": subspace_sd(subspace, Zs),
                    "leverage": leverage(Z, w, lam, Zs), "knn_distance": knn_distance(Z, Zs),
                    "extremeness": np.abs(mean - centre)}
