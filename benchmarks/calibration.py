@@ -314,8 +314,9 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
     subspace = subspace_heads(Z, y, w, lam, SUBSPACE_MEMBERS, SUBSPACE_FRACTION, seed=r, groups=groups)
     # what-if: the same probe also reading how much of the tune repeats itself
     rep_probes = {}  # name -> (repetition columns, feature SDs, (β, intercept), affine fit to the utility)
+    R_pool = repetition_features(pool.texts)
     for name, cols in REPETITION_WHAT_IFS.items():
-        Zr, sd_r = standardise(np.concatenate([X, repetition_features(pool.texts)[:, cols]], 1), w)
+        Zr, sd_r = standardise(np.concatenate([X, R_pool[:, cols]], 1), w)
         lam_r, _ = choose_l2(Zr, y, w, DEFAULT_L2, 5, 0, groups)
         beta_r, c_r = _ridge(Zr, y, w, lam_r)
         rep_probes[name] = (cols, sd_r, (beta_r, c_r), np.polyfit(Zr @ beta_r + c_r, u_pool, 1))
@@ -345,7 +346,7 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
     a_bb, b_bb = np.polyfit(B_pool.mean(1), u_pool, 1)
     out = {"setup": setup}
     for split_name, sets in items.items():
-        rows = {"err": [], "residual": [], "utility": [], "set": [], "Z": [], "signals": {}}
+        rows = {"residual": [], "utility": [], "set": [], "Z": [], "signals": {}}
         accuracy = {}
         for set_name, texts in sets.items():
             Xs, Ms = score(texts)
@@ -354,7 +355,6 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
             u = rater.utility(texts)
             rows["residual"].append(a * mean + b - u)
             rows["utility"].append(u)
-            rows["err"].append(np.abs(a * mean + b - u))
             rows["set"] += [set_name] * len(texts)
             rows["Z"].append(Zs)
             Bs = backbone_scores(texts, mean)
@@ -362,8 +362,9 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
                 "ensemble": {"mae": float(np.abs(a * mean + b - u).mean()), "r": float(np.corrcoef(mean, u)[0, 1])},
                 "backbone_mean": {"mae": float(np.abs(a_bb * Bs.mean(1) + b_bb - u).mean()),
                                   "r": float(np.corrcoef(Bs.mean(1), u)[0, 1])}}
+            R = repetition_features(texts)
             for name, (cols, sd_r, (beta_r, c_r), (a_r, b_r)) in rep_probes.items():
-                pred = (np.concatenate([Xs, repetition_features(texts)[:, cols]], 1) / sd_r) @ beta_r + c_r
+                pred = (np.concatenate([Xs, R[:, cols]], 1) / sd_r) @ beta_r + c_r
                 accuracy[set_name][name] = {"mae": float(np.abs(a_r * pred + b_r - u).mean()),
                                             "r": float(np.corrcoef(pred, u)[0, 1])}
             sig = {"members_sd": Ms.std(1, ddof=1), "subspace_sd": subspace_sd(subspace, Zs),
@@ -384,7 +385,8 @@ def replicate(r: int, gens, recipe, rater, corpus: list[str], items: dict, membe
             sig["log_length"] = log_lengths(texts)
             for k, v in sig.items():
                 rows["signals"].setdefault(k, []).append(v)
-        out[split_name] = {"err": np.concatenate(rows["err"]), "residual": np.concatenate(rows["residual"]),
+        residual = np.concatenate(rows["residual"])
+        out[split_name] = {"err": np.abs(residual), "residual": residual,
                            "utility": np.concatenate(rows["utility"]),
                            "set": np.array(rows["set"]), "Z": np.concatenate(rows["Z"]), "accuracy": accuracy,
                            "signals": {k: np.concatenate(v) for k, v in rows["signals"].items()}}
