@@ -114,15 +114,12 @@ def plot(rows: list[dict], path: Path) -> None:
     left.set_title("Gain against CPU (labels: polish rounds)")
     left.legend(fontsize=8)
     x = [r["engine"]["cpu_s"] for r in rows]
-    y = [r["ratio"]["ratio"] for r in rows]
-    lo = [r["ratio"]["ci95"][0] if r["ratio"]["ci95"] else np.nan for r in rows]
-    hi = [r["ratio"]["ci95"][1] if r["ratio"]["ci95"] else np.nan for r in rows]
-    right.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="o-", capsize=3, label="vs hill-climbing")
-    y = [r["ratio_vs_polish_only"]["ratio"] for r in rows]
-    lo = [r["ratio_vs_polish_only"]["ci95"][0] if r["ratio_vs_polish_only"]["ci95"] else np.nan for r in rows]
-    hi = [r["ratio_vs_polish_only"]["ci95"][1] if r["ratio_vs_polish_only"]["ci95"] else np.nan for r in rows]
-    right.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="s--", capsize=3, color="C2",
-                   label="vs polish-only")
+    for key, style, label in (("ratio", dict(fmt="o-"), "vs hill-climbing"),
+                              ("ratio_vs_polish_only", dict(fmt="s--", color="C2"), "vs polish-only")):
+        y = [r[key]["ratio"] for r in rows]
+        lo = [r[key]["ci95"][0] if r[key]["ci95"] else np.nan for r in rows]
+        hi = [r[key]["ci95"][1] if r[key]["ci95"] else np.nan for r in rows]
+        right.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], capsize=3, label=label, **style)
     right.legend(fontsize=8)
     right.axhline(1, color="black", lw=0.5)
     right.axhline(3, color="grey", lw=0.5, ls="--")
